@@ -1,0 +1,9 @@
+"""``python -m cgcnn``: the command-line interface (see :mod:`cgcnn.cli`)."""
+
+from __future__ import annotations
+
+import sys
+
+from cgcnn.cli import main
+
+sys.exit(main())

@@ -1,0 +1,173 @@
+"""The CGCNN model family: an embedding, a stack of interchangeable convolutions, pooling and a dense head.
+
+Module and parameter names follow the original code (``embedding``, ``convs.K.fc_full``, ``convs.K.bn1``,
+``convs.K.bn2``, ``conv_to_fc``, ``fcs``, ``fc_out``) so the original checkpoints load with ``strict=True``
+and no key map.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cgcnn.graph import GraphBatch
+
+
+class GatedConv(nn.Module):
+    r"""Xie & Grossman's gated graph convolution, exactly as the original implementation computes it.
+
+    .. math::
+        z_{(i,j)_k} = v_i \oplus v_j \oplus u_{(i,j)_k}, \qquad
+        v_i \leftarrow g\Big(v_i + \mathrm{BN}_2\big(\textstyle\sum_{j,k}
+            \sigma(\mathrm{BN}_1(z W_f + b_f)) \odot g(\mathrm{BN}_1(z W_s + b_s))\big)\Big)
+
+    with :math:`\sigma` the sigmoid, :math:`g` the softplus, and :math:`W_f, W_s` the two halves of one dense
+    layer ``fc_full`` (as in the original, the filter and core halves share a batch norm ``bn1``).
+
+    The dense layer is applied in three parts, ``z W = v_i W_a + v_j W_b + u W_c``: the atom parts are computed
+    once per atom and then gathered, instead of once per edge — the same numbers with about 3x fewer FLOPs.
+
+    Args:
+        atom_fea_len: ``C``, atom feature length.
+        nbr_fea_len: ``G``, edge feature length.
+
+    Shapes:
+        - input: atom features ``(N, C)``, a :class:`~cgcnn.graph.GraphBatch` with ``E = N * M`` edges.
+        - output: ``(N, C)``; with ``return_gates=True`` also the filter gate ``sigmoid(...)`` ``(E, C)``.
+    """
+
+    def __init__(self, atom_fea_len: int, nbr_fea_len: int) -> None:
+        super().__init__()
+        self.atom_fea_len = atom_fea_len
+        self.nbr_fea_len = nbr_fea_len
+        self.fc_full = nn.Linear(2 * atom_fea_len + nbr_fea_len, 2 * atom_fea_len)
+        self.bn1 = nn.BatchNorm1d(2 * atom_fea_len)
+        self.bn2 = nn.BatchNorm1d(atom_fea_len)
+
+    def reset_parameters(self) -> None:
+        """Re-initialise weights and batch-norm statistics (used when a transferred layer is reset)."""
+        self.fc_full.reset_parameters()
+        self.bn1.reset_parameters()
+        self.bn2.reset_parameters()
+
+    def forward(
+        self, atom_fea: torch.Tensor, batch: GraphBatch, return_gates: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Update every atom from its ``M`` neighbours (see the class docstring for the equation)."""
+        n, c, m = atom_fea.shape[0], self.atom_fea_len, batch.max_neighbors
+        w_self, w_nbr, w_edge = self.fc_full.weight.split([c, c, self.nbr_fea_len], dim=1)
+        self_part = atom_fea @ w_self.T  # (N, 2C)
+        nbr_part = atom_fea @ w_nbr.T  # (N, 2C)
+        edge_part = torch.addmm(self.fc_full.bias, batch.edge_features, w_edge.T)  # (E, 2C)
+        gated = (edge_part + nbr_part[batch.edge_src]).view(n, m, 2 * c) + self_part.unsqueeze(1)
+        gated = self.bn1(gated.view(n * m, 2 * c))
+        nbr_filter, nbr_core = gated.chunk(2, dim=1)
+        gate = torch.sigmoid(nbr_filter)
+        summed = (gate * F.softplus(nbr_core)).view(n, m, c).sum(dim=1)
+        out = F.softplus(atom_fea + self.bn2(summed))
+        return (out, gate) if return_gates else out
+
+
+CONV_LAYERS: dict[str, type[nn.Module]] = {"gated": GatedConv}
+
+
+@dataclass
+class ModelConfig:
+    """Architecture of a :class:`CrystalGraphConvNet` (saved in every checkpoint).
+
+    Attributes:
+        orig_atom_fea_len: element feature length (92 for the original table).
+        nbr_fea_len: Gaussian edge features (41 for the original graph parameters).
+        atom_fea_len: hidden atom feature length ``C``.
+        n_conv: number of convolutions.
+        h_fea_len: hidden length after pooling.
+        n_h: number of dense layers after pooling.
+        targets: names of the outputs (one per regression target).
+        classification: two-class log-probabilities instead of regression (the original classifier).
+        conv: convolution kind, a key of ``CONV_LAYERS``.
+        conv_options: extra keyword arguments of the convolution layer.
+    """
+
+    orig_atom_fea_len: int = 92
+    nbr_fea_len: int = 41
+    atom_fea_len: int = 64
+    n_conv: int = 3
+    h_fea_len: int = 128
+    n_h: int = 1
+    targets: list[str] = field(default_factory=lambda: ["target"])
+    classification: bool = False
+    conv: str = "gated"
+    conv_options: dict = field(default_factory=dict)
+
+    @property
+    def n_out(self) -> int:
+        """Width of the output layer."""
+        return 2 if self.classification else len(self.targets)
+
+    def to_dict(self) -> dict:
+        """Plain dict (JSON and ``weights_only`` safe)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ModelConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are an error, so a typo cannot pass silently."""
+        return cls(**data)
+
+
+class CrystalGraphConvNet(nn.Module):
+    """Embedding → ``n_conv`` convolutions → mean pooling over atoms → ``n_h`` dense layers → output.
+
+    The order of operations after pooling follows the original code (softplus, ``conv_to_fc``, softplus,
+    then ``fcs``, then ``fc_out``), and the classifier applies dropout and log-softmax as it does.
+
+    Shapes:
+        - input: a :class:`~cgcnn.graph.GraphBatch` of ``B`` crystals.
+        - output: ``(B, n_out)``: normalised regression targets, or log-probabilities of (negative, positive).
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        conv_cls = CONV_LAYERS[config.conv]
+        self.embedding = nn.Linear(config.orig_atom_fea_len, config.atom_fea_len)
+        self.convs = nn.ModuleList(
+            conv_cls(config.atom_fea_len, config.nbr_fea_len, **config.conv_options)
+            for _ in range(config.n_conv)
+        )
+        self.conv_to_fc = nn.Linear(config.atom_fea_len, config.h_fea_len)
+        self.fcs = nn.ModuleList(nn.Linear(config.h_fea_len, config.h_fea_len) for _ in range(config.n_h - 1))
+        self.fc_out = nn.Linear(config.h_fea_len, config.n_out)
+        self.dropout = nn.Dropout() if config.classification else nn.Identity()
+
+    def atom_features(self, batch: GraphBatch, up_to: int | None = None) -> torch.Tensor:
+        """Atom features after the embedding and the first ``up_to`` convolutions (all by default)."""
+        atom_fea = self.embedding(batch.node_features)
+        for conv in self.convs[:up_to]:
+            atom_fea = conv(atom_fea, batch)
+        return atom_fea
+
+    def forward(self, batch: GraphBatch) -> torch.Tensor:
+        """Predict every crystal of the batch (normalised units; see the class docstring)."""
+        return self.head(mean_pool(self.atom_features(batch), batch))
+
+    def head(self, crys_fea: torch.Tensor) -> torch.Tensor:
+        """The dense layers after pooling: ``(B, C)`` crystal features → ``(B, n_out)``."""
+        crys_fea = F.softplus(self.conv_to_fc(F.softplus(crys_fea)))
+        crys_fea = self.dropout(crys_fea)
+        for fc in self.fcs:
+            crys_fea = F.softplus(fc(crys_fea))
+        out = self.fc_out(crys_fea)
+        return F.log_softmax(out, dim=1) if self.config.classification else out
+
+
+def mean_pool(atom_fea: torch.Tensor, batch: GraphBatch) -> torch.Tensor:
+    """Average the atom features of each crystal: ``(N, C)`` → ``(B, C)``."""
+    sums = atom_fea.new_zeros(batch.n_crystals, atom_fea.shape[1]).index_add_(
+        0, batch.crystal_index, atom_fea
+    )
+    counts = torch.bincount(batch.crystal_index, minlength=batch.n_crystals).clamp_min(1)
+    return sums / counts.unsqueeze(1).to(atom_fea.dtype)
