@@ -49,10 +49,12 @@ def safe_torch_load(path: str | Path) -> dict:
         with torch.serialization.safe_globals(_SAFE_GLOBALS):
             data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        detail = str(exc).strip().splitlines()[-3] if str(exc).strip() else ""
+        if "GLOBAL" not in str(exc):  # not a pickle of objects at all: random bytes, a text file, ...
+            raise CheckpointError(f"{path.name}: not a PyTorch checkpoint (unreadable pickle)") from None
+        lines = [line.strip() for line in str(exc).splitlines() if "GLOBAL" in line]
         raise CheckpointError(
             f"{path.name}: refused to load: the file holds Python objects beyond weights, and loading them "
-            f"could run code ({detail.strip()})"
+            f"could run code ({lines[0] if lines else 'disallowed global'})"
         ) from None
     except (RuntimeError, EOFError, KeyError, ValueError, zipfile.BadZipFile, OSError) as exc:
         raise CheckpointError(f"{path.name}: not a PyTorch checkpoint ({type(exc).__name__})") from None
@@ -111,9 +113,7 @@ def load_checkpoint(path: str | Path, card: ModelCard | None = None) -> Predicto
         normalizer = Normalizer.from_dict(data["normalizer"])
         card = card or _minimal_card(path, config, data)
     else:
-        raise CheckpointError(
-            f"{path.name}: not a CGCNN checkpoint (neither this project's nor the original format)"
-        )
+        raise CheckpointError(f"{path.name}: not a CGCNN checkpoint (neither this project's nor the original format)")
 
     model = CrystalGraphConvNet(config)
     try:
@@ -146,13 +146,9 @@ def _original_config(data: dict, path: Path) -> tuple[ModelConfig, GraphParams]:
     except (KeyError, AttributeError, IndexError, TypeError) as exc:
         raise CheckpointError(f"{path.name}: not a CGCNN checkpoint (missing {exc})") from None
     # The original code built every model's graph with its defaults (8 Å, 12 neighbours, 0.2 Å Gaussians).
-    params = GraphParams(
-        radius=float(args.get("radius", 8.0)), max_neighbors=int(args.get("max_num_nbr", 12))
-    )
+    params = GraphParams(radius=float(args.get("radius", 8.0)), max_neighbors=int(args.get("max_num_nbr", 12)))
     if params.n_edge_features != nbr_fea_len:
-        raise CheckpointError(
-            f"{path.name}: edge feature length {nbr_fea_len} does not fit the graph parameters"
-        )
+        raise CheckpointError(f"{path.name}: edge feature length {nbr_fea_len} does not fit the graph parameters")
     return config, params
 
 

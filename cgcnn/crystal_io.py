@@ -30,10 +30,7 @@ def read_structure_text(text: str, name: str, fmt: str = "cif") -> Structure:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            if fmt == "json":
-                structure = Structure.from_dict(json.loads(text))
-            else:
-                structure = Structure.from_str(text, fmt=fmt)
+            structure = Structure.from_dict(json.loads(text)) if fmt == "json" else Structure.from_str(text, fmt=fmt)
     except Exception as exc:  # pymatgen raises ValueError, KeyError, IndexError, ... on malformed files
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CrystalInputError(f"{name}: not a readable {fmt.upper()} crystal ({reason})") from None

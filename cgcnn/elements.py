@@ -50,8 +50,7 @@ class ElementTable:
         if bad.any():
             missing = sorted({int(v) for v in z[bad]})
             raise UnknownElementError(
-                f"element(s) with Z = {missing} are not in the feature table "
-                f"(it covers Z = 1..{len(self.known) - 1})"
+                f"element(s) with Z = {missing} are not in the feature table (it covers Z = 1..{len(self.known) - 1})"
             )
         return self.features[z]
 

@@ -297,9 +297,7 @@ def collate(graphs: list[CrystalGraph], params: GraphParams | None = None) -> Gr
     offsets = np.repeat(np.concatenate(([0], np.cumsum(sizes)[:-1])), sizes * m)
     return GraphBatch(
         node_features=torch.from_numpy(np.concatenate([g.node_features for g in graphs])),
-        edge_features=torch.from_numpy(
-            gaussian_expand(np.concatenate([g.distances for g in graphs]), params)
-        ),
+        edge_features=torch.from_numpy(gaussian_expand(np.concatenate([g.distances for g in graphs]), params)),
         edge_src=torch.from_numpy(np.concatenate([g.edge_src for g in graphs]) + offsets),
         edge_dst=torch.from_numpy(np.concatenate([g.edge_dst for g in graphs]) + offsets),
         edge_mask=torch.from_numpy(np.concatenate([g.edge_mask for g in graphs])),

@@ -135,8 +135,7 @@ class CrystalGraphConvNet(nn.Module):
         conv_cls = CONV_LAYERS[config.conv]
         self.embedding = nn.Linear(config.orig_atom_fea_len, config.atom_fea_len)
         self.convs = nn.ModuleList(
-            conv_cls(config.atom_fea_len, config.nbr_fea_len, **config.conv_options)
-            for _ in range(config.n_conv)
+            conv_cls(config.atom_fea_len, config.nbr_fea_len, **config.conv_options) for _ in range(config.n_conv)
         )
         self.conv_to_fc = nn.Linear(config.atom_fea_len, config.h_fea_len)
         self.fcs = nn.ModuleList(nn.Linear(config.h_fea_len, config.h_fea_len) for _ in range(config.n_h - 1))
@@ -166,8 +165,6 @@ class CrystalGraphConvNet(nn.Module):
 
 def mean_pool(atom_fea: torch.Tensor, batch: GraphBatch) -> torch.Tensor:
     """Average the atom features of each crystal: ``(N, C)`` → ``(B, C)``."""
-    sums = atom_fea.new_zeros(batch.n_crystals, atom_fea.shape[1]).index_add_(
-        0, batch.crystal_index, atom_fea
-    )
+    sums = atom_fea.new_zeros(batch.n_crystals, atom_fea.shape[1]).index_add_(0, batch.crystal_index, atom_fea)
     counts = torch.bincount(batch.crystal_index, minlength=batch.n_crystals).clamp_min(1)
     return sums / counts.unsqueeze(1).to(atom_fea.dtype)

@@ -87,9 +87,7 @@ def crystal_files(paths: list[str | Path]) -> list[Path]:
     return files
 
 
-def predict_files(
-    predictor: Predictor, paths: list[Path], widen_radius: bool = False
-) -> list[FilePrediction]:
+def predict_files(predictor: Predictor, paths: list[Path], widen_radius: bool = False) -> list[FilePrediction]:
     """Predict every file; a bad file gets its error message and the others are still predicted."""
     params = dataclasses.replace(predictor.graph_params, widen_radius=widen_radius)
     results, graphs, good = [], [], []

@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import pytest
+from pymatgen.core import Structure
+
+DATA = Path(__file__).parent / "data"
+CIF_DIR = DATA / "cifs"
+TIED = {"mp-20679", "mp-841", "mp-259"}  # a tie at the 12-neighbour cut (see tests/data/README.md)
+
+
+def read(mp_id: str) -> Structure:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return Structure.from_file(CIF_DIR / f"{mp_id}.cif")
+
+
+@pytest.fixture(scope="session")
+def cif_dir() -> Path:
+    return CIF_DIR
+
+
+@pytest.fixture(scope="session")
+def all_ids() -> list[str]:
+    return sorted(p.stem for p in CIF_DIR.glob("*.cif"))
+
+
+@pytest.fixture(scope="session")
+def untied_ids(all_ids) -> list[str]:
+    return [i for i in all_ids if i not in TIED]
