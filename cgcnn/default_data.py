@@ -632,9 +632,9 @@ and MP 2018 formation energies agree within 0.05 eV/atom for all but {n_fe} crys
 
 - candidate MP ids (union of the four matminer sets): {meta["n_candidate_ids"]}
 - crystals kept: {meta["n_crystals"]}; crystals rejected: {meta["n_rejected"]}
-- formation-energy conflicts (|MP 2018 - flla| > {conflicts["formation_energy_per_atom"]["threshold"]} eV/atom): \
+- formation-energy conflicts (|MP 2018 - flla| > {conflicts["formation_energy_per_atom"]["threshold"]} eV/atom):
   {n_fe} of {ov_fe} crystals with both values
-- band-gap conflicts (|MP 2018 - dielectric set| > {conflicts["band_gap"]["threshold"]} eV): \
+- band-gap conflicts (|MP 2018 - dielectric set| > {conflicts["band_gap"]["threshold"]} eV):
   {conflicts["band_gap"]["n"]} of {ov_gap} crystals with both values (largest difference {max_dgap:.2f} eV)
 - structure conflicts (another source has the same crystal re-relaxed, StructureMatcher-equivalent, different
   volume): {meta["structure_conflicts"]["n"]} pairs on {meta["structure_conflicts"]["n_ids"]} ids; largest
