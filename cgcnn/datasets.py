@@ -692,7 +692,9 @@ def _assemble(
     if not entries:
         detail = f"; first problem: {rejected[0][0]}: {rejected[0][1]}" if rejected else ""
         raise DatasetError(f"no usable crystal in {name}{detail}")
-    return dataset_from_structures(entries, numeric, source, f"user data: {name}", name, rejected, atom_init)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pymatgen's electronegativity notes for noble gases
+        return dataset_from_structures(entries, numeric, source, f"user data: {name}", name, rejected, atom_init)
 
 
 def read_cgcnn_folder(directory: Path | str) -> CrystalDataset:
@@ -827,9 +829,11 @@ def export_cgcnn_folder(
         raise DatasetError(f"{len(missing)} crystals have no '{target}' (e.g. {missing[0]})")
     out.mkdir(parents=True, exist_ok=True)
     rows = []
-    for cid in ids:
-        CifWriter(dataset.structure(cid)).write_file(out / f"{cid}.cif")
-        rows.append(f"{cid},{float(values[cid])!r}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pymatgen's electronegativity notes for noble gases
+        for cid in ids:
+            CifWriter(dataset.structure(cid)).write_file(out / f"{cid}.cif")
+            rows.append(f"{cid},{float(values[cid])!r}")
     (out / "id_prop.csv").write_text("\n".join(rows) + "\n")
     shutil.copyfile(original_atom_init_path(), out / "atom_init.json")
     if split is not None:
