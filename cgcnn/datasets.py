@@ -159,6 +159,12 @@ class CrystalDataset:
             raise DatasetError(f"dataset '{self.name}': site arrays do not match the offsets")
         object.__setattr__(self, "_index", {cid: i for i, cid in enumerate(self.ids.tolist())})
 
+    def __repr__(self) -> str:
+        return (
+            f"CrystalDataset(name={self.name!r}, n_crystals={len(self)}, targets={self.targets}, "
+            f"n_rejected={len(self.rejected)})"
+        )
+
     # ---- basic queries ------------------------------------------------------------------------------------
 
     def __len__(self) -> int:
