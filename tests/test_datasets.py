@@ -46,8 +46,10 @@ def same_structure(a, b, tol=1e-5) -> bool:
     """Same cell (lengths, angles: a CIF does not keep the orientation) and same sites (any order, mod 1)."""
     if len(a) != len(b):
         return False
-    if not (np.allclose(a.lattice.abc, b.lattice.abc, atol=tol) and np.allclose(a.lattice.angles, b.lattice.angles,
-                                                                                  atol=100 * tol)):
+    if not (
+        np.allclose(a.lattice.abc, b.lattice.abc, atol=tol)
+        and np.allclose(a.lattice.angles, b.lattice.angles, atol=100 * tol)
+    ):
         return False
     za = np.array([s.Z for s in a.species])
     zb = np.array([s.Z for s in b.species])
