@@ -9,10 +9,13 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import sys
 import warnings
 
 from cgcnn import __version__
+from cgcnn.cli_data import add_data_parser
+from cgcnn.cli_train import add_train_parsers
 from cgcnn.errors import CGCNNError
 
 
@@ -70,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every command."""
     parser = argparse.ArgumentParser(prog="python -m cgcnn", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"cgcnn {__version__}")
+    parser.add_argument("--home", help="folder of the run store and graph cache (default: $CGCNN_HOME)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("models", help="list the model zoo (original checkpoints and this project's own)")
@@ -93,18 +97,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", help="CIF files or folders of CIF files")
     p.set_defaults(func=_cmd_predict)
 
-    try:
-        from cgcnn.cli_data import add_data_parser
-    except ImportError:  # the data commands arrive with the dataset layer
-        pass
-    else:
-        add_data_parser(sub)
+    add_data_parser(sub)
+    add_train_parsers(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command; returns its exit code (2 for a user error)."""
     args = build_parser().parse_args(argv)
+    if args.home:
+        os.environ["CGCNN_HOME"] = args.home
     warnings.filterwarnings("ignore", module="pymatgen")
     try:
         return args.func(args)

