@@ -131,7 +131,7 @@ def _cmd_runs(args: argparse.Namespace) -> int:
     for r in records:
         mae = f"{r.test_mae:.4f}" if r.test_mae is not None else "-"
         print(
-            f"{r.id:8}  {r.status:9}  {str(r.pretrained):26} {r.freeze!s:>2}  {str(r.target):12} "
+            f"{r.id:8}  {r.status:9}  {r.pretrained!s:26} {r.freeze!s:>2}  {r.target!s:12} "
             f"{r.seed!s:>4}  {mae:>8}  {r.name or ''}"
         )
     return 0
