@@ -1,0 +1,264 @@
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from cgcnn.jobs import JobError, JobRunner, get_runner, one_line_error, resolve_target, worker_main
+from cgcnn.runs import RunStore
+
+TESTS = Path(__file__).parent
+ENV = {"PYTHONPATH": str(TESTS)}  # the workers import tests/job_targets.py
+FAST = {"poll_s": 0.05, "heartbeat_s": 0.2, "env": ENV}
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> RunStore:
+    return RunStore(tmp_path / "runs.sqlite")
+
+
+def runner_for(store: RunStore, target: str, **kwargs) -> JobRunner:
+    options = {**FAST, "max_workers": 2, **kwargs}
+    return JobRunner(store, target=f"job_targets:{target}", **options)
+
+
+def queue(store: RunStore, n: int = 1, **spec) -> list[str]:
+    return [store.create_run({"seed": i, **spec}) for i in range(n)]
+
+
+def wait_for(predicate, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_resolve_target():
+    assert resolve_target("os.path:join") is os.path.join
+    assert resolve_target("os.path.join") is os.path.join
+    with pytest.raises(JobError, match="cannot import"):
+        resolve_target("no_such_module_xyz:f")
+    with pytest.raises(JobError, match="has no function"):
+        resolve_target("os.path:no_such_function")
+    with pytest.raises(JobError):
+        resolve_target("justaname")
+
+
+def test_one_line_error():
+    assert one_line_error(ValueError("bad\nmore")) == "ValueError: bad"
+    assert one_line_error(KeyError()) == "KeyError"
+    assert len(one_line_error(RuntimeError("x" * 2000))) == 500
+
+
+def test_runs_all_queued_runs_with_two_workers(store):
+    ids = queue(store, 5, sleep=0.6)
+    runner = runner_for(store, "succeed")
+    assert runner.run_until_empty(timeout=60)
+    assert not runner.is_alive
+    runs = [store.get(i) for i in ids]
+    assert [r.status for r in runs] == ["done"] * 5
+    for r in runs:
+        assert len(store.epochs(r.id)) == 3 and len(store.predictions(r.id)) == 2
+        assert r.test_mae == 0.375 and r.torch_threads == 1 and r.pid
+        assert (store.run_dir(r.id) / "worker.log").exists()
+    # at most two at a time, and really two at a time
+    spans = [(r.test_metrics["start"], r.test_metrics["end"]) for r in runs]
+    overlap = max(sum(s <= t < e for s, e in spans) for t, _ in spans)
+    assert overlap == 2
+
+
+def test_worker_environment(store):
+    (run_id,) = queue(store)
+    assert runner_for(store, "report_env", nice=5, torch_threads=1).run_until_empty(timeout=30)
+    metrics = store.get(run_id).test_metrics
+    assert metrics["omp"] == "1"
+    assert metrics["nice"] >= 5
+    assert metrics["own_session"] is True
+
+
+def test_raising_target_fails_the_run_with_one_line(store):
+    (run_id,) = queue(store)
+    assert runner_for(store, "boom").run_until_empty(timeout=30)
+    r = store.get(run_id)
+    assert r.status == "failed" and r.error == "ValueError: bad hyperparameter"
+    assert len(store.epochs(run_id)) == 1  # what was done stays
+    assert "Traceback" in (store.run_dir(run_id) / "worker.log").read_text()
+
+
+def test_unimportable_target_fails_the_run(store):
+    (run_id,) = queue(store)
+    assert runner_for(store, "no_such_function").run_until_empty(timeout=30)
+    r = store.get(run_id)
+    assert r.status == "failed" and "JobError" in r.error and "no_such_function" in r.error
+
+
+def test_crashing_worker_is_recorded_with_its_exit_code(store):
+    (run_id,) = queue(store)
+    assert runner_for(store, "hard_exit").run_until_empty(timeout=30)
+    r = store.get(run_id)
+    assert r.status == "failed" and r.error == "worker process exited with code 3"
+
+
+def test_target_returning_without_finishing(store):
+    (run_id,) = queue(store)
+    assert runner_for(store, "no_finish").run_until_empty(timeout=30)
+    r = store.get(run_id)
+    assert r.status == "failed" and "without finishing" in r.error
+
+
+def test_cancel_queued_run(store):
+    first, second = queue(store, 2)
+    runner = runner_for(store, "wait_for_cancel", max_workers=1)
+    assert runner.cancel(second) == "cancelled"
+    runner.start()
+    try:
+        wait_for(lambda: store.get(first).status == "running" and len(store.epochs(first)) > 0)
+        assert store.get(second).status == "cancelled"
+        assert runner.cancel(first) == "running"
+        wait_for(lambda: not store.get(first).is_active)
+    finally:
+        runner.stop(wait=True, timeout=30)
+    r = store.get(first)
+    assert r.status == "cancelled" and r.error == "cancelled by the user"
+    assert len(store.epochs(first)) >= 1
+
+
+def test_cancel_from_another_process_is_seen(store):
+    (run_id,) = queue(store)
+    runner = runner_for(store, "return_on_cancel").start()
+    try:
+        wait_for(lambda: store.get(run_id).status == "running")
+        RunStore(store.path).request_cancel(run_id)  # e.g. the CLI, while the app's runner runs it
+        wait_for(lambda: not store.get(run_id).is_active)
+    finally:
+        runner.stop(wait=True, timeout=30)
+    assert store.get(run_id).status == "cancelled"
+
+
+def test_cancel_of_a_stubborn_worker_terminates_it(store):
+    (run_id,) = queue(store)
+    runner = runner_for(store, "ignore_cancel", cancel_grace_s=0.3).start()
+    try:
+        wait_for(lambda: store.get(run_id).status == "running" and runner.active_runs())
+        pid = store.get(run_id).pid
+        runner.cancel(run_id)
+        wait_for(lambda: not store.get(run_id).is_active, timeout=20)
+        wait_for(lambda: not runner.active_runs(), timeout=20)
+    finally:
+        runner.stop(wait=True, timeout=30)
+    r = store.get(run_id)
+    assert r.status == "cancelled"
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+def test_killed_worker_fails_its_run_and_keeps_its_epochs(store):
+    first, second = queue(store, 2)
+    runner = runner_for(store, "epochs_then_hang", max_workers=1, stale_after_s=0.5)
+    runner.start()
+    try:
+        wait_for(lambda: len(store.epochs(first)) == 2)
+        os.kill(store.get(first).pid, signal.SIGKILL)
+        wait_for(lambda: store.get(first).status == "failed")
+        assert "SIGKILL" in store.get(first).error
+        assert list(store.epochs(first)["epoch"]) == [1, 2]
+        wait_for(lambda: store.get(second).status == "running")  # the slot is reused
+    finally:
+        runner.stop(kill=True, timeout=30)
+    assert store.get(second).status == "cancelled"
+
+
+def test_runner_does_not_reap_its_own_live_workers(store):
+    (run_id,) = queue(store)
+    assert runner_for(store, "silent_then_succeed", stale_after_s=0.3).run_until_empty(timeout=30)
+    assert store.get(run_id).status == "done"
+
+
+def test_dead_runner_restart_continues(store, tmp_path):
+    """A runner (a whole server) killed mid-run: nothing finished is lost; a new runner carries on."""
+    ids = queue(store, 3)
+    script = (
+        "import sys, time; from cgcnn.jobs import JobRunner; "
+        f"r = JobRunner({str(store.path)!r}, max_workers=1, target='job_targets:epochs_then_hang', "
+        "poll_s=0.05, heartbeat_s=0.2, env={'PYTHONPATH': sys.argv[1]}); r.start(); time.sleep(120)"
+    )
+    server = subprocess.Popen([sys.executable, "-c", script, str(TESTS)], env={**os.environ, **ENV})
+    try:
+        wait_for(lambda: len(store.epochs(ids[0])) == 2)
+        worker_pid = store.get(ids[0]).pid
+    finally:
+        server.kill()
+        server.wait(10)
+    os.killpg(worker_pid, signal.SIGKILL)  # the orphaned worker would otherwise run on; kill it too
+    assert store.get(ids[0]).status == "running"
+    assert [store.get(i).status for i in ids[1:]] == ["queued", "queued"]
+
+    runner = runner_for(store, "succeed", stale_after_s=1.0)
+    assert runner.run_until_empty(timeout=60)
+    assert store.get(ids[0]).status == "failed" and "no heartbeat" in store.get(ids[0]).error
+    assert list(store.epochs(ids[0])["epoch"]) == [1, 2]
+    assert [store.get(i).status for i in ids[1:]] == ["done", "done"]
+
+
+def test_two_runners_share_a_queue(store, tmp_path):
+    ids = queue(store, 6)
+    a = runner_for(store, "succeed", max_workers=1).start()
+    b = runner_for(RunStore(store.path), "succeed", max_workers=1).start()
+    try:
+        assert a.run_until_empty(timeout=60)
+    finally:
+        a.stop()
+        b.stop()
+    assert [store.get(i).status for i in ids] == ["done"] * 6
+
+
+def test_run_until_empty_with_run_ids_and_timeout(store):
+    ids = queue(store, 2)
+    runner = runner_for(store, "ignore_cancel", max_workers=1)
+    assert runner.run_until_empty(timeout=0.5, run_ids=ids) is False
+    runner.stop(kill=True, timeout=30)
+    assert {store.get(i).status for i in ids} <= {"cancelled", "queued"}
+
+
+def test_get_runner_is_a_singleton_per_store(store, tmp_path):
+    runner = get_runner(store.path, max_workers=1, target="job_targets:succeed", **FAST)
+    try:
+        assert get_runner(store.path) is runner
+        assert runner.is_alive and runner.max_workers == 1
+        (run_id,) = queue(store)
+        runner.wake()
+        wait_for(lambda: store.get(run_id).status == "done")
+    finally:
+        runner.stop()
+    assert get_runner(store.path, **FAST) is not runner  # a stopped runner is replaced
+    get_runner(store.path).stop()
+
+
+def test_worker_main_in_process(store, monkeypatch):
+    monkeypatch.syspath_prepend(str(TESTS))
+    (run_id,) = queue(store)
+    store.claim_next()
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        assert worker_main(run_id, store.path, "job_targets:boom", nice=0, heartbeat_s=0.1) == 1
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert store.get(run_id).error.startswith("ValueError")
+
+
+def test_drain_cli(store):
+    ids = queue(store, 2)
+    out = subprocess.run(
+        [sys.executable, "-m", "cgcnn.jobs", "drain", "--store", str(store.path), "--target", "job_targets:succeed"],
+        env={**os.environ, **ENV},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert [store.get(i).status for i in ids] == ["done", "done"]
