@@ -151,11 +151,17 @@ def run_finetune(
         store.mark_running(run_id)
     try:
         outcome = _run(spec, store, run_id, on_epoch, should_stop, progress, started)
-    except BaseException as exc:
+    except BaseException as exc:  # record why the run ended, then let the caller see the error
         if store is not None and run_id is not None:
             message = str(exc) if isinstance(exc, CGCNNError) else f"{type(exc).__name__}: {exc}"
-            status = "cancelled" if isinstance(exc, KeyboardInterrupt) else "failed"
-            store.finish(run_id, status, error=message, seconds=time.perf_counter() - started)
+            cancelled = isinstance(exc, KeyboardInterrupt) or store.cancel_requested(run_id)
+            store.finish(
+                run_id,
+                "cancelled" if cancelled else "failed",
+                error=message,
+                seconds=time.perf_counter() - started,
+                only_if_active=True,
+            )
         raise
     return outcome
 

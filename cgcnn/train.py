@@ -151,10 +151,31 @@ def train_model(
             cleanly after that epoch (cancellation), keeping every finished epoch.
         normalizer: target normaliser; fitted on the training labels by default.
 
+    Training runs with ``torch.use_deterministic_algorithms(True)``: with two threads, the scatter in the
+    backward pass of the neighbour gather otherwise adds in a varying order, and the same seed would not give
+    the same numbers.
+
     Raises:
         CGCNNError: empty or unlabelled training data, NaN-only targets, or a non-finite loss.
     """
     config = config or TrainConfig()
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        return _train(model, train, val, test, config, callback, normalizer)
+    finally:
+        torch.use_deterministic_algorithms(deterministic)
+
+
+def _train(
+    model: CrystalGraphConvNet,
+    train: LabelledGraphs,
+    val: LabelledGraphs,
+    test: LabelledGraphs | None,
+    config: TrainConfig,
+    callback: EpochCallback | None,
+    normalizer: Normalizer | None,
+) -> TrainResult:
     started = time.perf_counter()
     if config.threads:
         torch.set_num_threads(config.threads)

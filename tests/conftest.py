@@ -30,3 +30,18 @@ def all_ids() -> list[str]:
 @pytest.fixture(scope="session")
 def untied_ids(all_ids) -> list[str]:
     return [i for i in all_ids if i not in TIED]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def isolated_home(tmp_path_factory):
+    """Run store and graph cache of the test session live in a temporary folder, never the user's."""
+    import os
+
+    home = tmp_path_factory.mktemp("cgcnn_home")
+    old = os.environ.get("CGCNN_HOME")
+    os.environ["CGCNN_HOME"] = str(home)
+    yield home
+    if old is None:
+        os.environ.pop("CGCNN_HOME", None)
+    else:
+        os.environ["CGCNN_HOME"] = old
