@@ -60,6 +60,13 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
 
     spec = _spec_from_args(args)
     store = None if args.no_store else RunStore()
+    if args.queue:
+        from cgcnn.transfer import check_freeze_request
+
+        check_freeze_request(spec.pretrained, spec.freeze)
+        run_id = (store or RunStore()).create_run(spec.to_dict(), owner=args.owner, status="queued")
+        print(json.dumps({"run_id": run_id, "status": "queued"}) if args.json else f"queued run {run_id}")
+        return 0
 
     def on_epoch(stats) -> None:
         if not args.quiet:
@@ -137,8 +144,22 @@ def _cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_jobs(args: argparse.Namespace) -> int:
+    from cgcnn.jobs import JobRunner
+    from cgcnn.runs import RunStore
+
+    store = RunStore()
+    runner = JobRunner(store, max_workers=args.workers)
+    queued = len(store.list_runs(status="queued"))
+    print(f"draining {queued} queued run(s) with up to {runner.max_workers} worker(s)", file=sys.stderr)
+    if not runner.run_until_empty(args.timeout):
+        print("timeout: runs are still queued or running", file=sys.stderr)
+        return 1
+    return 0
+
+
 def add_train_parsers(sub: argparse._SubParsersAction) -> None:
-    """Register ``finetune`` and ``runs``."""
+    """Register ``finetune``, ``runs`` and ``jobs``."""
     p = sub.add_parser(
         "finetune",
         help="fine-tune a pretrained model (or train from scratch) and record the run",
@@ -167,7 +188,13 @@ def add_train_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-store", action="store_true", help="do not record the run in the run store")
     p.add_argument("--quiet", action="store_true", help="no per-epoch lines on stderr")
     p.add_argument("--json", action="store_true", help="print one JSON summary as the last line")
+    p.add_argument("--queue", action="store_true", help="queue the run for `jobs` (or the app) instead of running")
     p.set_defaults(func=_cmd_finetune)
+
+    p = sub.add_parser("jobs", help="run queued fine-tunes in worker processes until the queue is empty")
+    p.add_argument("--workers", type=int, help="worker processes (default: one per core)")
+    p.add_argument("--timeout", type=float, help="give up after this many seconds")
+    p.set_defaults(func=_cmd_jobs)
 
     p = sub.add_parser("runs", help="list, show, save to the zoo, or delete stored runs")
     p.add_argument("--json", action="store_true", help="print a JSON list")

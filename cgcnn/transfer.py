@@ -31,6 +31,18 @@ class FreezeReport:
     reinitialised_layers: list[str]
 
 
+def check_freeze_request(pretrained: str | None, freeze: int) -> None:
+    """Refuse impossible choices before any work is queued (the app and ``--queue`` call this).
+
+    Raises:
+        CGCNNError: freezing a model trained from scratch, or a negative depth.
+    """
+    if freeze < 0:
+        raise CGCNNError(f"freeze depth must be 0 or more, got {freeze}")
+    if pretrained in (None, "", "none") and freeze:
+        raise CGCNNError("a model trained from scratch has nothing pretrained to freeze: use freeze 0")
+
+
 def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
     """(frozen, trainable) parameter counts."""
     frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
@@ -74,8 +86,7 @@ def prepare_transfer(
         CGCNNError: a freeze depth that the architecture does not have, or freezing a scratch model.
     """
     if pretrained is None:
-        if freeze:
-            raise CGCNNError("a model trained from scratch has nothing pretrained to freeze: use freeze 0")
+        check_freeze_request(None, freeze)
         base = scratch_config or ModelConfig(n_conv=4, h_fea_len=32)
     else:
         base = pretrained.config
