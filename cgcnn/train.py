@@ -3,11 +3,17 @@
 Several targets train together with a masked MSE (a crystal missing a label still teaches the others).
 Frozen layers (see :mod:`cgcnn.transfer`) are computed once per crystal before the first epoch: with frozen
 weights and eval-mode batch norm their output never changes, so each epoch only runs the trainable part.
+
+Long trainings (the zoo's pretraining) can be resumed: ``on_checkpoint`` receives a :data:`TrainState` after
+every epoch, and passing it back as ``resume_state`` continues from the next epoch with the same weights,
+optimizer moments, data order and random state, so an interrupted run ends with the same numbers as an
+uninterrupted one.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import random
 import time
 from collections.abc import Callable
@@ -117,6 +123,13 @@ class TrainResult:
 
 EpochCallback = Callable[[EpochStats], bool | None]
 
+#: Everything needed to continue a training after an epoch (plain data: tensors, numbers, lists, dicts, so
+#: ``torch.save`` / ``torch.load(weights_only=True)`` round-trip it): ``epoch``, ``model``, ``optimizer``,
+#: ``scheduler_last_epoch``, ``order_rng`` (NumPy bit-generator state), ``torch_rng``, ``history`` (dicts of
+#: :class:`EpochStats`), ``best_score``, ``best_epoch``, ``best_state``, ``stale``.
+TrainState = dict
+CheckpointCallback = Callable[[TrainState], None]
+
 
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch so that the same seed and data give the same numbers."""
@@ -142,6 +155,8 @@ def train_model(
     config: TrainConfig | None = None,
     callback: EpochCallback | None = None,
     normalizer: Normalizer | None = None,
+    resume_state: TrainState | None = None,
+    on_checkpoint: CheckpointCallback | None = None,
 ) -> TrainResult:
     """Train ``model`` (frozen layers as set by :func:`cgcnn.transfer.freeze_layers`) and evaluate it.
 
@@ -154,6 +169,9 @@ def train_model(
         callback: called after every epoch with its :class:`EpochStats`; returning True stops training
             cleanly after that epoch (cancellation), keeping every finished epoch.
         normalizer: target normaliser; fitted on the training labels by default.
+        resume_state: a state handed to ``on_checkpoint`` by an earlier call with the same model architecture,
+            data and config: training continues after its epoch instead of starting over.
+        on_checkpoint: called after every epoch (before ``callback``) with the :data:`TrainState` to resume from.
 
     Raises:
         CGCNNError: empty or unlabelled training data, NaN-only targets, or a non-finite loss.
@@ -169,6 +187,8 @@ def train_model(
     normalizer = normalizer or Normalizer.fit(train.targets)
     names = list(model.config.targets)
     model.to(device)
+    if resume_state is not None:
+        model.load_state_dict(resume_state["model"])  # before the frozen features are computed from it
 
     start = model.frozen_depth
     cached = {name: _frozen_features(model, data, start, device) for name, data in (("train", train), ("val", val))}
@@ -185,7 +205,17 @@ def train_model(
     best_score, best_state, best_epoch = float("inf"), copy.deepcopy(model.state_dict()), 0
     cancelled = False
     stale = 0
-    for epoch in range(1, config.epochs + 1):
+    first_epoch = 1
+    if resume_state is not None:
+        optimizer.load_state_dict(resume_state["optimizer"])
+        scheduler.last_epoch = int(resume_state["scheduler_last_epoch"])  # the lr itself is in the optimizer
+        order_rng.bit_generator.state = resume_state["order_rng"]
+        torch.set_rng_state(resume_state["torch_rng"])
+        history = [EpochStats(**h) for h in resume_state["history"]]
+        best_score, best_epoch = float(resume_state["best_score"]), int(resume_state["best_epoch"])
+        best_state, stale = resume_state["best_state"], int(resume_state["stale"])
+        first_epoch = int(resume_state["epoch"]) + 1
+    for epoch in range(first_epoch, config.epochs + 1):
         t0 = time.perf_counter()
         model.train()
         order = order_rng.permutation(len(train.ids))
@@ -231,6 +261,22 @@ def train_model(
             best_state = copy.deepcopy(model.state_dict())
         else:
             stale += 1
+        if on_checkpoint is not None:
+            on_checkpoint(
+                {
+                    "epoch": epoch,
+                    "model": copy.deepcopy(model.state_dict()),
+                    "optimizer": copy.deepcopy(optimizer.state_dict()),
+                    "scheduler_last_epoch": scheduler.last_epoch,
+                    "order_rng": order_rng.bit_generator.state,
+                    "torch_rng": torch.get_rng_state(),
+                    "history": [dataclasses.asdict(h) for h in history],
+                    "best_score": best_score,
+                    "best_epoch": best_epoch,
+                    "best_state": best_state,
+                    "stale": stale,
+                }
+            )
         if callback is not None and callback(stats):
             cancelled = True
             break
