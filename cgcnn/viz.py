@@ -578,7 +578,9 @@ def histograms_figure(labels: pd.DataFrame, units: dict[str, str] | None = None,
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles)
     for k, name in enumerate(names):
         values = labels[name].dropna()
-        fig.add_trace(go.Histogram(x=values, nbinsx=40, name=name, showlegend=False), row=k // cols + 1, col=k % cols + 1)
+        fig.add_trace(
+            go.Histogram(x=values, nbinsx=40, name=name, showlegend=False), row=k // cols + 1, col=k % cols + 1
+        )
     fig.update_annotations(font_size=11)
     return _layout(fig, "", height=230 * rows)
 
@@ -599,14 +601,16 @@ def layer_diagram(layers: pd.DataFrame, title: str = "") -> go.Figure:
     Args:
         layers: columns ``layer``, ``params``, ``state`` (``frozen``, ``kept`` = pretrained and trainable,
             ``re-initialised``), in network order.
+        title: figure title.
     """
     fig = go.Figure()
     n = len(layers)
     for k, row in enumerate(layers.itertuples(index=False)):
         color = LAYER_STATE_COLORS.get(row.state, "#999999")
         fig.add_shape(
-            type="rect", x0=k, x1=k + 0.85, y0=0, y1=1, fillcolor=color, line={"color": "#333", "width": 1}, opacity=0.9
-        )
+            type="rect", x0=k, x1=k + 0.85, y0=0, y1=1, fillcolor=color, line={"color": "#333", "width": 1},
+            opacity=0.9,
+        )  # fmt: skip
         fig.add_annotation(
             x=k + 0.425,
             y=0.5,

@@ -1,0 +1,116 @@
+"""Streamlit glue shared by the pages: page set-up, the display name, cached resources, the error boundary.
+
+Only Streamlit-specific code lives here (caching decorators, widgets used on every page); computations are in
+``cgcnn.app_support`` and ``cgcnn.viz``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import streamlit as st
+
+from cgcnn.errors import CGCNNError
+
+PAGES = {
+    "app.py": ("Home", "🏠"),
+    "pages/1_Model_zoo.py": ("Model zoo", "📚"),
+    "pages/2_Fine_tune.py": ("Fine-tune", "🏋️"),
+    "pages/3_Compare_runs.py": ("Compare runs", "📊"),
+    "pages/4_Crystal_viewer.py": ("Crystal & attention viewer", "🔬"),
+    "pages/5_Representations.py": ("Representations", "🧭"),
+    "pages/6_Predict.py": ("Predict", "🔮"),
+}
+VIEWER_PAGE = "pages/4_Crystal_viewer.py"
+
+
+def setup(title: str) -> str:
+    """Page config, title and the sidebar display name; returns the display name ('' if none yet).
+
+    The name lives in ``st.query_params["user"]`` so a reload (or a bookmark) keeps it, and in the session
+    so that switching pages keeps it even where the URL loses its query.
+    """
+    from cgcnn.app_support import clean_owner
+
+    st.set_page_config(page_title=f"{title} · CGCNN explorer", page_icon="🔷", layout="wide")
+    name = clean_owner(st.query_params.get("user") or st.session_state.get("user", ""))
+    if name:
+        st.session_state["user"] = name
+        if st.query_params.get("user") != name:
+            st.query_params["user"] = name
+    with st.sidebar:
+        typed = st.text_input(
+            "Your display name", value=name, key="user_input", help="Kept in the page address: a reload keeps it."
+        )
+        typed = clean_owner(typed)
+        if typed != name:
+            st.session_state["user"] = typed
+            if typed:
+                st.query_params["user"] = typed
+            elif "user" in st.query_params:
+                del st.query_params["user"]
+            name = typed
+        st.caption("Runs you launch are recorded under this name." if name else "Enter a name to launch runs.")
+    st.title(title)
+    return name
+
+
+def page_links() -> None:
+    """Links to every page (query parameters such as the display name travel with them)."""
+    user = st.session_state.get("user")
+    params = {"user": user} if user else None
+    cols = st.columns(3)
+    for k, (path, (label, icon)) in enumerate(list(PAGES.items())[1:]):
+        with cols[k % 3]:
+            st.page_link(path, label=label, icon=icon, query_params=params)
+
+
+@contextlib.contextmanager
+def boundary(what: str = "this page") -> Iterator[None]:
+    """Show user errors as ``st.error`` and anything unexpected as a short message, never a traceback."""
+    try:
+        yield
+    except CGCNNError as exc:
+        st.error(str(exc))
+    except Exception as exc:  # the page boundary: Streamlit's own control flow is BaseException, not caught
+        import logging
+
+        logging.getLogger("cgcnn.app").exception("unexpected error on %s", what)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        st.error(f"Something went wrong on {what}: {type(exc).__name__}{': ' + first if first else ''}")
+
+
+# --------------------------------------------------------------------------------------------------- caches
+
+
+@st.cache_resource(show_spinner="Loading the default dataset…")
+def dataset():
+    """The embedded default dataset (shared by every session)."""
+    from cgcnn.datasets import load_default_dataset
+
+    return load_default_dataset()
+
+
+@st.cache_resource(show_spinner="Loading the model…", max_entries=16)
+def model(name: str, stamp: float = 0.0):
+    """A zoo model by name (``stamp`` lets callers refresh a saved run's entry after it changes)."""
+    from cgcnn.zoo import load_model
+
+    return load_model(name)
+
+
+@st.cache_resource
+def store():
+    """The run store (holds only a path; safe to share)."""
+    from cgcnn.app_support import run_store
+
+    return run_store()
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def crystal_graph(crystal_id: str, params_key: str, _params=None):
+    """The graph of a default-dataset crystal under some graph parameters (cached by id and parameters)."""
+    from cgcnn.graph import structure_to_graph
+
+    return structure_to_graph(dataset().structure(crystal_id), _params)

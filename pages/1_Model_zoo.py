@@ -1,0 +1,48 @@
+"""Model zoo: every model with its card, and what a freeze depth does to the chosen one."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+import app_ui
+from cgcnn import app_support, viz
+
+app_ui.setup("Model zoo")
+with app_ui.boundary("the model zoo"):
+    store = app_ui.store()
+    cards = app_support.cards_frame(store)
+    st.dataframe(cards, hide_index=True, width="stretch")
+
+    names = cards["name"].tolist()
+    default = names.index("formation-energy-per-atom") if "formation-energy-per-atom" in names else 0
+    name = st.selectbox("Model", names, index=default, key="zoo_model")
+    predictor = app_ui.model(name)
+    card = predictor.card
+    left, right = st.columns([2, 3])
+    with left:
+        st.markdown(f"### {card.name}")
+        st.markdown(
+            f"**Predicts** {card.property} ({card.units or 'no units'}) · **task** {card.task}  \n"
+            f"**Trained on** {card.train_size if card.train_size is not None else '?'} crystals  \n"
+            f"**Error** {card.mae if card.mae is not None else 'n/a'} ({card.mae_metric})  \n"
+            f"**Source** {card.source}"
+        )
+        if card.notes:
+            st.info(card.notes)
+        with st.expander("All card details"):
+            st.json(card.to_dict())
+    with right:
+        n_conv = predictor.model.config.n_conv
+        freeze = st.slider(
+            "Freeze depth (embedding + first k convolutions frozen)", 0, n_conv, min(2, n_conv), key="zoo_freeze"
+        )
+        layers, report = app_support.layer_frame(predictor, freeze)
+        st.plotly_chart(viz.layer_diagram(layers, f"Transfer of {card.name} with freeze {freeze}"), width="stretch")
+        a, b = st.columns(2)
+        a.metric("Frozen parameters", f"{report.frozen_params:,}")
+        b.metric("Trainable parameters", f"{report.trainable_params:,}")
+        st.caption(
+            "Frozen: pretrained and not trained. Kept: pretrained weights, trained further. Re-initialised: fresh "
+            "weights (the deeper convolutions and the head, as in the study; freeze 0 keeps every convolution)."
+        )
+        st.dataframe(layers, hide_index=True, width="stretch")

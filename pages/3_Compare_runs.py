@@ -1,0 +1,63 @@
+"""Compare runs: overlaid curves, test MAEs, and the study's Table 2 rebuilt from the run store."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+import app_ui
+from cgcnn import app_support, viz
+from cgcnn.finetune import TARGET_UNITS
+
+user = app_ui.setup("Compare runs")
+with app_ui.boundary("the compare page"):
+    store = app_ui.store()
+    records = store.list_runs()
+    finished = [r for r in records if r.status in ("done", "cancelled", "failed")]
+    by_id = {r.id: r for r in records}
+    if not records:
+        st.info("No runs stored yet: queue some on the Fine-tune page.")
+    mine_only = st.toggle("Only my runs", value=False, key="cmp_mine", disabled=not user)
+    pool = [r for r in records if not mine_only or r.owner == user]
+    default = [r.id for r in pool if r.status == "done"][:5]
+    chosen = st.multiselect(
+        "Runs to compare",
+        [r.id for r in pool],
+        default=default,
+        format_func=lambda i: app_support.run_label(by_id[i]),
+        key="cmp_runs",
+    )
+    if chosen:
+        labels = {i: app_support.run_label(by_id[i]) for i in chosen}
+        epochs = store.epochs_many(chosen)
+        units = TARGET_UNITS.get(by_id[chosen[0]].target or "", "")
+        a, b = st.columns(2)
+        a.plotly_chart(viz.curves_figure(epochs, "loss", labels), width="stretch", key="cmp_loss")
+        b.plotly_chart(viz.curves_figure(epochs, "mae", labels, units), width="stretch", key="cmp_mae")
+        table = app_support.runs_frame([by_id[i] for i in chosen])
+        st.subheader("Test MAE of the chosen runs")
+        st.dataframe(table, hide_index=True, width="stretch")
+        st.download_button(
+            "Download these runs (CSV)", table.to_csv(index=False), "runs.csv", "text/csv", key="cmp_csv_runs"
+        )
+
+    st.subheader("The study's Table 2, from this run store")
+    st.markdown(
+        "Done band-gap runs of the 1000/1000/1000 protocol on the default data, grouped by pretrained model and "
+        "freeze depth: mean ± standard deviation over seeds (n = number of seeds). The right panel holds the "
+        f"study's numbers (test MAE in eV; training from scratch: {app_support.STUDY_BASELINE})."
+    )
+    cells = app_support.table2_cells(records)
+    study = app_support.study_frame()
+    if cells.empty:
+        st.info(
+            "No run of the protocol yet (band gap, 1000/1000/1000, default data, done): the heatmap shows the "
+            "study's numbers only."
+        )
+    st.plotly_chart(viz.table2_heatmap(cells, study), width="stretch", key="cmp_table2")
+    comparison = app_support.table2_comparison(cells)
+    st.dataframe(comparison, hide_index=True, width="stretch")
+    st.download_button(
+        "Download Table 2 comparison (CSV)", comparison.to_csv(index=False), "table2.csv", "text/csv", key="cmp_csv"
+    )
+    if finished:
+        st.caption(f"{len(finished)} finished run(s) in the store, {len(records) - len(finished)} queued or running.")

@@ -1,0 +1,142 @@
+"""Crystal & attention viewer: a crystal in 3D with its graph edges, coloured by a model's edge weights."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+import app_ui
+from cgcnn import app_support, viz
+from cgcnn.graph import GraphParams, structure_to_graph
+
+NO_MODEL = "(graph only, no model)"
+HEIGHT = 520
+
+
+@st.cache_data(show_spinner="Building the 3D scene…", max_entries=32)
+def build_view(
+    crystal_id: str | None,
+    upload: tuple[str, bytes] | None,
+    model_name: str,
+    layer: int,
+    head: int | None,
+    focus: int | None,
+    top_k: int | None,
+    color_atoms: bool,
+):
+    """(html, edge table, info dict) of one view; cached on every choice."""
+    if upload is not None:
+        structure = app_support.structure_from_upload(*upload)
+    else:
+        structure = app_ui.dataset().structure(crystal_id)
+    info: dict = {"n_atoms": len(structure), "formula": structure.composition.reduced_formula}
+    predictor = None if model_name == NO_MODEL else app_ui.model(model_name)
+    params = predictor.graph_params if predictor is not None else GraphParams()
+    graph = structure_to_graph(structure, params)
+    values, atom_values, label = None, None, ""
+    if predictor is not None:
+        layers, kind = app_support.edge_weight_layers(predictor, graph)
+        info["n_layers"], info["n_heads"], info["kind"] = len(layers), layers[0].shape[1], kind
+        chosen = layers[min(layer, len(layers) - 1)]
+        values = chosen[:, head] if head is not None and head < chosen.shape[1] else chosen.mean(axis=1)
+        label = f"{'attention' if kind == 'attention' else 'gate'} (conv {layer + 1})"
+        contrib, mean, prediction = app_support.atom_contributions(predictor, graph)
+        info.update(prediction=prediction, contrib_mean=mean, units=predictor.card.units, target=predictor.targets[0])
+        if color_atoms:
+            atom_values = contrib
+    scene = viz.scene_from_structure(
+        structure,
+        graph,
+        values,
+        focus_atom=focus,
+        top_k=top_k,
+        atom_values=atom_values,
+        value_label=label,
+        atom_value_label="atom contribution",
+    )
+    info["drawn_edges"], info["graph_edges"], info["ghosts"] = len(scene.edges), scene.n_graph_edges, len(scene.ghosts)
+    info["truncated"] = scene.truncated
+    info["species"] = [a.element for a in scene.atoms]
+    html = viz.scene_html(scene, width=720, height=HEIGHT - 60)
+    return html, viz.edge_table(scene), info
+
+
+user = app_ui.setup("Crystal & attention viewer")
+with app_ui.boundary("the viewer"):
+    data = app_ui.dataset()
+    if not app_support.local_3dmol_available():
+        st.warning("The offline 3D viewer library is missing: run `make` (it copies 3Dmol.js into static/).")
+    left, right = st.columns([1, 2])
+    crystal_id, upload = None, None
+    with left:
+        source = st.radio("Crystal", ["Default dataset", "Upload a file"], horizontal=True, key="view_source")
+        if source == "Default dataset":
+            wanted = st.session_state.pop("open_crystal", None) or st.query_params.get("crystal")
+            query = st.text_input("Search by formula or id", value=wanted or "", key="view_query")
+            matches = app_support.search_crystals(data, query)
+            if matches.empty:
+                st.warning(f"No crystal matches {query!r}; showing all.")
+                matches = app_support.search_crystals(data, "")
+            options = matches["id"].tolist()
+            described = matches["formula"] + " (" + matches["atoms"].astype(str) + " atoms)"
+            labels = dict(zip(matches["id"], described, strict=True))
+            index = options.index(wanted) if wanted in options else 0
+            crystal_id = st.selectbox(
+                "Crystal", options, index=index, format_func=lambda i: f"{i} · {labels[i]}", key="view_crystal"
+            )
+        else:
+            file = st.file_uploader("A crystal file (CIF, POSCAR, pymatgen JSON)", key="view_upload")
+            if file is None:
+                st.info("Upload a file to view it.")
+                st.stop()
+            upload = (file.name, file.getvalue())
+        model_names = [NO_MODEL, *app_support.model_choices(app_ui.store())]
+        model_name = st.selectbox("Model", model_names, index=min(3, len(model_names) - 1), key="view_model")
+        layer, head, focus, top_k, color_atoms = 0, None, None, None, False
+        if model_name != NO_MODEL:
+            n_conv = app_ui.model(model_name).model.config.n_conv
+            layer = st.slider("Convolution layer", 1, n_conv, n_conv, key="view_layer") - 1
+            mode = st.radio(
+                "Edges shown", ["One atom's edges", "Every atom's strongest edges", "All edges"], key="view_mode"
+            )
+            if mode == "One atom's edges":
+                focus = int(st.number_input("Atom index", 0, 10_000, 0, key="view_atom"))
+            elif mode == "Every atom's strongest edges":
+                top_k = st.slider("Strongest edges per atom", 1, 12, 2, key="view_topk")
+            color_atoms = st.toggle("Colour atoms by their contribution", key="view_contrib")
+    html, table, info = build_view(crystal_id, upload, model_name, layer, None, focus, top_k, color_atoms)
+    if info.get("n_heads", 1) > 1:
+        with left:
+            head = st.selectbox("Attention head", list(range(info["n_heads"])), key="view_head")
+        html, table, info = build_view(crystal_id, upload, model_name, layer, head, focus, top_k, color_atoms)
+    if focus is not None and focus >= info["n_atoms"]:
+        st.error(f"This crystal has {info['n_atoms']} atoms: choose an atom index from 0 to {info['n_atoms'] - 1}.")
+        st.stop()
+    st.session_state["viewer_html"] = html
+    with right:
+        st.markdown(
+            f"**{info['formula']}** · {info['n_atoms']} atoms · {info['drawn_edges']} of {info['graph_edges']} "
+            f"graph edges drawn · {info['ghosts']} neighbour atoms in adjacent cells (translucent)"
+        )
+        st.iframe(html, height=HEIGHT + 40, alt=f"3D view of {info['formula']} and its crystal graph")
+        if info.get("truncated"):
+            st.caption("Large cell: only the first edges are drawn.")
+    with left:
+        if "prediction" in info:
+            st.metric(f"Prediction: {info['target']}", f"{info['prediction']:.3f} {info['units']}")
+            kind = info["kind"]
+            st.caption(
+                ("Edge colour and thickness: attention coefficient of the chosen layer and head. " if kind ==
+                 "attention" else "Gated convolutions have no attention: edges show the mean filter gate "
+                 "σ(·) of the chosen layer (0–1), how much each neighbour's message passes. ")
+                + "Atom contribution: the model's head applied to that atom's final feature alone (what the "
+                f"model predicts for a crystal of atoms like it); their mean is {info['contrib_mean']:.3f}, the "
+                "crystal's prediction applies the head to the mean feature instead."
+            )  # fmt: skip
+    if model_name != NO_MODEL and len(table):
+        st.subheader("Edges drawn" + (f" of atom {focus} ({info['species'][focus]})" if focus is not None else ""))
+        st.dataframe(table, hide_index=True, width="stretch")
+    elif len(table):
+        with st.expander("Edges of the crystal graph"):
+            st.dataframe(table.drop(columns=["coefficient"]), hide_index=True, width="stretch")
+    if len(table) and model_name != NO_MODEL and table["coefficient"].notna().all():
+        st.caption("Rows sorted by coefficient, strongest first; image = lattice translation of the neighbour.")

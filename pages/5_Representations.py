@@ -1,0 +1,90 @@
+"""Representations: linear probes per depth, and a 2-D map of crystal features that opens crystals in the viewer."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+import app_ui
+from cgcnn import app_support, viz
+from cgcnn.finetune import TARGET_UNITS
+
+
+@st.cache_data(show_spinner="Probing every depth (one forward pass and a ridge fit per depth)…", max_entries=16)
+def probes(models: tuple[str, ...], target: str, n_train: int, n_test: int):
+    return app_support.probe_frame(list(models), target, n_train, n_test)
+
+
+@st.cache_data(show_spinner="Computing features and their PCA map…", max_entries=16)
+def feature_map(model_name: str, depth: str, target: str, n: int):
+    probe = app_support.probe_module()
+    ids = probe.select_ids(app_ui.dataset(), target, n)
+    frame, projection = probe.crystal_map(model_name, depth, ids, app_ui.dataset(), method="pca")
+    return frame, projection.explained_variance_ratio
+
+
+user = app_ui.setup("Representations")
+with app_ui.boundary("the representations page"):
+    probe = app_support.probe_module()
+    if probe is None:
+        st.info(
+            "The probe module (`cgcnn.probe`) is not part of this installation yet. When it is, this page shows how "
+            "well a linear model reads a label from each layer's features, and a 2-D map of the crystals."
+        )
+        st.stop()
+    data = app_ui.dataset()
+    names = app_support.model_choices(app_ui.store())
+    targets = data.targets
+    st.subheader("Linear probe per depth")
+    st.caption(
+        "A ridge regression fitted on the frozen features of each depth (0 = embedding, k = after convolution k, "
+        "last = the pooled crystal feature) on the canonical split; lower MAE means the label is easier to read."
+    )
+    with st.form("probe_form"):
+        c1, c2, c3, c4 = st.columns([3, 2, 1, 1])
+        chosen = c1.multiselect(
+            "Models", names, default=[n for n in ("formation-energy-per-atom", "bulk-moduli") if n in names],
+            key="rep_models",
+        )  # fmt: skip
+        target = c2.selectbox("Label", targets, index=targets.index("band_gap") if "band_gap" in targets else 0,
+                              key="rep_target")  # fmt: skip
+        n_train = c3.number_input("Train", 20, 5000, 500, step=100, key="rep_train")
+        n_test = c4.number_input("Test", 10, 1000, 500, step=100, key="rep_test")
+        go = st.form_submit_button("Run probes")
+    if go and chosen:
+        st.session_state["rep_probe_args"] = (tuple(chosen), target, int(n_train), int(n_test))
+    if "rep_probe_args" in st.session_state:
+        args = st.session_state["rep_probe_args"]
+        frame, errors = probes(*args)
+        for line in errors:
+            st.error(line)
+        if len(frame):
+            st.plotly_chart(viz.probe_figure(frame, TARGET_UNITS.get(args[1], "")), width="stretch", key="rep_probe")
+            st.dataframe(frame, hide_index=True, width="stretch")
+    else:
+        st.caption("Choose models and press *Run probes* (a few seconds per model).")
+
+    st.subheader("Map of crystal features (PCA)")
+    c1, c2, c3, c4 = st.columns(4)
+    model_name = c1.selectbox("Model", names, key="rep_map_model")
+    depths = probe.depth_names(app_ui.model(model_name))
+    depth = c2.selectbox("Depth", depths, index=len(depths) - 1, key="rep_map_depth")
+    color = c3.selectbox("Colour by", targets, index=targets.index("band_gap") if "band_gap" in targets else 0,
+                         key="rep_map_color")  # fmt: skip
+    n = c4.number_input("Crystals", 50, 3000, 400, step=50, key="rep_map_n")
+    frame, ratios = feature_map(model_name, depth, color, int(n))
+    share = " + ".join(f"{r:.0%}" for r in ratios)
+    event = st.plotly_chart(
+        viz.pca_figure(frame, color, f"{model_name}, {depth}: PCA ({share} of the variance)"),
+        width="stretch",
+        on_select="rerun",
+        selection_mode="points",
+        key="rep_map",
+    )
+    st.caption("Click a point to open that crystal in the viewer.")
+    points = event.selection.points if event and event.selection else []
+    if points:
+        index = points[0].get("point_index", points[0].get("point_number"))
+        if index is not None and 0 <= int(index) < len(frame):
+            picked = str(frame["id"].iloc[int(index)])
+            st.session_state["open_crystal"] = picked
+            st.switch_page(app_ui.VIEWER_PAGE, query_params={**({"user": user} if user else {}), "crystal": picked})
