@@ -16,6 +16,7 @@ import warnings
 from cgcnn import __version__
 from cgcnn.cli_data import add_data_parser
 from cgcnn.cli_pretrain import add_pretrain_parsers
+from cgcnn.cli_probe import add_probe_parsers
 from cgcnn.cli_train import add_train_parsers
 from cgcnn.errors import CGCNNError
 
@@ -101,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_parser(sub)
     add_train_parsers(sub)
     add_pretrain_parsers(sub)
+    add_probe_parsers(sub)
     return parser
 
 
