@@ -1,0 +1,206 @@
+"""Every app page through Streamlit's AppTest: widgets present, no exception, the main flows end to end.
+
+A tiny fine-tune (40/20/20 crystals, 2 epochs) is queued through the Fine-tune page and drained by the app's
+own job runner (worker processes, as in the server); the compare page then shows it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # app_ui.py lives beside app.py, as under `streamlit run app.py`
+
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+from cgcnn import viz  # noqa: E402
+from cgcnn.datasets import load_default_dataset  # noqa: E402
+from cgcnn.graph import structure_to_graph  # noqa: E402
+from cgcnn.runs import RunStore  # noqa: E402
+
+PAGES = {
+    "app.py": "Crystal graph transfer-learning explorer",
+    "pages/1_Model_zoo.py": "Model zoo",
+    "pages/2_Fine_tune.py": "Fine-tune",
+    "pages/3_Compare_runs.py": "Compare runs",
+    "pages/4_Crystal_viewer.py": "Crystal & attention viewer",
+    "pages/5_Representations.py": "Representations",
+    "pages/6_Predict.py": "Predict",
+}
+
+
+@pytest.fixture(autouse=True)
+def _cwd_and_workers(monkeypatch):
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setenv("CGCNN_WORKERS", "1")
+
+
+def page(path: str, user: str | None = "alice") -> AppTest:
+    at = AppTest.from_file(str(ROOT / path), default_timeout=120)
+    if user:
+        at.query_params["user"] = user
+    return at.run()
+
+
+def no_problems(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+@pytest.mark.parametrize("path", list(PAGES))
+def test_every_page_renders(path):
+    at = page(path)
+    no_problems(at)
+    assert at.title[0].value == PAGES[path]
+    assert at.sidebar.text_input(key="user_input").value == "alice"
+
+
+def test_home_has_dataset_links_and_citations():
+    at = page("app.py")
+    text = " ".join(m.value for m in at.markdown)
+    assert "Phys. Rev. Lett. **120**, 145301 (2018)" in text
+    assert "APL Materials **1**, 011002 (2013)" in text and "CC BY 4.0" in text
+    assert len(at.get("page_link")) == len(PAGES) - 1
+    assert at.metric[0].value == "6,317"
+
+
+def test_zoo_layer_diagram_follows_freeze_depth():
+    at = page("pages/1_Model_zoo.py")
+    at.slider(key="zoo_freeze").set_value(3).run()
+    no_problems(at)
+    frame = at.dataframe[1].value
+    assert frame["state"].tolist()[:5] == ["frozen"] * 4 + ["kept"] * 0 + ["re-initialised"]
+    assert {m.label for m in at.metric} == {"Frozen parameters", "Trainable parameters"}
+
+
+def test_scratch_with_freeze_is_refused_before_queueing():
+    store = RunStore()
+    before = len(store.list_runs())
+    at = page("pages/2_Fine_tune.py", user="bob")
+    at.multiselect(key="ft_models").set_value(["none"])
+    at.multiselect(key="ft_freezes").set_value([1])
+    next(b for b in at.button if b.label == "Queue runs").click().run()
+    assert not at.exception
+    assert any("nothing pretrained to freeze" in e.value for e in at.error)
+    assert len(store.list_runs()) == before
+
+
+def test_launch_needs_a_name():
+    at = page("pages/2_Fine_tune.py", user=None)
+    next(b for b in at.button if b.label == "Queue runs").click().run()
+    assert any("display name" in e.value for e in at.error)
+
+
+@pytest.mark.slow
+def test_tiny_finetune_through_the_ui_then_compare():
+    from cgcnn.jobs import get_runner
+
+    store = RunStore()
+    at = page("pages/2_Fine_tune.py", user="carol")
+    at.multiselect(key="ft_models").set_value(["formation-energy-per-atom"])
+    at.multiselect(key="ft_freezes").set_value([2])
+    at.number_input(key="ft_train").set_value(40)
+    at.number_input(key="ft_val").set_value(20)
+    at.number_input(key="ft_test").set_value(20)
+    at.number_input(key="ft_epochs").set_value(2)
+    next(b for b in at.button if b.label == "Queue runs").click().run()
+    no_problems(at)
+    assert any("Queued 1 run" in s.value for s in at.success)
+    (record,) = store.list_runs(owner="carol")
+    assert record.status in ("queued", "running", "done")
+    assert get_runner(store.path).run_until_empty(timeout=180, run_ids=[record.id])
+    record = store.get(record.id)
+    assert record.status == "done", record.error
+
+    at.run()
+    no_problems(at)
+    assert any(p.proto.value == 100 and "test MAE" in p.proto.text for p in at.get("progress"))
+    at.text_input(key=f"name_{record.id}").set_value("carol-bandgap")
+    at.button(key=f"save_{record.id}").click().run()
+    no_problems(at)
+    assert store.find_by_name("carol-bandgap").id == record.id
+
+    cmp = page("pages/3_Compare_runs.py", user="carol")
+    no_problems(cmp)
+    assert record.id in cmp.multiselect(key="cmp_runs").value
+    assert record.id in cmp.dataframe[0].value["id"].tolist()
+    assert len(cmp.get("plotly_chart")) >= 3  # loss, MAE, Table 2 heatmap
+
+    # the saved run is a zoo model now
+    zoo = page("pages/1_Model_zoo.py")
+    assert "carol-bandgap" in zoo.dataframe[0].value["name"].tolist()
+
+    at.button(key=f"delete_{record.id}").click().run()
+    assert not store.exists(record.id)
+
+
+def test_viewer_draws_edges_with_local_3dmol():
+    at = page("pages/4_Crystal_viewer.py")
+    at.text_input(key="view_query").set_value("mp-22862").run()  # NaCl, conventional cell of 8 atoms
+    at.selectbox(key="view_model").set_value("(graph only, no model)").run()
+    no_problems(at)
+    html = at.session_state["viewer_html"]
+    counts = viz.count_drawn(html)
+    graph = structure_to_graph(load_default_dataset().structure("mp-22862"))
+    assert counts["lines"] == 12  # the unit cell
+    # 96 directed edges; each bond whose reverse twin is also an edge is drawn once
+    assert counts["cylinders"] == len(viz.select_edges(graph)) and 48 <= counts["cylinders"] < 96
+    assert counts["spheres"] > 8  # the 8 atoms plus ghosts of neighbours in adjacent cells
+    assert viz.LOCAL_3DMOL_URL in html and "cdn" not in html.lower() and "https://" not in html
+
+    at.selectbox(key="view_model").set_value("band-gap").run()
+    at.radio(key="view_mode").set_value("One atom's edges").run()
+    no_problems(at)
+    html = at.session_state["viewer_html"]
+    assert viz.count_drawn(html)["cylinders"] == 12  # atom 0's twelve neighbours
+    assert "cgcnn-colorbar" in html
+    table = at.dataframe[-1].value
+    assert len(table) == 12 and table["coefficient"].between(0, 1).all()
+    assert any(m.label.startswith("Prediction") for m in at.metric)
+
+    at.toggle(key="view_contrib").set_value(True).run()
+    at.radio(key="view_mode").set_value("Every atom's strongest edges").run()
+    no_problems(at)
+    assert viz.count_drawn(at.session_state["viewer_html"])["cylinders"] == 8 * 2
+
+
+def test_viewer_bad_atom_index_is_a_message():
+    at = page("pages/4_Crystal_viewer.py")
+    at.text_input(key="view_query").set_value("mp-22862").run()
+    at.selectbox(key="view_model").set_value("band-gap").run()
+    at.radio(key="view_mode").set_value("One atom's edges").run()
+    at.number_input(key="view_atom").set_value(9).run()
+    assert not at.exception
+    assert any("8 atoms" in e.value for e in at.error)
+
+
+def test_predict_good_and_bad_files(cif_dir):
+    good = sorted(cif_dir.glob("*.cif"))[:2]
+    at = page("pages/6_Predict.py")
+    at.multiselect(key="pred_models").set_value(["band-gap"])
+    files = [(p.name, p.read_bytes(), "chemical/x-cif") for p in good]
+    files.append(("broken.cif", b"data_broken\n_cell_length_a oops\n", "chemical/x-cif"))
+    at.file_uploader(key="pred_files").set_value(files).run()
+    assert not at.exception
+    table = at.session_state["pred_table"]
+    assert table["file"].tolist() == [p.name for p in good]
+    assert table.filter(like="band-gap").notna().all().all()
+    assert len(at.error) == 1 and at.error[0].value.startswith("broken.cif")
+    assert len(at.get("download_button")) == 1
+
+
+def test_representations_page_probe_and_map():
+    at = page("pages/5_Representations.py")
+    no_problems(at)
+    if os.environ.get("CGCNN_SKIP_PROBE"):
+        return
+    at.multiselect(key="rep_models").set_value(["formation-energy-per-atom"])
+    at.number_input(key="rep_train").set_value(60)
+    at.number_input(key="rep_test").set_value(30)
+    next(b for b in at.button if b.label == "Run probes").click().run()
+    no_problems(at)
+    assert len(at.get("plotly_chart")) == 2  # probe lines and the PCA map
