@@ -15,6 +15,7 @@ import warnings
 
 from cgcnn import __version__
 from cgcnn.cli_data import add_data_parser
+from cgcnn.cli_experiments import add_experiment_parsers
 from cgcnn.cli_pretrain import add_pretrain_parsers
 from cgcnn.cli_probe import add_probe_parsers
 from cgcnn.cli_train import add_train_parsers
@@ -103,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_parsers(sub)
     add_pretrain_parsers(sub)
     add_probe_parsers(sub)
+    add_experiment_parsers(sub)
     return parser
 
 
