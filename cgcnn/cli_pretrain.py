@@ -36,6 +36,9 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
     hyper: dict = {"batch_size": args.batch_size, "optimizer": args.optimizer, "lr": args.lr}
     if args.threads:
         hyper["threads"] = args.threads
+    if args.milestones:
+        hyper["lr_milestones"] = args.milestones
+        hyper["lr_gamma"] = args.lr_gamma
     options = {"key_dim": args.key_dim} if args.key_dim else {}
     spec = PretrainSpec(
         targets=[t.strip() for t in args.targets.split(",") if t.strip()],
@@ -103,6 +106,8 @@ def add_pretrain_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=defaults.batch_size)
     p.add_argument("--optimizer", default=defaults.optimizer, choices=["adam", "sgd"])
     p.add_argument("--lr", type=float, default=defaults.lr)
+    p.add_argument("--milestones", type=int, nargs="+", help="epochs at which the learning rate drops")
+    p.add_argument("--lr-gamma", type=float, default=defaults.lr_gamma, help="factor of each drop")
     p.add_argument("--seed", type=int, default=0, help="initialisation and data order")
     p.add_argument("--split-seed", type=int, default=0, help="excluded band-gap test block and own split")
     p.add_argument("--val-fraction", type=float, default=0.1)

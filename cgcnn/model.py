@@ -105,6 +105,8 @@ class GatedConv(nn.Module):
         return (out, gate) if return_gates else out
 
 
+#: Convolution kinds by name (``ModelConfig.conv``); :mod:`cgcnn.attention` adds ``attention`` and
+#: ``attention-edge`` (imported at the end of this module, since it builds on :func:`gather_rows`).
 CONV_LAYERS: dict[str, type[nn.Module]] = {"gated": GatedConv}
 
 
@@ -196,6 +198,26 @@ class CrystalGraphConvNet(nn.Module):
             atom_fea = conv(atom_fea, batch)
         return atom_fea
 
+    @torch.no_grad()
+    def edge_weights(self, batch: GraphBatch) -> list[torch.Tensor]:
+        """How much each edge counts in each convolution, for the structure viewer: one ``(E, H)`` per layer.
+
+        Attention layers give their softmax coefficients (``H`` heads; zero on fill-in edges). The gated layer
+        has no single weight per edge, so it gives its filter gate ``sigmoid(...)`` averaged over the ``C``
+        channels, ``(E, 1)`` in (0, 1) (fill-in edges included: the gated layer does use them). Call it in eval
+        mode, as for predictions: in training mode the batch norms would use this batch's statistics.
+        """
+        weights = []
+        atom_fea = self.embedding(batch.node_features)
+        for conv in self.convs:
+            if isinstance(conv, GatedConv):
+                atom_fea, gate = conv(atom_fea, batch, return_gates=True)
+                weights.append(gate.mean(dim=1, keepdim=True))
+            else:
+                atom_fea, coef = conv(atom_fea, batch, return_attention_weights=True)
+                weights.append(coef)
+        return weights
+
     def forward(self, batch: GraphBatch) -> torch.Tensor:
         """Predict every crystal of the batch (normalised units; see the class docstring)."""
         return self.head(mean_pool(self.atom_features(batch), batch))
@@ -225,3 +247,7 @@ def mean_pool(atom_fea: torch.Tensor, batch: GraphBatch) -> torch.Tensor:
     sums = atom_fea.new_zeros(batch.n_crystals, atom_fea.shape[1]).index_add_(0, batch.crystal_index, atom_fea)
     counts = torch.bincount(batch.crystal_index, minlength=batch.n_crystals).clamp_min(1)
     return sums / counts.unsqueeze(1).to(atom_fea.dtype)
+
+
+# Registers the attention convolutions in CONV_LAYERS; last, because cgcnn.attention imports this module.
+from cgcnn import attention as _attention  # noqa: E402, F401
