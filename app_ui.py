@@ -22,6 +22,7 @@ PAGES = {
     "pages/5_Representations.py": ("Representations", "🧭"),
     "pages/6_Predict.py": ("Predict", "🔮"),
 }
+URL_PATHS = {path: path.split("/")[-1][2:-3] for path in PAGES if path.startswith("pages/")}
 VIEWER_PAGE = "pages/4_Crystal_viewer.py"
 
 
