@@ -61,9 +61,7 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     spec = _spec_from_args(args)
     store = None if args.no_store else RunStore()
     if args.queue:
-        from cgcnn.transfer import check_freeze_request
-
-        check_freeze_request(spec.pretrained, spec.freeze)
+        spec.validate()
         run_id = (store or RunStore()).create_run(spec.to_dict(), owner=args.owner, status="queued")
         print(json.dumps({"run_id": run_id, "status": "queued"}) if args.json else f"queued run {run_id}")
         return 0

@@ -561,10 +561,10 @@ def make_split(
         ("n_test", n_test, blocks.test),
     ):
         if n < 0:
-            raise ValueError(f"{role} must be >= 0, got {n}")
+            raise DatasetError(f"{role} must be >= 0, got {n}")
         if n > len(block):
             total = len(blocks.test) + len(blocks.val) + len(blocks.train)
-            raise ValueError(
+            raise DatasetError(
                 f"{role}={n} is more than the {len(block)} crystals of its block: dataset '{dataset.name}' has "
                 f"{total} crystals with '{target}' (blocks test/val/train = {len(blocks.test)}/"
                 f"{len(blocks.val)}/{len(blocks.train)})"
@@ -608,7 +608,7 @@ def first_n_canonical(dataset: CrystalDataset, target: str, n: int, split_seed: 
     blocks = canonical_blocks(dataset, target, split_seed)
     total = len(blocks.test) + len(blocks.val) + len(blocks.train)
     if n < 0 or n > total:
-        raise ValueError(f"asked for {n} crystals but dataset '{dataset.name}' has {total} with '{target}'")
+        raise DatasetError(f"asked for {n} crystals but dataset '{dataset.name}' has {total} with '{target}'")
     n_test = min(n, len(blocks.test))
     n_val = min(n - n_test, len(blocks.val))
     return make_split(dataset, target, n - n_test - n_val, n_val, n_test, split_seed)
@@ -684,6 +684,13 @@ def _assemble(
         bad = [c for c in label_frame.columns if pd.isna(numeric.at[cid, c]) and not pd.isna(label_frame.at[cid, c])]
         if bad:
             rejected.append((cid, f"label {bad[0]!r} is not a number: {label_frame.at[cid, bad[0]]!r}"))
+            continue
+        values = numeric.loc[cid].to_numpy(dtype=float)
+        if np.isinf(values).any():
+            rejected.append((cid, "a label is infinite"))
+            continue
+        if np.isnan(values).all():  # a crystal missing one of several labels still teaches the others
+            rejected.append((cid, "no label value (NaN or empty)"))
             continue
         text = cif_text(cid)
         if text is None:

@@ -25,7 +25,7 @@ from cgcnn.graph_cache import get_graphs
 from cgcnn.predictor import Predictor
 from cgcnn.runs import RunStore
 from cgcnn.train import EpochStats, LabelledGraphs, TrainConfig, TrainResult, train_model
-from cgcnn.transfer import FreezeReport, prepare_transfer
+from cgcnn.transfer import FreezeReport, check_freeze_request, prepare_transfer
 from cgcnn.zoo import load_model
 
 #: Units of the default dataset's targets (for cards and tables).
@@ -67,6 +67,20 @@ class FinetuneSpec:
     data: str | None = None
     warm_start: bool = False
     hyperparams: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        """Refuse impossible choices before any work starts (the app and ``--queue`` call this too).
+
+        Raises:
+            CGCNNError: split sizes the trainer cannot use, or freezing a model trained from scratch.
+        """
+        if self.n_train < 2 or self.n_val < 1 or self.n_test < 1:
+            raise CGCNNError(
+                f"split sizes {self.n_train}/{self.n_val}/{self.n_test}: training needs at least 2 crystals "
+                "and validation and test at least 1 each"
+            )
+        check_freeze_request(self.pretrained, self.freeze)
+        self.train_config()  # unknown hyperparameters
 
     def train_config(self, **overrides: Any) -> TrainConfig:
         """The :class:`TrainConfig` of this spec (its seed is the spec's seed)."""
@@ -175,6 +189,7 @@ def _run(
     progress: ProgressCallback | None,
     started: float,
 ) -> FinetuneOutcome:
+    spec.validate()
     config = spec.train_config()
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -193,7 +208,7 @@ def _run(
     graphs, failures = get_graphs(
         dataset, ids, params, progress=(lambda f: progress("featurising", f)) if progress else None
     )
-    skipped = list(failures)
+    skipped = list(dataset.rejected) + list(failures)  # reported, never silently lost
 
     def labelled(part: list[str]) -> LabelledGraphs:
         keep = [i for i in part if i in graphs]

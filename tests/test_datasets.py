@@ -181,9 +181,9 @@ def test_smaller_sizes_are_prefixes(ds):
 
 
 def test_split_size_errors(ds):
-    with pytest.raises(ValueError, match="n_test=1001"):
+    with pytest.raises(DatasetError, match="n_test=1001"):
         make_split(ds, "band_gap", 10, 10, 1001)
-    with pytest.raises(ValueError, match="n_train"):
+    with pytest.raises(DatasetError, match="n_train"):
         make_split(ds, "band_gap", 10_000, 10, 10)
     with pytest.raises(DatasetError, match="no target"):
         make_split(ds, "nonexistent", 1, 1, 1)
@@ -334,3 +334,16 @@ def test_cli_export_and_errors(tmp_path, capsys):
     assert cli_data.main(["data", "export", "--target", "nope", str(tmp_path / "p")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_nan_and_infinite_labels_are_reported_not_trained_on(tmp_path):
+    from cgcnn.datasets import read_cgcnn_folder
+
+    src = Path(__file__).parent / "data" / "cifs"
+    for name in ("mp-30", "mp-720", "mp-2184"):
+        (tmp_path / f"{name}.cif").write_text((src / f"{name}.cif").read_text())
+    (tmp_path / "id_prop.csv").write_text("mp-30,1.0\nmp-720,nan\nmp-2184,inf\n")
+    ds = read_cgcnn_folder(tmp_path)
+    assert list(ds.ids) == ["mp-30"]
+    reasons = dict(ds.rejected)
+    assert "NaN" in reasons["mp-720"] and "infinite" in reasons["mp-2184"]
