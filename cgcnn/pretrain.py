@@ -275,8 +275,8 @@ def pretrain(
     Args:
         spec: what to train.
         out_path: the checkpoint to write, e.g. ``pretrained/own-combined.pt``.
-        resume: continue from ``NAME.resume.pt`` beside ``out_path`` if it belongs to the same spec and data
-            (False: start over).
+        resume: continue from ``NAME.resume.pt`` beside ``out_path`` if it belongs to the same spec and data,
+            or return the existing card if ``out_path`` was already trained from them (False: start over).
         on_epoch: called after every epoch; returning True stops training (the resume file keeps the finished
             epochs) and raises :class:`PretrainStopped`.
         dataset: the crystals (default: the embedded default dataset).
@@ -306,6 +306,9 @@ def pretrain(
     model = CrystalGraphConvNet(spec.model_config())
 
     key = f"{spec.fingerprint()}-{dataset.content_hash[:16]}-{split.content_hash[:16]}"
+    done = _finished_card(out_path, spec, dataset.content_hash, split.content_hash) if resume else None
+    if done is not None:  # the same spec on the same data and split: already trained, nothing to resume
+        return done
     state_file = resume_path(out_path)
     resume_state = _read_resume(state_file, key) if resume else None
     if not resume:
@@ -330,6 +333,23 @@ def pretrain(
     out_path.with_suffix(".json").write_text(json.dumps(card.to_dict(), indent=2) + "\n")
     state_file.unlink(missing_ok=True)
     return card
+
+
+def _finished_card(out_path: Path, spec: PretrainSpec, dataset_hash: str, split_hash: str) -> ModelCard | None:
+    """The card of an existing ``out_path`` trained from the same spec, data and split, else None."""
+    card_path = out_path.with_suffix(".json")
+    if not (out_path.is_file() and card_path.is_file()):
+        return None
+    try:
+        card = ModelCard.from_dict(json.loads(card_path.read_text()))
+        same = (
+            PretrainSpec.from_dict(card.details["spec"]).fingerprint() == spec.fingerprint()
+            and card.details["data"]["dataset_hash"] == dataset_hash
+            and card.details["split"]["hash"] == split_hash
+        )
+    except (ValueError, TypeError, KeyError, CGCNNError):
+        return None
+    return card if same else None
 
 
 def _read_resume(path: Path, key: str) -> TrainState | None:
@@ -362,7 +382,7 @@ def machine_info() -> dict[str, Any]:
         "cpu": cpu,
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),
         "python": platform.python_version(),
     }
 
