@@ -1,6 +1,6 @@
 """Entry point of the CGCNN transfer-learning explorer (``streamlit run app.py``): navigation and the home page.
 
-The other pages are the scripts in ``pages/`` (registered below with ``st.navigation``). Widgets and layout
+The other pages are the scripts in ``app_pages/`` (registered below with ``st.navigation``). Widgets and layout
 only: every number comes from the ``cgcnn`` library.
 """
 
@@ -75,7 +75,7 @@ def home() -> None:
 
 navigation = st.navigation(
     [
-        st.Page(home, title="Home", icon="🏠", default=True),
+        st.Page(home, title="Home", icon=":material/home:", default=True),
         *(
             st.Page(path, title=title, icon=icon, url_path=app_ui.URL_PATHS[path])
             for path, (title, icon) in list(app_ui.PAGES.items())[1:]

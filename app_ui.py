@@ -14,16 +14,16 @@ import streamlit as st
 from cgcnn.errors import CGCNNError
 
 PAGES = {
-    "app.py": ("Home", "🏠"),
-    "pages/1_Model_zoo.py": ("Model zoo", "📚"),
-    "pages/2_Fine_tune.py": ("Fine-tune", "🏋️"),
-    "pages/3_Compare_runs.py": ("Compare runs", "📊"),
-    "pages/4_Crystal_viewer.py": ("Crystal & attention viewer", "🔬"),
-    "pages/5_Representations.py": ("Representations", "🧭"),
-    "pages/6_Predict.py": ("Predict", "🔮"),
+    "app.py": ("Home", ":material/home:"),
+    "app_pages/1_Model_zoo.py": ("Model zoo", ":material/inventory_2:"),
+    "app_pages/2_Fine_tune.py": ("Fine-tune", ":material/model_training:"),
+    "app_pages/3_Compare_runs.py": ("Compare runs", ":material/compare_arrows:"),
+    "app_pages/4_Crystal_viewer.py": ("Crystal & attention viewer", ":material/view_in_ar:"),
+    "app_pages/5_Representations.py": ("Representations", ":material/scatter_plot:"),
+    "app_pages/6_Predict.py": ("Predict", ":material/online_prediction:"),
 }
-URL_PATHS = {path: path.split("/")[-1][2:-3] for path in PAGES if path.startswith("pages/")}
-VIEWER_PAGE = "pages/4_Crystal_viewer.py"
+URL_PATHS = {path: path.split("/")[-1][2:-3] for path in PAGES if path.startswith("app_pages/")}
+VIEWER_PAGE = "app_pages/4_Crystal_viewer.py"
 
 
 def setup(title: str) -> str:
@@ -34,7 +34,7 @@ def setup(title: str) -> str:
     """
     from cgcnn.app_support import clean_owner
 
-    st.set_page_config(page_title=f"{title} · CGCNN explorer", page_icon="🔷", layout="wide")
+    st.set_page_config(page_title=f"{title} · CGCNN explorer", page_icon=":material/hub:", layout="wide")
     name = clean_owner(st.query_params.get("user") or st.session_state.get("user", ""))
     if name:
         st.session_state["user"] = name

@@ -483,9 +483,10 @@ def curves_figure(
                     )
                 )
     title = "MAE" if metric == "mae" else "loss (MSE, normalised)"
+    fig.update_layout(legend={"orientation": "h", "yanchor": "top", "y": -0.25, "x": 0})
     fig.update_xaxes(title="epoch")
     fig.update_yaxes(title=f"{title} {f'({units})' if units and metric == 'mae' else ''}".strip())
-    return _layout(fig, f"{'MAE' if metric == 'mae' else 'Loss'}: train dashed, validation solid")
+    return _layout(fig, f"{'MAE' if metric == 'mae' else 'Loss'}: train dashed, validation solid", height=440)
 
 
 def parity_figure(predictions: pd.DataFrame, units: str = "", title: str = "Test set: predicted vs true") -> go.Figure:

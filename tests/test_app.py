@@ -24,12 +24,12 @@ from cgcnn.runs import RunStore  # noqa: E402
 
 PAGES = {
     "app.py": "Crystal graph transfer-learning explorer",
-    "pages/1_Model_zoo.py": "Model zoo",
-    "pages/2_Fine_tune.py": "Fine-tune",
-    "pages/3_Compare_runs.py": "Compare runs",
-    "pages/4_Crystal_viewer.py": "Crystal & attention viewer",
-    "pages/5_Representations.py": "Representations",
-    "pages/6_Predict.py": "Predict",
+    "app_pages/1_Model_zoo.py": "Model zoo",
+    "app_pages/2_Fine_tune.py": "Fine-tune",
+    "app_pages/3_Compare_runs.py": "Compare runs",
+    "app_pages/4_Crystal_viewer.py": "Crystal & attention viewer",
+    "app_pages/5_Representations.py": "Representations",
+    "app_pages/6_Predict.py": "Predict",
 }
 
 
@@ -69,7 +69,7 @@ def test_home_has_dataset_links_and_citations():
 
 
 def test_zoo_layer_diagram_follows_freeze_depth():
-    at = page("pages/1_Model_zoo.py")
+    at = page("app_pages/1_Model_zoo.py")
     at.slider(key="zoo_freeze").set_value(3).run()
     no_problems(at)
     frame = at.dataframe[1].value
@@ -80,7 +80,7 @@ def test_zoo_layer_diagram_follows_freeze_depth():
 def test_scratch_with_freeze_is_refused_before_queueing():
     store = RunStore()
     before = len(store.list_runs())
-    at = page("pages/2_Fine_tune.py", user="bob")
+    at = page("app_pages/2_Fine_tune.py", user="bob")
     at.multiselect(key="ft_models").set_value(["none"])
     at.multiselect(key="ft_freezes").set_value([1])
     next(b for b in at.button if b.label == "Queue runs").click().run()
@@ -90,7 +90,7 @@ def test_scratch_with_freeze_is_refused_before_queueing():
 
 
 def test_launch_needs_a_name():
-    at = page("pages/2_Fine_tune.py", user=None)
+    at = page("app_pages/2_Fine_tune.py", user=None)
     next(b for b in at.button if b.label == "Queue runs").click().run()
     assert any("display name" in e.value for e in at.error)
 
@@ -100,7 +100,7 @@ def test_tiny_finetune_through_the_ui_then_compare():
     from cgcnn.jobs import get_runner
 
     store = RunStore()
-    at = page("pages/2_Fine_tune.py", user="carol")
+    at = page("app_pages/2_Fine_tune.py", user="carol")
     at.multiselect(key="ft_models").set_value(["formation-energy-per-atom"])
     at.multiselect(key="ft_freezes").set_value([2])
     at.number_input(key="ft_train").set_value(40)
@@ -124,14 +124,14 @@ def test_tiny_finetune_through_the_ui_then_compare():
     no_problems(at)
     assert store.find_by_name("carol-bandgap").id == record.id
 
-    cmp = page("pages/3_Compare_runs.py", user="carol")
+    cmp = page("app_pages/3_Compare_runs.py", user="carol")
     no_problems(cmp)
     assert record.id in cmp.multiselect(key="cmp_runs").value
     assert record.id in cmp.dataframe[0].value["id"].tolist()
     assert len(cmp.get("plotly_chart")) >= 3  # loss, MAE, Table 2 heatmap
 
     # the saved run is a zoo model now
-    zoo = page("pages/1_Model_zoo.py")
+    zoo = page("app_pages/1_Model_zoo.py")
     assert "carol-bandgap" in zoo.dataframe[0].value["name"].tolist()
 
     at.button(key=f"delete_{record.id}").click().run()
@@ -139,7 +139,7 @@ def test_tiny_finetune_through_the_ui_then_compare():
 
 
 def test_viewer_draws_edges_with_local_3dmol():
-    at = page("pages/4_Crystal_viewer.py")
+    at = page("app_pages/4_Crystal_viewer.py")
     at.text_input(key="view_query").set_value("mp-22862").run()  # NaCl, conventional cell of 8 atoms
     at.selectbox(key="view_model").set_value("(graph only, no model)").run()
     no_problems(at)
@@ -169,7 +169,7 @@ def test_viewer_draws_edges_with_local_3dmol():
 
 
 def test_viewer_bad_atom_index_is_a_message():
-    at = page("pages/4_Crystal_viewer.py")
+    at = page("app_pages/4_Crystal_viewer.py")
     at.text_input(key="view_query").set_value("mp-22862").run()
     at.selectbox(key="view_model").set_value("band-gap").run()
     at.radio(key="view_mode").set_value("One atom's edges").run()
@@ -180,7 +180,7 @@ def test_viewer_bad_atom_index_is_a_message():
 
 def test_predict_good_and_bad_files(cif_dir):
     good = sorted(cif_dir.glob("*.cif"))[:2]
-    at = page("pages/6_Predict.py")
+    at = page("app_pages/6_Predict.py")
     at.multiselect(key="pred_models").set_value(["band-gap"])
     files = [(p.name, p.read_bytes(), "chemical/x-cif") for p in good]
     files.append(("broken.cif", b"data_broken\n_cell_length_a oops\n", "chemical/x-cif"))
@@ -194,7 +194,7 @@ def test_predict_good_and_bad_files(cif_dir):
 
 
 def test_representations_page_probe_and_map():
-    at = page("pages/5_Representations.py")
+    at = page("app_pages/5_Representations.py")
     no_problems(at)
     if os.environ.get("CGCNN_SKIP_PROBE"):
         return

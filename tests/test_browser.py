@@ -85,12 +85,17 @@ def distinct_colours(png: bytes) -> int:
     from PIL import Image
 
     image = Image.open(io.BytesIO(png)).convert("RGB").resize((160, 120))
-    return len(set(image.getdata()))
+    return len(image.getcolors(maxcolors=160 * 120) or [])
 
 
 def shoot(page, name: str) -> None:
     folder = os.environ.get("CGCNN_SCREENSHOT_DIR")
     if folder:
+        if page.locator('[data-testid="stPlotlyChart"]').count():  # charts draw after the script has finished
+            page.wait_for_function(
+                "document.querySelectorAll('[data-testid=\"stPlotlyChart\"] .main-svg').length > 0", timeout=60_000
+            )
+        time.sleep(3.0)
         Path(folder).mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=False)
 
