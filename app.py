@@ -10,7 +10,7 @@ import streamlit as st
 
 import app_ui
 from cgcnn import app_support, viz
-from cgcnn.finetune import TARGET_UNITS
+from cgcnn.datasets import TARGET_UNITS
 
 SAMPLE_IDS = ("mp-22862", "mp-149", "mp-2534")
 

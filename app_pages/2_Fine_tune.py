@@ -6,8 +6,8 @@ import streamlit as st
 
 import app_ui
 from cgcnn import app_support, viz
+from cgcnn.datasets import TARGET_UNITS
 from cgcnn.errors import CGCNNError
-from cgcnn.finetune import TARGET_UNITS
 
 MAX_SHOWN = 12
 

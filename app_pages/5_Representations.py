@@ -6,7 +6,7 @@ import streamlit as st
 
 import app_ui
 from cgcnn import app_support, viz
-from cgcnn.finetune import TARGET_UNITS
+from cgcnn.datasets import TARGET_UNITS
 
 
 @st.cache_data(show_spinner="Probing every depth (one forward pass and a ridge fit per depth)…", max_entries=16)

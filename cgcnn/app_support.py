@@ -36,6 +36,13 @@ import pandas as pd
 
 from cgcnn.crystal_io import MAX_FILE_BYTES, read_structure_text
 from cgcnn.errors import CGCNNError, CrystalInputError
+from cgcnn.experiments import (
+    MATCHED_ROW,
+    STUDY_BASELINE,
+    STUDY_TABLE2,
+    STUDY_TABLE3_MATCHED,
+    study_row,
+)
 from cgcnn.runs import RunRecord, RunStore
 
 #: Environment variable: worker processes of the app's job runner (default one per core; 0 = queue only).
@@ -46,20 +53,6 @@ MAX_UPLOAD_MB = 50
 MAX_PREDICT_FILES = 500
 #: The study's protocol (band gap, 1000/1000/1000), used to group runs for Table 2.
 PROTOCOL = {"target": "band_gap", "n_train": 1000, "n_val": 1000, "n_test": 1000}
-#: The study's Table 2: band-gap test MAE (eV) by pretrained model and freeze depth 1/2/3; scratch baseline.
-STUDY_BASELINE = 0.812
-STUDY_TABLE2: dict[str, dict[int, float]] = {
-    "formation energy": {1: 0.797, 2: 0.765, 3: 0.865},
-    "bulk modulus": {1: 0.776, 2: 0.897, 3: 0.956},
-    "shear modulus": {1: 0.846, 2: 0.993, 3: 0.988},
-    "combined": {1: 0.820, 2: 0.850, 3: 0.870},
-}
-#: Zoo names of the study's pretrained models (a name containing "combined" is the combined model).
-STUDY_MODELS = {
-    "formation-energy-per-atom": "formation energy",
-    "bulk-moduli": "bulk modulus",
-    "shear-moduli": "shear modulus",
-}
 SCRATCH = "none"
 
 
@@ -392,30 +385,31 @@ def runs_frame(records: list[RunRecord]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def study_row(pretrained: str | None) -> str:
-    """Row label of the Table 2 heatmap for a run's pretrained model."""
-    if pretrained in (None, "", SCRATCH):
-        return "scratch"
-    if pretrained in STUDY_MODELS:
-        return STUDY_MODELS[pretrained]
-    if "combined" in pretrained:
-        return "combined"
-    return pretrained
-
-
-def table2_cells(records: list[RunRecord]) -> pd.DataFrame:
+def table2_cells(records: list[RunRecord] | pd.DataFrame) -> pd.DataFrame:
     """Done band-gap runs of the 1000/1000/1000 protocol (default data), grouped by (pretrained, freeze).
+
+    Args:
+        records: run records of the store, or a sweep's ``runs.csv`` frame (see :func:`shipped_runs`).
 
     Returns:
         columns ``row``, ``pretrained``, ``freeze``, ``mean``, ``std``, ``n`` (std over seeds; NaN for one).
     """
-    rows = []
-    for r in records:
-        if r.status != "done" or r.test_mae is None or r.spec.get("data"):
-            continue
-        if (r.target, r.n_train, r.n_val, r.n_test) != tuple(PROTOCOL.values()):
-            continue
-        rows.append({"row": study_row(r.pretrained), "pretrained": r.pretrained, "freeze": r.freeze, "mae": r.test_mae})
+    if isinstance(records, pd.DataFrame):
+        frame = records[["pretrained", "freeze", "target", "n_train", "n_val", "n_test", "test_mae"]].dropna()
+        rows = frame.rename(columns={"test_mae": "mae"}).to_dict("records")
+    else:
+        rows = [
+            {"pretrained": r.pretrained, "freeze": r.freeze, "target": r.target, "n_train": r.n_train,
+             "n_val": r.n_val, "n_test": r.n_test, "mae": r.test_mae}
+            for r in records
+            if r.status == "done" and r.test_mae is not None and not r.spec.get("data")
+        ]  # fmt: skip
+    protocol = tuple(PROTOCOL.values())
+    rows = [
+        {"row": study_row(r["pretrained"]), "pretrained": r["pretrained"], "freeze": int(r["freeze"]), "mae": r["mae"]}
+        for r in rows
+        if (r["target"], r["n_train"], r["n_val"], r["n_test"]) == protocol
+    ]
     if not rows:
         return pd.DataFrame(columns=["row", "pretrained", "freeze", "mean", "std", "n"])
     frame = pd.DataFrame(rows)
@@ -423,10 +417,22 @@ def table2_cells(records: list[RunRecord]) -> pd.DataFrame:
     return grouped.rename(columns={"count": "n"}).reset_index()
 
 
+def shipped_results_dir() -> Path:
+    """Folder of the sweep results that ship with the project (``docs/results``)."""
+    return Path(__file__).resolve().parent.parent / "docs" / "results"
+
+
+def shipped_runs() -> pd.DataFrame:
+    """Every run of the shipped sweeps (``docs/results/*/runs.csv``), so a fresh server has Table 2 at once."""
+    frames = [pd.read_csv(p) for p in sorted(shipped_results_dir().glob("*/runs.csv"))]
+    return pd.concat(frames, ignore_index=True).drop_duplicates("run_id") if frames else pd.DataFrame()
+
+
 def study_frame() -> pd.DataFrame:
     """The study's Table 2 as rows (``row``, ``freeze``, ``mae``); the scratch baseline at freeze 0."""
     rows = [{"row": "scratch", "freeze": 0, "mae": STUDY_BASELINE}]
     rows += [{"row": row, "freeze": f, "mae": mae} for row, cells in STUDY_TABLE2.items() for f, mae in cells.items()]
+    rows += [{"row": MATCHED_ROW, "freeze": f, "mae": mae} for f, mae in STUDY_TABLE3_MATCHED.items()]
     return pd.DataFrame(rows)
 
 
@@ -462,7 +468,7 @@ def search_crystals(dataset, query: str = "", limit: int = 200) -> pd.DataFrame:
 
 def dataset_glance(dataset) -> pd.DataFrame:
     """Crystals per label with units (for the home page)."""
-    from cgcnn.finetune import TARGET_UNITS
+    from cgcnn.datasets import TARGET_UNITS
 
     return pd.DataFrame(
         [{"label": k, "crystals": v, "units": TARGET_UNITS.get(k, "")} for k, v in dataset.label_counts().items()]

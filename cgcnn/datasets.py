@@ -52,6 +52,17 @@ MAX_ZIP_BYTES = 200 * 1024**2
 MAX_UNZIPPED_BYTES = 1024**3
 MAX_ZIP_MEMBERS = 100_000
 
+#: Units of the default dataset's targets (cards, tables, axes).
+TARGET_UNITS = {
+    "band_gap": "eV",
+    "formation_energy_per_atom": "eV/atom",
+    "log10_K_VRH": "log10(GPa)",
+    "log10_G_VRH": "log10(GPa)",
+    "poisson_ratio": "dimensionless",
+    "e_above_hull": "eV/atom",
+    "refractive_index": "dimensionless",
+}
+
 #: Arrays that define a dataset's content, in hashing order.
 _HASHED_ARRAYS = (
     "ids",

@@ -18,7 +18,15 @@ import torch
 
 from cgcnn.cards import ModelCard
 from cgcnn.checkpoint import save_checkpoint
-from cgcnn.datasets import CrystalDataset, Split, load_default_dataset, make_split, read_cgcnn_folder, read_zip
+from cgcnn.datasets import (
+    TARGET_UNITS,
+    CrystalDataset,
+    Split,
+    load_default_dataset,
+    make_split,
+    read_cgcnn_folder,
+    read_zip,
+)
 from cgcnn.errors import CGCNNError
 from cgcnn.graph import GraphParams, GraphSet
 from cgcnn.graph_cache import get_graphs
@@ -27,17 +35,6 @@ from cgcnn.runs import RunStore
 from cgcnn.train import EpochStats, LabelledGraphs, TrainConfig, TrainResult, train_model
 from cgcnn.transfer import FreezeReport, check_freeze_request, prepare_transfer
 from cgcnn.zoo import load_model
-
-#: Units of the default dataset's targets (for cards and tables).
-TARGET_UNITS = {
-    "band_gap": "eV",
-    "formation_energy_per_atom": "eV/atom",
-    "log10_K_VRH": "log10(GPa)",
-    "log10_G_VRH": "log10(GPa)",
-    "poisson_ratio": "dimensionless",
-    "e_above_hull": "eV/atom",
-    "refractive_index": "dimensionless",
-}
 
 
 @dataclass

@@ -35,7 +35,7 @@ import torch
 
 from cgcnn.cards import ModelCard
 from cgcnn.checkpoint import save_checkpoint
-from cgcnn.datasets import CrystalDataset, Split, load_default_dataset, pretraining_ids
+from cgcnn.datasets import TARGET_UNITS, CrystalDataset, Split, load_default_dataset, pretraining_ids
 from cgcnn.errors import CGCNNError
 from cgcnn.graph import GraphParams, GraphSet
 from cgcnn.graph_cache import get_graphs
@@ -54,16 +54,6 @@ DATA_NOTE = (
     "data: about 5,300 crystals after removing the band-gap fine-tune test block, elastic moduli on only about "
     "1,000 of them, and no total energy. Errors are therefore larger than the study's and the original CGCNN's."
 )
-
-_UNITS = {
-    "band_gap": "eV",
-    "formation_energy_per_atom": "eV/atom",
-    "log10_K_VRH": "log10(GPa)",
-    "log10_G_VRH": "log10(GPa)",
-    "poisson_ratio": "dimensionless",
-    "e_above_hull": "eV/atom",
-    "refractive_index": "dimensionless",
-}
 
 
 class PretrainStopped(CGCNNError):
@@ -417,7 +407,7 @@ def _card(
         name=spec.name or out_path.stem,
         kind="own",
         property=", ".join(t.replace("_", " ") for t in spec.targets),
-        units=", ".join(_UNITS.get(t, "?") for t in spec.targets),
+        units=", ".join(TARGET_UNITS.get(t, "?") for t in spec.targets),
         train_size=len(train.ids),
         mae=result.test.mae_per_target[first],
         mae_metric=f"test MAE of {first} on {counts['test'][first]} crystals (every target: details.test_mae)",

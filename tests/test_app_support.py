@@ -130,7 +130,15 @@ def test_table2_groups_protocol_runs(tmp_path):
     merged = app_support.table2_comparison(cells)
     hit = merged[(merged["row"] == "bulk modulus") & (merged["freeze"] == 1)].iloc[0]
     assert hit["study_mae"] == 0.776 and hit["difference"] == pytest.approx(0.82 - 0.776)
-    assert len(merged) == 13  # 4 models x 3 depths + the scratch baseline
+    assert len(merged) == 16  # 4 models x 3 depths, the scratch baseline, Table 3's matched-size row x 3
+
+
+def test_shipped_sweep_results_fill_table2():
+    runs = app_support.shipped_runs()
+    assert not runs.empty, "docs/results/*/runs.csv ship with the project"
+    cells = app_support.table2_cells(runs)
+    assert {"scratch", "formation energy", "bulk modulus", "shear modulus"} <= set(cells["row"])
+    assert (cells["n"] >= 5).all()  # five seeds per cell
 
 
 def test_search_and_workers(monkeypatch):
