@@ -91,7 +91,11 @@ class FinetuneSpec:
         return TrainConfig(**values)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict, with the run store's column names."""
+        """JSON-ready dict, with the run store's column names.
+
+        ``model_kind`` here is the request's default; the run records the pretrained model's actual layer kind
+        once it is loaded (the value stays in the dict so that stored specs keep their keys for resuming).
+        """
         return {**dataclasses.asdict(self), "model_kind": "gated"}
 
     @classmethod
@@ -199,7 +203,13 @@ def _run(
     target = _resolve_target(dataset, spec.target)
     split = make_split(dataset, target, spec.n_train, spec.n_val, spec.n_test, split_seed=spec.split_seed)
     if store is not None and run_id is not None:
-        store.update(run_id, split_hash=split.content_hash, target=target, torch_threads=torch.get_num_threads())
+        store.update(
+            run_id,
+            split_hash=split.content_hash,
+            target=target,
+            torch_threads=torch.get_num_threads(),
+            model_kind=pretrained.model.config.conv if pretrained is not None else "gated",
+        )
 
     ids = split.train + split.val + split.test
     graphs, failures = get_graphs(

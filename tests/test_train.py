@@ -199,3 +199,11 @@ def test_invalid_choices_fail_with_a_message_and_a_failed_run(isolated_home):
         run_finetune(FinetuneSpec("none", 2, **SMALL), store=store)
     failed = store.list_runs(status="failed")
     assert len(failed) >= 2 and all(r.error for r in failed)
+
+
+def test_run_records_the_pretrained_layer_kind(isolated_home):
+    store = RunStore()
+    spec = FinetuneSpec("own-attention", 2, hyperparams={"epochs": 1, "batch_size": 16}, **SMALL)
+    outcome = run_finetune(spec, store=store)
+    assert store.get(outcome.run_id).model_kind == "attention"
+    assert outcome.report.frozen_layers == ["embedding", "convs.0", "convs.1"]
