@@ -273,7 +273,7 @@ def _paired_p(diff: np.ndarray) -> float | None:
 
 
 def save_summary_figure(summary: pd.DataFrame, path: Path, title: str = "") -> Path:
-    """Bar chart of mean ± std test MAE per cell with the baseline band and the study's single-seed values."""
+    """Mean ± std test MAE per cell (dots with error bars), the scratch band, and the study's single seeds."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -283,22 +283,26 @@ def save_summary_figure(summary: pd.DataFrame, path: Path, title: str = "") -> P
     base = summary[summary.pretrained == BASELINE]
     models = list(dict.fromkeys(cells.pretrained))
     freezes = sorted(cells.freeze.unique())
-    fig, ax = plt.subplots(figsize=(1.8 + 1.9 * len(models), 4.2), dpi=120)
-    width = 0.8 / max(len(freezes), 1)
+    fig, ax = plt.subplots(figsize=(3.2 + 1.6 * len(models), 4.0), dpi=120)
+    step = 0.8 / max(len(freezes), 1)
     for j, k in enumerate(freezes):
         sub = cells[cells.freeze == k].set_index("pretrained").reindex(models)
-        x = np.arange(len(models)) + (j - (len(freezes) - 1) / 2) * width
-        ax.bar(x, sub.mean_mae, width, yerr=sub.std_mae, capsize=3, label=f"{k} frozen", alpha=0.85)
+        x = np.arange(len(models)) + (j - (len(freezes) - 1) / 2) * step
+        ax.errorbar(x, sub.mean_mae, yerr=sub.std_mae, fmt="o", capsize=3, label=f"{k} frozen (mean ± std)")
         study = sub.study_mae.astype(float)
         ax.scatter(x, study, marker="x", color="black", zorder=3, label="study (1 seed)" if j == 0 else None)
     if not base.empty:
         m, s = float(base.mean_mae.iloc[0]), float(np.nan_to_num(base.std_mae.iloc[0]))
-        ax.axhspan(m - s, m + s, color="grey", alpha=0.2, label=f"scratch {m:.3f} ± {s:.3f}")
+        ax.axhspan(m - s, m + s, color="grey", alpha=0.25, label=f"scratch {m:.3f} ± {s:.3f}")
         ax.axhline(m, color="grey", lw=1)
-    ax.set_xticks(np.arange(len(models)), [m.replace("-per-atom", "") for m in models], rotation=15)
+        study_base = base.study_mae.astype(float).iloc[0]
+        if np.isfinite(study_base):
+            ax.axhline(study_base, color="black", lw=1, ls=":", label=f"study scratch {study_base:.3f}")
+    ax.set_xticks(np.arange(len(models)), [m.replace("-per-atom", "") for m in models], rotation=12)
     ax.set_ylabel("test MAE, band gap (eV)")
-    ax.set_title(title or "fine-tuned to band gap: mean ± std over seeds")
-    ax.legend(fontsize=8, ncols=2)
+    ax.set_title(title or "fine-tuned to band gap: mean ± std over seeds", fontsize=10)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
