@@ -74,34 +74,21 @@ _SPEC_COLUMNS = (
 )
 _JSON_COLUMNS = frozenset({"hyperparams", "test_metrics", "spec"})
 # Columns that update() may set; the others have dedicated methods that keep their invariants.
-UPDATABLE_COLUMNS = frozenset(
-    {
-        "started_at",
-        "finished_at",
-        "status",
-        "heartbeat",
-        "owner",
-        "sweep_id",
-        "pretrained",
-        "model_kind",
-        "freeze",
-        "target",
-        "n_train",
-        "n_val",
-        "n_test",
-        "split_hash",
-        "split_seed",
-        "seed",
-        "hyperparams",
-        "torch_threads",
-        "test_mae",
-        "test_metrics",
-        "seconds",
-        "checkpoint_path",
-        "error",
-        "pid",
-    }
-)
+UPDATABLE_COLUMNS = frozenset(_SPEC_COLUMNS) | {
+    "started_at",
+    "finished_at",
+    "status",
+    "heartbeat",
+    "owner",
+    "sweep_id",
+    "hyperparams",
+    "test_mae",
+    "test_metrics",
+    "seconds",
+    "checkpoint_path",
+    "error",
+    "pid",
+}
 EPOCH_COLUMNS = ("epoch", "train_loss", "train_mae", "val_loss", "val_mae", "seconds", "lr")
 PREDICTION_COLUMNS = ("crystal_id", "split", "y_true", "y_pred")
 _FLOAT_FRAME_COLUMNS = frozenset(EPOCH_COLUMNS[1:] + PREDICTION_COLUMNS[2:])
