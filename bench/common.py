@@ -15,8 +15,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 warnings.filterwarnings("ignore")
 
 from cgcnn.datasets import load_default_dataset, protocol_split  # noqa: E402
-from cgcnn.graph import GraphSet  # noqa: E402
-from cgcnn.graph_cache import get_graphs  # noqa: E402
+from cgcnn.finetune import labelled_split  # noqa: E402
+from cgcnn.graph import GraphParams  # noqa: E402
 from cgcnn.train import LabelledGraphs  # noqa: E402
 
 THREADS = int(os.environ.get("BENCH_THREADS", "2"))
@@ -26,15 +26,10 @@ def protocol_sets(split_seed: int = 0) -> tuple[LabelledGraphs, LabelledGraphs, 
     """The study's 1000/1000/1000 band-gap crystals with their (cached) graphs."""
     ds = load_default_dataset()
     split = protocol_split(ds, split_seed)
-    graphs, failures = get_graphs(ds, split.train + split.val + split.test)
+    sets, failures = labelled_split(ds, split, ["band_gap"], GraphParams())
     for crystal_id, reason in failures:
         print(f"skipped {crystal_id}: {reason}")
-
-    def part(ids: list[str]) -> LabelledGraphs:
-        ids = [i for i in ids if i in graphs]
-        return LabelledGraphs(ids, GraphSet([graphs[i] for i in ids]), ds.labels.loc[ids, "band_gap"].to_numpy())
-
-    return part(list(split.train)), part(list(split.val)), part(list(split.test))
+    return sets
 
 
 def reference_items(data: LabelledGraphs) -> list:

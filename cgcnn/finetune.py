@@ -211,18 +211,10 @@ def _run(
             model_kind=pretrained.model.config.conv if pretrained is not None else "gated",
         )
 
-    ids = split.train + split.val + split.test
-    graphs, failures = get_graphs(
-        dataset, ids, params, progress=(lambda f: progress("featurising", f)) if progress else None
+    (train, val, test), failures = labelled_split(
+        dataset, split, [target], params, progress=(lambda f: progress("featurising", f)) if progress else None
     )
     skipped = list(dataset.rejected) + list(failures)  # reported, never silently lost
-
-    def labelled(part: list[str]) -> LabelledGraphs:
-        keep = [i for i in part if i in graphs]
-        values = dataset.labels.loc[keep, target].to_numpy(dtype=np.float64)
-        return LabelledGraphs(keep, GraphSet([graphs[i] for i in keep], params), values)
-
-    train, val, test = labelled(split.train), labelled(split.val), labelled(split.test)
     model, report = prepare_transfer(
         pretrained.model if pretrained is not None else None,
         spec.freeze,
@@ -294,6 +286,29 @@ def _run(
         test_ids=test.ids,
         test_true=test.targets[:, 0],
     )
+
+
+def labelled_split(
+    dataset: CrystalDataset,
+    split: Split,
+    targets: list[str],
+    params: GraphParams,
+    progress: Callable[[float], None] | None = None,
+) -> tuple[tuple[LabelledGraphs, LabelledGraphs, LabelledGraphs], list[tuple[str, str]]]:
+    """Train, validation and test sets of ``split`` with their cached graphs and ``targets`` labels.
+
+    Returns:
+        the three sets, and ``(id, reason)`` for each crystal the featuriser refused (left out of its set).
+    """
+    graphs, failures = get_graphs(dataset, list(split.train) + list(split.val) + list(split.test), params,
+                                  progress=progress)  # fmt: skip
+
+    def labelled(part: list[str]) -> LabelledGraphs:
+        keep = [i for i in part if i in graphs]
+        values = dataset.labels.loc[keep, targets].to_numpy(dtype=np.float64)
+        return LabelledGraphs(keep, GraphSet([graphs[i] for i in keep], params), values)
+
+    return (labelled(split.train), labelled(split.val), labelled(split.test)), list(failures)
 
 
 def execute_run(run_id: str, store: RunStore) -> None:

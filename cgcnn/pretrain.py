@@ -37,8 +37,8 @@ from cgcnn.cards import ModelCard
 from cgcnn.checkpoint import save_checkpoint
 from cgcnn.datasets import TARGET_UNITS, CrystalDataset, Split, load_default_dataset, pretraining_ids
 from cgcnn.errors import CGCNNError
-from cgcnn.graph import GraphParams, GraphSet
-from cgcnn.graph_cache import get_graphs
+from cgcnn.finetune import labelled_split
+from cgcnn.graph import GraphParams
 from cgcnn.model import CONV_LAYERS, CrystalGraphConvNet, ModelConfig
 from cgcnn.predictor import Predictor
 from cgcnn.train import EpochStats, LabelledGraphs, TrainConfig, TrainResult, TrainState, train_model
@@ -284,14 +284,7 @@ def pretrain(
     dataset = dataset or load_default_dataset()
     params = GraphParams()
     split, origin = resolve_split(spec, dataset, out_path.parent)
-    graphs, failures = get_graphs(dataset, split.train + split.val + split.test, params)
-
-    def labelled(part: tuple[str, ...]) -> LabelledGraphs:
-        keep = [cid for cid in part if cid in graphs]
-        values = dataset.labels.loc[keep, spec.targets].to_numpy(dtype=np.float64)
-        return LabelledGraphs(keep, GraphSet([graphs[cid] for cid in keep], params), values)
-
-    train, val, test = labelled(split.train), labelled(split.val), labelled(split.test)
+    (train, val, test), failures = labelled_split(dataset, split, list(spec.targets), params)
     torch.manual_seed(spec.seed)
     model = CrystalGraphConvNet(spec.model_config())
 
