@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import time
 from pathlib import Path
 
@@ -111,7 +112,8 @@ def test_page_loads_without_exception(browser, server, path):
         assert page.locator('[data-testid="stException"]').count() == 0
         assert page.locator('[data-testid="stAlertContentError"]').count() == 0, page.inner_text("body")[:2000]
         if PAGES[path] in ("finetune", "compare"):
-            assert page.get_by_text("demo-band-gap").count() > 0 or page.get_by_text("formation-energy").count() > 0
+            # the run's label appears once the page's later widgets have rendered (the title comes first)
+            page.get_by_text(re.compile("demo-band-gap|formation-energy")).first.wait_for(timeout=60_000)
         if PAGES[path] == "finetune":
             page.get_by_text("Test set parity plot").first.click()
             time.sleep(1.0)
