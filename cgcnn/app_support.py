@@ -192,7 +192,7 @@ def validate_spec(spec, dataset=None) -> None:
         CGCNNError: with a message naming the bad choice.
     """
     from cgcnn.datasets import make_split
-    from cgcnn.finetune import _resolve_target, load_data
+    from cgcnn.finetune import load_data, resolve_target
     from cgcnn.zoo import load_model
 
     check_freeze(spec.pretrained, spec.freeze)
@@ -206,7 +206,7 @@ def validate_spec(spec, dataset=None) -> None:
     if spec.n_train < 2 or spec.n_val < 1 or spec.n_test < 1:
         raise CGCNNError("the split needs at least 2 training, 1 validation and 1 test crystal")
     data = dataset if dataset is not None else load_data(spec.data)
-    target = _resolve_target(data, spec.target)
+    target = resolve_target(data, spec.target)
     try:
         make_split(data, target, spec.n_train, spec.n_val, spec.n_test, split_seed=spec.split_seed)
     except ValueError as exc:

@@ -39,19 +39,14 @@ def _guard(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.N
 
 def _load(args: argparse.Namespace) -> Any:
     """The dataset named by ``--dataset`` (an asset .npz, a CGCNN folder or a zip), else the default one."""
-    from cgcnn.datasets import load_default_dataset, read_asset, read_cgcnn_folder, read_zip
+    from cgcnn.datasets import load_default_dataset, read_asset
+    from cgcnn.finetune import load_data
 
     path = getattr(args, "dataset", None)
     drop_heavy = getattr(args, "drop_heavy", False)
     if path is None:
         return load_default_dataset(drop_heavy=drop_heavy)
-    p = Path(path)
-    if p.is_dir():
-        dataset = read_cgcnn_folder(p)
-    elif p.suffix.lower() == ".zip":
-        dataset = read_zip(p)
-    else:
-        dataset = read_asset(p)
+    dataset = read_asset(Path(path)) if Path(path).suffix.lower() == ".npz" else load_data(path)
     return dataset.without_heavy() if drop_heavy else dataset
 
 

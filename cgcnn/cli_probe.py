@@ -26,28 +26,14 @@ it, one id per line, in row order). Crystals the featuriser refuses are reported
 """
 
 
-def _dataset(data: str | None):
-    from cgcnn.finetune import load_data
-
-    return load_data(data)
-
-
-def _resolve_target(dataset, target: str) -> str:
-    """The label to use, as ``finetune`` resolves it: a user's one-column dataset answers to any name."""
-    if target in dataset.targets:
-        return target
-    if len(dataset.targets) == 1:
-        return dataset.targets[0]
-    raise CGCNNError(f"unknown target {target!r}: this dataset has {', '.join(dataset.targets)}")
-
-
 def _cmd_probe(args: argparse.Namespace) -> int:
+    from cgcnn.finetune import load_data, resolve_target
     from cgcnn.probe import linear_probe
 
-    dataset = _dataset(args.data)
+    dataset = load_data(args.data)
     result = linear_probe(
         args.model,
-        target=_resolve_target(dataset, args.target),
+        target=resolve_target(dataset, args.target),
         n_train=args.train,
         n_test=args.test,
         split_seed=args.split_seed,
@@ -114,16 +100,17 @@ def read_ids(path: Path) -> list[str]:
 def _cmd_features(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from cgcnn.finetune import load_data, resolve_target
     from cgcnn.probe import crystal_features, select_ids
 
     out = Path(args.out)
     if out.suffix.lower() not in (".csv", ".npy"):
         raise CGCNNError(f"{out}: --out must end in .csv or .npy")
-    dataset = _dataset(args.data)
+    dataset = load_data(args.data)
     if args.ids_from:
         ids = read_ids(Path(args.ids_from))
     else:
-        ids = select_ids(dataset, _resolve_target(dataset, args.target), args.n, args.split_seed)
+        ids = select_ids(dataset, resolve_target(dataset, args.target), args.n, args.split_seed)
     kept, features, skipped = crystal_features(args.model, args.depth, ids, dataset)
     for crystal_id, reason in skipped:
         print(f"skipped: {crystal_id}: {reason}", file=sys.stderr)

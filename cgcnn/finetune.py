@@ -200,7 +200,7 @@ def _run(
     if progress:
         progress("loading data", 0.0)
     dataset = load_data(spec.data)
-    target = _resolve_target(dataset, spec.target)
+    target = resolve_target(dataset, spec.target)
     split = make_split(dataset, target, spec.n_train, spec.n_val, spec.n_test, split_seed=spec.split_seed)
     if store is not None and run_id is not None:
         store.update(
@@ -317,7 +317,8 @@ def execute_run(run_id: str, store: RunStore) -> None:
     run_finetune(FinetuneSpec.from_dict(record.spec), store=store, run_id=run_id)
 
 
-def _resolve_target(dataset: CrystalDataset, target: str) -> str:
+def resolve_target(dataset: CrystalDataset, target: str) -> str:
+    """The label to learn: ``target``, or the only label of a user's one-column dataset, whatever its name."""
     if target in dataset.targets:
         return target
     if len(dataset.targets) == 1:  # a user's folder has one label column, whatever the spec calls it
