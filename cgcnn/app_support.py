@@ -166,21 +166,6 @@ def layer_frame(predictor, freeze: int) -> tuple[pd.DataFrame, Any]:
 # --------------------------------------------------------------------------------------------------- launching
 
 
-def check_freeze(pretrained: str, freeze: int) -> None:
-    """Refuse freezing a scratch model or a negative depth (the library's check when it has one)."""
-    try:
-        from cgcnn.transfer import check_freeze_request
-    except ImportError:
-        check_freeze_request = None
-    if check_freeze_request is not None:
-        check_freeze_request(None if pretrained in ("", SCRATCH) else pretrained, freeze)
-        return
-    if freeze < 0:
-        raise CGCNNError(f"freeze depth must be 0 or more, got {freeze}")
-    if pretrained in ("", SCRATCH) and freeze:
-        raise CGCNNError("a model trained from scratch has nothing pretrained to freeze: use freeze 0")
-
-
 def validate_spec(spec, dataset=None) -> None:
     """Everything that can be checked before a run is queued: model, freeze depth, target, sizes, epochs.
 
@@ -195,7 +180,7 @@ def validate_spec(spec, dataset=None) -> None:
     from cgcnn.finetune import load_data, resolve_target
     from cgcnn.zoo import load_model
 
-    check_freeze(spec.pretrained, spec.freeze)
+    spec.validate()  # split sizes, freezing a scratch model, unknown hyperparameters
     if spec.pretrained not in ("", SCRATCH):
         n_conv = load_model(spec.pretrained).model.config.n_conv
         if spec.freeze > n_conv:
@@ -203,14 +188,9 @@ def validate_spec(spec, dataset=None) -> None:
     epochs = int(spec.hyperparams.get("epochs", 30))
     if not 1 <= epochs <= 500:
         raise CGCNNError(f"epochs must be between 1 and 500, got {epochs}")
-    if spec.n_train < 2 or spec.n_val < 1 or spec.n_test < 1:
-        raise CGCNNError("the split needs at least 2 training, 1 validation and 1 test crystal")
     data = dataset if dataset is not None else load_data(spec.data)
     target = resolve_target(data, spec.target)
-    try:
-        make_split(data, target, spec.n_train, spec.n_val, spec.n_test, split_seed=spec.split_seed)
-    except ValueError as exc:
-        raise CGCNNError(str(exc)) from None
+    make_split(data, target, spec.n_train, spec.n_val, spec.n_test, split_seed=spec.split_seed)
 
 
 @dataclass
