@@ -9,8 +9,9 @@ from __future__ import annotations
 import streamlit as st
 
 import app_ui
-from cgcnn import app_support, viz
-from cgcnn.datasets import TARGET_UNITS
+from cgcnn.analysis import viz
+from cgcnn.app import classroom, tables
+from cgcnn.data.datasets import TARGET_UNITS
 
 SAMPLE_IDS = ("mp-22862", "mp-149", "mp-2534")
 
@@ -18,7 +19,7 @@ SAMPLE_IDS = ("mp-22862", "mp-149", "mp-2534")
 @st.cache_data(show_spinner=False)
 def sample_scene(crystal_id: str) -> str:
     """HTML of the sample crystal's 3D view."""
-    from cgcnn.graph import structure_to_graph
+    from cgcnn.data.graph import structure_to_graph
 
     structure = app_ui.dataset().structure(crystal_id)
     return viz.crystal_scene_html(structure, structure_to_graph(structure), width=420, height=320)
@@ -48,18 +49,18 @@ def home() -> None:
         left, right = st.columns([2, 3])
         with left:
             st.metric("Crystals", f"{len(data):,}")
-            st.dataframe(app_support.dataset_glance(data), hide_index=True, width="stretch")
+            st.dataframe(tables.dataset_glance(data), hide_index=True, width="stretch")
         with right:
             sample = next((i for i in SAMPLE_IDS if i in data), str(data.ids[0]))
             formula = data.formulas[data.index_of(sample)]
             st.markdown(f"**A sample crystal: {formula} ({sample})**, its unit cell and crystal-graph edges")
-            if not app_support.local_3dmol_available():
+            if not classroom.local_3dmol_available():
                 st.warning("The offline 3D viewer library is missing: run `make` (it copies 3Dmol.js into static/).")
             st.iframe(sample_scene(sample), height=390)
         st.plotly_chart(label_histograms(), width="stretch")
 
         st.subheader("Models available")
-        st.dataframe(app_support.cards_frame(app_ui.store()), hide_index=True, width="stretch")
+        st.dataframe(tables.cards_frame(app_ui.store()), hide_index=True, width="stretch")
 
         st.subheader("Citations")
         st.markdown(

@@ -1,7 +1,7 @@
 """Streamlit glue shared by the pages: page set-up, the display name, cached resources, the error boundary.
 
 Only Streamlit-specific code lives here (caching decorators, widgets used on every page); computations are in
-``cgcnn.app_support`` and ``cgcnn.viz``.
+``cgcnn.app.launch`` and ``cgcnn.analysis.viz``.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def setup(title: str) -> str:
     The name lives in ``st.query_params["user"]`` so a reload (or a bookmark) keeps it, and in the session
     so that switching pages keeps it even where the URL loses its query.
     """
-    from cgcnn.app_support import clean_owner
+    from cgcnn.app.classroom import clean_owner
 
     st.set_page_config(page_title=f"{title} · CGCNN explorer", page_icon=":material/hub:", layout="wide")
     name = clean_owner(st.query_params.get("user") or st.session_state.get("user", ""))
@@ -88,7 +88,7 @@ def boundary(what: str = "this page") -> Iterator[None]:
 @st.cache_resource(show_spinner="Loading the default dataset…")
 def dataset():
     """The embedded default dataset (shared by every session)."""
-    from cgcnn.datasets import load_default_dataset
+    from cgcnn.data.datasets import load_default_dataset
 
     return load_default_dataset()
 
@@ -104,7 +104,7 @@ def model(name: str, stamp: float = 0.0):
 @st.cache_resource
 def store():
     """The run store (holds only a path; safe to share)."""
-    from cgcnn.app_support import run_store
+    from cgcnn.app.classroom import run_store
 
     return run_store()
 
@@ -112,6 +112,6 @@ def store():
 @st.cache_data(show_spinner=False, max_entries=64)
 def crystal_graph(crystal_id: str, params_key: str, _params=None):
     """The graph of a default-dataset crystal under some graph parameters (cached by id and parameters)."""
-    from cgcnn.graph import structure_to_graph
+    from cgcnn.data.graph import structure_to_graph
 
     return structure_to_graph(dataset().structure(crystal_id), _params)

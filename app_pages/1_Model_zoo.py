@@ -5,12 +5,13 @@ from __future__ import annotations
 import streamlit as st
 
 import app_ui
-from cgcnn import app_support, viz
+from cgcnn.analysis import viz
+from cgcnn.app import tables
 
 app_ui.setup("Model zoo")
 with app_ui.boundary("the model zoo"):
     store = app_ui.store()
-    cards = app_support.cards_frame(store)
+    cards = tables.cards_frame(store)
     st.dataframe(cards, hide_index=True, width="stretch")
 
     names = cards["name"].tolist()
@@ -36,7 +37,7 @@ with app_ui.boundary("the model zoo"):
         freeze = st.slider(
             "Freeze depth (embedding + first k convolutions frozen)", 0, n_conv, min(2, n_conv), key="zoo_freeze"
         )
-        layers, report = app_support.layer_frame(predictor, freeze)
+        layers, report = tables.layer_frame(predictor, freeze)
         st.plotly_chart(viz.layer_diagram(layers, f"Transfer of {card.name} with freeze {freeze}"), width="stretch")
         a, b = st.columns(2)
         a.metric("Frozen parameters", f"{report.frozen_params:,}")

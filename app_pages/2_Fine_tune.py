@@ -5,8 +5,9 @@ from __future__ import annotations
 import streamlit as st
 
 import app_ui
-from cgcnn import app_support, viz
-from cgcnn.datasets import TARGET_UNITS
+from cgcnn.analysis import viz
+from cgcnn.app import classroom, launch, tables, uploads
+from cgcnn.data.datasets import TARGET_UNITS
 from cgcnn.errors import CGCNNError
 
 MAX_SHOWN = 12
@@ -21,12 +22,12 @@ def launch_form(store) -> None:
         "Your own labelled data (optional): a .zip of a CGCNN folder (id_prop.csv + <id>.cif files)",
         type=["zip"],
         key="ft_upload",
-        help=f"At most {app_support.MAX_UPLOAD_MB} MB. Without an upload the default Materials Project data is used.",
+        help=f"At most {uploads.MAX_UPLOAD_MB} MB. Without an upload the default Materials Project data is used.",
     )
     data_path, targets = None, data.targets
     if upload is not None:
         try:
-            path, uploaded = app_support.save_upload(store, upload.getvalue(), upload.name)
+            path, uploaded = launch.save_upload(store, upload.getvalue(), upload.name)
         except CGCNNError as exc:
             st.error(f"The upload cannot be used: {exc}")
         else:
@@ -35,14 +36,14 @@ def launch_form(store) -> None:
                 f"{upload.name}: {len(uploaded)} crystals with label {', '.join(uploaded.targets)}"
                 + (f"; {len(uploaded.rejected)} unreadable crystals left out" if uploaded.rejected else "")
             )
-    models = [app_support.SCRATCH, *app_support.model_choices(store)]
+    models = [launch.SCRATCH, *tables.model_choices(store)]
     with st.form("ft_form"):
         c1, c2, c3 = st.columns(3)
         chosen = c1.multiselect(
             "Pretrained model(s)",
             models,
             default=["formation-energy-per-atom"] if "formation-energy-per-atom" in models else models[:1],
-            format_func=lambda m: "scratch (no pretraining)" if m == app_support.SCRATCH else m,
+            format_func=lambda m: "scratch (no pretraining)" if m == launch.SCRATCH else m,
             key="ft_models",
         )
         freezes = c2.multiselect("Freeze depth(s)", [0, 1, 2, 3, 4], default=[2], key="ft_freezes")
@@ -64,9 +65,9 @@ def launch_form(store) -> None:
         if not user:
             st.error("Enter your display name in the sidebar first: runs are recorded under it.")
             return
-        specs = app_support.make_specs(chosen, freezes, target, (n_train, n_val, n_test), epochs, seeds, data=data_path)
+        specs = launch.make_specs(chosen, freezes, target, (n_train, n_val, n_test), epochs, seeds, data=data_path)
         try:
-            result = app_support.launch(store, specs, owner=user)
+            result = launch.launch(store, specs, owner=user)
         except CGCNNError as exc:
             st.error(str(exc))
             return
@@ -76,12 +77,12 @@ def launch_form(store) -> None:
 
 
 def run_panel(store, record, epochs, mine: bool) -> None:
-    frac, text = app_support.run_progress(record, epochs)
+    frac, text = tables.run_progress(record, epochs)
     status = record.status
     if status == "queued":
         pos = store.queue_position(record.id)
         text = f"queued, position {pos} in the queue" if pos else text
-    st.markdown(f"**{app_support.run_label(record)}** · owner {record.owner or '—'} · `{status}`")
+    st.markdown(f"**{tables.run_label(record)}** · owner {record.owner or '—'} · `{status}`")
     st.progress(frac, text=text)
     if len(epochs):
         units = TARGET_UNITS.get(record.target or "", "")
@@ -123,7 +124,7 @@ def runs_section(store) -> None:
             counts = store.counts()
             st.caption(
                 f"Queue: {counts['queued']} queued, {counts['running']} running · "
-                f"workers: {app_support.worker_count()} · {len(recs)} run(s) shown"
+                f"workers: {classroom.worker_count()} · {len(recs)} run(s) shown"
             )
             if not recs:
                 st.info("No runs yet." if everyone else "You have no runs yet: queue one above.")
@@ -134,7 +135,7 @@ def runs_section(store) -> None:
                     run_panel(store, record, frames[frames["run_id"] == record.id], mine=record.owner == user)
             if len(recs) > MAX_SHOWN:
                 st.caption(f"{len(recs) - MAX_SHOWN} older run(s):")
-                st.dataframe(app_support.runs_frame(recs[MAX_SHOWN:]), hide_index=True, width="stretch")
+                st.dataframe(tables.runs_frame(recs[MAX_SHOWN:]), hide_index=True, width="stretch")
             if live and not any(r.is_active for r in recs):
                 st.rerun()  # everything ended: a full rerun stops the polling
 
@@ -143,10 +144,10 @@ def runs_section(store) -> None:
 
 with app_ui.boundary("the fine-tune page"):
     store = app_ui.store()
-    runner = app_support.start_runner(store)
+    runner = classroom.start_runner(store)
     if runner is None:
         store.reap_stale(120)
-        st.info("This server only queues runs (CGCNN_WORKERS=0): start `python -m cgcnn.jobs drain` to run them.")
+        st.info("This server only queues runs (CGCNN_WORKERS=0): start `python -m cgcnn.runs.jobs drain` to run them.")
     launch_form(store)
     st.subheader("Runs")
     runs_section(store)

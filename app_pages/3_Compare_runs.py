@@ -5,8 +5,10 @@ from __future__ import annotations
 import streamlit as st
 
 import app_ui
-from cgcnn import app_support, viz
-from cgcnn.datasets import TARGET_UNITS
+from cgcnn.analysis import viz
+from cgcnn.app import tables
+from cgcnn.data.datasets import TARGET_UNITS
+from cgcnn.experiments import study
 
 user = app_ui.setup("Compare runs")
 with app_ui.boundary("the compare page"):
@@ -23,17 +25,17 @@ with app_ui.boundary("the compare page"):
         "Runs to compare",
         [r.id for r in pool],
         default=default,
-        format_func=lambda i: app_support.run_label(by_id[i]),
+        format_func=lambda i: tables.run_label(by_id[i]),
         key="cmp_runs",
     )
     if chosen:
-        labels = {i: app_support.run_label(by_id[i]) for i in chosen}
+        labels = {i: tables.run_label(by_id[i]) for i in chosen}
         epochs = store.epochs_many(chosen)
         units = TARGET_UNITS.get(by_id[chosen[0]].target or "", "")
         a, b = st.columns(2)
         a.plotly_chart(viz.curves_figure(epochs, "loss", labels), width="stretch", key="cmp_loss")
         b.plotly_chart(viz.curves_figure(epochs, "mae", labels, units), width="stretch", key="cmp_mae")
-        table = app_support.runs_frame([by_id[i] for i in chosen])
+        table = tables.runs_frame([by_id[i] for i in chosen])
         st.subheader("Test MAE of the chosen runs")
         st.dataframe(table, hide_index=True, width="stretch")
         st.download_button(
@@ -50,19 +52,19 @@ with app_ui.boundary("the compare page"):
     st.markdown(
         "Done band-gap runs of the 1000/1000/1000 protocol on the default data, grouped by pretrained model and "
         "freeze depth: mean ± standard deviation over seeds (n = number of seeds). The right panel holds the "
-        f"study's numbers (one seed; test MAE in eV; training from scratch: {app_support.STUDY_BASELINE}). "
+        f"study's numbers (one seed; test MAE in eV; training from scratch: {study.STUDY_BASELINE}). "
         "The shipped results come from `python -m cgcnn sweep` (see README, docs/results)."
     )
     shipped = source.startswith("shipped")
-    cells = app_support.table2_cells(app_support.shipped_runs() if shipped else records)
-    study = app_support.study_frame()
+    cells = tables.table2_cells(tables.shipped_runs() if shipped else records)
+    study = tables.study_frame()
     if cells.empty:
         st.info(
             "No run of the protocol yet (band gap, 1000/1000/1000, default data, done): the heatmap shows the "
             "study's numbers only."
         )
     st.plotly_chart(viz.table2_heatmap(cells, study), width="stretch", key="cmp_table2")
-    comparison = app_support.table2_comparison(cells)
+    comparison = tables.table2_comparison(cells)
     st.dataframe(comparison, hide_index=True, width="stretch")
     st.download_button(
         "Download Table 2 comparison (CSV)", comparison.to_csv(index=False), "table2.csv", "text/csv", key="cmp_csv"

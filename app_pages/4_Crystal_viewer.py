@@ -5,8 +5,9 @@ from __future__ import annotations
 import streamlit as st
 
 import app_ui
-from cgcnn import app_support, viz
-from cgcnn.graph import GraphParams, structure_to_graph
+from cgcnn.analysis import explain, viz
+from cgcnn.app import classroom, tables, uploads
+from cgcnn.data.graph import GraphParams, structure_to_graph
 
 NO_MODEL = "(graph only, no model)"
 HEIGHT = 520
@@ -24,22 +25,19 @@ def build_view(
     color_atoms: bool,
 ):
     """(html, edge table, info dict) of one view; cached on every choice."""
-    if upload is not None:
-        structure = app_support.structure_from_upload(*upload)
-    else:
-        structure = app_ui.dataset().structure(crystal_id)
+    structure = uploads.structure_from_upload(*upload) if upload is not None else app_ui.dataset().structure(crystal_id)
     info: dict = {"n_atoms": len(structure), "formula": structure.composition.reduced_formula}
     predictor = None if model_name == NO_MODEL else app_ui.model(model_name)
     params = predictor.graph_params if predictor is not None else GraphParams()
     graph = structure_to_graph(structure, params)
     values, atom_values, label = None, None, ""
     if predictor is not None:
-        layers, kind = app_support.edge_weight_layers(predictor, graph)
+        layers, kind = explain.edge_weight_layers(predictor, graph)
         info["n_layers"], info["n_heads"], info["kind"] = len(layers), layers[0].shape[1], kind
         chosen = layers[min(layer, len(layers) - 1)]
         values = chosen[:, head] if head is not None and head < chosen.shape[1] else chosen.mean(axis=1)
         label = f"{'attention' if kind == 'attention' else 'gate'} (conv {layer + 1})"
-        contrib, mean, prediction = app_support.atom_contributions(predictor, graph)
+        contrib, mean, prediction = explain.atom_contributions(predictor, graph)
         info.update(prediction=prediction, contrib_mean=mean, units=predictor.card.units, target=predictor.targets[0])
         if color_atoms:
             atom_values = contrib
@@ -63,7 +61,7 @@ def build_view(
 user = app_ui.setup("Crystal & attention viewer")
 with app_ui.boundary("the viewer"):
     data = app_ui.dataset()
-    if not app_support.local_3dmol_available():
+    if not classroom.local_3dmol_available():
         st.warning("The offline 3D viewer library is missing: run `make` (it copies 3Dmol.js into static/).")
     left, right = st.columns([1, 2])
     crystal_id, upload = None, None
@@ -72,10 +70,10 @@ with app_ui.boundary("the viewer"):
         if source == "Default dataset":
             wanted = st.session_state.pop("open_crystal", None) or st.query_params.get("crystal")
             query = st.text_input("Search by formula or id", value=wanted or "", key="view_query")
-            matches = app_support.search_crystals(data, query)
+            matches = tables.search_crystals(data, query)
             if matches.empty:
                 st.warning(f"No crystal matches {query!r}; showing all.")
-                matches = app_support.search_crystals(data, "")
+                matches = tables.search_crystals(data, "")
             options = matches["id"].tolist()
             described = matches["formula"] + " (" + matches["atoms"].astype(str) + " atoms)"
             labels = dict(zip(matches["id"], described, strict=True))
@@ -89,7 +87,7 @@ with app_ui.boundary("the viewer"):
                 st.info("Upload a file to view it.")
                 st.stop()
             upload = (file.name, file.getvalue())
-        model_names = [NO_MODEL, *app_support.model_choices(app_ui.store())]
+        model_names = [NO_MODEL, *tables.model_choices(app_ui.store())]
         model_name = st.selectbox("Model", model_names, index=min(3, len(model_names) - 1), key="view_model")
         layer, head, focus, top_k, color_atoms = 0, None, None, None, False
         if model_name != NO_MODEL:

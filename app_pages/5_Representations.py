@@ -5,18 +5,18 @@ from __future__ import annotations
 import streamlit as st
 
 import app_ui
-from cgcnn import app_support, viz
-from cgcnn.datasets import TARGET_UNITS
+from cgcnn.analysis import probe, viz
+from cgcnn.app import tables
+from cgcnn.data.datasets import TARGET_UNITS
 
 
 @st.cache_data(show_spinner="Probing every depth (one forward pass and a ridge fit per depth)…", max_entries=16)
 def probes(models: tuple[str, ...], target: str, n_train: int, n_test: int):
-    return app_support.probe_frame(list(models), target, n_train, n_test)
+    return tables.probe_frame(list(models), target, n_train, n_test)
 
 
 @st.cache_data(show_spinner="Computing features and their PCA map…", max_entries=16)
 def feature_map(model_name: str, depth: str, target: str, n: int):
-    probe = app_support.probe_module()
     ids = probe.select_ids(app_ui.dataset(), target, n)
     frame, projection = probe.crystal_map(model_name, depth, ids, app_ui.dataset(), method="pca")
     return frame, projection.explained_variance_ratio
@@ -24,15 +24,8 @@ def feature_map(model_name: str, depth: str, target: str, n: int):
 
 user = app_ui.setup("Representations")
 with app_ui.boundary("the representations page"):
-    probe = app_support.probe_module()
-    if probe is None:
-        st.info(
-            "The probe module (`cgcnn.probe`) is not part of this installation yet. When it is, this page shows how "
-            "well a linear model reads a label from each layer's features, and a 2-D map of the crystals."
-        )
-        st.stop()
     data = app_ui.dataset()
-    names = app_support.model_choices(app_ui.store())
+    names = tables.model_choices(app_ui.store())
     targets = data.targets
     st.subheader("Linear probe per depth")
     st.caption(

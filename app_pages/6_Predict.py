@@ -5,11 +5,11 @@ from __future__ import annotations
 import streamlit as st
 
 import app_ui
-from cgcnn import app_support
+from cgcnn.app import tables, uploads
 
 user = app_ui.setup("Predict")
 with app_ui.boundary("the predict page"):
-    names = app_support.model_choices(app_ui.store(), include_classifier=True)
+    names = tables.model_choices(app_ui.store(), include_classifier=True)
     chosen = st.multiselect(
         "Models", names, default=[n for n in ("formation-energy-per-atom", "band-gap") if n in names], key="pred_models"
     )
@@ -17,7 +17,7 @@ with app_ui.boundary("the predict page"):
         "Crystal files: CIF, POSCAR or pymatgen JSON, or a .zip of them",
         accept_multiple_files=True,
         key="pred_files",
-        help=f"Up to {app_support.MAX_PREDICT_FILES} crystals, {app_support.MAX_UPLOAD_MB} MB per upload.",
+        help=f"Up to {uploads.MAX_PREDICT_FILES} crystals, {uploads.MAX_UPLOAD_MB} MB per upload.",
     )
     if not files:
         st.info("Upload one or more crystal files to predict them.")
@@ -26,7 +26,7 @@ with app_ui.boundary("the predict page"):
         st.warning("Choose at least one model.")
         st.stop()
     predictors = {name: app_ui.model(name) for name in chosen}
-    table, errors = app_support.predict_uploads(predictors, [(f.name, f.getvalue()) for f in files])
+    table, errors = uploads.predict_uploads(predictors, [(f.name, f.getvalue()) for f in files])
     st.session_state["pred_table"] = table
     if len(table):
         st.success(f"Predicted {len(table)} crystal(s) with {len(chosen)} model(s).")

@@ -14,10 +14,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 warnings.filterwarnings("ignore")
 
-from cgcnn.datasets import load_default_dataset, protocol_split  # noqa: E402
-from cgcnn.finetune import labelled_split  # noqa: E402
-from cgcnn.graph import GraphParams  # noqa: E402
-from cgcnn.train import LabelledGraphs  # noqa: E402
+from cgcnn.data.datasets import load_default_dataset  # noqa: E402
+from cgcnn.data.graph import GraphParams  # noqa: E402
+from cgcnn.data.splits import protocol_split  # noqa: E402
+from cgcnn.training.finetune import labelled_split  # noqa: E402
+from cgcnn.training.train import LabelledGraphs  # noqa: E402
 
 THREADS = int(os.environ.get("BENCH_THREADS", "2"))
 

@@ -20,9 +20,10 @@ from pathlib import Path
 import numpy as np
 from common import timed  # noqa: F401  (sets up sys.path and warnings)
 
-from cgcnn.crystal_io import read_structure
-from cgcnn.datasets import export_cgcnn_folder, load_default_dataset
-from cgcnn.graph import GraphParams, gaussian_expand, graph_from_arrays, structure_to_graph
+from cgcnn.data.crystal_io import read_structure
+from cgcnn.data.datasets import load_default_dataset
+from cgcnn.data.folders import export_cgcnn_folder
+from cgcnn.data.graph import GraphParams, gaussian_expand, graph_from_arrays, structure_to_graph
 
 
 def per_second(n: int, fn) -> float:

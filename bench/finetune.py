@@ -18,7 +18,7 @@ import torch
 from common import THREADS, protocol_sets, reference_items
 from reference_train import reference_epoch, reference_evaluate, reference_model
 
-from cgcnn.finetune import FinetuneSpec, run_finetune
+from cgcnn.training.finetune import FinetuneSpec, run_finetune
 
 EPOCHS, LR, FREEZE = 30, 0.003, 2
 BATCH = 64  # set by --batch

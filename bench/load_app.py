@@ -4,7 +4,7 @@ Starts ``streamlit run app.py`` on 127.0.0.1 (a free port, a temporary ``CGCNN_H
 sessions (threads). Each session queues one tiny fine-tune through the job API (``RunStore.create_run``, the
 call the Fine-tune page makes: 40/20/20 crystals, 2 epochs, its own seed) and, while its run is queued or
 running, fetches the app's HTTP endpoints (``/``, ``/_stcore/health``, the static 3Dmol.js) in a bounded
-loop. The queue is drained by the same job runner the app uses (``cgcnn.jobs.get_runner``: niced worker
+loop. The queue is drained by the same job runner the app uses (``cgcnn.runs.jobs.get_runner``: niced worker
 processes, one torch thread each), started here, since HTTP requests alone do not start a page script.
 
 Reports latency percentiles per endpoint and job completion times (queue wait, run time, total), and stops by
@@ -26,10 +26,12 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # app_server.py
 
-from cgcnn.app_support import AppServer
-from cgcnn.finetune import FinetuneSpec
-from cgcnn.runs import FINAL_STATUSES, RunStore
+from app_server import AppServer
+
+from cgcnn.runs.store import FINAL_STATUSES, RunStore
+from cgcnn.training.finetune import FinetuneSpec
 
 ENDPOINTS = ("/", "/_stcore/health", "/app/static/3Dmol-min.js")
 
@@ -88,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="also print the results as JSON")
     args = parser.parse_args(argv)
 
-    from cgcnn.jobs import JobRunner
+    from cgcnn.runs.jobs import JobRunner
 
     with tempfile.TemporaryDirectory(prefix="cgcnn_load_") as tmp:
         home = Path(tmp)

@@ -14,8 +14,8 @@ import torch
 from common import THREADS, protocol_sets, reference_items, timed
 from reference_train import reference_epoch, reference_model
 
-from cgcnn.train import TrainConfig, train_model
-from cgcnn.transfer import prepare_transfer
+from cgcnn.training.train import TrainConfig, train_model
+from cgcnn.training.transfer import prepare_transfer
 from cgcnn.zoo import load_model
 
 

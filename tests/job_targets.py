@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 
-from cgcnn.runs import RunStore
+from cgcnn.runs.store import RunStore
 
 
 def succeed(run_id: str, store: RunStore) -> None:

@@ -11,7 +11,7 @@ import torch
 from cgcnn2.data import CIFData, collate_pool
 from cgcnn2.model import CrystalGraphConvNet
 
-from cgcnn.elements import original_table_path
+from cgcnn.data.elements import original_table_path
 from cgcnn.zoo import original_checkpoint_path
 
 

@@ -17,10 +17,10 @@ sys.path.insert(0, str(ROOT))  # app_ui.py lives beside app.py, as under `stream
 
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from cgcnn import viz  # noqa: E402
-from cgcnn.datasets import load_default_dataset  # noqa: E402
-from cgcnn.graph import structure_to_graph  # noqa: E402
-from cgcnn.runs import RunStore  # noqa: E402
+from cgcnn.analysis import viz  # noqa: E402
+from cgcnn.data.datasets import load_default_dataset  # noqa: E402
+from cgcnn.data.graph import structure_to_graph  # noqa: E402
+from cgcnn.runs.store import RunStore  # noqa: E402
 
 PAGES = {
     "app.py": "Crystal graph transfer-learning explorer",
@@ -97,7 +97,7 @@ def test_launch_needs_a_name():
 
 @pytest.mark.slow
 def test_tiny_finetune_through_the_ui_then_compare():
-    from cgcnn.jobs import get_runner
+    from cgcnn.runs.jobs import get_runner
 
     store = RunStore()
     at = page("app_pages/2_Fine_tune.py", user="carol")

@@ -9,15 +9,16 @@ import torch.nn.functional as F
 from conftest import read
 from pymatgen.core import Lattice, Structure
 
-from cgcnn.attention import AttentionConv, EdgeAttentionConv, conv_parameter_counts
-from cgcnn.checkpoint import load_checkpoint, save_checkpoint
+from cgcnn.data.graph import GraphBatch, GraphParams, GraphSet, collate, gaussian_expand, structure_to_graph
 from cgcnn.errors import CGCNNError
-from cgcnn.graph import GraphBatch, GraphParams, GraphSet, collate, gaussian_expand, structure_to_graph
-from cgcnn.model import CONV_LAYERS, CrystalGraphConvNet, GatedConv, ModelConfig
-from cgcnn.normalizer import Normalizer
-from cgcnn.predictor import Predictor
-from cgcnn.train import LabelledGraphs, TrainConfig, train_model
-from cgcnn.transfer import prepare_transfer
+from cgcnn.nn.attention import AttentionConv, EdgeAttentionConv, conv_parameter_counts
+from cgcnn.nn.checkpoint import load_checkpoint, save_checkpoint
+from cgcnn.nn.conv import CONV_LAYERS, GatedConv
+from cgcnn.nn.model import CrystalGraphConvNet, ModelConfig
+from cgcnn.nn.normalizer import Normalizer
+from cgcnn.nn.predictor import Predictor
+from cgcnn.training.train import LabelledGraphs, TrainConfig, train_model
+from cgcnn.training.transfer import prepare_transfer
 
 KINDS = ["attention", "attention-edge"]
 
@@ -294,7 +295,7 @@ def test_gated_layer_numbers_are_unchanged_by_the_registry():
 
 
 def _card(kind: str):
-    from cgcnn.cards import ModelCard
+    from cgcnn.nn.cards import ModelCard
 
     return ModelCard(
         name=f"own-{kind}", kind="own", property="d", units="Å", train_size=9, mae=None, mae_metric="", source="test"

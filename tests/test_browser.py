@@ -46,9 +46,10 @@ def browser():
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, browser):
     """The app on 127.0.0.1 with its own home, holding one finished tiny fine-tune by 'demo'."""
-    from cgcnn.app_support import AppServer
-    from cgcnn.finetune import FinetuneSpec, run_finetune
-    from cgcnn.runs import RunStore
+    from app_server import AppServer
+
+    from cgcnn.runs.store import RunStore
+    from cgcnn.training.finetune import FinetuneSpec, run_finetune
 
     home = tmp_path_factory.mktemp("browser_home")
     old = os.environ.get("CGCNN_HOME")

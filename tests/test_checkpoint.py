@@ -7,13 +7,13 @@ import pytest
 import torch
 from conftest import read
 
-from cgcnn.cards import ModelCard
-from cgcnn.checkpoint import FORMAT_VERSION, load_checkpoint, safe_torch_load, save_checkpoint
+from cgcnn.data.graph import GraphParams
 from cgcnn.errors import CheckpointError
-from cgcnn.graph import GraphParams
-from cgcnn.model import CrystalGraphConvNet, ModelConfig
-from cgcnn.normalizer import Normalizer
-from cgcnn.predictor import Predictor
+from cgcnn.nn.cards import ModelCard
+from cgcnn.nn.checkpoint import FORMAT_VERSION, load_checkpoint, safe_torch_load, save_checkpoint
+from cgcnn.nn.model import CrystalGraphConvNet, ModelConfig
+from cgcnn.nn.normalizer import Normalizer
+from cgcnn.nn.predictor import Predictor
 from cgcnn.zoo import list_cards, load_model, original_checkpoint_path, original_names
 
 

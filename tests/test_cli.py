@@ -12,8 +12,8 @@ import pytest
 from conftest import read
 from test_checkpoint import _small_predictor
 
-from cgcnn.checkpoint import save_checkpoint
-from cgcnn.cli import main
+from cgcnn.cli.main import main
+from cgcnn.nn.checkpoint import save_checkpoint
 from cgcnn.zoo import load_model
 
 BAD_CIFS = {

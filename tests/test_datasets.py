@@ -11,25 +11,29 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cgcnn import cli_data
-from cgcnn.datasets import (
+from cgcnn.cli import data as cli_data
+from cgcnn.data.datasets import (
     DEFAULT_ASSET_NAME,
     DatasetError,
-    block_size,
-    canonical_blocks,
     default_asset_path,
-    export_cgcnn_folder,
-    first_n_canonical,
     load_default_dataset,
-    make_split,
-    original_atom_init_path,
-    pretraining_ids,
-    protocol_split,
     read_asset,
+    write_asset,
+)
+from cgcnn.data.elements import original_table_path
+from cgcnn.data.folders import (
+    export_cgcnn_folder,
     read_cgcnn_folder,
     read_cifs_with_labels,
     read_zip,
-    write_asset,
+)
+from cgcnn.data.splits import (
+    block_size,
+    canonical_blocks,
+    first_n_canonical,
+    make_split,
+    pretraining_ids,
+    protocol_split,
 )
 
 #: The committed asset is frozen: trained models record this hash.
@@ -227,14 +231,14 @@ def exported(ds, tmp_path_factory):
 
 def test_export_read_roundtrip(ds, exported):
     out, ids = exported
-    assert (out / "atom_init.json").read_bytes() == original_atom_init_path().read_bytes()
+    assert (out / "atom_init.json").read_bytes() == original_table_path().read_bytes()
     rows = (out / "id_prop.csv").read_text().splitlines()
     assert [r.split(",")[0] for r in rows] == ids
     assert json.loads((out / "split.json").read_text())["test"] == ids
     back = read_cgcnn_folder(out)
     assert back.rejected == ()
     assert back.ids.tolist() == ids
-    assert back.atom_init == original_atom_init_path().read_text()
+    assert back.atom_init == original_table_path().read_text()
     np.testing.assert_array_equal(back.labels["target"].to_numpy(), ds.labels.loc[ids, "band_gap"].to_numpy())
     for cid in ids:
         assert same_structure(back.structure(cid), ds.structure(cid)), cid
@@ -337,7 +341,7 @@ def test_cli_export_and_errors(tmp_path, capsys):
 
 
 def test_nan_and_infinite_labels_are_reported_not_trained_on(tmp_path):
-    from cgcnn.datasets import read_cgcnn_folder
+    from cgcnn.data.folders import read_cgcnn_folder
 
     src = Path(__file__).parent / "data" / "cifs"
     for name in ("mp-30", "mp-720", "mp-2184"):

@@ -5,11 +5,12 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from cgcnn.cli_experiments import parse_int_list
+from cgcnn.cli.sweep import parse_int_list
 from cgcnn.errors import CGCNNError
-from cgcnn.experiments import BASELINE, LocalExecutor, SweepGrid, run_sweep, save_summary_figure, summarize
-from cgcnn.finetune import FinetuneSpec, execute_run
-from cgcnn.runs import RunStore
+from cgcnn.experiments.study import BASELINE
+from cgcnn.experiments.sweep import LocalExecutor, SweepGrid, run_sweep, save_summary_figure, summarize
+from cgcnn.runs.store import RunStore
+from cgcnn.training.finetune import FinetuneSpec, execute_run
 
 TINY = {"n_train": 40, "n_val": 20, "n_test": 20, "hyperparams": {"epochs": 1, "batch_size": 16}}
 

@@ -5,16 +5,9 @@ import pytest
 from conftest import TIED, read
 from pymatgen.core import Lattice, Structure
 
-from cgcnn.elements import original_table
+from cgcnn.data.elements import original_table
+from cgcnn.data.graph import CrystalGraph, GraphParams, collate, gaussian_expand, graph_from_arrays, structure_to_graph
 from cgcnn.errors import CrystalInputError, NoNeighborsError, UnknownElementError
-from cgcnn.graph import (
-    CrystalGraph,
-    GraphParams,
-    collate,
-    gaussian_expand,
-    graph_from_arrays,
-    structure_to_graph,
-)
 
 
 def rock_salt(a: float = 5.64) -> Structure:

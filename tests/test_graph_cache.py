@@ -5,10 +5,10 @@ import pandas as pd
 import pytest
 from pymatgen.core import Lattice, Structure
 
-from cgcnn import graph_cache
-from cgcnn.datasets import dataset_from_structures, load_default_dataset
-from cgcnn.graph import GraphParams, structure_to_graph
-from cgcnn.graph_cache import GraphCacheWarning, cache_path, get_graphs
+from cgcnn.data import graph_cache
+from cgcnn.data.datasets import dataset_from_structures, load_default_dataset
+from cgcnn.data.graph import GraphParams, structure_to_graph
+from cgcnn.data.graph_cache import GraphCacheWarning, cache_path, get_graphs
 
 IDS = ["mp-10", "mp-2", "mp-13", "mp-19", "mp-21"]
 

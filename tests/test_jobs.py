@@ -9,12 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from cgcnn.jobs import JobError, JobRunner, get_runner, one_line_error, resolve_target, worker_main
-from cgcnn.runs import RunStore
+from cgcnn.runs.jobs import JobError, JobRunner, get_runner, one_line_error, resolve_target, worker_main
+from cgcnn.runs.store import RunStore
 
 TESTS = Path(__file__).parent
 ENV = {"PYTHONPATH": str(TESTS)}  # the workers import tests/job_targets.py
 FAST = {"poll_s": 0.05, "heartbeat_s": 0.2, "env": ENV}
+
+
+TARGET = "job_targets:succeed"
 
 
 @pytest.fixture
@@ -183,7 +186,7 @@ def test_dead_runner_restart_continues(store, tmp_path):
     """A runner (a whole server) killed mid-run: nothing finished is lost; a new runner carries on."""
     ids = queue(store, 3)
     script = (
-        "import sys, time; from cgcnn.jobs import JobRunner; "
+        "import sys, time; from cgcnn.runs.jobs import JobRunner; "
         f"r = JobRunner({str(store.path)!r}, max_workers=1, target='job_targets:epochs_then_hang', "
         "poll_s=0.05, heartbeat_s=0.2, env={'PYTHONPATH': sys.argv[1]}); r.start(); time.sleep(120)"
     )
@@ -254,7 +257,7 @@ def test_worker_main_in_process(store, monkeypatch):
 def test_drain_cli(store):
     ids = queue(store, 2)
     out = subprocess.run(
-        [sys.executable, "-m", "cgcnn.jobs", "drain", "--store", str(store.path), "--target", "job_targets:succeed"],
+        [sys.executable, "-m", "cgcnn.runs.jobs", "drain", "--store", str(store.path), "--target", TARGET],
         env={**os.environ, **ENV},
         capture_output=True,
         text=True,

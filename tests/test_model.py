@@ -6,8 +6,9 @@ import torch
 from conftest import read
 from invariance import assert_permutation_invariant, assert_supercell_invariant, assert_translation_invariant
 
-from cgcnn.graph import GraphBatch, GraphParams, collate, structure_to_graph
-from cgcnn.model import CrystalGraphConvNet, GatedConv, ModelConfig, mean_pool
+from cgcnn.data.graph import GraphBatch, GraphParams, collate, structure_to_graph
+from cgcnn.nn.conv import GatedConv
+from cgcnn.nn.model import CrystalGraphConvNet, ModelConfig, mean_pool
 from cgcnn.zoo import load_model
 
 

@@ -6,14 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from cgcnn.cli import main
-from cgcnn.datasets import canonical_blocks, load_default_dataset, pretraining_ids
+from cgcnn.cli.main import main
+from cgcnn.data.datasets import load_default_dataset
+from cgcnn.data.graph import GraphSet
+from cgcnn.data.graph_cache import get_graphs
+from cgcnn.data.splits import canonical_blocks, pretraining_ids
 from cgcnn.errors import CGCNNError
-from cgcnn.graph import GraphSet
-from cgcnn.graph_cache import get_graphs
-from cgcnn.pretrain import PretrainSpec, PretrainStopped, pretrain, resolve_split, resume_path, split_ids
-from cgcnn.train import LabelledGraphs, TrainConfig, train_model
-from cgcnn.transfer import prepare_transfer
+from cgcnn.training.pretrain import PretrainSpec, PretrainStopped, pretrain, resolve_split, resume_path, split_ids
+from cgcnn.training.train import LabelledGraphs, TrainConfig, train_model
+from cgcnn.training.transfer import prepare_transfer
 from cgcnn.zoo import load_model
 
 ZOO = ["own-combined", "own-formation-energy-matched", "own-attention", "own-attention-edge"]

@@ -11,12 +11,7 @@ import scipy.linalg
 import torch
 from conftest import read
 
-from cgcnn.cli import main
-from cgcnn.datasets import load_default_dataset, make_split
-from cgcnn.errors import CGCNNError
-from cgcnn.graph import GraphSet
-from cgcnn.model import mean_pool
-from cgcnn.probe import (
+from cgcnn.analysis.probe import (
     Projection,
     crystal_map,
     depth_names,
@@ -28,6 +23,12 @@ from cgcnn.probe import (
     pca_map,
     select_ids,
 )
+from cgcnn.cli.main import main
+from cgcnn.data.datasets import load_default_dataset
+from cgcnn.data.graph import GraphSet
+from cgcnn.data.splits import make_split
+from cgcnn.errors import CGCNNError
+from cgcnn.nn.model import mean_pool
 from cgcnn.zoo import load_model
 
 ORIGINAL_DEPTHS = ["embedding", "conv1", "conv2", "conv3", "conv4", "pooled"]
@@ -242,7 +243,7 @@ def test_crystal_map_frame_has_every_label():
 
 
 def test_umap_is_optional():
-    from cgcnn.probe import umap_available, umap_map
+    from cgcnn.analysis.probe import umap_available, umap_map
 
     if umap_available():
         assert umap_map(np.random.default_rng(0).normal(size=(30, 5))).coords.shape == (30, 2)

@@ -12,7 +12,7 @@ import pytest
 
 from cgcnn import __version__
 from cgcnn.errors import CGCNNError
-from cgcnn.runs import (
+from cgcnn.runs.store import (
     MIGRATIONS,
     SCHEMA_VERSION,
     NameTaken,

@@ -8,14 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from cgcnn.datasets import load_default_dataset, make_split
+from cgcnn.data.datasets import load_default_dataset
+from cgcnn.data.graph import GraphSet
+from cgcnn.data.graph_cache import get_graphs
+from cgcnn.data.splits import make_split
 from cgcnn.errors import CGCNNError
-from cgcnn.finetune import FinetuneSpec, run_finetune
-from cgcnn.graph import GraphSet
-from cgcnn.graph_cache import get_graphs
-from cgcnn.runs import RunStore
-from cgcnn.train import LabelledGraphs, TrainConfig, masked_mse, train_model
-from cgcnn.transfer import prepare_transfer
+from cgcnn.runs.store import RunStore
+from cgcnn.training.finetune import FinetuneSpec, run_finetune
+from cgcnn.training.train import LabelledGraphs, TrainConfig, masked_mse, train_model
+from cgcnn.training.transfer import prepare_transfer
 from cgcnn.zoo import load_model
 
 SMALL = {"n_train": 48, "n_val": 24, "n_test": 24}

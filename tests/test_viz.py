@@ -1,4 +1,4 @@
-"""The crystal scene builder and the figure builders of cgcnn.viz, without Streamlit."""
+"""The crystal scene builder and the figure builders of cgcnn.analysis.viz, without Streamlit."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 from conftest import read
 from pymatgen.core import Lattice, Structure
 
-from cgcnn import viz
-from cgcnn.graph import GraphParams, structure_to_graph
+from cgcnn.analysis import viz
+from cgcnn.data.graph import GraphParams, structure_to_graph
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,665 @@
+"""Pictures of crystals, graphs and runs: 3Dmol.js scenes and plotly figures, as pure functions.
+
+Nothing here imports Streamlit or runs a model: every function takes arrays or frames and returns an HTML
+string or a plotly figure, so the app's pages stay thin and the pictures can be tested on their own.
+
+The crystal scene (:func:`build_scene`, :func:`crystal_scene_html`) draws
+
+* the unit cell (12 lines),
+* every atom of the cell as a sphere coloured by element (Jmol colours) or by a per-atom value,
+* the crystal graph's edges as cylinders from the centre atom ``i`` (``edge_dst``) to its neighbour ``j``
+  (``edge_src``) at ``frac_coords[j] + images[e]``; a neighbour outside the cell (non-zero image) is drawn as
+  a translucent "ghost" sphere at that position, so edges that reach into neighbouring cells end on an atom;
+* optionally, edges coloured and sized by a value (attention coefficient, gate magnitude).
+
+3Dmol.js is loaded from ``js_url`` (by default the app's own static copy, :data:`LOCAL_3DMOL_URL`), never
+from a CDN, so the viewer works offline.
+"""
+
+from __future__ import annotations
+
+import functools
+import html as html_lib
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.colors import sample_colorscale
+from plotly.subplots import make_subplots
+
+from cgcnn.data.graph import CrystalGraph
+
+#: Where the app serves its copy of 3Dmol.js (``static/3Dmol-min.js`` with static serving on).
+LOCAL_3DMOL_URL = "/app/static/3Dmol-min.js"
+#: Colour scale of edge and atom values (plotly name).
+VALUE_COLORSCALE = "Viridis"
+
+_CELL_EDGES = [(0, 1), (0, 2), (0, 4), (1, 3), (1, 5), (2, 3), (2, 6), (3, 7), (4, 5), (4, 6), (5, 7), (6, 7)]
+
+
+# --------------------------------------------------------------------------------------------------- colours
+
+
+@functools.cache
+def _jmol_colors() -> dict[str, str]:
+    from importlib import resources
+
+    from monty.serialization import loadfn
+
+    path = resources.files("pymatgen.vis") / "ElementColorSchemes.yaml"
+    scheme = loadfn(str(path))["Jmol"]
+    return {el: "#{:02x}{:02x}{:02x}".format(*(int(c) for c in rgb)) for el, rgb in scheme.items()}
+
+
+def element_color(symbol: str) -> str:
+    """Jmol colour of an element as ``#rrggbb`` (grey for unknown symbols)."""
+    return _jmol_colors().get(symbol, "#808080")
+
+
+def value_colors(values: np.ndarray, vmin: float | None = None, vmax: float | None = None) -> list[str]:
+    """Map values to ``#rrggbb`` colours on :data:`VALUE_COLORSCALE` (``vmin``..``vmax``, default min..max)."""
+    values = np.asarray(values, dtype=float)
+    if values.size == 0:
+        return []
+    lo = float(np.nanmin(values)) if vmin is None else vmin
+    hi = float(np.nanmax(values)) if vmax is None else vmax
+    t = np.zeros_like(values) if hi - lo < 1e-12 else np.clip((values - lo) / (hi - lo), 0.0, 1.0)
+    t = np.nan_to_num(t, nan=0.0)
+    return [_rgb_to_hex(c) for c in sample_colorscale(VALUE_COLORSCALE, t.tolist())]
+
+
+def _rgb_to_hex(rgb: str) -> str:
+    parts = rgb[rgb.index("(") + 1 : rgb.index(")")].split(",")
+    return "#{:02x}{:02x}{:02x}".format(*(round(float(p)) for p in parts[:3]))
+
+
+def _gradient_css(n: int = 9) -> str:
+    stops = value_colors(np.linspace(0.0, 1.0, n), 0.0, 1.0)
+    return ", ".join(stops)
+
+
+# --------------------------------------------------------------------------------------------------- scene
+
+
+@dataclass
+class SceneAtom:
+    """A sphere of the scene: an atom of the cell, or a ghost (a periodic image reached by an edge)."""
+
+    index: int
+    element: str
+    position: tuple[float, float, float]
+    color: str
+    radius: float
+    image: tuple[int, int, int] = (0, 0, 0)
+    ghost: bool = False
+    value: float | None = None
+
+
+@dataclass
+class SceneEdge:
+    """A drawn edge: centre atom ``centre`` (in the cell) to neighbour ``neighbour`` at lattice image ``image``."""
+
+    edge: int
+    centre: int
+    neighbour: int
+    image: tuple[int, int, int]
+    start: tuple[float, float, float]
+    end: tuple[float, float, float]
+    distance: float
+    color: str
+    radius: float
+    value: float | None = None
+
+
+@dataclass
+class Scene:
+    """Everything a viewer draws, plus its legend.
+
+    Attributes:
+        atoms: spheres of the cell's atoms.
+        ghosts: translucent spheres of periodic images at the far end of edges.
+        edges: cylinders.
+        cell_lines: the 12 edges of the unit cell as (start, end) points.
+        legend: element symbol → colour of the elements present.
+        value_range: (min, max) of the colour bar of edge values, None without values.
+        value_label: what the edge values are (for the colour bar).
+        atom_value_range: (min, max) of the per-atom value colour bar, None when atoms are coloured by element.
+        atom_value_label: what the per-atom values are.
+        n_graph_edges: real (not fill-in) edges of the graph, before any filter.
+        truncated: True when ``max_edges`` cut the drawing short.
+    """
+
+    atoms: list[SceneAtom]
+    ghosts: list[SceneAtom]
+    edges: list[SceneEdge]
+    cell_lines: list[tuple[tuple[float, float, float], tuple[float, float, float]]]
+    legend: dict[str, str] = field(default_factory=dict)
+    value_range: tuple[float, float] | None = None
+    value_label: str = ""
+    atom_value_range: tuple[float, float] | None = None
+    atom_value_label: str = ""
+    n_graph_edges: int = 0
+    truncated: bool = False
+
+
+def _atom_radius(symbol: str) -> float:
+    from pymatgen.core import Element
+
+    try:
+        r = Element(symbol).atomic_radius
+    except ValueError:
+        r = None
+    return float(np.clip(0.38 * float(r if r is not None else 1.3), 0.25, 0.8))
+
+
+def _xyz(v: np.ndarray) -> tuple[float, float, float]:
+    return (round(float(v[0]), 4), round(float(v[1]), 4), round(float(v[2]), 4))
+
+
+def select_edges(
+    graph: CrystalGraph,
+    edge_values: np.ndarray | None = None,
+    focus_atom: int | None = None,
+    top_k: int | None = None,
+    dedupe: bool | None = None,
+) -> np.ndarray:
+    """Indices of the graph edges to draw, in graph order.
+
+    Args:
+        graph: the crystal graph.
+        edge_values: one value per edge (``(E,)``), needed for ``top_k``.
+        focus_atom: keep only the edges whose centre is this atom.
+        top_k: keep each centre atom's ``k`` edges of largest value.
+        dedupe: drop the reverse twin of an edge (``j → i`` at ``-image`` when ``i → j`` at ``image`` is kept);
+            default: only when there are no values and no focus atom (values are directed, a bond is not).
+
+    Fill-in edges (``edge_mask`` False) are never drawn.
+    """
+    keep = np.flatnonzero(graph.edge_mask)
+    if focus_atom is not None:
+        keep = keep[graph.edge_dst[keep] == focus_atom]
+    if top_k is not None and edge_values is not None:
+        values = np.asarray(edge_values, dtype=float)
+        chosen = []
+        for centre in np.unique(graph.edge_dst[keep]):
+            own = keep[graph.edge_dst[keep] == centre]
+            chosen.extend(own[np.argsort(-values[own], kind="stable")[:top_k]].tolist())
+        keep = np.array(sorted(chosen), dtype=np.int64)
+    if dedupe is None:
+        dedupe = edge_values is None and focus_atom is None
+    if dedupe:
+        seen: set[tuple[int, int, int, int, int]] = set()
+        unique = []
+        for e in keep.tolist():
+            i, j = int(graph.edge_dst[e]), int(graph.edge_src[e])
+            img = tuple(int(x) for x in graph.images[e])
+            twin = (j, i, -img[0], -img[1], -img[2])
+            if twin in seen:
+                continue
+            seen.add((i, j, *img))
+            unique.append(e)
+        keep = np.array(unique, dtype=np.int64)
+    return keep
+
+
+def build_scene(
+    lattice: np.ndarray,
+    frac_coords: np.ndarray,
+    species: list[str],
+    graph: CrystalGraph,
+    edge_values: np.ndarray | None = None,
+    *,
+    focus_atom: int | None = None,
+    top_k: int | None = None,
+    dedupe: bool | None = None,
+    atom_values: np.ndarray | None = None,
+    value_label: str = "edge value",
+    atom_value_label: str = "atom value",
+    max_edges: int = 4000,
+) -> Scene:
+    """Atoms, ghost atoms, edges and cell of one crystal (see the module docstring).
+
+    Args:
+        lattice: ``(3, 3)`` lattice vectors as rows, Å.
+        frac_coords: ``(n, 3)`` fractional coordinates of the graph's atoms (same order as the graph).
+        species: ``n`` element symbols.
+        graph: the crystal graph of these atoms.
+        edge_values: ``(E,)`` value per edge (a 2-D ``(E, H)`` array is averaged over heads); colours and
+            thickens edges.
+        focus_atom: draw only this atom's edges.
+        top_k: draw only each atom's ``k`` largest-valued edges.
+        dedupe: see :func:`select_edges`.
+        atom_values: ``(n,)`` per-atom values: atoms are coloured by them instead of by element.
+        value_label: colour bar title of the edge values.
+        atom_value_label: colour bar title of the atom values.
+        max_edges: draw at most this many edges (a huge cell must not freeze the browser).
+    """
+    lattice = np.asarray(lattice, dtype=float)
+    frac = np.asarray(frac_coords, dtype=float)
+    if len(frac) != graph.n_atoms or len(species) != graph.n_atoms:
+        raise ValueError("frac_coords, species and the graph must describe the same atoms")
+    values = None
+    if edge_values is not None:
+        values = np.asarray(edge_values, dtype=float)
+        if values.ndim == 2:
+            values = values.mean(axis=1)
+        if values.shape != (len(graph.edge_src),):
+            raise ValueError(f"edge_values must have one value per edge ({len(graph.edge_src)}), got {values.shape}")
+
+    cart = frac @ lattice
+    legend = {s: element_color(s) for s in dict.fromkeys(species)}
+    atom_range = None
+    if atom_values is not None:
+        atom_values = np.asarray(atom_values, dtype=float)
+        atom_colors = value_colors(atom_values)
+        atom_range = (float(np.nanmin(atom_values)), float(np.nanmax(atom_values)))
+    else:
+        atom_colors = [legend[s] for s in species]
+    atoms = [
+        SceneAtom(
+            index=i,
+            element=s,
+            position=_xyz(cart[i]),
+            color=atom_colors[i],
+            radius=_atom_radius(s),
+            value=None if atom_values is None else float(atom_values[i]),
+        )
+        for i, s in enumerate(species)
+    ]
+
+    chosen = select_edges(graph, values, focus_atom, top_k, dedupe)
+    truncated = len(chosen) > max_edges
+    chosen = chosen[:max_edges]
+    value_range = None
+    if values is not None and len(chosen):
+        drawn = values[chosen]
+        value_range = (float(drawn.min()), float(drawn.max()))
+        colors = value_colors(drawn, *value_range)
+        span = value_range[1] - value_range[0]
+        t = np.zeros_like(drawn) if span < 1e-12 else (drawn - value_range[0]) / span
+        radii = 0.05 + 0.17 * t
+    else:
+        colors = ["#9a9a9a"] * len(chosen)
+        radii = np.full(len(chosen), 0.06)
+
+    edges, ghosts, ghost_seen = [], [], set()
+    for k, e in enumerate(chosen.tolist()):
+        i, j = int(graph.edge_dst[e]), int(graph.edge_src[e])
+        img = tuple(int(x) for x in graph.images[e])
+        end = (frac[j] + np.asarray(img)) @ lattice
+        edges.append(
+            SceneEdge(
+                edge=e,
+                centre=i,
+                neighbour=j,
+                image=img,
+                start=_xyz(cart[i]),
+                end=_xyz(end),
+                distance=float(graph.distances[e]),
+                color=colors[k],
+                radius=float(radii[k]),
+                value=None if values is None else float(values[e]),
+            )
+        )
+        if any(img) and (j, img) not in ghost_seen:
+            ghost_seen.add((j, img))
+            ghosts.append(
+                SceneAtom(
+                    index=j,
+                    element=species[j],
+                    position=_xyz(end),
+                    color=atoms[j].color,
+                    radius=atoms[j].radius * 0.8,
+                    image=img,  # type: ignore[arg-type]
+                    ghost=True,
+                )
+            )
+
+    corners = np.array([[a, b, c] for a in (0, 1) for b in (0, 1) for c in (0, 1)], dtype=float) @ lattice
+    cell_lines = [(_xyz(corners[a]), _xyz(corners[b])) for a, b in _CELL_EDGES]
+    return Scene(
+        atoms=atoms,
+        ghosts=ghosts,
+        edges=edges,
+        cell_lines=cell_lines,
+        legend=legend,
+        value_range=value_range,
+        value_label=value_label if values is not None else "",
+        atom_value_range=atom_range,
+        atom_value_label=atom_value_label if atom_values is not None else "",
+        n_graph_edges=int(graph.edge_mask.sum()),
+        truncated=truncated,
+    )
+
+
+def scene_from_structure(structure, graph: CrystalGraph, edge_values: np.ndarray | None = None, **kwargs) -> Scene:
+    """:func:`build_scene` from a pymatgen ``Structure`` (the graph must be built from the same structure)."""
+    species = [site.specie.symbol for site in structure]
+    return build_scene(structure.lattice.matrix, structure.frac_coords, species, graph, edge_values, **kwargs)
+
+
+def _p(xyz: tuple[float, float, float]) -> dict[str, float]:
+    return {"x": xyz[0], "y": xyz[1], "z": xyz[2]}
+
+
+def scene_html(scene: Scene, js_url: str = LOCAL_3DMOL_URL, width: int = 640, height: int = 480) -> str:
+    """A self-contained HTML fragment: the 3Dmol.js viewer of ``scene`` and its legend and colour bars.
+
+    One ``addSphere`` per atom and ghost, one ``addCylinder`` per edge, one ``addLine`` per cell edge.
+    """
+    import py3Dmol
+
+    view = py3Dmol.view(width=width, height=height, js=js_url)
+    view.setBackgroundColor("white")
+    for a, b in scene.cell_lines:
+        view.addLine({"start": _p(a), "end": _p(b), "color": "#555555"})
+    for atom in scene.atoms:
+        view.addSphere({"center": _p(atom.position), "radius": atom.radius, "color": atom.color})
+    for ghost in scene.ghosts:
+        view.addSphere({"center": _p(ghost.position), "radius": ghost.radius, "color": ghost.color, "opacity": 0.35})
+    for edge in scene.edges:
+        view.addCylinder(
+            {
+                "start": _p(edge.start),
+                "end": _p(edge.end),
+                "radius": edge.radius,
+                "color": edge.color,
+                "fromCap": 1,
+                "toCap": 1,
+            }
+        )
+    view.zoomTo()
+    viewer = view._make_html()
+    return viewer + legend_html(scene)
+
+
+def legend_html(scene: Scene) -> str:
+    """Element chips and colour bars of a scene, as HTML (shown under the viewer)."""
+    chips = "".join(
+        f'<span style="display:inline-flex;align-items:center;margin-right:12px">'
+        f'<span style="width:14px;height:14px;border-radius:7px;background:{color};display:inline-block;'
+        f'border:1px solid #666;margin-right:4px"></span>{html_lib.escape(symbol)}</span>'
+        for symbol, color in scene.legend.items()
+    )
+    parts = [f'<div class="cgcnn-legend" style="font-family:sans-serif;font-size:13px;margin-top:6px">{chips}']
+    if scene.atom_value_range is None:
+        parts.append('<span style="color:#666">(atoms coloured by element; translucent = periodic image)</span>')
+    for label, rng in ((scene.value_label, scene.value_range), (scene.atom_value_label, scene.atom_value_range)):
+        if rng is None:
+            continue
+        parts.append(
+            '<div class="cgcnn-colorbar" style="margin-top:6px;display:flex;align-items:center;gap:6px">'
+            f"<span>{html_lib.escape(label)}:</span><span>{rng[0]:.3g}</span>"
+            f'<span style="width:180px;height:12px;display:inline-block;'
+            f'background:linear-gradient(to right, {_gradient_css()})"></span>'
+            f"<span>{rng[1]:.3g}</span></div>"
+        )
+    parts.append("</div>")
+    return "".join(parts)
+
+
+def crystal_scene_html(
+    structure,
+    graph: CrystalGraph,
+    edge_values: np.ndarray | None = None,
+    *,
+    js_url: str = LOCAL_3DMOL_URL,
+    width: int = 640,
+    height: int = 480,
+    **scene_kwargs,
+) -> str:
+    """HTML of the 3Dmol.js view of a crystal and its graph (see :func:`build_scene` for ``scene_kwargs``)."""
+    return scene_html(scene_from_structure(structure, graph, edge_values, **scene_kwargs), js_url, width, height)
+
+
+def edge_table(scene: Scene) -> pd.DataFrame:
+    """One row per drawn edge: centre, neighbour, element, distance, image, value (sorted by value)."""
+    species = {a.index: a.element for a in scene.atoms}
+    rows = [
+        {
+            "centre": e.centre,
+            "neighbour": e.neighbour,
+            "element": species[e.neighbour],
+            "distance (Å)": round(e.distance, 3),
+            "image": str(e.image),
+            "coefficient": e.value,
+        }
+        for e in scene.edges
+    ]
+    frame = pd.DataFrame(rows, columns=["centre", "neighbour", "element", "distance (Å)", "image", "coefficient"])
+    if frame["coefficient"].notna().any():
+        frame = frame.sort_values("coefficient", ascending=False, kind="stable").reset_index(drop=True)
+    return frame
+
+
+def count_drawn(html: str) -> dict[str, int]:
+    """How many spheres, cylinders and lines an HTML scene draws (for tests and sanity checks)."""
+    return {
+        "spheres": html.count(".addSphere("),
+        "cylinders": html.count(".addCylinder("),
+        "lines": html.count(".addLine("),
+    }
+
+
+# --------------------------------------------------------------------------------------------------- figures
+
+
+def _layout(fig: go.Figure, title: str = "", height: int = 380) -> go.Figure:
+    fig.update_layout(title=title, height=height, margin={"l": 50, "r": 20, "t": 50 if title else 20, "b": 45})
+    return fig
+
+
+def curves_figure(
+    epochs: pd.DataFrame, metric: str = "mae", labels: dict[str, str] | None = None, units: str = ""
+) -> go.Figure:
+    """Train (dashed) and validation (solid) curves per run from ``RunStore.epochs_many`` (or ``epochs``).
+
+    Args:
+        epochs: frame with ``epoch``, ``train_<metric>``, ``val_<metric>`` and optionally ``run_id``.
+        metric: ``mae`` or ``loss``.
+        labels: run id → legend label.
+        units: appended to the y axis title.
+    """
+    fig = go.Figure()
+    frame = epochs if "run_id" in epochs.columns else epochs.assign(run_id="run")
+    palette = sample_colorscale("Turbo", np.linspace(0.05, 0.95, max(frame["run_id"].nunique(), 1)).tolist())
+    for k, (run_id, part) in enumerate(frame.groupby("run_id", sort=False)):
+        name = (labels or {}).get(run_id, str(run_id))
+        color = palette[k % len(palette)]
+        for split, dash in (("train", "dash"), ("val", "solid")):
+            column = f"{split}_{metric}"
+            if column in part and part[column].notna().any():
+                fig.add_trace(
+                    go.Scatter(
+                        x=part["epoch"],
+                        y=part[column],
+                        mode="lines+markers",
+                        name=f"{name} {split}",
+                        line={"color": color, "dash": dash},
+                        marker={"size": 4},
+                        legendgroup=str(run_id),
+                    )
+                )
+    title = "MAE" if metric == "mae" else "loss (MSE, normalised)"
+    fig.update_layout(legend={"orientation": "h", "yanchor": "top", "y": -0.25, "x": 0})
+    fig.update_xaxes(title="epoch")
+    fig.update_yaxes(title=f"{title} {f'({units})' if units and metric == 'mae' else ''}".strip())
+    return _layout(fig, f"{'MAE' if metric == 'mae' else 'Loss'}: train dashed, validation solid", height=440)
+
+
+def parity_figure(predictions: pd.DataFrame, units: str = "", title: str = "Test set: predicted vs true") -> go.Figure:
+    """Parity plot of ``RunStore.predictions`` (``crystal_id``, ``y_true``, ``y_pred``) with the MAE."""
+    frame = predictions.dropna(subset=["y_true", "y_pred"])
+    fig = go.Figure()
+    if len(frame):
+        lo = float(min(frame["y_true"].min(), frame["y_pred"].min()))
+        hi = float(max(frame["y_true"].max(), frame["y_pred"].max()))
+        mae = float((frame["y_true"] - frame["y_pred"]).abs().mean())
+        fig.add_trace(
+            go.Scatter(
+                x=frame["y_true"],
+                y=frame["y_pred"],
+                mode="markers",
+                marker={"size": 5, "opacity": 0.6},
+                text=frame["crystal_id"],
+                hovertemplate="%{text}<br>true %{x:.3f}<br>pred %{y:.3f}<extra></extra>",
+                name=f"MAE {mae:.3f}",
+            )
+        )
+        fig.add_trace(
+            go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", line={"color": "gray", "dash": "dot"}, name="y = x")
+        )
+        title = f"{title} (MAE {mae:.3f}{' ' + units if units else ''})"
+    suffix = f" ({units})" if units else ""
+    fig.update_xaxes(title=f"true{suffix}")
+    fig.update_yaxes(title=f"predicted{suffix}", scaleanchor="x")
+    return _layout(fig, title, height=420)
+
+
+def table2_heatmap(cells: pd.DataFrame, study: pd.DataFrame | None = None) -> go.Figure:
+    """Heatmap of test MAE (pretrained model × freeze depth): mean ± std over seeds, study numbers beside.
+
+    Args:
+        cells: columns ``row`` (model label), ``freeze``, ``mean``, ``std``, ``n``.
+        study: columns ``row``, ``freeze``, ``mae`` (the study's numbers), drawn as a second panel.
+    """
+    panels = [("this store", cells, "mean")] + ([("the study", study, "mae")] if study is not None else [])
+    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[p[0] for p in panels], shared_yaxes=True)
+    rows = list(dict.fromkeys(([*study["row"]] if study is not None else []) + [*cells["row"]]))
+    freezes = sorted(set(cells["freeze"]).union(study["freeze"] if study is not None else []))
+    all_values = pd.concat([p[1][p[2]] for p in panels if len(p[1])]) if any(len(p[1]) for p in panels) else None
+    zmin = float(all_values.min()) if all_values is not None and len(all_values) else 0.0
+    zmax = float(all_values.max()) if all_values is not None and len(all_values) else 1.0
+    for col, (_, frame, column) in enumerate(panels, start=1):
+        z, text = [], []
+        for row in rows:
+            zr, tr = [], []
+            for f in freezes:
+                hit = frame[(frame["row"] == row) & (frame["freeze"] == f)] if len(frame) else frame
+                if len(hit):
+                    value = float(hit[column].iloc[0])
+                    zr.append(value)
+                    if column == "mean":
+                        std, n = hit["std"].iloc[0], int(hit["n"].iloc[0])
+                        tr.append(f"{value:.3f} ± {0.0 if pd.isna(std) else std:.3f}<br>n={n}")
+                    else:
+                        tr.append(f"{value:.3f}")
+                else:
+                    zr.append(None)
+                    tr.append("")
+            z.append(zr)
+            text.append(tr)
+        fig.add_trace(
+            go.Heatmap(
+                z=z,
+                x=[f"freeze {f}" for f in freezes],
+                y=rows,
+                text=text,
+                texttemplate="%{text}",
+                colorscale="RdYlGn_r",
+                zmin=zmin,
+                zmax=zmax,
+                showscale=col == len(panels),
+                colorbar={"title": "test MAE"},
+                hoverongaps=False,
+            ),
+            row=1,
+            col=col,
+        )
+    return _layout(fig, "Band gap test MAE (eV) by pretrained model and freeze depth", height=360)
+
+
+def histograms_figure(labels: pd.DataFrame, units: dict[str, str] | None = None, cols: int = 4) -> go.Figure:
+    """One histogram per label column (missing values skipped), in a grid."""
+    names = list(labels.columns)
+    rows = max(1, -(-len(names) // cols))
+    titles = [f"{n} ({(units or {}).get(n, '')})".replace(" ()", "") for n in names]
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles)
+    for k, name in enumerate(names):
+        values = labels[name].dropna()
+        fig.add_trace(
+            go.Histogram(x=values, nbinsx=40, name=name, showlegend=False), row=k // cols + 1, col=k % cols + 1
+        )
+    fig.update_annotations(font_size=11)
+    return _layout(fig, "", height=230 * rows)
+
+
+def counts_figure(counts: dict[str, int]) -> go.Figure:
+    """Bar chart of crystals per label."""
+    fig = go.Figure(go.Bar(x=list(counts), y=list(counts.values()), text=list(counts.values()), textposition="auto"))
+    fig.update_yaxes(title="crystals with a value")
+    return _layout(fig, "Crystals per label", height=320)
+
+
+LAYER_STATE_COLORS = {"frozen": "#4c78a8", "kept": "#54a24b", "re-initialised": "#f58518"}
+
+
+def layer_diagram(layers: pd.DataFrame, title: str = "") -> go.Figure:
+    """Layer diagram: one box per layer (input → output), coloured by state, with parameter counts.
+
+    Args:
+        layers: columns ``layer``, ``params``, ``state`` (``frozen``, ``kept`` = pretrained and trainable,
+            ``re-initialised``), in network order.
+        title: figure title.
+    """
+    fig = go.Figure()
+    n = len(layers)
+    for k, row in enumerate(layers.itertuples(index=False)):
+        color = LAYER_STATE_COLORS.get(row.state, "#999999")
+        fig.add_shape(
+            type="rect", x0=k, x1=k + 0.85, y0=0, y1=1, fillcolor=color, line={"color": "#333", "width": 1},
+            opacity=0.9,
+        )  # fmt: skip
+        fig.add_annotation(
+            x=k + 0.425,
+            y=0.5,
+            text=f"<b>{row.layer}</b><br>{row.params:,} params<br>{row.state}",
+            showarrow=False,
+            font={"color": "white", "size": 11},
+        )
+        if k < n - 1:
+            fig.add_annotation(
+                x=k + 1.0, y=0.5, ax=k + 0.85, ay=0.5, xref="x", yref="y", axref="x", ayref="y", showarrow=True,
+                arrowhead=2, text="",
+            )  # fmt: skip
+    for state, color in LAYER_STATE_COLORS.items():  # legend entries
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", marker={"size": 12, "color": color}, name=state))
+    fig.update_xaxes(visible=False, range=[-0.1, n])
+    fig.update_yaxes(visible=False, range=[-0.1, 1.1])
+    fig.update_layout(legend={"orientation": "h", "y": -0.05}, plot_bgcolor="white")
+    return _layout(fig, title, height=260)
+
+
+def probe_figure(frame: pd.DataFrame, units: str = "") -> go.Figure:
+    """Probe MAE per depth, one line per model (columns ``model``, ``depth``, ``mae``)."""
+    fig = go.Figure()
+    for model, part in frame.groupby("model", sort=False):
+        fig.add_trace(go.Scatter(x=part["depth"], y=part["mae"], mode="lines+markers", name=str(model)))
+    fig.update_xaxes(title="depth (0 = embedding, k = after convolution k)", dtick=1)
+    fig.update_yaxes(title=f"linear probe MAE{f' ({units})' if units else ''}")
+    return _layout(fig, "How much of the label a linear probe reads from each depth")
+
+
+def pca_figure(frame: pd.DataFrame, color: str, title: str = "") -> go.Figure:
+    """2-D map of crystal features (columns ``x``, ``y``, ``id``, ``formula`` and ``color``); hover shows them."""
+    fig = go.Figure(
+        go.Scattergl(
+            x=frame["x"],
+            y=frame["y"],
+            mode="markers",
+            marker={"size": 6, "color": frame[color], "colorscale": VALUE_COLORSCALE, "showscale": True,
+                    "colorbar": {"title": color}},
+            customdata=np.stack([frame["id"], frame["formula"]], axis=1),
+            hovertemplate="%{customdata[1]} (%{customdata[0]})<br>" + color + " %{marker.color:.3f}<extra></extra>",
+        )
+    )  # fmt: skip
+    fig.update_xaxes(title="PC 1")
+    fig.update_yaxes(title="PC 2")
+    return _layout(fig, title, height=520)
+
+
+def to_json_safe(value: object) -> str:
+    """JSON text of a value for embedding in HTML (``<`` escaped)."""
+    return json.dumps(value).replace("<", "\\u003c")

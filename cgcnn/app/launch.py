@@ -1,0 +1,157 @@
+"""Launching fine-tunes from the app: specs from the form, checked before anything is queued.
+
+A spec that would fail (unknown model, freeze depth beyond the model, sizes larger than the dataset) is refused
+here with one message, so a student never waits in the queue for an error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cgcnn.app.classroom import start_runner
+from cgcnn.app.uploads import MAX_UPLOAD_MB, MAX_ZIP_UPLOAD_BYTES
+from cgcnn.errors import CGCNNError
+from cgcnn.runs.store import RunStore
+
+#: The study's protocol (band gap, 1000/1000/1000), used to group runs for Table 2.
+PROTOCOL = {"target": "band_gap", "n_train": 1000, "n_val": 1000, "n_test": 1000}
+SCRATCH = "none"
+
+
+# --------------------------------------------------------------------------------------------------- launching
+
+
+def validate_spec(spec, dataset=None) -> None:
+    """Everything that can be checked before a run is queued: model, freeze depth, target, sizes, epochs.
+
+    Args:
+        spec: a :class:`~cgcnn.training.finetune.FinetuneSpec`.
+        dataset: the spec's data, if already loaded.
+
+    Raises:
+        CGCNNError: with a message naming the bad choice.
+    """
+    from cgcnn.data.splits import make_split
+    from cgcnn.training.finetune import load_data, resolve_target
+    from cgcnn.zoo import load_model
+
+    spec.validate()  # split sizes, freezing a scratch model, unknown hyperparameters
+    if spec.pretrained not in ("", SCRATCH):
+        n_conv = load_model(spec.pretrained).model.config.n_conv
+        if spec.freeze > n_conv:
+            raise CGCNNError(f"{spec.pretrained} has {n_conv} convolutions: freeze depth {spec.freeze} is too deep")
+    epochs = int(spec.hyperparams.get("epochs", 30))
+    if not 1 <= epochs <= 500:
+        raise CGCNNError(f"epochs must be between 1 and 500, got {epochs}")
+    data = dataset if dataset is not None else load_data(spec.data)
+    target = resolve_target(data, spec.target)
+    make_split(data, target, spec.n_train, spec.n_val, spec.n_test, split_seed=spec.split_seed)
+
+
+@dataclass
+class LaunchResult:
+    """What a launch queued, and which combinations were refused (with the reason)."""
+
+    run_ids: list[str]
+    refused: list[tuple[str, str]]
+
+
+def make_specs(
+    pretrained: list[str],
+    freezes: list[int],
+    target: str,
+    sizes: tuple[int, int, int],
+    epochs: int,
+    seeds: list[int],
+    data: str | None = None,
+) -> list:
+    """One :class:`~cgcnn.training.finetune.FinetuneSpec` per (model, freeze, seed) combination."""
+    from cgcnn.training.finetune import FinetuneSpec
+
+    return [
+        FinetuneSpec(
+            pretrained=model,
+            freeze=int(freeze),
+            target=target,
+            n_train=int(sizes[0]),
+            n_val=int(sizes[1]),
+            n_test=int(sizes[2]),
+            seed=int(seed),
+            data=data,
+            hyperparams={"epochs": int(epochs)},
+        )
+        for model, freeze, seed in itertools.product(pretrained, sorted(set(freezes)), sorted(set(seeds)))
+    ]
+
+
+def describe_spec(spec) -> str:
+    """Short label of a spec: ``band-gap, freeze 2, seed 0``."""
+    model = "scratch" if spec.pretrained in ("", SCRATCH) else spec.pretrained
+    return f"{model}, freeze {spec.freeze}, seed {spec.seed}"
+
+
+def launch(store: RunStore, specs: list, owner: str) -> LaunchResult:
+    """Validate every spec, queue the valid ones (one run each) and wake the runner.
+
+    Raises:
+        CGCNNError: no combination at all, or none valid (the message lists why).
+    """
+    from cgcnn.training.finetune import load_data
+
+    if not specs:
+        raise CGCNNError("choose at least one model, one freeze depth and one seed")
+    if len(specs) > 200:
+        raise CGCNNError(f"{len(specs)} runs at once is too many (at most 200): choose fewer combinations")
+    datasets: dict[str | None, Any] = {}
+    refused, valid = [], []
+    for spec in specs:
+        try:
+            if spec.data not in datasets:
+                datasets[spec.data] = load_data(spec.data)
+            validate_spec(spec, datasets[spec.data])
+        except CGCNNError as exc:
+            refused.append((describe_spec(spec), str(exc)))
+        else:
+            valid.append(spec)
+    if not valid:
+        reasons = "; ".join(f"{label}: {why}" for label, why in refused)
+        raise CGCNNError(f"nothing was queued: {reasons}")
+    ids = [store.create_run(spec.to_dict(), owner=owner, status="queued") for spec in valid]
+    runner = start_runner(store)
+    if runner is not None:
+        runner.wake()
+    return LaunchResult(ids, refused)
+
+
+
+
+def save_upload(store: RunStore, data: bytes, filename: str) -> tuple[Path, Any]:
+    """Check an uploaded CGCNN-folder zip and keep it as ``<home>/uploads/<sha256>.zip``.
+
+    Returns:
+        ``(path to pass as FinetuneSpec.data, the dataset read from it)``.
+
+    Raises:
+        CGCNNError: too large, not a zip, or not in the CGCNN folder format (message from the reader).
+    """
+    from cgcnn.data.folders import read_zip
+
+    if len(data) > MAX_ZIP_UPLOAD_BYTES:
+        raise CGCNNError(f"{filename} is {len(data) / 1024**2:.1f} MB; uploads are limited to {MAX_UPLOAD_MB} MB")
+    if not filename.lower().endswith(".zip"):
+        raise CGCNNError(f"{filename}: upload a .zip of a CGCNN data folder (id_prop.csv and <id>.cif files)")
+    dataset = read_zip(data, max_bytes=MAX_ZIP_UPLOAD_BYTES)
+    if len(dataset) == 0:
+        raise CGCNNError(f"{filename}: no usable crystal in the zip")
+    folder = store.home / "uploads"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{hashlib.sha256(data).hexdigest()[:32]}.zip"
+    if not path.is_file():
+        tmp = path.with_suffix(".part")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    return path, dataset

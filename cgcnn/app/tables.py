@@ -1,0 +1,253 @@
+"""The tables the pages show, as pandas frames: the zoo, a transfer's layers, runs, Table 2 and probes."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cgcnn.analysis.probe import linear_probe
+from cgcnn.app.launch import PROTOCOL, SCRATCH
+from cgcnn.errors import CGCNNError
+from cgcnn.experiments.study import MATCHED_ROW, STUDY_BASELINE, STUDY_TABLE2, STUDY_TABLE3_MATCHED, study_row
+from cgcnn.paths import project_path
+from cgcnn.runs.store import RunRecord, RunStore
+
+# --------------------------------------------------------------------------------------------------- models
+
+
+def model_choices(store: RunStore | None = None, include_classifier: bool = False) -> list[str]:
+    """Names a user can pick: the zoo's models (originals, own, saved runs)."""
+    from cgcnn.zoo import list_cards
+
+    cards = list_cards(store)
+    return [c.name for c in cards if include_classifier or c.task != "classification"]
+
+
+def cards_frame(store: RunStore | None = None) -> pd.DataFrame:
+    """The zoo as a table (one row per model)."""
+    from cgcnn.zoo import list_cards
+
+    return pd.DataFrame(
+        [
+            {
+                "name": c.name,
+                "kind": c.kind,
+                "property": c.property,
+                "units": c.units,
+                "train size": c.train_size,
+                "MAE": c.mae,
+                "metric": c.mae_metric,
+                "task": c.task,
+            }
+            for c in list_cards(store)
+        ]
+    )
+
+
+def layer_frame(predictor, freeze: int) -> tuple[pd.DataFrame, Any]:
+    """Per-layer parameters and state (frozen / kept / re-initialised) of a transfer at depth ``freeze``.
+
+    Returns:
+        ``(frame with layer, params, state, trainable; FreezeReport)``.
+
+    Raises:
+        CGCNNError: a freeze depth this model does not have.
+    """
+    from cgcnn.training.transfer import prepare_transfer
+
+    model, report = prepare_transfer(predictor.model, freeze, ["new target"])
+    rows = []
+    names = ["embedding", *(f"convs.{i}" for i in range(model.config.n_conv)), "conv_to_fc"]
+    names += [f"fcs.{i}" for i in range(model.config.n_h - 1)] + ["fc_out"]
+    for name in names:
+        module = model.get_submodule(name)
+        params = sum(p.numel() for p in module.parameters())
+        if name in report.frozen_layers:
+            state = "frozen"
+        elif name in report.pretrained_layers:
+            state = "kept"
+        else:
+            state = "re-initialised"
+        rows.append({"layer": name, "params": params, "state": state, "trainable": state != "frozen"})
+    return pd.DataFrame(rows), report
+
+
+# --------------------------------------------------------------------------------------------------- run views
+
+
+def run_label(record: RunRecord) -> str:
+    """``a1b2c3d4 · band-gap f2 s0 · band_gap`` (plus the saved name)."""
+    model = "scratch" if record.pretrained in (None, "", SCRATCH) else record.pretrained
+    name = f" «{record.name}»" if record.name else ""
+    return f"{record.id} · {model} f{record.freeze} s{record.seed} · {record.target}{name}"
+
+
+def run_progress(record: RunRecord, epochs: pd.DataFrame) -> tuple[float, str]:
+    """(fraction done, one line: epoch k/N, ETA, or the final state) of a run."""
+    total = int((record.spec.get("hyperparams") or {}).get("epochs", 30) or 30)
+    done = len(epochs)
+    if record.status == "queued":
+        return 0.0, "queued"
+    if record.status == "running":
+        if not done:
+            return 0.02, "starting: loading data and building graphs"
+        per_epoch = float(epochs["seconds"].dropna().mean()) if epochs["seconds"].notna().any() else math.nan
+        eta = (total - done) * per_epoch if not math.isnan(per_epoch) else math.nan
+        eta_text = f", about {format_seconds(eta)} left" if not math.isnan(eta) else ""
+        return min(done / total, 0.99), f"epoch {done}/{total}{eta_text}"
+    if record.status == "done":
+        mae = f", test MAE {record.test_mae:.4f}" if record.test_mae is not None else ""
+        return 1.0, f"done in {format_seconds(record.seconds or 0)}{mae}"
+    return min(done / total, 1.0), f"{record.status}: {record.error or ''}".rstrip(": ")
+
+
+def format_seconds(seconds: float) -> str:
+    """``42 s``, ``3 min 5 s``, ``1 h 02 min``."""
+    seconds = max(0.0, float(seconds))
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min {int(seconds % 60)} s"
+    return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
+
+
+def runs_frame(records: list[RunRecord]) -> pd.DataFrame:
+    """A table of runs (newest first) for listings and CSV export."""
+    rows = []
+    for r in records:
+        rows.append(
+            {
+                "id": r.id,
+                "name": r.name or "",
+                "owner": r.owner,
+                "status": r.status,
+                "pretrained": "scratch" if r.pretrained in (None, "", SCRATCH) else r.pretrained,
+                "freeze": r.freeze,
+                "target": r.target,
+                "n_train": r.n_train,
+                "n_val": r.n_val,
+                "n_test": r.n_test,
+                "seed": r.seed,
+                "epochs": (r.spec.get("hyperparams") or {}).get("epochs"),
+                "data": r.spec.get("data") or "default",
+                "test_mae": r.test_mae,
+                "seconds": r.seconds,
+                "created": time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created_at)),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def table2_cells(records: list[RunRecord] | pd.DataFrame) -> pd.DataFrame:
+    """Done band-gap runs of the 1000/1000/1000 protocol (default data), grouped by (pretrained, freeze).
+
+    Args:
+        records: run records of the store, or a sweep's ``runs.csv`` frame (see :func:`shipped_runs`).
+
+    Returns:
+        columns ``row``, ``pretrained``, ``freeze``, ``mean``, ``std``, ``n`` (std over seeds; NaN for one).
+    """
+    if isinstance(records, pd.DataFrame):
+        frame = records[["pretrained", "freeze", "target", "n_train", "n_val", "n_test", "test_mae"]].dropna()
+        rows = frame.rename(columns={"test_mae": "mae"}).to_dict("records")
+    else:
+        rows = [
+            {"pretrained": r.pretrained, "freeze": r.freeze, "target": r.target, "n_train": r.n_train,
+             "n_val": r.n_val, "n_test": r.n_test, "mae": r.test_mae}
+            for r in records
+            if r.status == "done" and r.test_mae is not None and not r.spec.get("data")
+        ]  # fmt: skip
+    protocol = tuple(PROTOCOL.values())
+    rows = [
+        {"row": study_row(r["pretrained"]), "pretrained": r["pretrained"], "freeze": int(r["freeze"]), "mae": r["mae"]}
+        for r in rows
+        if (r["target"], r["n_train"], r["n_val"], r["n_test"]) == protocol
+    ]
+    if not rows:
+        return pd.DataFrame(columns=["row", "pretrained", "freeze", "mean", "std", "n"])
+    frame = pd.DataFrame(rows)
+    grouped = frame.groupby(["row", "pretrained", "freeze"], sort=True)["mae"].agg(["mean", "std", "count"])
+    return grouped.rename(columns={"count": "n"}).reset_index()
+
+
+def shipped_results_dir() -> Path:
+    """Folder of the sweep results that ship with the project (``docs/results``)."""
+    return project_path("docs", "results")
+
+
+def shipped_runs() -> pd.DataFrame:
+    """Every run of the shipped sweeps (``docs/results/*/runs.csv``), so a fresh server has Table 2 at once."""
+    frames = [pd.read_csv(p) for p in sorted(shipped_results_dir().glob("*/runs.csv"))]
+    return pd.concat(frames, ignore_index=True).drop_duplicates("run_id") if frames else pd.DataFrame()
+
+
+def study_frame() -> pd.DataFrame:
+    """The study's Table 2 as rows (``row``, ``freeze``, ``mae``); the scratch baseline at freeze 0."""
+    rows = [{"row": "scratch", "freeze": 0, "mae": STUDY_BASELINE}]
+    rows += [{"row": row, "freeze": f, "mae": mae} for row, cells in STUDY_TABLE2.items() for f, mae in cells.items()]
+    rows += [{"row": MATCHED_ROW, "freeze": f, "mae": mae} for f, mae in STUDY_TABLE3_MATCHED.items()]
+    return pd.DataFrame(rows)
+
+
+def table2_comparison(cells: pd.DataFrame) -> pd.DataFrame:
+    """The store's cells beside the study's numbers (for the table and the CSV export)."""
+    study = study_frame().rename(columns={"mae": "study_mae"})
+    ours = cells.rename(columns={"mean": "mean_mae", "std": "std_mae"})
+    merged = study.merge(ours, on=["row", "freeze"], how="outer")
+    merged["difference"] = merged["mean_mae"] - merged["study_mae"]
+    return merged.sort_values(["row", "freeze"]).reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------------------------------- crystals
+
+
+def search_crystals(dataset, query: str = "", limit: int = 200) -> pd.DataFrame:
+    """Crystals whose id or formula contains ``query`` (case-insensitive; exact matches first)."""
+    ids = dataset.ids.astype(str)
+    formulas = dataset.formulas.astype(str)
+    sizes = np.diff(dataset.offsets)
+    q = query.strip().lower()
+    if q:
+        mask = np.char.find(np.char.lower(ids), q) >= 0
+        mask |= np.char.find(np.char.lower(formulas), q) >= 0
+        exact = (np.char.lower(ids) == q) | (np.char.lower(formulas) == q)
+        order = np.flatnonzero(mask)
+        order = order[np.argsort(~exact[order], kind="stable")]
+    else:
+        order = np.arange(len(ids))
+    order = order[:limit]
+    return pd.DataFrame({"id": ids[order], "formula": formulas[order], "atoms": sizes[order]})
+
+
+def dataset_glance(dataset) -> pd.DataFrame:
+    """Crystals per label with units (for the home page)."""
+    from cgcnn.data.datasets import TARGET_UNITS
+
+    return pd.DataFrame(
+        [{"label": k, "crystals": v, "units": TARGET_UNITS.get(k, "")} for k, v in dataset.label_counts().items()]
+    )
+
+
+# --------------------------------------------------------------------------------------------------- probes
+
+
+def probe_frame(model_names: list[str], target: str, n_train: int, n_test: int) -> tuple[pd.DataFrame, list[str]]:
+    """Linear-probe test MAE per depth for each model: ``(frame model, depth, mae, baseline; [errors])``."""
+    rows, errors = [], []
+    for name in model_names:
+        try:
+            result = linear_probe(name, target=target, n_train=n_train, n_test=n_test)
+        except CGCNNError as exc:
+            errors.append(f"{name}: {exc}")
+            continue
+        for k, depth in enumerate(result.depths):
+            rows.append(
+                {"model": name, "depth": k, "depth name": depth.depth, "mae": depth.test_mae,
+                 "baseline": result.baseline_mae}
+            )  # fmt: skip
+    return pd.DataFrame(rows, columns=["model", "depth", "depth name", "mae", "baseline"]), errors

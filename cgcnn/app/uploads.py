@@ -1,0 +1,128 @@
+"""Crystal files uploaded to the viewer and the predict page: unpacked, parsed and predicted with one message each.
+
+A bad file never stops the others: each is parsed on its own and its error is returned by name.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import PurePosixPath
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cgcnn.data.crystal_io import MAX_FILE_BYTES, read_structure_text
+from cgcnn.errors import CGCNNError, CrystalInputError
+
+#: Largest upload the app accepts (MB); keep ``server.maxUploadSize`` in ``.streamlit/config.toml`` equal.
+MAX_UPLOAD_MB = 50
+MAX_ZIP_UPLOAD_BYTES = MAX_UPLOAD_MB * 1024**2
+
+#: Crystal files accepted by the predict page in one go.
+MAX_PREDICT_FILES = 500
+
+
+def structure_from_upload(name: str, data: bytes):
+    """Parse one uploaded crystal file (CIF, POSCAR/CONTCAR or pymatgen JSON by extension).
+
+    Raises:
+        CrystalInputError: too large or unreadable; the message starts with the file name.
+    """
+    if len(data) > MAX_FILE_BYTES:
+        raise CrystalInputError(f"{name}: {len(data) / 1e6:.0f} MB is too large for a crystal file")
+    lower = name.lower()
+    fmt = "cif" if lower.endswith(".cif") else "json" if lower.endswith(".json") else "poscar"
+    return read_structure_text(data.decode("utf-8", errors="replace"), name, fmt)
+
+
+def expand_uploads(files: list[tuple[str, bytes]]) -> tuple[list[tuple[str, bytes]], list[str]]:
+    """Uploaded files with zips opened: ``([(name, bytes)] of crystal files, [errors])``.
+
+    A zip contributes its ``.cif``, ``.json``, ``POSCAR*``/``CONTCAR*``/``.vasp`` members (no ``id_prop.csv``
+    needed); a bad zip is one error, and limits apply to the number and size of members.
+    """
+    out: list[tuple[str, bytes]] = []
+    errors: list[str] = []
+    for name, data in files:
+        if len(data) > MAX_ZIP_UPLOAD_BYTES:
+            errors.append(f"{name}: {len(data) / 1024**2:.1f} MB is over the {MAX_UPLOAD_MB} MB upload limit")
+            continue
+        if not name.lower().endswith(".zip"):
+            out.append((name, data))
+            continue
+        try:
+            with zipfile.ZipFile(io.BytesIO(data)) as archive:
+                members = [
+                    i
+                    for i in archive.infolist()
+                    if not i.is_dir()
+                    and not PurePosixPath(i.filename).name.startswith((".", "__"))
+                    and _is_crystal_name(PurePosixPath(i.filename).name)
+                ]
+                if not members:
+                    errors.append(f"{name}: the zip holds no crystal file (.cif, .json, POSCAR)")
+                for info in members:
+                    if len(out) >= MAX_PREDICT_FILES:
+                        errors.append(f"{name}: only the first {MAX_PREDICT_FILES} crystal files are read")
+                        break
+                    member = f"{name}/{info.filename}"
+                    if info.file_size > MAX_FILE_BYTES:
+                        errors.append(f"{member}: {info.file_size / 1e6:.0f} MB is too large for a crystal file")
+                        continue
+                    out.append((member, archive.read(info)))
+        except zipfile.BadZipFile:
+            errors.append(f"{name}: not a readable zip file")
+    if len(out) > MAX_PREDICT_FILES:
+        errors.append(f"only the first {MAX_PREDICT_FILES} of {len(out)} files are predicted")
+        out = out[:MAX_PREDICT_FILES]
+    return out, errors
+
+
+def _is_crystal_name(name: str) -> bool:
+    lower = name.lower()
+    return lower.endswith((".cif", ".json", ".vasp")) or lower.startswith(("poscar", "contcar"))
+
+
+def predict_uploads(predictors: dict[str, Any], files: list[tuple[str, bytes]]) -> tuple[pd.DataFrame, list[str]]:
+    """Predict every uploaded crystal with every model; a bad file is reported by name, the others go on.
+
+    Args:
+        predictors: model name → :class:`~cgcnn.nn.predictor.Predictor`.
+        files: ``(file name, bytes)``; zips are opened (see :func:`expand_uploads`).
+
+    Returns:
+        ``(table with file, formula, atoms and one column per model and target, [error lines])``.
+    """
+    from cgcnn.data.graph import structure_to_graph
+
+    crystals, errors = expand_uploads(files)
+    parsed = []
+    for name, data in crystals:
+        try:
+            parsed.append((name, structure_from_upload(name, data)))
+        except CGCNNError as exc:
+            errors.append(str(exc))
+    rows = [{"file": n, "formula": s.composition.reduced_formula, "atoms": len(s)} for n, s in parsed]
+    bad_rows: set[int] = set()
+    for model_name, predictor in predictors.items():
+        graphs, where = [], []
+        for k, (name, structure) in enumerate(parsed):
+            try:
+                graphs.append(structure_to_graph(structure, predictor.graph_params))
+                where.append(k)
+            except CGCNNError as exc:
+                msg = str(exc)
+                line = msg if msg.startswith(name) else f"{name}: {msg}"
+                if line not in errors:
+                    errors.append(line)
+                bad_rows.add(k)
+        values = predictor.predict_graphs(graphs) if graphs else np.zeros((0, len(predictor.targets)))
+        units = predictor.card.units
+        for k, row_values in zip(where, values, strict=True):
+            for t, target in enumerate(predictor.targets):
+                column = model_name if len(predictor.targets) == 1 else f"{model_name}:{target}"
+                rows[k][f"{column} ({units})" if units else column] = float(row_values[t])
+    frame = pd.DataFrame([r for k, r in enumerate(rows) if k not in bad_rows or len(r) > 3])
+    return frame, errors

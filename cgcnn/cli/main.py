@@ -1,0 +1,127 @@
+"""Command-line interface: ``python -m cgcnn <command>``; everything the app does, the CLI does too.
+
+Each command is a small function taking the parsed arguments and returning an exit code. Errors a user can
+cause are :class:`~cgcnn.errors.CGCNNError` and print one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+import warnings
+
+from cgcnn import __version__
+from cgcnn.cli.data import add_data_parser
+from cgcnn.cli.pretrain import add_pretrain_parsers
+from cgcnn.cli.probe import add_probe_parsers
+from cgcnn.cli.sweep import add_experiment_parsers
+from cgcnn.cli.train import add_train_parsers
+from cgcnn.errors import CGCNNError
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from cgcnn.zoo import list_cards
+
+    cards = list_cards()
+    if args.json:
+        print(json.dumps([card.to_dict() for card in cards], indent=2))
+        return 0
+    print(f"{'name':32} {'kind':9} {'units':22} {'train':>6} {'mae':>8}  property")
+    for c in cards:
+        mae = f"{c.mae:.3f}" if c.mae is not None else "-"
+        print(f"{c.name:32} {c.kind:9} {c.units:22} {c.train_size or '-':>6} {mae:>8}  {c.property}")
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from cgcnn.nn.predictor import crystal_files, predict_files
+    from cgcnn.zoo import load_model
+
+    predictor = load_model(args.model)
+    files = crystal_files(args.paths)
+    if not files:
+        raise CGCNNError("no crystal files found (a folder is searched for *.cif directly inside it)")
+    results = predict_files(predictor, files, widen_radius=args.widen_radius)
+    targets = predictor.targets
+    header = ["id", "prediction"]
+    if len(targets) > 1:
+        header += [f"prediction_{t}" for t in targets]
+    header.append("formula")
+    out = open(args.out, "w", newline="") if args.out else sys.stdout  # noqa: SIM115
+    try:
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(header)
+        for r in results:
+            if r.note:
+                print(f"note: {r.note}", file=sys.stderr)
+            if r.error:
+                print(f"error: {r.error}", file=sys.stderr)
+                continue
+            values = [repr(float(v)) for v in r.values]
+            extra = values if len(targets) > 1 else []
+            writer.writerow([r.path.stem, values[0], *extra, r.formula])
+    finally:
+        if args.out:
+            out.close()
+    failed = sum(1 for r in results if r.error)
+    if failed:
+        print(f"{failed} of {len(results)} file(s) failed", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every command."""
+    parser = argparse.ArgumentParser(prog="python -m cgcnn", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"cgcnn {__version__}")
+    parser.add_argument("--home", help="folder of the run store and graph cache (default: $CGCNN_HOME)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("models", help="list the model zoo (original checkpoints and this project's own)")
+    p.add_argument("--json", action="store_true", help="print a JSON list of model cards")
+    p.set_defaults(func=_cmd_models)
+
+    p = sub.add_parser(
+        "predict",
+        help="predict crystals with a model",
+        description="Predict CIF files; writes CSV 'id,prediction[,prediction_<target>...],formula'. "
+        "Predictions are in the model's units (log10 GPa for the moduli; probability of the positive "
+        "class for a classifier). A bad file is reported on stderr and skipped; exit code 1 if any failed.",
+    )
+    p.add_argument("--model", required=True, help="zoo name or checkpoint path (see `models`)")
+    p.add_argument("--out", help="CSV file to write (default: stdout)")
+    p.add_argument(
+        "--widen-radius",
+        action="store_true",
+        help="if an atom has no neighbour within the cutoff, search further instead of refusing the crystal",
+    )
+    p.add_argument("paths", nargs="+", help="CIF files or folders of CIF files")
+    p.set_defaults(func=_cmd_predict)
+
+    add_data_parser(sub)
+    add_train_parsers(sub)
+    add_pretrain_parsers(sub)
+    add_probe_parsers(sub)
+    add_experiment_parsers(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; returns its exit code (2 for a user error)."""
+    args = build_parser().parse_args(argv)
+    if args.home:
+        os.environ["CGCNN_HOME"] = args.home
+    warnings.filterwarnings("ignore", module="pymatgen")
+    try:
+        return args.func(args)
+    except CGCNNError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # output piped into `head` and the like
+        sys.stderr.close()
+        return 1

@@ -1,0 +1,210 @@
+"""CLI commands for training and the run store: ``finetune`` and ``runs``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from cgcnn.training.train import TrainConfig
+
+_DEFAULTS = TrainConfig()
+
+FINETUNE_HELP = f"""\
+Fine-tune a pretrained CGCNN to a new target with the embedding and the first K convolutions frozen (the
+deeper layers re-initialised, as in the transfer study), or train from scratch with --pretrained none.
+The split is the canonical one of --split-seed (default: the study's 1000/1000/1000 band-gap crystals);
+--seed sets the model initialisation and data order only, so seeds share one test set.
+
+Defaults: optimizer {_DEFAULTS.optimizer} (lr {_DEFAULTS.lr}), batch {_DEFAULTS.batch_size}, \
+{_DEFAULTS.epochs} epochs, no learning-rate schedule (--milestones to add one), MSE loss on the normalised
+target; the weights of the epoch with the best validation MAE are tested. Frozen layers are computed once per
+crystal, so deeper freezing trains faster.
+"""
+
+
+def _spec_from_args(args: argparse.Namespace):
+    from cgcnn.training.finetune import FinetuneSpec
+
+    hyper = {
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "optimizer": args.optimizer,
+        "lr": args.lr,
+        "device": args.device,
+    }
+    if args.milestones:
+        hyper["lr_milestones"] = args.milestones
+    if args.patience is not None:
+        hyper["patience"] = args.patience
+    if args.threads:
+        hyper["threads"] = args.threads
+    return FinetuneSpec(
+        pretrained=args.pretrained,
+        freeze=args.freeze,
+        target=args.target,
+        n_train=args.train,
+        n_val=args.val,
+        n_test=args.test,
+        seed=args.seed,
+        split_seed=args.split_seed,
+        data=args.data,
+        warm_start=args.warm_start,
+        hyperparams=hyper,
+    )
+
+
+def _cmd_finetune(args: argparse.Namespace) -> int:
+    from cgcnn.runs.store import RunStore
+    from cgcnn.training.finetune import run_finetune
+
+    spec = _spec_from_args(args)
+    store = None if args.no_store else RunStore()
+    if args.queue:
+        spec.validate()
+        run_id = (store or RunStore()).create_run(spec.to_dict(), owner=args.owner, status="queued")
+        print(json.dumps({"run_id": run_id, "status": "queued"}) if args.json else f"queued run {run_id}")
+        return 0
+
+    def on_epoch(stats) -> None:
+        if not args.quiet:
+            print(
+                f"epoch {stats.epoch:3d}  train loss {stats.train_loss:.4f}  train MAE {stats.train_mae:.4f}  "
+                f"val MAE {stats.val_mae:.4f}  ({stats.seconds:.2f} s)",
+                file=sys.stderr,
+            )
+
+    outcome = run_finetune(spec, store=store, owner=args.owner, on_epoch=on_epoch)
+    result = outcome.result
+    summary = {
+        "test_mae": result.test.mae,
+        "epochs": len(result.history),
+        "seconds": outcome.seconds,
+        "run_id": outcome.run_id,
+        "best_epoch": result.best_epoch,
+        "pretrained": spec.pretrained,
+        "freeze": spec.freeze,
+        "target": outcome.predictor.targets[0],
+        "n_train": len(outcome.split.train),
+        "n_val": len(outcome.split.val),
+        "n_test": len(outcome.test_ids),
+        "split_hash": outcome.split.content_hash,
+        "frozen_params": outcome.report.frozen_params,
+        "trainable_params": outcome.report.trainable_params,
+        "skipped": len(outcome.skipped),
+        "cancelled": result.cancelled,
+    }
+    for crystal_id, reason in outcome.skipped:
+        print(f"skipped: {crystal_id}: {reason}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(
+            f"test MAE {result.test.mae:.4f} after {len(result.history)} epochs (best epoch {result.best_epoch}), "
+            f"{outcome.seconds:.1f} s; trainable {outcome.report.trainable_params:,} / frozen "
+            f"{outcome.report.frozen_params:,} parameters" + (f"; run {outcome.run_id}" if outcome.run_id else "")
+        )
+    return 0
+
+
+def _cmd_runs(args: argparse.Namespace) -> int:
+    from cgcnn.runs.store import RunStore
+
+    store = RunStore()
+    store.reap_stale()
+    action = getattr(args, "action", None)
+    if action == "show":
+        record = store.get(args.run_id)
+        data = record.to_dict()
+        data["epochs"] = store.epochs(args.run_id).to_dict(orient="records")
+        print(json.dumps(data, indent=2, default=str))
+        return 0
+    if action == "save":
+        store.get(args.run_id)
+        store.set_name(args.run_id, args.name)
+        print(f"run {args.run_id} saved to the zoo as {args.name!r} (use --model {args.name})")
+        return 0
+    if action == "delete":
+        store.delete(args.run_id)
+        print(f"run {args.run_id} deleted")
+        return 0
+    records = store.list_runs(owner=args.owner, status=args.status, limit=args.limit)
+    if args.json:
+        print(json.dumps([r.to_dict() for r in records], default=str))
+        return 0
+    print(f"{'id':8}  {'status':9}  {'pretrained':26} {'k':>2}  {'target':12} {'seed':>4}  {'test MAE':>8}  name")
+    for r in records:
+        mae = f"{r.test_mae:.4f}" if r.test_mae is not None else "-"
+        print(
+            f"{r.id:8}  {r.status:9}  {r.pretrained!s:26} {r.freeze!s:>2}  {r.target!s:12} "
+            f"{r.seed!s:>4}  {mae:>8}  {r.name or ''}"
+        )
+    return 0
+
+
+def _cmd_jobs(args: argparse.Namespace) -> int:
+    from cgcnn.runs.jobs import JobRunner
+    from cgcnn.runs.store import RunStore
+
+    store = RunStore()
+    runner = JobRunner(store, max_workers=args.workers)
+    queued = len(store.list_runs(status="queued"))
+    print(f"draining {queued} queued run(s) with up to {runner.max_workers} worker(s)", file=sys.stderr)
+    if not runner.run_until_empty(args.timeout):
+        print("timeout: runs are still queued or running", file=sys.stderr)
+        return 1
+    return 0
+
+
+def add_train_parsers(sub: argparse._SubParsersAction) -> None:
+    """Register ``finetune``, ``runs`` and ``jobs``."""
+    p = sub.add_parser(
+        "finetune",
+        help="fine-tune a pretrained model (or train from scratch) and record the run",
+        description=FINETUNE_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--pretrained", default="none", help="zoo name, checkpoint path, run:ID, or none (scratch)")
+    p.add_argument("--freeze", type=int, default=0, help="K: freeze the embedding and the first K convolutions")
+    p.add_argument("--target", default="band_gap", help="label to learn (default band_gap)")
+    p.add_argument("--train", type=int, default=1000, help="training crystals (default 1000)")
+    p.add_argument("--val", type=int, default=1000, help="validation crystals (default 1000)")
+    p.add_argument("--test", type=int, default=1000, help="test crystals (default 1000)")
+    p.add_argument("--epochs", type=int, default=_DEFAULTS.epochs, help=f"default {_DEFAULTS.epochs}")
+    p.add_argument("--seed", type=int, default=0, help="initialisation and data order (default 0)")
+    p.add_argument("--split-seed", type=int, default=0, help="which canonical split (default 0)")
+    p.add_argument("--data", help="a CGCNN folder (id_prop.csv + CIFs) or a zip of one; default: embedded MP data")
+    p.add_argument("--batch-size", type=int, default=_DEFAULTS.batch_size, help=f"default {_DEFAULTS.batch_size}")
+    p.add_argument("--lr", type=float, default=_DEFAULTS.lr, help=f"learning rate (default {_DEFAULTS.lr})")
+    p.add_argument("--optimizer", choices=["adam", "sgd"], default=_DEFAULTS.optimizer)
+    p.add_argument("--milestones", type=int, nargs="*", help="epochs where the learning rate drops tenfold")
+    p.add_argument("--patience", type=int, help="early stopping after this many epochs without improvement")
+    p.add_argument("--warm-start", action="store_true", help="keep the deeper pretrained layers (no re-init)")
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    p.add_argument("--threads", type=int, help="torch threads (default: all cores)")
+    p.add_argument("--owner", default="", help="display name recorded with the run")
+    p.add_argument("--no-store", action="store_true", help="do not record the run in the run store")
+    p.add_argument("--quiet", action="store_true", help="no per-epoch lines on stderr")
+    p.add_argument("--json", action="store_true", help="print one JSON summary as the last line")
+    p.add_argument("--queue", action="store_true", help="queue the run for `jobs` (or the app) instead of running")
+    p.set_defaults(func=_cmd_finetune)
+
+    p = sub.add_parser("jobs", help="run queued fine-tunes in worker processes until the queue is empty")
+    p.add_argument("--workers", type=int, help="worker processes (default: one per core)")
+    p.add_argument("--timeout", type=float, help="give up after this many seconds")
+    p.set_defaults(func=_cmd_jobs)
+
+    p = sub.add_parser("runs", help="list, show, save to the zoo, or delete stored runs")
+    p.add_argument("--json", action="store_true", help="print a JSON list")
+    p.add_argument("--owner", help="only this owner's runs")
+    p.add_argument("--status", choices=["queued", "running", "done", "failed", "cancelled"])
+    p.add_argument("--limit", type=int)
+    p.set_defaults(func=_cmd_runs)
+    actions = p.add_subparsers(dest="action")
+    show = actions.add_parser("show", help="one run with its epochs, as JSON")
+    show.add_argument("run_id")
+    save = actions.add_parser("save", help="save a finished run to the zoo under a name")
+    save.add_argument("run_id")
+    save.add_argument("name")
+    delete = actions.add_parser("delete", help="delete a run, its epochs and its checkpoint")
+    delete.add_argument("run_id")

@@ -1,0 +1,259 @@
+"""Datasets on disk: CIF files, the CGCNN folder format (``id_prop.csv`` + CIFs) and zip uploads of it."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import warnings
+import zipfile
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+import pandas as pd
+from pymatgen.core import Structure
+
+from cgcnn.data.datasets import CrystalDataset, DatasetError, dataset_from_structures
+from cgcnn.data.elements import original_table_path
+from cgcnn.data.splits import Split
+
+#: Limits for uploaded zips (compressed bytes, uncompressed bytes, members).
+MAX_ZIP_BYTES = 200 * 1024**2
+MAX_UNZIPPED_BYTES = 1024**3
+MAX_ZIP_MEMBERS = 100_000
+
+
+# --------------------------------------------------------------------------------------------------------------
+# CIF files and the CGCNN folder format
+# --------------------------------------------------------------------------------------------------------------
+
+
+def parse_cif_text(text: str) -> Structure:
+    """Parse one CIF (first block) into an ordered ``Structure``.
+
+    Raises:
+        ValueError: unparseable text, no structure, partial occupancies or dummy species; the message says
+            which.
+    """
+    from pymatgen.io.cif import CifParser
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            structures = CifParser.from_str(text).parse_structures(primitive=False, on_error="raise")
+        except Exception as exc:  # pymatgen raises many types for malformed CIFs
+            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ValueError(f"not a readable CIF ({msg})") from None
+    if not structures:
+        raise ValueError("the CIF holds no structure")
+    structure = structures[0]
+    if len(structure) == 0:
+        raise ValueError("the CIF holds no atoms")
+    if not structure.is_ordered:
+        raise ValueError("partial occupancies (disordered crystal); CGCNN needs one species per site")
+    try:
+        [sp.Z for sp in structure.species]
+    except AttributeError:
+        raise ValueError("a site has a species without an atomic number") from None
+    return structure
+
+
+def _read_label_table(text: str, source_name: str, header: bool) -> pd.DataFrame:
+    """Parse a labels CSV into a frame indexed by id (first column), numeric columns only."""
+    try:
+        frame = pd.read_csv(io.StringIO(text), header=0 if header else None, dtype=str, skipinitialspace=True)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"cannot read {source_name}: {exc}") from None
+    if frame.shape[1] < 2:
+        raise DatasetError(f"{source_name} needs at least two columns: id, target")
+    if not header:
+        frame.columns = ["id", "target", *[f"target_{k}" for k in range(2, frame.shape[1])]]
+    frame = frame.rename(columns={frame.columns[0]: "id"})
+    frame["id"] = frame["id"].astype(str).str.strip()
+    dup = frame["id"][frame["id"].duplicated()].tolist()
+    if dup:
+        raise DatasetError(f"{source_name} lists some ids twice (e.g. {dup[0]!r})")
+    frame = frame.set_index("id")
+    return frame
+
+
+def _assemble(
+    label_frame: pd.DataFrame,
+    cif_text: Callable[[str], str | None],
+    extra_cif_ids: Iterable[str],
+    source: str,
+    name: str,
+    atom_init: str | None,
+) -> CrystalDataset:
+    """Shared core of the folder, zip and file-list readers: parse CIFs, report every failure."""
+    entries: list[tuple[str, Structure]] = []
+    rejected: list[tuple[str, str]] = []
+    numeric = label_frame.apply(pd.to_numeric, errors="coerce")
+    for cid in label_frame.index:
+        bad = [c for c in label_frame.columns if pd.isna(numeric.at[cid, c]) and not pd.isna(label_frame.at[cid, c])]
+        if bad:
+            rejected.append((cid, f"label {bad[0]!r} is not a number: {label_frame.at[cid, bad[0]]!r}"))
+            continue
+        values = numeric.loc[cid].to_numpy(dtype=float)
+        if np.isinf(values).any():
+            rejected.append((cid, "a label is infinite"))
+            continue
+        if np.isnan(values).all():  # a crystal missing one of several labels still teaches the others
+            rejected.append((cid, "no label value (NaN or empty)"))
+            continue
+        text = cif_text(cid)
+        if text is None:
+            rejected.append((cid, f"no CIF file {cid}.cif"))
+            continue
+        try:
+            entries.append((cid, parse_cif_text(text)))
+        except ValueError as exc:
+            rejected.append((cid, str(exc)))
+    labelled = set(label_frame.index)
+    rejected.extend((cid, "CIF without a label in the labels file") for cid in extra_cif_ids if cid not in labelled)
+    if not entries:
+        detail = f"; first problem: {rejected[0][0]}: {rejected[0][1]}" if rejected else ""
+        raise DatasetError(f"no usable crystal in {name}{detail}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pymatgen's electronegativity notes for noble gases
+        return dataset_from_structures(entries, numeric, source, f"user data: {name}", name, rejected, atom_init)
+
+
+def read_cgcnn_folder(directory: Path | str) -> CrystalDataset:
+    """Read a folder in the original CGCNN format: ``id_prop.csv`` (``id,target``, no header) + ``<id>.cif``.
+
+    An optional ``atom_init.json`` is kept as ``dataset.atom_init``. Crystals that cannot be used (missing or
+    unreadable CIF, disordered, non-numeric label) are listed in ``dataset.rejected`` as ``(id, reason)``.
+    Extra value columns in ``id_prop.csv`` become ``target_2``, ``target_3``, ...
+
+    Raises:
+        DatasetError: no ``id_prop.csv``, an unreadable one, or no usable crystal at all.
+    """
+    directory = Path(directory)
+    id_prop = directory / "id_prop.csv"
+    if not id_prop.is_file():
+        raise DatasetError(f"{directory} is not a CGCNN data folder: it has no id_prop.csv")
+    frame = _read_label_table(id_prop.read_text(errors="replace"), str(id_prop), header=False)
+    atom_init_path = directory / "atom_init.json"
+    atom_init = atom_init_path.read_text() if atom_init_path.is_file() else None
+
+    def cif_text(cid: str) -> str | None:
+        path = directory / f"{cid}.cif"
+        return path.read_text(errors="replace") if path.is_file() else None
+
+    extra = [p.stem for p in sorted(directory.glob("*.cif"))]
+    return _assemble(frame, cif_text, extra, "user_folder", directory.name, atom_init)
+
+
+def read_cifs_with_labels(cif_paths: Sequence[Path | str], labels_csv: Path | str) -> CrystalDataset:
+    """Read CIF files plus a labels CSV with a header (first column: id = CIF file name without ``.cif``).
+
+    Raises:
+        DatasetError: unreadable labels file or no usable crystal; per-crystal problems go to ``rejected``.
+    """
+    labels_path = Path(labels_csv)
+    if not labels_path.is_file():
+        raise DatasetError(f"labels file not found: {labels_path}")
+    frame = _read_label_table(labels_path.read_text(errors="replace"), str(labels_path), header=True)
+    by_id = {Path(p).stem: Path(p) for p in cif_paths}
+
+    def cif_text(cid: str) -> str | None:
+        path = by_id.get(cid)
+        return path.read_text(errors="replace") if path is not None and path.is_file() else None
+
+    return _assemble(frame, cif_text, list(by_id), "user_files", labels_path.stem, None)
+
+
+def read_zip(data: Path | str | bytes, max_bytes: int = MAX_ZIP_BYTES) -> CrystalDataset:
+    """Read a zip holding a CGCNN data folder (at the top level or inside one folder), without extracting it.
+
+    Args:
+        data: path of the zip, or its bytes (an upload).
+        max_bytes: refuse larger zips; the uncompressed total and member count are limited as well.
+
+    Raises:
+        DatasetError: not a zip, too large, no ``id_prop.csv``, ambiguous layout, or no usable crystal.
+    """
+    if isinstance(data, bytes | bytearray):
+        size, opener, label = len(data), (lambda: io.BytesIO(data)), "uploaded zip"
+    else:
+        path = Path(data)
+        if not path.is_file():
+            raise DatasetError(f"zip file not found: {path}")
+        size, opener, label = path.stat().st_size, (lambda: open(path, "rb")), path.name  # noqa: SIM115
+    if size > max_bytes:
+        raise DatasetError(f"{label} is {size / 1024**2:.1f} MB; the limit is {max_bytes / 1024**2:.0f} MB")
+    try:
+        archive = zipfile.ZipFile(opener())
+    except zipfile.BadZipFile:
+        raise DatasetError(f"{label} is not a zip file") from None
+    with archive:
+        infos = [i for i in archive.infolist() if not i.is_dir() and not _ignored_member(i.filename)]
+        if len(infos) > MAX_ZIP_MEMBERS:
+            raise DatasetError(f"{label} has {len(infos)} files; the limit is {MAX_ZIP_MEMBERS}")
+        if sum(i.file_size for i in infos) > MAX_UNZIPPED_BYTES:
+            raise DatasetError(f"{label} unpacks to more than {MAX_UNZIPPED_BYTES / 1024**3:.0f} GB")
+        id_props = [i for i in infos if PurePosixPath(i.filename).name == "id_prop.csv"]
+        if not id_props:
+            raise DatasetError(
+                f"{label} has no id_prop.csv (expected the CGCNN folder format: id_prop.csv + <id>.cif files)"
+            )
+        if len(id_props) > 1:
+            raise DatasetError(f"{label} has several id_prop.csv files; put one data folder in the zip")
+        root = PurePosixPath(id_props[0].filename).parent
+        members = {PurePosixPath(i.filename).name: i for i in infos if PurePosixPath(i.filename).parent == root}
+
+        def read(name: str) -> str | None:
+            info = members.get(name)
+            return archive.read(info).decode("utf-8", errors="replace") if info is not None else None
+
+        frame = _read_label_table(read("id_prop.csv") or "", f"{label}:id_prop.csv", header=False)
+        extra = [n[: -len(".cif")] for n in members if n.lower().endswith(".cif")]
+        return _assemble(frame, lambda cid: read(f"{cid}.cif"), extra, "user_zip", label, read("atom_init.json"))
+
+
+def _ignored_member(name: str) -> bool:
+    """Skip macOS resource forks and hidden files that zip tools add."""
+    parts = PurePosixPath(name).parts
+    return any(p.startswith(".") or p == "__MACOSX" for p in parts)
+
+
+def export_cgcnn_folder(
+    dataset: CrystalDataset,
+    ids: Sequence[str],
+    target: str,
+    out_dir: Path | str,
+    split: Split | None = None,
+) -> Path:
+    """Write ``ids`` in the original CGCNN folder format: ``id_prop.csv``, ``<id>.cif``, ``atom_init.json``.
+
+    ``id_prop.csv`` lists the crystals in the given order (no header, as the original). With ``split``, a
+    ``split.json`` records which id is train / val / test, since the original code shuffles on its own.
+
+    Raises:
+        DatasetError: unknown target, a crystal without the label, or a non-empty output folder that is not
+            a CGCNN folder.
+    """
+    from pymatgen.io.cif import CifWriter
+
+    dataset._check_target(target)
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()) and not (out / "id_prop.csv").is_file():
+        raise DatasetError(f"{out} exists and is not empty; choose a new folder")
+    values = dataset.labels[target]
+    missing = [cid for cid in ids if pd.isna(values.get(cid, np.nan))]
+    if missing:
+        raise DatasetError(f"{len(missing)} crystals have no '{target}' (e.g. {missing[0]})")
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pymatgen's electronegativity notes for noble gases
+        for cid in ids:
+            CifWriter(dataset.structure(cid)).write_file(out / f"{cid}.cif")
+            rows.append(f"{cid},{float(values[cid])!r}")
+    (out / "id_prop.csv").write_text("\n".join(rows) + "\n")
+    shutil.copyfile(original_table_path(), out / "atom_init.json")
+    if split is not None:
+        (out / "split.json").write_text(json.dumps(split.to_dict(), indent=1) + "\n")
+    return out

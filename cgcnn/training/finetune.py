@@ -1,0 +1,353 @@
+"""The study's protocol as one call: data → split → graphs → transfer → training → test → run store.
+
+:func:`run_finetune` is what ``python -m cgcnn finetune``, the app's job workers (through
+:func:`execute_run`) and the sweeps all call, so a run means the same thing wherever it was launched.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from cgcnn.data.datasets import TARGET_UNITS, CrystalDataset, load_default_dataset
+from cgcnn.data.folders import read_cgcnn_folder, read_zip
+from cgcnn.data.graph import GraphParams, GraphSet
+from cgcnn.data.graph_cache import get_graphs
+from cgcnn.data.splits import Split, make_split
+from cgcnn.errors import CGCNNError
+from cgcnn.nn.cards import ModelCard
+from cgcnn.nn.checkpoint import save_checkpoint
+from cgcnn.nn.predictor import Predictor
+from cgcnn.runs.store import RunStore
+from cgcnn.training.train import EpochStats, LabelledGraphs, TrainConfig, TrainResult, train_model
+from cgcnn.training.transfer import FreezeReport, check_freeze_request, prepare_transfer
+from cgcnn.zoo import load_model
+
+
+@dataclass
+class FinetuneSpec:
+    """Everything that defines a fine-tune (stored as the run's spec; equal specs are the same experiment).
+
+    Attributes:
+        pretrained: zoo name, checkpoint path, ``run:ID``, or ``none`` (train from scratch).
+        freeze: ``k``, convolutions frozen with the embedding (0 = nothing frozen).
+        target: label to learn.
+        n_train, n_val, n_test: split sizes (prefixes of the canonical split, see :mod:`cgcnn.data.datasets`).
+        seed: model initialisation and data order.
+        split_seed: which canonical split (kept apart from ``seed`` so seeds share one test set).
+        data: a CGCNN folder or zip of the user's (default: the embedded Materials Project dataset).
+        warm_start: keep the deeper pretrained layers instead of re-initialising them.
+        hyperparams: :class:`~cgcnn.training.train.TrainConfig` fields (epochs, batch_size, optimizer, lr, ...).
+    """
+
+    pretrained: str = "none"
+    freeze: int = 0
+    target: str = "band_gap"
+    n_train: int = 1000
+    n_val: int = 1000
+    n_test: int = 1000
+    seed: int = 0
+    split_seed: int = 0
+    data: str | None = None
+    warm_start: bool = False
+    hyperparams: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        """Refuse impossible choices before any work starts (the app and ``--queue`` call this too).
+
+        Raises:
+            CGCNNError: split sizes the trainer cannot use, or freezing a model trained from scratch.
+        """
+        if self.n_train < 2 or self.n_val < 1 or self.n_test < 1:
+            raise CGCNNError(
+                f"split sizes {self.n_train}/{self.n_val}/{self.n_test}: training needs at least 2 crystals "
+                "and validation and test at least 1 each"
+            )
+        check_freeze_request(self.pretrained, self.freeze)
+        self.train_config()  # unknown hyperparameters
+
+    def train_config(self, **overrides: Any) -> TrainConfig:
+        """The :class:`TrainConfig` of this spec (its seed is the spec's seed)."""
+        names = {f.name for f in dataclasses.fields(TrainConfig)}
+        unknown = set(self.hyperparams) - names
+        if unknown:
+            raise CGCNNError(f"unknown hyperparameter(s): {', '.join(sorted(unknown))}")
+        values = {**self.hyperparams, "seed": self.seed, **overrides}
+        if "lr_milestones" in values:
+            values["lr_milestones"] = tuple(values["lr_milestones"])
+        return TrainConfig(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict, with the run store's column names.
+
+        ``model_kind`` here is the request's default; the run records the pretrained model's actual layer kind
+        once it is loaded (the value stays in the dict so that stored specs keep their keys for resuming).
+        """
+        return {**dataclasses.asdict(self), "model_kind": "gated"}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FinetuneSpec:
+        """Inverse of :meth:`to_dict` (extra keys such as ``model_kind`` or ``split_hash`` are ignored)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass
+class FinetuneOutcome:
+    """What a finished fine-tune produced."""
+
+    run_id: str | None
+    predictor: Predictor
+    result: TrainResult
+    report: FreezeReport
+    split: Split
+    skipped: list[tuple[str, str]]
+    seconds: float
+    test_ids: list[str]
+    test_true: np.ndarray
+
+
+ProgressCallback = Callable[[str, float], None]
+
+
+def load_data(data: str | None) -> CrystalDataset:
+    """The dataset of a spec: the embedded default, or a user's CGCNN folder or zip."""
+    if data is None:
+        return load_default_dataset()
+    path = Path(data)
+    if path.is_dir():
+        return read_cgcnn_folder(path)
+    if path.suffix.lower() == ".zip" and path.is_file():
+        return read_zip(path)
+    raise CGCNNError(f"{data}: not a CGCNN data folder (id_prop.csv + CIFs) or a .zip of one")
+
+
+def run_finetune(
+    spec: FinetuneSpec,
+    store: RunStore | None = None,
+    run_id: str | None = None,
+    owner: str = "",
+    on_epoch: Callable[[EpochStats], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    progress: ProgressCallback | None = None,
+) -> FinetuneOutcome:
+    """Run one fine-tune (or scratch training) end to end.
+
+    Args:
+        spec: what to run.
+        store: run store to record it in (None: nothing is stored, nothing written to disk but the cache).
+        run_id: an existing queued run to execute (the job runner's case); by default a new run is created.
+        owner: display name recorded with a new run.
+        on_epoch: called after every epoch (progress bars, live curves).
+        should_stop: polled after every epoch; True cancels cleanly, keeping the finished epochs.
+        progress: ``(stage, fraction)`` while loading data and featurising.
+
+    Raises:
+        CGCNNError: invalid choices (unknown model, freeze depth, target, sizes) or unusable data; when a run
+            is being recorded it is marked failed with the same message first.
+    """
+    started = time.perf_counter()
+    if store is not None and run_id is None:
+        run_id = store.create_run(spec.to_dict(), owner=owner, status="running")
+    elif store is not None and run_id is not None:
+        store.mark_running(run_id)
+    try:
+        outcome = _run(spec, store, run_id, on_epoch, should_stop, progress, started)
+    except BaseException as exc:  # record why the run ended, then let the caller see the error
+        if store is not None and run_id is not None:
+            message = str(exc) if isinstance(exc, CGCNNError) else f"{type(exc).__name__}: {exc}"
+            cancelled = isinstance(exc, KeyboardInterrupt) or store.cancel_requested(run_id)
+            store.finish(
+                run_id,
+                "cancelled" if cancelled else "failed",
+                error=message,
+                seconds=time.perf_counter() - started,
+                only_if_active=True,
+            )
+        raise
+    return outcome
+
+
+def _run(
+    spec: FinetuneSpec,
+    store: RunStore | None,
+    run_id: str | None,
+    on_epoch: Callable[[EpochStats], None] | None,
+    should_stop: Callable[[], bool] | None,
+    progress: ProgressCallback | None,
+    started: float,
+) -> FinetuneOutcome:
+    spec.validate()
+    config = spec.train_config()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    pretrained = None if spec.pretrained in ("none", "", None) else load_model(spec.pretrained)
+    params = pretrained.graph_params if pretrained is not None else GraphParams()
+
+    if progress:
+        progress("loading data", 0.0)
+    dataset = load_data(spec.data)
+    target = resolve_target(dataset, spec.target)
+    split = make_split(dataset, target, spec.n_train, spec.n_val, spec.n_test, split_seed=spec.split_seed)
+    if store is not None and run_id is not None:
+        store.update(
+            run_id,
+            split_hash=split.content_hash,
+            target=target,
+            torch_threads=torch.get_num_threads(),
+            model_kind=pretrained.model.config.conv if pretrained is not None else "gated",
+        )
+
+    (train, val, test), failures = labelled_split(
+        dataset, split, [target], params, progress=(lambda f: progress("featurising", f)) if progress else None
+    )
+    skipped = list(dataset.rejected) + list(failures)  # reported, never silently lost
+    model, report = prepare_transfer(
+        pretrained.model if pretrained is not None else None,
+        spec.freeze,
+        [target],
+        warm_start=spec.warm_start,
+        seed=spec.seed,
+    )
+
+    def callback(stats: EpochStats) -> bool:
+        if store is not None and run_id is not None:
+            store.add_epoch(
+                run_id,
+                stats.epoch,
+                stats.train_loss,
+                stats.train_mae,
+                stats.val_loss,
+                stats.val_mae,
+                stats.seconds,
+                stats.lr,
+            )
+            store.heartbeat(run_id)
+        if on_epoch is not None:
+            on_epoch(stats)
+        stop = bool(should_stop and should_stop())
+        if store is not None and run_id is not None:
+            stop = stop or store.cancel_requested(run_id)
+        return stop
+
+    if progress:
+        progress("training", 0.0)
+    result = train_model(model, train, val, test, config, callback=callback)
+    seconds = time.perf_counter() - started
+    predictor = Predictor(
+        model=result.model,
+        normalizer=result.normalizer,
+        graph_params=params,
+        card=_card(spec, run_id, target, result, report, split, seconds, len(train.ids)),
+    )
+    if store is not None and run_id is not None:
+        path = save_checkpoint(store.run_dir(run_id) / "model.pt", predictor)
+        rows = [
+            (i, "test", float(t), float(p))
+            for i, t, p in zip(test.ids, test.targets[:, 0], result.test.predictions[:, 0], strict=True)
+        ]
+        store.add_predictions(run_id, rows)
+        store.finish(
+            run_id,
+            "cancelled" if result.cancelled else "done",
+            test_mae=result.test.mae,
+            test_metrics={
+                "test_mae": result.test.mae,
+                "best_epoch": result.best_epoch,
+                "epochs_run": len(result.history),
+                "frozen_params": report.frozen_params,
+                "trainable_params": report.trainable_params,
+                "skipped": len(skipped),
+            },
+            seconds=seconds,
+            checkpoint_path=str(path),
+        )
+    return FinetuneOutcome(
+        run_id=run_id,
+        predictor=predictor,
+        result=result,
+        report=report,
+        split=split,
+        skipped=skipped,
+        seconds=seconds,
+        test_ids=test.ids,
+        test_true=test.targets[:, 0],
+    )
+
+
+def labelled_split(
+    dataset: CrystalDataset,
+    split: Split,
+    targets: list[str],
+    params: GraphParams,
+    progress: Callable[[float], None] | None = None,
+) -> tuple[tuple[LabelledGraphs, LabelledGraphs, LabelledGraphs], list[tuple[str, str]]]:
+    """Train, validation and test sets of ``split`` with their cached graphs and ``targets`` labels.
+
+    Returns:
+        the three sets, and ``(id, reason)`` for each crystal the featuriser refused (left out of its set).
+    """
+    graphs, failures = get_graphs(dataset, list(split.train) + list(split.val) + list(split.test), params,
+                                  progress=progress)  # fmt: skip
+
+    def labelled(part: list[str]) -> LabelledGraphs:
+        keep = [i for i in part if i in graphs]
+        values = dataset.labels.loc[keep, targets].to_numpy(dtype=np.float64)
+        return LabelledGraphs(keep, GraphSet([graphs[i] for i in keep], params), values)
+
+    return (labelled(split.train), labelled(split.val), labelled(split.test)), list(failures)
+
+
+def execute_run(run_id: str, store: RunStore) -> None:
+    """Job-runner entry point: execute the queued run ``run_id`` from its stored spec."""
+    record = store.get(run_id)
+    run_finetune(FinetuneSpec.from_dict(record.spec), store=store, run_id=run_id)
+
+
+def resolve_target(dataset: CrystalDataset, target: str) -> str:
+    """The label to learn: ``target``, or the only label of a user's one-column dataset, whatever its name."""
+    if target in dataset.targets:
+        return target
+    if len(dataset.targets) == 1:  # a user's folder has one label column, whatever the spec calls it
+        return dataset.targets[0]
+    raise CGCNNError(f"unknown target {target!r}: this dataset has {', '.join(dataset.targets)}")
+
+
+def _card(
+    spec: FinetuneSpec,
+    run_id: str | None,
+    target: str,
+    result: TrainResult,
+    report: FreezeReport,
+    split: Split,
+    seconds: float,
+    n_train: int,
+) -> ModelCard:
+    origin = "trained from scratch" if spec.pretrained in ("none", "", None) else f"fine-tuned from {spec.pretrained}"
+    return ModelCard(
+        name=f"run:{run_id}" if run_id else "unsaved run",
+        kind="run",
+        property=target.replace("_", " "),
+        units=TARGET_UNITS.get(target, ""),
+        train_size=n_train,
+        mae=result.test.mae if result.test else None,
+        mae_metric=f"test MAE on {len(split.test)} crystals",
+        source=f"{origin}, freeze {spec.freeze}, on {spec.data or 'the default Materials Project dataset'}",
+        targets=[target],
+        details={
+            "spec": spec.to_dict(),
+            "split_hash": split.content_hash,
+            "best_epoch": result.best_epoch,
+            "epochs_run": len(result.history),
+            "seconds": seconds,
+            "frozen_params": report.frozen_params,
+            "trainable_params": report.trainable_params,
+        },
+    )

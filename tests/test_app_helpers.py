@@ -1,0 +1,155 @@
+"""The computations behind the app pages (cgcnn.app.launch), without Streamlit."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+import numpy as np
+import pytest
+from conftest import CIF_DIR
+
+from cgcnn.analysis import explain
+from cgcnn.app import classroom, launch, tables, uploads
+from cgcnn.data.graph import structure_to_graph
+from cgcnn.errors import CGCNNError
+from cgcnn.nn.conv import CONV_LAYERS
+from cgcnn.nn.model import CrystalGraphConvNet, ModelConfig
+from cgcnn.runs.store import RunStore
+from cgcnn.zoo import load_model
+
+
+@pytest.fixture(scope="module")
+def band_gap():
+    return load_model("band-gap")
+
+
+@pytest.fixture(scope="module")
+def crystal():
+    from conftest import read
+
+    return read(sorted(p.stem for p in CIF_DIR.glob("*.cif"))[0])
+
+
+def test_gate_weights_per_layer_and_contributions(band_gap, crystal):
+    graph = structure_to_graph(crystal, band_gap.graph_params)
+    layers, kind = explain.edge_weight_layers(band_gap, graph)
+    assert kind == "gate" and len(layers) == band_gap.model.config.n_conv
+    assert all(w.shape == (len(graph.edge_src), 1) and ((w > 0) & (w < 1)).all() for w in layers)
+    per_atom, mean, prediction = explain.atom_contributions(band_gap, graph)
+    assert per_atom.shape == (len(crystal),) and mean == pytest.approx(per_atom.mean())
+    assert prediction == pytest.approx(float(band_gap.predict_structures([crystal])[0, 0]), abs=1e-5)
+
+
+@pytest.mark.skipif("attention" not in CONV_LAYERS, reason="attention layers not in this checkout")
+def test_attention_weights_have_one_column_per_head(band_gap, crystal):
+    import dataclasses
+
+    config = ModelConfig(n_conv=2, conv="attention", conv_options={"heads": 2}, targets=["y"])
+    predictor = dataclasses.replace(band_gap, model=CrystalGraphConvNet(config).eval())
+    graph = structure_to_graph(crystal, predictor.graph_params)
+    layers, kind = explain.edge_weight_layers(predictor, graph)
+    assert kind == "attention" and [w.shape for w in layers] == [(len(graph.edge_src), 2)] * 2
+    # softmax over each atom's real edges: coefficients of one atom and head sum to one
+    m = graph.max_neighbors
+    sums = layers[0].reshape(-1, m, 2).sum(axis=1)
+    assert np.allclose(sums, 1.0, atol=1e-5)
+
+
+def test_launch_validates_before_queueing(tmp_path, monkeypatch):
+    monkeypatch.setenv(classroom.WORKERS_ENV, "0")  # queue only: nothing runs here
+    store = RunStore(tmp_path / "runs.sqlite")
+    specs = launch.make_specs(["none", "band-gap"], [0, 5], "band_gap", (40, 20, 20), 2, [0])
+    refused = []
+    for spec in specs:
+        try:
+            launch.validate_spec(spec)
+        except CGCNNError as exc:
+            refused.append((launch.describe_spec(spec), str(exc)))
+    assert [r[0] for r in refused] == ["scratch, freeze 5, seed 0", "band-gap, freeze 5, seed 0"]
+    result = launch.launch(store, specs, owner="dora")
+    assert len(result.run_ids) == 2 and len(result.refused) == 2
+    assert {r.status for r in store.list_runs(owner="dora")} == {"queued"}
+    with pytest.raises(CGCNNError, match="nothing was queued"):
+        launch.launch(store, specs[1:2], owner="dora")
+    with pytest.raises(CGCNNError, match="more than the"):
+        launch.validate_spec(launch.make_specs(["none"], [0], "log10_K_VRH", (5000, 20, 20), 2, [0])[0])
+    with pytest.raises(CGCNNError, match="unknown target"):
+        launch.validate_spec(launch.make_specs(["none"], [0], "colour", (40, 20, 20), 2, [0])[0])
+
+
+def test_upload_is_checked_and_kept_by_content(tmp_path, cif_dir):
+    store = RunStore(tmp_path / "runs.sqlite")
+    buffer = io.BytesIO()
+    ids = sorted(p.stem for p in cif_dir.glob("*.cif"))[:6]
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("data/id_prop.csv", "".join(f"{i},{k * 0.5}\n" for k, i in enumerate(ids)))
+        for i in ids:
+            archive.write(cif_dir / f"{i}.cif", f"data/{i}.cif")
+    path, dataset = launch.save_upload(store, buffer.getvalue(), "mine.zip")
+    assert path.parent == store.home / "uploads" and path.is_file() and len(dataset) == 6
+    assert launch.save_upload(store, buffer.getvalue(), "again.zip")[0] == path
+    with pytest.raises(CGCNNError, match=r"id_prop\.csv"):
+        launch.save_upload(store, _zip({"a.cif": b"x"}), "bad.zip")
+    with pytest.raises(CGCNNError, match="MB"):
+        launch.save_upload(store, b"0" * (uploads.MAX_ZIP_UPLOAD_BYTES + 1), "huge.zip")
+
+
+def _zip(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def test_predict_uploads_reports_bad_files_by_name(band_gap, cif_dir):
+    good = sorted(cif_dir.glob("*.cif"))[:3]
+    files = [(p.name, p.read_bytes()) for p in good[:1]]
+    files.append(("bundle.zip", _zip({p.name: p.read_bytes() for p in good[1:]} | {"notes.txt": b"hi"})))
+    files.append(("empty.cif", b""))
+    files.append(("junk.zip", b"not a zip"))
+    table, errors = uploads.predict_uploads({"band-gap": band_gap}, files)
+    assert len(table) == 3 and table["band-gap (eV)"].notna().all()
+    assert table["file"].tolist()[1].startswith("bundle.zip/")
+    assert any(e.startswith("empty.cif") for e in errors) and any(e.startswith("junk.zip") for e in errors)
+
+
+def test_table2_groups_protocol_runs(tmp_path):
+    store = RunStore(tmp_path / "runs.sqlite")
+    for seed, mae in ((0, 0.80), (1, 0.84)):
+        spec = {"pretrained": "bulk-moduli", "freeze": 1, "target": "band_gap", "n_train": 1000, "n_val": 1000,
+                "n_test": 1000, "seed": seed, "data": None}  # fmt: skip
+        run_id = store.create_run(spec, owner="t", status="running")
+        store.finish(run_id, "done", test_mae=mae)
+    small = store.create_run({**spec, "n_train": 40, "seed": 9}, owner="t", status="running")
+    store.finish(small, "done", test_mae=0.1)
+    cells = tables.table2_cells(store.list_runs())
+    assert len(cells) == 1
+    row = cells.iloc[0]
+    assert (row["row"], row["freeze"], row["n"]) == ("bulk modulus", 1, 2)
+    assert row["mean"] == pytest.approx(0.82) and row["std"] == pytest.approx(np.std([0.8, 0.84], ddof=1))
+    merged = tables.table2_comparison(cells)
+    hit = merged[(merged["row"] == "bulk modulus") & (merged["freeze"] == 1)].iloc[0]
+    assert hit["study_mae"] == 0.776 and hit["difference"] == pytest.approx(0.82 - 0.776)
+    assert len(merged) == 16  # 4 models x 3 depths, the scratch baseline, Table 3's matched-size row x 3
+
+
+def test_shipped_sweep_results_fill_table2():
+    runs = tables.shipped_runs()
+    assert not runs.empty, "docs/results/*/runs.csv ship with the project"
+    cells = tables.table2_cells(runs)
+    assert {"scratch", "formation energy", "bulk modulus", "shear modulus"} <= set(cells["row"])
+    assert (cells["n"] >= 5).all()  # five seeds per cell
+
+
+def test_search_and_workers(monkeypatch):
+    from cgcnn.data.datasets import load_default_dataset
+
+    found = tables.search_crystals(load_default_dataset(), "NaCl")
+    assert "mp-22862" in found["id"].tolist() and (found["formula"].str.lower().str.contains("nacl")).all()
+    monkeypatch.setenv(classroom.WORKERS_ENV, "3")
+    assert classroom.worker_count() == 3
+    monkeypatch.setenv(classroom.WORKERS_ENV, "many")
+    with pytest.raises(CGCNNError):
+        classroom.worker_count()
