@@ -1,0 +1,92 @@
+"""Limits a server sets for everyone: one place, each an environment variable with a default.
+
+A classroom server is shared by 20-30 students, so the library itself (not only the app) refuses work past
+these limits: the CLI, the job queue and the pages all obey the same numbers. Read them with
+:func:`current_limits`; a test or a teacher sets the variables before the server starts.
+
+=============================  =========  =============================================================
+variable                       default    what it bounds
+=============================  =========  =============================================================
+CGCNN_MAX_QUEUED_PER_USER      8          runs one owner may have queued or running at once
+CGCNN_MAX_EPOCHS               200        epochs of one run
+CGCNN_MAX_CRYSTALS             0          crystals of one run (train + val + test; 0: the dataset's size)
+CGCNN_MAX_RUN_SECONDS          1800       wall time of one run; past it the run is stopped
+CGCNN_PARSE_SECONDS            5          wall time to parse one uploaded crystal file
+CGCNN_MAX_ATOMS                20000      atoms of one crystal (after symmetry expansion)
+CGCNN_ZIP_MAX_MEMBERS          20000      files in one uploaded zip
+CGCNN_ZIP_MAX_TOTAL_MB         500        uncompressed size of one uploaded zip
+CGCNN_ZIP_MAX_MEMBER_MB        20         uncompressed size of one file inside a zip
+CGCNN_ZIP_MAX_RATIO            200        compression ratio of one zip member (zip bombs)
+CGCNN_ZIP_MAX_LABEL_LINES      200000     lines of one id_prop.csv
+=============================  =========  =============================================================
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+
+from cgcnn.errors import CGCNNError
+
+
+class LimitExceeded(CGCNNError):
+    """A request past one of the server's limits; the message names the limit and its variable."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The server's limits (see the module docstring for the variables and their defaults)."""
+
+    max_queued_per_user: int = 8
+    max_epochs: int = 200
+    max_crystals: int = 0
+    max_run_seconds: float = 1800.0
+    parse_seconds: float = 5.0
+    max_atoms: int = 20_000
+    zip_max_members: int = 20_000
+    zip_max_total_mb: float = 500.0
+    zip_max_member_mb: float = 20.0
+    zip_max_ratio: float = 200.0
+    zip_max_label_lines: int = 200_000
+
+    @staticmethod
+    def variable(field_name: str) -> str:
+        """The environment variable of a field, e.g. ``max_epochs`` → ``CGCNN_MAX_EPOCHS``."""
+        return "CGCNN_" + field_name.upper()
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Limits:
+        """Defaults overridden by the ``CGCNN_*`` variables that are set (a bad value is a clear error)."""
+        environ = os.environ if environ is None else environ
+        values = {}
+        for f in dataclasses.fields(cls):
+            text = environ.get(cls.variable(f.name), "").strip()
+            if not text:
+                continue
+            kind = int if f.type in ("int", int) else float
+            try:
+                value = kind(text)
+            except ValueError:
+                raise CGCNNError(f"{cls.variable(f.name)} must be a {kind.__name__} number, got {text!r}") from None
+            if value < 0:
+                raise CGCNNError(f"{cls.variable(f.name)} must not be negative, got {text!r}")
+            values[f.name] = value
+        return cls(**values)
+
+    def check(self, field_name: str, value: float, what: str) -> None:
+        """Raise :class:`LimitExceeded` if ``value`` is over the limit ``field_name`` (0 means no limit)."""
+        limit = getattr(self, field_name)
+        if limit and value > limit:
+            raise LimitExceeded(
+                f"{what} is {value:g}, over this server's limit of {limit:g} (set by {self.variable(field_name)})"
+            )
+
+    def as_rows(self) -> list[dict[str, object]]:
+        """The limits as table rows (variable, value), for the app and ``python -m cgcnn limits``."""
+        return [{"variable": self.variable(f.name), "value": getattr(self, f.name)} for f in dataclasses.fields(self)]
+
+
+def current_limits() -> Limits:
+    """The limits in force now (read from the environment on every call, so a test can change them)."""
+    return Limits.from_env()
