@@ -68,7 +68,8 @@ class Limits:
             try:
                 value = kind(text)
             except ValueError:
-                raise CGCNNError(f"{cls.variable(f.name)} must be a {kind.__name__} number, got {text!r}") from None
+                noun = "a whole number" if kind is int else "a number"
+                raise CGCNNError(f"{cls.variable(f.name)} must be {noun}, got {text!r}") from None
             if value < 0:
                 raise CGCNNError(f"{cls.variable(f.name)} must not be negative, got {text!r}")
             values[f.name] = value
