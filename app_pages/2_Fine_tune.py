@@ -9,6 +9,7 @@ from cgcnn.analysis import viz
 from cgcnn.app import classroom, launch, tables, uploads
 from cgcnn.data.datasets import TARGET_UNITS
 from cgcnn.errors import CGCNNError
+from cgcnn.training.transfer import SCRATCH
 
 MAX_SHOWN = 12
 
@@ -36,17 +37,18 @@ def launch_form(store) -> None:
                 f"{upload.name}: {len(uploaded)} crystals with label {', '.join(uploaded.targets)}"
                 + (f"; {len(uploaded.rejected)} unreadable crystals left out" if uploaded.rejected else "")
             )
-    models = [launch.SCRATCH, *tables.model_choices(store)]
+    models = [SCRATCH, *tables.model_choices(store)]
     with st.form("ft_form"):
         c1, c2, c3 = st.columns(3)
         chosen = c1.multiselect(
             "Pretrained model(s)",
             models,
             default=["formation-energy-per-atom"] if "formation-energy-per-atom" in models else models[:1],
-            format_func=lambda m: "scratch (no pretraining)" if m == launch.SCRATCH else m,
+            format_func=lambda m: "scratch (no pretraining)" if m == SCRATCH else m,
             key="ft_models",
         )
-        freezes = c2.multiselect("Freeze depth(s)", [0, 1, 2, 3, 4], default=[2], key="ft_freezes")
+        depths = launch.freeze_choices(models, store)
+        freezes = c2.multiselect("Freeze depth(s)", depths, default=[min(2, depths[-1])], key="ft_freezes")
         target = c3.selectbox(
             "Target",
             targets,

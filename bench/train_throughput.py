@@ -21,8 +21,9 @@ from cgcnn.zoo import load_model
 
 def ours_epoch_seconds(train, val, freeze: int, batch: int, epochs: int) -> float:
     pre = load_model("formation-energy-per-atom").model if freeze else None
-    model, _ = prepare_transfer(pre, freeze, ["band_gap"], seed=0)
-    result = train_model(model, train, val, None, TrainConfig(epochs=epochs + 1, batch_size=batch, seed=0))
+    model, report = prepare_transfer(pre, freeze, ["band_gap"], seed=0)
+    config = TrainConfig(epochs=epochs + 1, batch_size=batch, seed=0)
+    result = train_model(model, train, val, None, config, frozen_depth=report.freeze)
     return statistics.median(h.train_seconds for h in result.history[1:])
 
 

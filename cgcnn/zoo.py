@@ -18,7 +18,8 @@ from pathlib import Path
 
 from cgcnn.errors import CheckpointError
 from cgcnn.nn.cards import ModelCard
-from cgcnn.nn.checkpoint import load_checkpoint, safe_torch_load
+from cgcnn.nn.checkpoint import load_checkpoint, read_config, safe_torch_load
+from cgcnn.nn.model import ModelConfig
 from cgcnn.nn.predictor import Predictor
 from cgcnn.paths import project_path
 from cgcnn.runs.store import RunRecord, RunStore
@@ -130,23 +131,50 @@ def load_model(name_or_path: str, store: RunStore | None = None) -> Predictor:
     Raises:
         CheckpointError: unknown name, an unfinished run, or a file that is not a safe CGCNN checkpoint.
     """
+    path, display_name = locate_checkpoint(name_or_path, store)
+    predictor = load_checkpoint(path, card=_original_card(name_or_path) if name_or_path in _ORIGINALS else None)
+    if display_name is not None:
+        predictor.card.name = display_name
+    return predictor
+
+
+def model_config(name_or_path: str, store: RunStore | None = None) -> ModelConfig:
+    """The architecture of a model (as :func:`load_model` names it) without loading its weights (cached).
+
+    Raises:
+        CheckpointError: as :func:`load_model`.
+    """
+    path, _ = locate_checkpoint(name_or_path, store)
+    return _file_config(str(path), path.stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=256)
+def _file_config(path: str, mtime_ns: int) -> ModelConfig:
+    """Read once per file version: the app asks for every offered model's depth on each page run."""
+    return read_config(path)[0]
+
+
+def locate_checkpoint(name_or_path: str, store: RunStore | None = None) -> tuple[Path, str | None]:
+    """The checkpoint file of a model name, and the card name a run's model is shown under (None: the file's).
+
+    Raises:
+        CheckpointError: unknown name, or a run with no model yet.
+    """
     if name_or_path in _ORIGINALS:
-        return _load_original(name_or_path)
+        return original_checkpoint_path(name_or_path), None
     own = pretrained_dir() / f"{name_or_path}.pt"
     if own.is_file() and "/" not in name_or_path:
-        return load_checkpoint(own)
+        return own, None
     if name_or_path.startswith("run:"):
         store = store or RunStore()
-        return _load_run(store.get(name_or_path[4:]))
+        return _run_checkpoint(store.get(name_or_path[4:])), name_or_path
     path = Path(name_or_path)
     if path.is_file():
-        return load_checkpoint(path)
+        return path, None
     store = store or RunStore()
     named = store.find_by_name(name_or_path)
     if named is not None:
-        predictor = _load_run(named)
-        predictor.card.name = name_or_path
-        return predictor
+        return _run_checkpoint(named), name_or_path
     known = ", ".join(card.name for card in list_cards(store))
     raise CheckpointError(f"unknown model {name_or_path!r}: not a zoo name ({known}), a run:ID or a file")
 
@@ -166,13 +194,7 @@ def _run_card(record: RunRecord) -> ModelCard:
     )
 
 
-def _load_run(record: RunRecord) -> Predictor:
+def _run_checkpoint(record: RunRecord) -> Path:
     if record.status != "done" or not record.checkpoint_path:
         raise CheckpointError(f"run {record.id} has no model yet (status: {record.status})")
-    predictor = load_checkpoint(record.checkpoint_path)
-    predictor.card.name = f"run:{record.id}"
-    return predictor
-
-
-def _load_original(name: str) -> Predictor:
-    return load_checkpoint(original_checkpoint_path(name), card=_original_card(name))
+    return Path(record.checkpoint_path)

@@ -276,7 +276,7 @@ def test_train_transfer_and_checkpoint_round_trip_for_attention(small_sets, tmp_
     assert torch.equal(model.convs[1].fc_core.weight, loaded.model.convs[1].fc_core.weight)
     assert not torch.equal(model.convs[2].fc_core.weight, loaded.model.convs[2].fc_core.weight)
     frozen_before = {k: v.clone() for k, v in model.convs[1].state_dict().items()}
-    result = train_model(model, train, val, test, TrainConfig(epochs=2, batch_size=4))
+    result = train_model(model, train, val, test, TrainConfig(epochs=2, batch_size=4), frozen_depth=report.freeze)
     assert np.isfinite(result.test.mae)
     for key, value in model.convs[1].state_dict().items():
         assert torch.equal(value, frozen_before[key]), key  # weights and batch-norm statistics

@@ -7,10 +7,10 @@ from scipy import stats
 
 from cgcnn.cli.sweep import parse_int_list
 from cgcnn.errors import CGCNNError
-from cgcnn.experiments.study import BASELINE
 from cgcnn.experiments.sweep import LocalExecutor, SweepGrid, run_sweep, save_summary_figure, summarize
 from cgcnn.runs.store import RunStore
 from cgcnn.training.finetune import FinetuneSpec, execute_run
+from cgcnn.training.transfer import SCRATCH
 
 TINY = {"n_train": 40, "n_val": 20, "n_test": 20, "hyperparams": {"epochs": 1, "batch_size": 16}}
 
@@ -34,7 +34,7 @@ def test_summary_statistics_and_paired_comparison():
     base = [0.80, 0.90, 0.85, 0.95]
     cell = [0.70, 0.88, 0.80, 0.90]
     runs = pd.DataFrame(
-        [{"pretrained": BASELINE, "freeze": 0, "seed": s, "test_mae": v} for s, v in enumerate(base)]
+        [{"pretrained": SCRATCH, "freeze": 0, "seed": s, "test_mae": v} for s, v in enumerate(base)]
         + [{"pretrained": "bulk-moduli", "freeze": 1, "seed": s, "test_mae": v} for s, v in enumerate(cell)]
         + [{"pretrained": "bulk-moduli", "freeze": 2, "seed": 0, "test_mae": 1.0}]
     )
@@ -48,7 +48,7 @@ def test_summary_statistics_and_paired_comparison():
     assert row.study_mae == pytest.approx(0.776)
     single = summary.loc[("bulk-moduli", 2)]
     assert single.n_pairs == 1 and np.isnan(single.p_value)  # one pair: no test
-    assert summary.index[0] == (BASELINE, 0)
+    assert summary.index[0] == (SCRATCH, 0)
 
 
 class InProcessExecutor:

@@ -189,6 +189,8 @@ def test_transfer_from_the_attention_zoo_model(dataset):
     model, report = prepare_transfer(source, 2, ["band_gap"], seed=0)
     assert report.frozen_layers == ["embedding", "convs.0", "convs.1"]
     before = {k: v.clone() for k, v in model.convs[0].state_dict().items()}
-    result = train_model(model, part(pool[:32]), part(pool[32:40]), part(pool[40:]), TrainConfig(epochs=1))
+    result = train_model(
+        model, part(pool[:32]), part(pool[32:40]), part(pool[40:]), TrainConfig(epochs=1), frozen_depth=report.freeze
+    )
     assert np.isfinite(result.test.mae)
     assert all(torch.equal(v, before[k]) for k, v in model.convs[0].state_dict().items())

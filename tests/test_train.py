@@ -52,7 +52,7 @@ def test_freezing_freezes_weights_and_batch_norm_statistics(small_sets, pretrain
         for name, m in (("embedding", model.embedding), ("c0", model.convs[0]), ("c1", model.convs[1]))
     }
     deep_before = _snapshot(model.convs[3])
-    train_model(model, *small_sets[:2], config=TrainConfig(epochs=2, batch_size=16))
+    train_model(model, *small_sets[:2], config=TrainConfig(epochs=2, batch_size=16), frozen_depth=report.freeze)
     for name, module in (("embedding", model.embedding), ("c0", model.convs[0]), ("c1", model.convs[1])):
         for key, value in _snapshot(module).items():
             assert torch.equal(value, frozen_before[name][key]), f"{name}.{key} changed"
@@ -101,8 +101,9 @@ def test_cached_frozen_features_give_the_full_forward(small_sets, pretrained):
 
 def test_training_loss_falls_and_seeds_matter(small_sets, pretrained):
     def run(seed):
-        model, _ = prepare_transfer(pretrained, 1, ["band_gap"], seed=seed)
-        return train_model(model, *small_sets, config=TrainConfig(epochs=4, batch_size=16, seed=seed))
+        model, report = prepare_transfer(pretrained, 1, ["band_gap"], seed=seed)
+        config = TrainConfig(epochs=4, batch_size=16, seed=seed)
+        return train_model(model, *small_sets, config=config, frozen_depth=report.freeze)
 
     a, b, c = run(0), run(0), run(1)
     # within one process, memory layout can move the last bits of SIMD reductions

@@ -14,36 +14,50 @@ from typing import Any
 
 from cgcnn.app.classroom import start_runner
 from cgcnn.app.uploads import MAX_UPLOAD_MB, MAX_ZIP_UPLOAD_BYTES
+from cgcnn.data.splits import make_split
 from cgcnn.errors import CGCNNError
 from cgcnn.runs.store import RunStore
+from cgcnn.training.finetune import FinetuneSpec, load_data, resolve_target
+from cgcnn.training.transfer import check_freeze, is_scratch
+from cgcnn.zoo import model_config
 
 #: The study's protocol (band gap, 1000/1000/1000), used to group runs for Table 2.
 PROTOCOL = {"target": "band_gap", "n_train": 1000, "n_val": 1000, "n_test": 1000}
-SCRATCH = "none"
+
+
+def freeze_choices(model_names: list[str], store: RunStore | None = None) -> list[int]:
+    """Freeze depths a form can offer for ``model_names``: 0 to the deepest model's ``n_conv``.
+
+    Only 0 when every model is scratch or unreadable; :func:`validate_spec` refuses a depth beyond a chosen
+    model's own ``n_conv``.
+    """
+    deepest = 0
+    for name in model_names:
+        if is_scratch(name):
+            continue
+        try:
+            deepest = max(deepest, model_config(name, store).n_conv)
+        except CGCNNError:
+            continue  # the launch reports an unusable model with its reason
+    return list(range(deepest + 1))
 
 
 # --------------------------------------------------------------------------------------------------- launching
 
 
-def validate_spec(spec, dataset=None) -> None:
+def validate_spec(spec: FinetuneSpec, dataset=None) -> None:
     """Everything that can be checked before a run is queued: model, freeze depth, target, sizes, epochs.
 
     Args:
-        spec: a :class:`~cgcnn.training.finetune.FinetuneSpec`.
+        spec: the run to check.
         dataset: the spec's data, if already loaded.
 
     Raises:
         CGCNNError: with a message naming the bad choice.
     """
-    from cgcnn.data.splits import make_split
-    from cgcnn.training.finetune import load_data, resolve_target
-    from cgcnn.zoo import load_model
-
     spec.validate()  # split sizes, freezing a scratch model, unknown hyperparameters
-    if spec.pretrained not in ("", SCRATCH):
-        n_conv = load_model(spec.pretrained).model.config.n_conv
-        if spec.freeze > n_conv:
-            raise CGCNNError(f"{spec.pretrained} has {n_conv} convolutions: freeze depth {spec.freeze} is too deep")
+    if not spec.is_scratch:
+        check_freeze(model_config(spec.pretrained), spec.freeze, spec.pretrained)  # reads the header only
     epochs = int(spec.hyperparams.get("epochs", 30))
     if not 1 <= epochs <= 500:
         raise CGCNNError(f"epochs must be between 1 and 500, got {epochs}")
@@ -70,8 +84,6 @@ def make_specs(
     data: str | None = None,
 ) -> list:
     """One :class:`~cgcnn.training.finetune.FinetuneSpec` per (model, freeze, seed) combination."""
-    from cgcnn.training.finetune import FinetuneSpec
-
     return [
         FinetuneSpec(
             pretrained=model,
@@ -88,9 +100,9 @@ def make_specs(
     ]
 
 
-def describe_spec(spec) -> str:
+def describe_spec(spec: FinetuneSpec) -> str:
     """Short label of a spec: ``band-gap, freeze 2, seed 0``."""
-    model = "scratch" if spec.pretrained in ("", SCRATCH) else spec.pretrained
+    model = "scratch" if spec.is_scratch else spec.pretrained
     return f"{model}, freeze {spec.freeze}, seed {spec.seed}"
 
 
@@ -100,8 +112,6 @@ def launch(store: RunStore, specs: list, owner: str) -> LaunchResult:
     Raises:
         CGCNNError: no combination at all, or none valid (the message lists why).
     """
-    from cgcnn.training.finetune import load_data
-
     if not specs:
         raise CGCNNError("choose at least one model, one freeze depth and one seed")
     if len(specs) > 200:
@@ -125,8 +135,6 @@ def launch(store: RunStore, specs: list, owner: str) -> LaunchResult:
     if runner is not None:
         runner.wake()
     return LaunchResult(ids, refused)
-
-
 
 
 def save_upload(store: RunStore, data: bytes, filename: str) -> tuple[Path, Any]:

@@ -11,11 +11,12 @@ import numpy as np
 import pandas as pd
 
 from cgcnn.analysis.probe import linear_probe
-from cgcnn.app.launch import PROTOCOL, SCRATCH
+from cgcnn.app.launch import PROTOCOL
 from cgcnn.errors import CGCNNError
 from cgcnn.experiments.study import MATCHED_ROW, STUDY_BASELINE, STUDY_TABLE2, STUDY_TABLE3_MATCHED, study_row
 from cgcnn.paths import project_path
 from cgcnn.runs.store import RunRecord, RunStore
+from cgcnn.training.transfer import is_scratch
 
 # --------------------------------------------------------------------------------------------------- models
 
@@ -62,9 +63,7 @@ def layer_frame(predictor, freeze: int) -> tuple[pd.DataFrame, Any]:
 
     model, report = prepare_transfer(predictor.model, freeze, ["new target"])
     rows = []
-    names = ["embedding", *(f"convs.{i}" for i in range(model.config.n_conv)), "conv_to_fc"]
-    names += [f"fcs.{i}" for i in range(model.config.n_h - 1)] + ["fc_out"]
-    for name in names:
+    for name in model.layer_names():
         module = model.get_submodule(name)
         params = sum(p.numel() for p in module.parameters())
         if name in report.frozen_layers:
@@ -82,7 +81,7 @@ def layer_frame(predictor, freeze: int) -> tuple[pd.DataFrame, Any]:
 
 def run_label(record: RunRecord) -> str:
     """``a1b2c3d4 · band-gap f2 s0 · band_gap`` (plus the saved name)."""
-    model = "scratch" if record.pretrained in (None, "", SCRATCH) else record.pretrained
+    model = "scratch" if is_scratch(record.pretrained) else record.pretrained
     name = f" «{record.name}»" if record.name else ""
     return f"{record.id} · {model} f{record.freeze} s{record.seed} · {record.target}{name}"
 
@@ -126,7 +125,7 @@ def runs_frame(records: list[RunRecord]) -> pd.DataFrame:
                 "name": r.name or "",
                 "owner": r.owner,
                 "status": r.status,
-                "pretrained": "scratch" if r.pretrained in (None, "", SCRATCH) else r.pretrained,
+                "pretrained": "scratch" if is_scratch(r.pretrained) else r.pretrained,
                 "freeze": r.freeze,
                 "target": r.target,
                 "n_train": r.n_train,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-BASELINE = "none"
+from cgcnn.training.transfer import SCRATCH, is_scratch
 
 #: The study's numbers (test MAE on band gap, eV; one seed each). Table 2: by pretrained model and freeze depth.
 STUDY_BASELINE = 0.812
@@ -17,7 +17,7 @@ STUDY_TABLE3_MATCHED = {1: 1.022, 2: 1.142, 3: 1.437}
 MATCHED_ROW = "formation energy (matched size)"
 #: Which zoo model plays each row of the study's tables here.
 STUDY_ROWS = {
-    BASELINE: "scratch",
+    SCRATCH: "scratch",
     "formation-energy-per-atom": "formation energy",
     "bulk-moduli": "bulk modulus",
     "shear-moduli": "shear modulus",
@@ -28,7 +28,8 @@ STUDY_ROWS = {
 
 def study_row(pretrained: str | None) -> str:
     """The row of the study's tables that a pretrained model stands for (its own name if none)."""
-    return STUDY_ROWS.get(pretrained or BASELINE, pretrained or BASELINE)
+    name = SCRATCH if is_scratch(pretrained) else pretrained
+    return STUDY_ROWS.get(name, name)
 
 
 def study_mae(pretrained: str | None, freeze: int) -> float | None:

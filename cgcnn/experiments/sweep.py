@@ -22,10 +22,11 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from cgcnn.experiments.study import BASELINE, study_mae
+from cgcnn.experiments.study import study_mae
 from cgcnn.runs.jobs import JobRunner
 from cgcnn.runs.store import RunRecord, RunStore, compute_spec_key
 from cgcnn.training.finetune import FinetuneSpec
+from cgcnn.training.transfer import SCRATCH
 
 
 @dataclass
@@ -63,7 +64,7 @@ class SweepGrid:
             "split_seed": self.split_seed,
             "hyperparams": hyper,
         }
-        cells = ([(BASELINE, 0)] if self.baseline else []) + [(p, k) for p in self.pretrained for k in self.freezes]
+        cells = ([(SCRATCH, 0)] if self.baseline else []) + [(p, k) for p in self.pretrained for k in self.freezes]
         return [FinetuneSpec(p, k, seed=s, **common) for s in self.seeds for p, k in cells]
 
 
@@ -197,11 +198,11 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
                "std_diff", "wins", "p_value"]  # fmt: skip
     if runs.empty:
         return pd.DataFrame(columns=columns)
-    base = runs[runs.pretrained == BASELINE].set_index("seed")["test_mae"]
+    base = runs[runs.pretrained == SCRATCH].set_index("seed")["test_mae"]
     rows = []
     for (pretrained, freeze), cell in runs.groupby(["pretrained", "freeze"], sort=True):
         values = cell["test_mae"].to_numpy(dtype=float)
-        paired = cell.set_index("seed")["test_mae"].reindex(base.index).dropna() if pretrained != BASELINE else None
+        paired = cell.set_index("seed")["test_mae"].reindex(base.index).dropna() if pretrained != SCRATCH else None
         row = {
             "pretrained": pretrained,
             "freeze": int(freeze),
@@ -226,7 +227,7 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
             )
         rows.append(row)
     frame = pd.DataFrame(rows, columns=columns)
-    is_base = frame.pretrained == BASELINE
+    is_base = frame.pretrained == SCRATCH
     return pd.concat([frame[is_base], frame[~is_base]], ignore_index=True)  # baseline first
 
 
@@ -243,8 +244,8 @@ def save_summary_figure(summary: pd.DataFrame, path: Path, title: str = "") -> P
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    cells = summary[summary.pretrained != BASELINE]
-    base = summary[summary.pretrained == BASELINE]
+    cells = summary[summary.pretrained != SCRATCH]
+    base = summary[summary.pretrained == SCRATCH]
     models = list(dict.fromkeys(cells.pretrained))
     freezes = sorted(cells.freeze.unique())
     fig, ax = plt.subplots(figsize=(3.2 + 1.6 * len(models), 4.0), dpi=120)

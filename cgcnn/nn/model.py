@@ -86,12 +86,18 @@ class CrystalGraphConvNet(nn.Module):
         self.fc_out = nn.Linear(config.h_fea_len, config.n_out)
         self.dropout = nn.Dropout() if config.classification else nn.Identity()
 
-    #: Embedding and the first ``frozen_depth`` convolutions stay in eval mode (set by ``transfer.freeze_layers``).
-    frozen_depth: int = 0
+    def layer_names(self) -> list[str]:
+        """Names of the layers with weights, input to output (what a transfer freezes, keeps or re-initialises).
+
+        ``embedding``, ``convs.0`` … ``convs.{n_conv-1}``, ``conv_to_fc``, ``fcs.0`` … ``fcs.{n_h-2}``, ``fc_out``.
+        """
+        convs = [f"convs.{i}" for i in range(len(self.convs))]
+        return ["embedding", *convs, "conv_to_fc", *(f"fcs.{i}" for i in range(len(self.fcs))), "fc_out"]
 
     def frozen_modules(self) -> list[nn.Module]:
-        """The embedding and the first ``frozen_depth`` convolutions (empty when nothing is frozen)."""
-        return [self.embedding, *self.convs[: self.frozen_depth]] if self.frozen_depth else []
+        """The layers whose weights are all frozen (``requires_grad=False``, see ``transfer.freeze_layers``)."""
+        modules = [self.get_submodule(name) for name in self.layer_names()]
+        return [m for m in modules if not any(p.requires_grad for p in m.parameters())]
 
     def train(self, mode: bool = True) -> CrystalGraphConvNet:
         """Switch modes, but keep frozen layers in eval mode: their batch-norm statistics must not drift."""

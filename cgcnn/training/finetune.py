@@ -24,11 +24,12 @@ from cgcnn.data.splits import Split, make_split
 from cgcnn.errors import CGCNNError
 from cgcnn.nn.cards import ModelCard
 from cgcnn.nn.checkpoint import save_checkpoint
+from cgcnn.nn.model import ModelConfig
 from cgcnn.nn.predictor import Predictor
 from cgcnn.runs.store import RunStore
 from cgcnn.training.train import EpochStats, LabelledGraphs, TrainConfig, TrainResult, train_model
-from cgcnn.training.transfer import FreezeReport, check_freeze_request, prepare_transfer
-from cgcnn.zoo import load_model
+from cgcnn.training.transfer import SCRATCH, FreezeReport, check_freeze_request, is_scratch, prepare_transfer
+from cgcnn.zoo import load_model, model_config
 
 
 @dataclass
@@ -36,7 +37,8 @@ class FinetuneSpec:
     """Everything that defines a fine-tune (stored as the run's spec; equal specs are the same experiment).
 
     Attributes:
-        pretrained: zoo name, checkpoint path, ``run:ID``, or ``none`` (train from scratch).
+        pretrained: zoo name, checkpoint path, ``run:ID``, or :data:`~cgcnn.training.transfer.SCRATCH` (``"none"``:
+            train from scratch).
         freeze: ``k``, convolutions frozen with the embedding (0 = nothing frozen).
         target: label to learn.
         n_train, n_val, n_test: split sizes (prefixes of the canonical split, see :mod:`cgcnn.data.datasets`).
@@ -47,7 +49,7 @@ class FinetuneSpec:
         hyperparams: :class:`~cgcnn.training.train.TrainConfig` fields (epochs, batch_size, optimizer, lr, ...).
     """
 
-    pretrained: str = "none"
+    pretrained: str = SCRATCH
     freeze: int = 0
     target: str = "band_gap"
     n_train: int = 1000
@@ -58,6 +60,11 @@ class FinetuneSpec:
     data: str | None = None
     warm_start: bool = False
     hyperparams: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_scratch(self) -> bool:
+        """Whether this spec trains from scratch (no pretrained model)."""
+        return is_scratch(self.pretrained)
 
     def validate(self) -> None:
         """Refuse impossible choices before any work starts (the app and ``--queue`` call this too).
@@ -87,10 +94,19 @@ class FinetuneSpec:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict, with the run store's column names.
 
-        ``model_kind`` here is the request's default; the run records the pretrained model's actual layer kind
-        once it is loaded (the value stays in the dict so that stored specs keep their keys for resuming).
+        ``model_kind`` is the convolution kind of the model trained: the pretrained model's, read from its
+        checkpoint's header (None when the name is unknown: the run then fails with the reason).
         """
-        return {**dataclasses.asdict(self), "model_kind": "gated"}
+        return {**dataclasses.asdict(self), "model_kind": self.model_kind()}
+
+    def model_kind(self) -> str | None:
+        """The convolution kind this spec trains (scratch: the default gated layer); None for an unknown model."""
+        if self.is_scratch:
+            return ModelConfig().conv
+        try:
+            return model_config(self.pretrained).conv
+        except CGCNNError:
+            return None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FinetuneSpec:
@@ -188,7 +204,7 @@ def _run(
     config = spec.train_config()
     if config.threads:
         torch.set_num_threads(config.threads)
-    pretrained = None if spec.pretrained in ("none", "", None) else load_model(spec.pretrained)
+    pretrained = None if spec.is_scratch else load_model(spec.pretrained)
     params = pretrained.graph_params if pretrained is not None else GraphParams()
 
     if progress:
@@ -202,7 +218,7 @@ def _run(
             split_hash=split.content_hash,
             target=target,
             torch_threads=torch.get_num_threads(),
-            model_kind=pretrained.model.config.conv if pretrained is not None else "gated",
+            model_kind=pretrained.model.config.conv if pretrained is not None else ModelConfig().conv,
         )
 
     (train, val, test), failures = labelled_split(
@@ -239,7 +255,7 @@ def _run(
 
     if progress:
         progress("training", 0.0)
-    result = train_model(model, train, val, test, config, callback=callback)
+    result = train_model(model, train, val, test, config, callback=callback, frozen_depth=report.freeze)
     seconds = time.perf_counter() - started
     predictor = Predictor(
         model=result.model,
@@ -330,7 +346,7 @@ def _card(
     seconds: float,
     n_train: int,
 ) -> ModelCard:
-    origin = "trained from scratch" if spec.pretrained in ("none", "", None) else f"fine-tuned from {spec.pretrained}"
+    origin = "trained from scratch" if spec.is_scratch else f"fine-tuned from {spec.pretrained}"
     return ModelCard(
         name=f"run:{run_id}" if run_id else "unsaved run",
         kind="run",

@@ -157,6 +157,7 @@ def train_model(
     normalizer: Normalizer | None = None,
     resume_state: TrainState | None = None,
     on_checkpoint: CheckpointCallback | None = None,
+    frozen_depth: int = 0,
 ) -> TrainResult:
     """Train ``model`` (frozen layers as set by :func:`cgcnn.training.transfer.freeze_layers`) and evaluate it.
 
@@ -172,9 +173,12 @@ def train_model(
         resume_state: a state handed to ``on_checkpoint`` by an earlier call with the same model architecture,
             data and config: training continues after its epoch instead of starting over.
         on_checkpoint: called after every epoch (before ``callback``) with the :data:`TrainState` to resume from.
+        frozen_depth: ``k`` of the freeze (``FreezeReport.freeze``): the output of the embedding and the first
+            ``k`` convolutions never changes, so it is computed once per crystal and training starts from it.
 
     Raises:
         CGCNNError: empty or unlabelled training data, NaN-only targets, or a non-finite loss.
+        ValueError: ``frozen_depth`` names layers that still have trainable weights.
     """
     config = config or TrainConfig()
     started = time.perf_counter()
@@ -190,7 +194,10 @@ def train_model(
     if resume_state is not None:
         model.load_state_dict(resume_state["model"])  # before the frozen features are computed from it
 
-    start = model.frozen_depth
+    start = frozen_depth
+    frozen = [model.get_submodule(name) for name in model.layer_names()[: 1 + start]] if start else []
+    if any(p.requires_grad for module in frozen for p in module.parameters()):
+        raise ValueError(f"frozen_depth={start}, but those layers are not frozen (see transfer.freeze_layers)")
     cached = {name: _frozen_features(model, data, start, device) for name, data in (("train", train), ("val", val))}
     if test is not None:
         cached["test"] = _frozen_features(model, test, start, device)
@@ -242,7 +249,7 @@ def train_model(
         train_seconds = time.perf_counter() - t0
         lr = optimizer.param_groups[0]["lr"]
         scheduler.step()
-        val_eval = evaluate(model, val, normalizer, config, device, cached["val"])
+        val_eval = evaluate(model, val, normalizer, config, device, cached["val"], start)
         stats = EpochStats(
             epoch=epoch,
             train_loss=loss_sum / max(len(order), 1),
@@ -285,7 +292,9 @@ def train_model(
 
     model.load_state_dict(best_state)
     model.eval()
-    test_eval = evaluate(model, test, normalizer, config, device, cached.get("test")) if test is not None else None
+    test_eval = None
+    if test is not None:
+        test_eval = evaluate(model, test, normalizer, config, device, cached.get("test"), start)
     return TrainResult(
         model=model,
         normalizer=normalizer,
@@ -305,13 +314,17 @@ def evaluate(
     config: TrainConfig | None = None,
     device: torch.device | None = None,
     cached: torch.Tensor | None = None,
+    cached_depth: int = 0,
 ) -> Evaluation:
-    """Predict ``data`` in eval mode; loss in normalised units, MAE in physical units (per target too)."""
+    """Predict ``data`` in eval mode; loss in normalised units, MAE in physical units (per target too).
+
+    ``cached`` holds the atom features after the first ``cached_depth`` convolutions (see :func:`train_model`).
+    """
     config = config or TrainConfig()
     device = device or next(model.parameters()).device
     was_training = model.training
     model.eval()
-    start = model.frozen_depth if cached is not None else 0
+    start = cached_depth if cached is not None else 0
     preds = []
     for lo in range(0, len(data.ids), config.eval_batch_size):
         idx = np.arange(lo, min(lo + config.eval_batch_size, len(data.ids)))

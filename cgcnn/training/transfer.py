@@ -31,16 +31,49 @@ class FreezeReport:
     reinitialised_layers: list[str]
 
 
+#: The ``pretrained`` value of a model trained from scratch, as specs store it (``FinetuneSpec.pretrained``).
+SCRATCH = "none"
+
+
+def is_scratch(pretrained: str | None) -> bool:
+    """Whether a spec's ``pretrained`` means "no pretrained model".
+
+    Specs store :data:`SCRATCH`; older specs and callers also wrote ``""`` or None.
+    """
+    return pretrained in (SCRATCH, "", None)
+
+
+def check_freeze(config: ModelConfig | None, freeze: int, name: str = "this model") -> None:
+    """The one check of a freeze depth ``k``: the embedding and the first ``k`` convolutions of ``config``.
+
+    Args:
+        config: the pretrained model's architecture, or None for a model trained from scratch.
+        freeze: ``k``.
+        name: the model as the message should name it.
+
+    Raises:
+        CGCNNError: a negative depth, freezing a scratch model, or more convolutions than the model has.
+    """
+    if freeze < 0:
+        raise CGCNNError(f"freeze depth must be 0 or more, got {freeze}")
+    if config is None:
+        if freeze:
+            raise CGCNNError("a model trained from scratch has nothing pretrained to freeze: use freeze 0")
+        return
+    if freeze > config.n_conv:
+        raise CGCNNError(
+            f"freeze depth must be between 0 and {config.n_conv}: {name} has {config.n_conv} convolutions, got {freeze}"
+        )
+
+
 def check_freeze_request(pretrained: str | None, freeze: int) -> None:
-    """Refuse impossible choices before any work is queued (the app and ``--queue`` call this).
+    """What can be checked of a freeze depth from a model's name alone (before loading it).
 
     Raises:
         CGCNNError: freezing a model trained from scratch, or a negative depth.
     """
-    if freeze < 0:
-        raise CGCNNError(f"freeze depth must be 0 or more, got {freeze}")
-    if pretrained in (None, "", "none") and freeze:
-        raise CGCNNError("a model trained from scratch has nothing pretrained to freeze: use freeze 0")
+    # the model is not loaded yet, so its depth is not known: only the lower bound and scratch are checked here
+    check_freeze(None if is_scratch(pretrained) else ModelConfig(n_conv=max(freeze, 0)), freeze)
 
 
 def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
@@ -52,16 +85,15 @@ def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
 
 def freeze_layers(model: CrystalGraphConvNet, freeze: int) -> list[str]:
     """Freeze the embedding and the first ``freeze`` convolutions; returns the frozen layer names."""
-    if not 0 <= freeze <= model.config.n_conv:
-        raise CGCNNError(f"freeze depth must be between 0 and {model.config.n_conv}, got {freeze}")
-    model.frozen_depth = freeze
+    check_freeze(model.config, freeze)
+    frozen = model.layer_names()[: 1 + freeze] if freeze else []
     for p in model.parameters():
         p.requires_grad_(True)
-    for module in model.frozen_modules():
-        for p in module.parameters():
+    for name in frozen:
+        for p in model.get_submodule(name).parameters():
             p.requires_grad_(False)
     model.train(model.training)  # re-applies eval mode to the frozen layers
-    return (["embedding"] + [f"convs.{i}" for i in range(freeze)]) if freeze else []
+    return frozen
 
 
 def prepare_transfer(
@@ -85,23 +117,19 @@ def prepare_transfer(
     Raises:
         CGCNNError: a freeze depth that the architecture does not have, or freezing a scratch model.
     """
-    if pretrained is None:
-        check_freeze_request(None, freeze)
-        base = scratch_config or ModelConfig(n_conv=4, h_fea_len=32)
-    else:
-        base = pretrained.config
+    check_freeze(pretrained.config if pretrained is not None else None, freeze)
+    base = pretrained.config if pretrained is not None else (scratch_config or ModelConfig(n_conv=4, h_fea_len=32))
     config = dataclasses.replace(base, targets=list(targets), classification=False)
     torch.manual_seed(seed)
     model = CrystalGraphConvNet(config)
-    if not 0 <= freeze <= config.n_conv:
-        raise CGCNNError(f"freeze depth must be between 0 and {config.n_conv} for this model, got {freeze}")
 
     kept: list[str] = []
     if pretrained is not None:
         keep_convs = config.n_conv if (warm_start or freeze == 0) else freeze
-        kept = ["embedding"] + [f"convs.{i}" for i in range(keep_convs)]
+        names = model.layer_names()
+        kept = names[: 1 + keep_convs]
         if warm_start:
-            kept += ["conv_to_fc"] + [f"fcs.{i}" for i in range(config.n_h - 1)]
+            kept = names[:-1]  # everything but the output layer
         source = pretrained.state_dict()
         state = model.state_dict()
         for key in state:
@@ -111,13 +139,11 @@ def prepare_transfer(
 
     frozen_layers = freeze_layers(model, freeze)
     frozen, trainable = count_parameters(model)
-    all_layers = ["embedding", *(f"convs.{i}" for i in range(config.n_conv)), "conv_to_fc"]
-    all_layers += [f"fcs.{i}" for i in range(config.n_h - 1)] + ["fc_out"]
     return model, FreezeReport(
         freeze=freeze,
         frozen_params=frozen,
         trainable_params=trainable,
         frozen_layers=frozen_layers,
         pretrained_layers=kept,
-        reinitialised_layers=[name for name in all_layers if name not in kept],
+        reinitialised_layers=[name for name in model.layer_names() if name not in kept],
     )
