@@ -58,7 +58,7 @@ def test_coefficients_sum_to_one_over_real_neighbours_and_vanish_on_fill_ins(mix
     v = torch.randn(mixed_batch.n_atoms, 64)
     for mode in ("eval", "train"):
         conv.train(mode == "train")
-        out, coef = conv(v, mixed_batch, return_attention_weights=True)
+        out, coef = conv(v, mixed_batch, return_edge_weights=True)
         assert out.shape == v.shape and coef.shape == (mixed_batch.n_atoms * 12, heads)
         mask = mixed_batch.edge_mask
         assert (~mask).sum() >= 6  # the Cu atom's fill-ins are in the batch
@@ -104,8 +104,8 @@ def test_permutation_equivariance(mixed_batch, kind):
         n_crystals=mixed_batch.n_crystals,
         max_neighbors=m,
     )
-    out, coef = conv(v, mixed_batch, return_attention_weights=True)
-    out_p, coef_p = conv(v[order], permuted, return_attention_weights=True)
+    out, coef = conv(v, mixed_batch, return_edge_weights=True)
+    out_p, coef_p = conv(v[order], permuted, return_edge_weights=True)
     assert torch.allclose(out_p, out[order], atol=1e-5)
     assert torch.allclose(coef_p, coef[edges], atol=1e-6)
 
@@ -134,7 +134,7 @@ def test_attention_equals_the_written_equation():
             bn.running_mean.uniform_(-0.5, 0.5)
             bn.running_var.uniform_(0.5, 2.0)
         v = torch.randn(3, 6)
-        out, coef = conv(v, batch, return_attention_weights=True)
+        out, coef = conv(v, batch, return_edge_weights=True)
         src, dst, u = batch.edge_src, batch.edge_dst, batch.edge_features
         z = torch.cat([v[dst], v[src], u], dim=1)
         core = F.softplus(conv.bn1(conv.fc_core(z)))
@@ -156,7 +156,7 @@ def test_edge_attention_score_equation():
     conv = EdgeAttentionConv(6, 4, heads=2, key_dim=3).eval()
     v = torch.randn(3, 6)
     with torch.no_grad():
-        _, coef = conv(v, batch, return_attention_weights=True)
+        _, coef = conv(v, batch, return_edge_weights=True)
         q, k = conv.fc_query(v).view(3, 2, 3), conv.fc_key(v).view(3, 2, 3)
         src, dst = batch.edge_src, batch.edge_dst
         score = (q[dst] * k[src]).sum(-1) / math.sqrt(3) + batch.edge_features @ conv.fc_edge_score.weight.T
@@ -170,13 +170,13 @@ def test_heads_shapes_and_options():
     batch = tiny_batch()
     v = torch.randn(3, 8)
     conv = AttentionConv(8, 4, heads=4)
-    out, coef = conv(v, batch, return_attention_weights=True)
+    out, coef = conv(v, batch, return_edge_weights=True)
     assert out.shape == (3, 8) and coef.shape == (6, 4) and conv.fc_heads is not None
     assert not torch.allclose(coef[:, 0], coef[:, 1])  # the heads look at different channel slices
     assert AttentionConv(8, 4).fc_heads is None
     with pytest.raises(CGCNNError, match="divide"):
         AttentionConv(8, 4, heads=3)
-    out, coef = EdgeAttentionConv(8, 4, heads=3, key_dim=2)(v, batch, return_attention_weights=True)
+    out, coef = EdgeAttentionConv(8, 4, heads=3, key_dim=2)(v, batch, return_edge_weights=True)
     assert out.shape == (3, 8) and coef.shape == (6, 3)
     assert AttentionConv(8, 4, scale_score=True)(v, batch).shape == (3, 8)
 
@@ -232,8 +232,8 @@ def test_model_edge_weights(mixed_batch, kind):
         else:
             assert torch.all(w[~mixed_batch.edge_mask] == 0)
     if kind == "gated":  # the same numbers as the layers' own gates
-        _, gate = model.convs[0](model.embedding(mixed_batch.node_features), mixed_batch, return_gates=True)
-        assert torch.allclose(weights[0], gate.mean(1, keepdim=True))
+        _, gate = model.convs[0](model.embedding(mixed_batch.node_features), mixed_batch, return_edge_weights=True)
+        assert torch.equal(weights[0], gate)
 
 
 @pytest.fixture(scope="module")

@@ -36,10 +36,11 @@ def test_gated_conv_equals_the_written_equation():
         for bn in (conv.bn1, conv.bn2):
             bn.running_mean.uniform_(-0.5, 0.5)
             bn.running_var.uniform_(0.5, 2.0)
-        out, gate = conv(v, batch, return_gates=True)
-    assert out.shape == (3, 5) and gate.shape == (6, 5)
+        out, gate = conv(v, batch, return_edge_weights=True)
+    assert out.shape == (3, 5) and gate.shape == (6, 1)
 
     expected = torch.empty(3, 5)
+    expected_gate = torch.empty(6, 1)
     for i in range(3):
         total = torch.zeros(5)
         for e in range(2 * i, 2 * i + 2):
@@ -48,9 +49,11 @@ def test_gated_conv_equals_the_written_equation():
             h = (h - conv.bn1.running_mean) / torch.sqrt(conv.bn1.running_var + conv.bn1.eps)
             h = h * conv.bn1.weight + conv.bn1.bias
             total += torch.sigmoid(h[:5]) * torch.nn.functional.softplus(h[5:])
+            expected_gate[e] = torch.sigmoid(h[:5]).mean()
         total = (total - conv.bn2.running_mean) / torch.sqrt(conv.bn2.running_var + conv.bn2.eps)
         expected[i] = torch.nn.functional.softplus(v[i] + total * conv.bn2.weight + conv.bn2.bias)
     torch.testing.assert_close(out, expected.detach(), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(gate, expected_gate.detach(), atol=1e-5, rtol=1e-5)
 
 
 def test_mean_pool_per_crystal():

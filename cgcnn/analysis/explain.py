@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from cgcnn.errors import CGCNNError
-
 # --------------------------------------------------------------------------------------------------- attention
 
 
@@ -23,34 +21,16 @@ def _single_batch(predictor, graph):
 
 
 def edge_weight_layers(predictor, graph) -> tuple[list[np.ndarray], str]:
-    """Per-edge weights of every convolution for one crystal graph.
+    """Per-edge weights of every convolution for one crystal graph (see ``CrystalGraphConvNet.edge_weights``).
 
-    Uses ``model.edge_weights(batch)`` (attention coefficients ``(E, H)``, or for gated layers the mean filter
-    gate ``(E, 1)``) when the model has it; otherwise the gated convolutions' filter gate, averaged over
-    channels. Returns ``([array (E, H) per layer], kind)`` with kind ``attention`` or ``gate``.
+    Returns:
+        ``([array (E, H) per layer], kind)``: attention coefficients (kind ``attention``), or the gated layers'
+        filter gate averaged over channels, ``(E, 1)`` (kind ``gate``).
     """
-    import torch
-
     model = predictor.model
     model.eval()
-    batch = _single_batch(predictor, graph)
-    kind = "attention" if model.config.conv != "gated" else "gate"
-    with torch.no_grad():
-        if hasattr(model, "edge_weights"):
-            layers = [np.asarray(w.detach().double().cpu().numpy()) for w in model.edge_weights(batch)]
-            layers = [w[:, None] if w.ndim == 1 else w for w in layers]
-            return layers, kind
-        atom_fea = model.embedding(batch.node_features)
-        layers = []
-        for conv in model.convs:
-            try:
-                atom_fea, gate = conv(atom_fea, batch, return_gates=True)
-            except TypeError:
-                raise CGCNNError(
-                    f"this model's convolution ({model.config.conv}) exposes no per-edge weights yet"
-                ) from None
-            layers.append(gate.double().mean(dim=1, keepdim=True).cpu().numpy())
-    return layers, kind
+    layers = model.edge_weights(_single_batch(predictor, graph))
+    return [w.double().cpu().numpy() for w in layers], "attention" if model.config.conv != "gated" else "gate"
 
 
 def atom_contributions(predictor, graph) -> tuple[np.ndarray, float, float]:

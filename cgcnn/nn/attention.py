@@ -37,7 +37,7 @@ from torch import nn
 
 from cgcnn.data.graph import GraphBatch
 from cgcnn.errors import CGCNNError
-from cgcnn.nn.conv import CONV_LAYERS, gather_rows, register_conv
+from cgcnn.nn.conv import CONV_LAYERS, edge_dense, gather_rows, register_conv
 
 
 @register_conv("attention")
@@ -68,8 +68,8 @@ class AttentionConv(nn.Module):
     weights), and a dense layer ``fc_heads`` combines the ``H`` messages into ``C`` channels (the study's
     ensemble of attention networks). ``H = 1`` is exactly the equation above, without ``fc_heads``.
 
-    The dense layer is applied in three parts, ``z W_s = v_i W_a + v_j W_b + u W_c``: the atom parts are computed
-    once per atom and then gathered, instead of once per edge; in eval mode ``bn1`` is folded into it.
+    The dense layer and ``bn1`` are applied per edge by :func:`~cgcnn.nn.conv.edge_dense` (split, and folded in
+    eval mode), as in the gated layer.
 
     Args:
         atom_fea_len: ``C``, atom feature length.
@@ -79,7 +79,7 @@ class AttentionConv(nn.Module):
 
     Shapes:
         - input: atom features ``(N, C)``, a :class:`~cgcnn.data.graph.GraphBatch` with ``E = N * M`` edges.
-        - output: ``(N, C)``; with ``return_attention_weights=True`` also the coefficients ``(E, H)``.
+        - output: ``(N, C)``; with ``return_edge_weights=True`` also the coefficients ``(E, H)``.
     """
 
     #: head ``h`` scores with channel slice ``h``, so ``heads`` must divide ``C``
@@ -117,8 +117,15 @@ class AttentionConv(nn.Module):
         score = dot * uu
         return score / math.sqrt(c // h) if self.scale_score else score
 
+    def extra_repr(self) -> str:
+        """The layer's sizes and options, shown by ``print(model)``."""
+        return (
+            f"atom_fea_len={self.atom_fea_len}, nbr_fea_len={self.nbr_fea_len}, heads={self.heads}, "
+            f"scale_score={self.scale_score}"
+        )
+
     def forward(
-        self, atom_fea: torch.Tensor, batch: GraphBatch, return_attention_weights: bool = False
+        self, atom_fea: torch.Tensor, batch: GraphBatch, return_edge_weights: bool = False
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Update every atom from its real neighbours (see the class docstring for the equation)."""
         n, c, m, h = atom_fea.shape[0], self.atom_fea_len, batch.max_neighbors, self.heads
@@ -127,26 +134,13 @@ class AttentionConv(nn.Module):
         # An atom whose edges are all fill-ins (never built by the featuriser) gets zeros, not NaN.
         coef = torch.softmax(score, dim=1).masked_fill(~mask, 0.0)  # (N, M, H)
 
-        weight, bias = self.fc_core.weight, self.fc_core.bias
-        folded = not self.bn1.training and self.bn1.track_running_stats
-        if folded:  # eval mode: bn1 is affine, so fold it into the dense layer
-            scale = self.bn1.weight * torch.rsqrt(self.bn1.running_var + self.bn1.eps)
-            weight = weight * scale.unsqueeze(1)
-            bias = (bias - self.bn1.running_mean) * scale + self.bn1.bias
-        w_self, w_nbr, w_edge = weight.split([c, c, self.nbr_fea_len], dim=1)
-        self_part = torch.addmm(bias, atom_fea, w_self.T)  # (N, HC)
-        nbr_part = atom_fea @ w_nbr.T  # (N, HC)
-        core = batch.edge_features @ w_edge.T  # (E, HC)
-        core = core.add_(gather_rows(nbr_part, batch.edge_src))
-        core.view(n, m, h * c).add_(self_part.unsqueeze(1))
-        if not folded:
-            core = self.bn1(core)
+        core = edge_dense(atom_fea, batch, self.fc_core, self.bn1)  # (E, HC)
         messages = (F.softplus(core).view(n, m, h, c) * coef.unsqueeze(-1)).sum(dim=1)  # (N, H, C)
         summed = messages.reshape(n, h * c)
         if self.fc_heads is not None:
             summed = self.fc_heads(summed)
         out = F.softplus(atom_fea + self.bn2(summed))
-        return (out, coef.reshape(n * m, h)) if return_attention_weights else out
+        return (out, coef.reshape(n * m, h)) if return_edge_weights else out
 
 
 @register_conv("attention-edge")
@@ -173,7 +167,7 @@ class EdgeAttentionConv(AttentionConv):
 
     Shapes:
         - input: atom features ``(N, C)``, a :class:`~cgcnn.data.graph.GraphBatch` with ``E = N * M`` edges.
-        - output: ``(N, C)``; with ``return_attention_weights=True`` also the coefficients ``(E, H)``.
+        - output: ``(N, C)``; with ``return_edge_weights=True`` also the coefficients ``(E, H)``.
     """
 
     #: the score uses projections, not a channel split, so ``heads`` need not divide ``C``
@@ -187,6 +181,13 @@ class EdgeAttentionConv(AttentionConv):
         self.fc_query = nn.Linear(atom_fea_len, heads * key_dim, bias=False)
         self.fc_key = nn.Linear(atom_fea_len, heads * key_dim, bias=False)
         self.fc_edge_score = nn.Linear(nbr_fea_len, heads, bias=False)  # a bias would cancel in the softmax
+
+    def extra_repr(self) -> str:
+        """The layer's sizes and options, shown by ``print(model)``."""
+        return (
+            f"atom_fea_len={self.atom_fea_len}, nbr_fea_len={self.nbr_fea_len}, heads={self.heads}, "
+            f"key_dim={self.key_dim}"
+        )
 
     def reset_parameters(self) -> None:
         """Re-initialise weights and batch-norm statistics (used when a transferred layer is reset)."""
@@ -202,8 +203,6 @@ class EdgeAttentionConv(AttentionConv):
         key = gather_rows(self.fc_key(atom_fea), batch.edge_src).view(n, m, h, d)
         edge = self.fc_edge_score(batch.edge_features).view(n, m, h)
         return (query * key).sum(dim=-1) / math.sqrt(d) + edge
-
-
 
 
 def conv_parameter_counts(atom_fea_len: int = 64, nbr_fea_len: int = 41, heads: int = 1) -> dict[str, int]:

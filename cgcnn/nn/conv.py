@@ -2,7 +2,9 @@
 
 Every convolution maps atom features ``(N, C)`` and a :class:`~cgcnn.data.graph.GraphBatch` to new atom
 features ``(N, C)``; with ``return_edge_weights=True`` it also returns one weight per edge and head ``(E, H)``
-(see each layer). Layers register themselves in :data:`CONV_LAYERS` with :func:`register_conv`, so a
+(see each layer), which is what :meth:`~cgcnn.nn.model.CrystalGraphConvNet.edge_weights` collects. The
+message of every edge is built by :func:`edge_dense` (one dense layer applied in parts, batch norm folded in
+eval mode). Layers register themselves in :data:`CONV_LAYERS` with :func:`register_conv`, so a
 :class:`~cgcnn.nn.model.ModelConfig` names its layer kind as a string that a checkpoint can store.
 """
 
@@ -55,6 +57,31 @@ def gather_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return _GatherRows.apply(x, index)
 
 
+def edge_dense(atom_fea: torch.Tensor, batch: GraphBatch, dense: nn.Linear, bn: nn.BatchNorm1d) -> torch.Tensor:
+    r"""``BN(z W + b)`` for every edge ``z = v_i ⊕ v_j ⊕ u``, without building ``z``: ``(E, out)``.
+
+    The dense layer is applied in three parts, ``z W = v_i W_a + v_j W_b + u W_c``: the atom parts are computed
+    once per atom and then gathered, instead of once per edge (about 3x fewer FLOPs for the same numbers). In
+    eval mode the batch norm is an affine map, so it is folded into the dense layer and costs no pass over the
+    edges. Every convolution here builds its messages with this.
+    """
+    n, m, c = atom_fea.shape[0], batch.max_neighbors, atom_fea.shape[1]
+    weight, bias = dense.weight, dense.bias
+    folded = not bn.training and bn.track_running_stats
+    if folded:
+        scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
+        weight = weight * scale.unsqueeze(1)
+        bias = (bias - bn.running_mean) * scale + bn.bias
+    w_self, w_nbr, w_edge = weight.split([c, c, weight.shape[1] - 2 * c], dim=1)
+    self_part = torch.addmm(bias, atom_fea, w_self.T)  # (N, out); the bias rides on the smaller term
+    nbr_part = atom_fea @ w_nbr.T  # (N, out)
+    out = batch.edge_features @ w_edge.T  # (E, out)
+    out = out.add_(gather_rows(nbr_part, batch.edge_src))  # in place: fewer passes over E x out
+    out.view(n, m, -1).add_(self_part.unsqueeze(1))
+    return out if folded else bn(out)
+
+
+@register_conv("gated")
 class GatedConv(nn.Module):
     r"""Xie & Grossman's gated graph convolution, exactly as the original implementation computes it.
 
@@ -66,9 +93,7 @@ class GatedConv(nn.Module):
     with :math:`\sigma` the sigmoid, :math:`g` the softplus, and :math:`W_f, W_s` the two halves of one dense
     layer ``fc_full`` (as in the original, the filter and core halves share a batch norm ``bn1``).
 
-    The dense layer is applied in three parts, ``z W = v_i W_a + v_j W_b + u W_c``: the atom parts are computed
-    once per atom and then gathered, instead of once per edge — the same numbers with about 3x fewer FLOPs.
-    In eval mode ``bn1`` is an affine map and is folded into that dense layer.
+    The dense layer and ``bn1`` are applied per edge by :func:`edge_dense` (split, and folded in eval mode).
 
     Args:
         atom_fea_len: ``C``, atom feature length.
@@ -76,7 +101,9 @@ class GatedConv(nn.Module):
 
     Shapes:
         - input: atom features ``(N, C)``, a :class:`~cgcnn.data.graph.GraphBatch` with ``E = N * M`` edges.
-        - output: ``(N, C)``; with ``return_gates=True`` also the filter gate ``sigmoid(...)`` ``(E, C)``.
+        - output: ``(N, C)``; with ``return_edge_weights=True`` also the filter gate ``sigmoid(...)`` averaged
+          over the ``C`` channels, ``(E, 1)`` in (0, 1): the layer has no single weight per edge, and this is
+          how much of each edge's message passes on average (fill-in edges included: the layer uses them).
     """
 
     def __init__(self, atom_fea_len: int, nbr_fea_len: int) -> None:
@@ -93,30 +120,18 @@ class GatedConv(nn.Module):
         self.bn1.reset_parameters()
         self.bn2.reset_parameters()
 
+    def extra_repr(self) -> str:
+        """The layer's sizes and options, shown by ``print(model)``."""
+        return f"atom_fea_len={self.atom_fea_len}, nbr_fea_len={self.nbr_fea_len}"
+
     def forward(
-        self, atom_fea: torch.Tensor, batch: GraphBatch, return_gates: bool = False
+        self, atom_fea: torch.Tensor, batch: GraphBatch, return_edge_weights: bool = False
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Update every atom from its ``M`` neighbours (see the class docstring for the equation)."""
         n, c, m = atom_fea.shape[0], self.atom_fea_len, batch.max_neighbors
-        weight, bias = self.fc_full.weight, self.fc_full.bias
-        if not self.bn1.training and self.bn1.track_running_stats:
-            # eval mode: bn1 is affine, so fold it into the dense layer and skip a pass over the edges
-            scale = self.bn1.weight * torch.rsqrt(self.bn1.running_var + self.bn1.eps)
-            weight = weight * scale.unsqueeze(1)
-            bias = (bias - self.bn1.running_mean) * scale + self.bn1.bias
-        w_self, w_nbr, w_edge = weight.split([c, c, self.nbr_fea_len], dim=1)
-        self_part = torch.addmm(bias, atom_fea, w_self.T)  # (N, 2C); the bias rides on the smaller term
-        nbr_part = atom_fea @ w_nbr.T  # (N, 2C)
-        gated = batch.edge_features @ w_edge.T  # (E, 2C)
-        gated = gated.add_(gather_rows(nbr_part, batch.edge_src))  # in place: fewer passes over E x 2C
-        gated.view(n, m, 2 * c).add_(self_part.unsqueeze(1))
-        if self.bn1.training or not self.bn1.track_running_stats:
-            gated = self.bn1(gated)
+        gated = edge_dense(atom_fea, batch, self.fc_full, self.bn1)  # (E, 2C)
         nbr_filter, nbr_core = gated.chunk(2, dim=1)
         gate = torch.sigmoid(nbr_filter)
         summed = (gate * F.softplus(nbr_core)).view(n, m, c).sum(dim=1)
         out = F.softplus(atom_fea + self.bn2(summed))
-        return (out, gate) if return_gates else out
-
-
-CONV_LAYERS["gated"] = GatedConv
+        return (out, gate.mean(dim=1, keepdim=True)) if return_edge_weights else out

@@ -16,7 +16,7 @@ from torch import nn
 
 from cgcnn.data.graph import GraphBatch
 from cgcnn.nn import attention  # noqa: F401  (registers the attention layers in CONV_LAYERS)
-from cgcnn.nn.conv import CONV_LAYERS, GatedConv
+from cgcnn.nn.conv import CONV_LAYERS
 
 
 @dataclass
@@ -125,12 +125,8 @@ class CrystalGraphConvNet(nn.Module):
         weights = []
         atom_fea = self.embedding(batch.node_features)
         for conv in self.convs:
-            if isinstance(conv, GatedConv):
-                atom_fea, gate = conv(atom_fea, batch, return_gates=True)
-                weights.append(gate.mean(dim=1, keepdim=True))
-            else:
-                atom_fea, coef = conv(atom_fea, batch, return_attention_weights=True)
-                weights.append(coef)
+            atom_fea, layer_weights = conv(atom_fea, batch, return_edge_weights=True)
+            weights.append(layer_weights)
         return weights
 
     def forward(self, batch: GraphBatch) -> torch.Tensor:
