@@ -36,7 +36,7 @@ def half_labelled_ids(dataset):
 
 def tiny_spec(ids, **changes) -> PretrainSpec:
     values = {"targets": ["formation_energy_per_atom", "log10_K_VRH"], "epochs": 3, "ids": ids, **TINY}
-    return PretrainSpec(**{**values, **changes})
+    return PretrainSpec.from_dict({**values, **changes})
 
 
 def test_missing_labels_still_train_and_every_target_is_reported(tmp_path, dataset, half_labelled_ids):
@@ -90,7 +90,7 @@ def test_split_is_deterministic_disjoint_and_excludes_the_band_gap_test_block(da
     with pytest.raises(CGCNNError, match="too few"):
         split_ids(ids[:3], 0, 0.1, 0.1)
 
-    spec = PretrainSpec(targets=["formation_energy_per_atom", "log10_K_VRH"])
+    spec = PretrainSpec.from_dict({"targets": ["formation_energy_per_atom", "log10_K_VRH"]})
     split, origin = resolve_split(spec, dataset)
     everything = set(split.train + split.val + split.test)
     assert not everything & set(canonical_blocks(dataset, "band_gap", 0).test)
@@ -104,7 +104,7 @@ def test_matched_ids_take_the_crystals_and_roles_of_another_model(tmp_path, data
     pretrain(tiny_spec(half_labelled_ids, epochs=1), tmp_path / "combo.pt")
     source, _ = resolve_split(tiny_spec(half_labelled_ids), dataset)
     matched, origin = resolve_split(
-        PretrainSpec(targets=["log10_K_VRH"], ids="matched:combo", **TINY), dataset, zoo_dir=tmp_path
+        PretrainSpec.from_dict({"targets": ["log10_K_VRH"], "ids": "matched:combo", **TINY}), dataset, zoo_dir=tmp_path
     )
     assert origin["matched_to"] == "combo"
     for role in ("train", "val", "test"):
@@ -116,11 +116,11 @@ def test_matched_ids_take_the_crystals_and_roles_of_another_model(tmp_path, data
 
 def test_invalid_specs_fail_with_a_message(dataset):
     with pytest.raises(CGCNNError, match="unknown convolution"):
-        PretrainSpec(conv="transformer")
+        PretrainSpec.from_dict({"conv": "transformer"})
     with pytest.raises(CGCNNError, match="no heads"):
-        PretrainSpec(conv="gated", heads=2)
+        PretrainSpec.from_dict({"conv": "gated", "heads": 2})
     with pytest.raises(CGCNNError, match="no target"):
-        resolve_split(PretrainSpec(targets=["total_energy"]), dataset)
+        resolve_split(PretrainSpec.from_dict({"targets": ["total_energy"]}), dataset)
     with pytest.raises(CGCNNError, match="not in the dataset"):
         resolve_split(PretrainSpec(ids=["mp-nope"]), dataset)
 

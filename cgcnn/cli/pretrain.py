@@ -40,24 +40,22 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
         hyper["lr_milestones"] = args.milestones
         hyper["lr_gamma"] = args.lr_gamma
     options = {"key_dim": args.key_dim} if args.key_dim else {}
-    spec = PretrainSpec(
-        targets=[t.strip() for t in args.targets.split(",") if t.strip()],
-        conv=args.conv,
-        heads=args.heads,
-        conv_options=options,
-        atom_fea_len=args.atom_fea_len,
-        n_conv=args.n_conv,
-        h_fea_len=args.h_fea_len,
-        n_h=args.n_h,
-        epochs=args.epochs,
-        seed=args.seed,
-        split_seed=args.split_seed,
-        val_fraction=args.val_fraction,
-        test_fraction=args.test_fraction,
-        ids=_train_ids(args.train_ids),
-        hyperparams=hyper,
-        name=args.name,
-    )
+    fields = {
+        **{k: getattr(args, k) for k in ("atom_fea_len", "n_conv", "h_fea_len", "n_h") if getattr(args, k) is not None},
+        "targets": [t.strip() for t in args.targets.split(",") if t.strip()],
+        "conv": args.conv,
+        "heads": args.heads,
+        "conv_options": options,
+        "epochs": args.epochs,
+        "seed": args.seed,
+        "split_seed": args.split_seed,
+        "val_fraction": args.val_fraction,
+        "test_fraction": args.test_fraction,
+        "ids": _train_ids(args.train_ids),
+        "hyperparams": hyper,
+        "name": args.name,
+    }
+    spec = PretrainSpec.from_dict(fields)
     out = Path(args.out_dir) if args.out_dir else pretrained_dir()
 
     def on_epoch(stats) -> None:
@@ -83,6 +81,7 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
 
 def add_pretrain_parsers(sub: argparse._SubParsersAction) -> None:
     """Register ``pretrain``."""
+    from cgcnn.nn.model import ModelConfig
     from cgcnn.training.pretrain import DEFAULT_TARGETS
     from cgcnn.training.train import TrainConfig
 
@@ -98,10 +97,9 @@ def add_pretrain_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--conv", default="gated", help="gated | attention | attention-edge (default: gated)")
     p.add_argument("--heads", type=int, default=1, help="attention heads, combined by a dense layer (default: 1)")
     p.add_argument("--key-dim", type=int, help="attention-edge: query/key length per head")
-    p.add_argument("--atom-fea-len", type=int, default=64)
-    p.add_argument("--n-conv", type=int, default=4)
-    p.add_argument("--h-fea-len", type=int, default=32)
-    p.add_argument("--n-h", type=int, default=1)
+    sizes = ModelConfig.original_checkpoints()  # the defaults: the original checkpoints' architecture
+    for flag in ("atom_fea_len", "n_conv", "h_fea_len", "n_h"):
+        p.add_argument(f"--{flag.replace('_', '-')}", type=int, help=f"default: {getattr(sizes, flag)}")
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--batch-size", type=int, default=defaults.batch_size)
     p.add_argument("--optimizer", default=defaults.optimizer, choices=["adam", "sgd"])

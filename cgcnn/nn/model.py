@@ -47,6 +47,15 @@ class ModelConfig:
     conv: str = "gated"
     conv_options: dict = field(default_factory=dict)
 
+    @classmethod
+    def original_checkpoints(cls, **changes) -> ModelConfig:
+        """The architecture of Xie & Grossman's released checkpoints (64 atom features, 4 convolutions, 32 hidden).
+
+        This project's scratch baselines and pretrained models use it, so that every model in a comparison
+        has the same size; ``changes`` override fields (e.g. ``targets``).
+        """
+        return cls(**{"atom_fea_len": 64, "n_conv": 4, "h_fea_len": 32, "n_h": 1, **changes})
+
     @property
     def n_out(self) -> int:
         """Width of the output layer."""

@@ -18,6 +18,7 @@ The study pretrains a CGCNN on several Materials Project properties together and
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -62,17 +63,18 @@ class PretrainStopped(CGCNNError):
     """Training was stopped by the ``on_epoch`` callback; the resume file holds the finished epochs."""
 
 
+#: Fields of a :class:`PretrainSpec`'s model as specs and cards store them (flat, beside the training fields).
+_MODEL_KEYS = ("targets", "conv", "heads", "conv_options", "atom_fea_len", "n_conv", "h_fea_len", "n_h")
+
+
 @dataclass
 class PretrainSpec:
     """Everything that defines a pretraining (stored on the card; equal specs give the same model).
 
     Attributes:
-        targets: labels learnt together (one output each).
-        conv: convolution kind, a key of :data:`cgcnn.nn.conv.CONV_LAYERS` (``gated``, ``attention``,
-            ``attention-edge``).
-        heads: attention heads (attention kinds only).
-        conv_options: further keyword arguments of the convolution (e.g. ``key_dim`` of ``attention-edge``).
-        atom_fea_len, n_conv, h_fea_len, n_h: architecture; defaults 64/4/32/1 are the original checkpoints'.
+        model: the architecture, whose ``targets`` are the labels learnt together (one output each); default
+            :meth:`~cgcnn.nn.model.ModelConfig.original_checkpoints` on :data:`DEFAULT_TARGETS`. Attention heads
+            are ``model.conv_options["heads"]``.
         epochs: passes over the training crystals.
         seed: model initialisation and data order.
         split_seed: the band-gap test block that is excluded *and* the permutation of the validation/test split.
@@ -82,14 +84,7 @@ class PretrainSpec:
         name: the model's zoo name (not part of the fingerprint).
     """
 
-    targets: list[str] = field(default_factory=lambda: list(DEFAULT_TARGETS))
-    conv: str = "gated"
-    heads: int = 1
-    conv_options: dict[str, Any] = field(default_factory=dict)
-    atom_fea_len: int = 64
-    n_conv: int = 4
-    h_fea_len: int = 32
-    n_h: int = 1
+    model: ModelConfig = field(default_factory=lambda: ModelConfig.original_checkpoints(targets=list(DEFAULT_TARGETS)))
     epochs: int = 30
     seed: int = 0
     split_seed: int = 0
@@ -100,35 +95,37 @@ class PretrainSpec:
     name: str = ""
 
     def __post_init__(self) -> None:
-        if not self.targets:
+        model = self.model
+        if not model.targets:
             raise CGCNNError("pretraining needs at least one target")
-        if len(set(self.targets)) != len(self.targets):
-            raise CGCNNError(f"duplicate targets in {', '.join(self.targets)}")
-        if self.conv not in CONV_LAYERS:
-            raise CGCNNError(f"unknown convolution {self.conv!r}: choose from {', '.join(CONV_LAYERS)}")
+        if len(set(model.targets)) != len(model.targets):
+            raise CGCNNError(f"duplicate targets in {', '.join(model.targets)}")
+        if model.conv not in CONV_LAYERS:
+            raise CGCNNError(f"unknown convolution {model.conv!r}: choose from {', '.join(CONV_LAYERS)}")
         if self.heads < 1:
             raise CGCNNError(f"heads must be 1 or more, got {self.heads}")
-        if self.conv == "gated" and (self.heads != 1 or self.conv_options):
+        if model.conv == "gated" and model.conv_options:
             raise CGCNNError("the gated convolution has no heads or options; use --conv attention for heads")
+        if model.classification:
+            raise CGCNNError("pretraining learns regression targets, not a classifier")
         if not (
             0 < self.val_fraction < 1 and 0 < self.test_fraction < 1 and self.val_fraction + self.test_fraction < 1
         ):
             raise CGCNNError("validation and test fractions must be in (0, 1) and leave crystals for training")
 
+    @property
+    def targets(self) -> list[str]:
+        """The labels learnt together (the model's outputs)."""
+        return self.model.targets
+
+    @property
+    def heads(self) -> int:
+        """Attention heads (1 for the gated layer)."""
+        return int(self.model.conv_options.get("heads", 1))
+
     def model_config(self) -> ModelConfig:
         """The architecture (saved in the checkpoint, so the zoo and the transfer code rebuild it)."""
-        options = dict(self.conv_options)
-        if self.conv != "gated":
-            options["heads"] = self.heads
-        return ModelConfig(
-            atom_fea_len=self.atom_fea_len,
-            n_conv=self.n_conv,
-            h_fea_len=self.h_fea_len,
-            n_h=self.n_h,
-            targets=list(self.targets),
-            conv=self.conv,
-            conv_options=options,
-        )
+        return dataclasses.replace(self.model, targets=list(self.targets), conv_options=dict(self.model.conv_options))
 
     def train_config(self) -> TrainConfig:
         """The optimisation settings: :class:`TrainConfig` defaults, the spec's hyperparameters, epochs and seed."""
@@ -142,16 +139,36 @@ class PretrainSpec:
         return TrainConfig(**values)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (stored on the card as ``details.spec``)."""
-        data = dataclasses.asdict(self)
+        """JSON-ready dict (stored on the card as ``details.spec``): the model's fields flat beside the others.
+
+        The flat form is the one cards have always stored, so fingerprints and resume files of earlier
+        pretrainings still match.
+        """
+        options = dict(self.model.conv_options)
+        heads = options.pop("heads", 1)
+        model = {"targets": list(self.targets), "conv": self.model.conv, "heads": heads, "conv_options": options}
+        model |= {key: getattr(self.model, key) for key in ("atom_fea_len", "n_conv", "h_fea_len", "n_h")}
+        rest = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "model"}
+        data = {**model, **copy.deepcopy(rest)}
         data["ids"] = self.ids if isinstance(self.ids, str) else list(self.ids)
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PretrainSpec:
-        """Inverse of :meth:`to_dict` (unknown keys from newer versions are ignored)."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        """Inverse of :meth:`to_dict` (unknown keys from newer versions are ignored).
+
+        Model fields left out take :meth:`~cgcnn.nn.model.ModelConfig.original_checkpoints`' values, and
+        ``targets`` :data:`DEFAULT_TARGETS`; this is also how the command line builds a spec from its flags.
+        """
+        model = {key: data[key] for key in _MODEL_KEYS if key in data and key not in ("heads", "conv_options")}
+        model.setdefault("targets", list(DEFAULT_TARGETS))
+        options = dict(data.get("conv_options") or {})
+        heads = data.get("heads", 1)
+        if model.get("conv", "gated") != "gated" or heads != 1:  # gated with heads is refused by __post_init__
+            options["heads"] = heads
+        names = {f.name for f in dataclasses.fields(cls)} - {"model"}
+        rest = {k: v for k, v in data.items() if k in names}
+        return cls(model=ModelConfig.original_checkpoints(**model, conv_options=options), **rest)
 
     def fingerprint(self) -> str:
         """Hash of everything that changes the trained weights (not the name, not the thread count)."""
@@ -412,7 +429,7 @@ def _card(
         notes=DATA_NOTE,
         details={
             "spec": spec.to_dict(),
-            "conv": spec.conv,
+            "conv": spec.model.conv,
             "heads": spec.heads,
             "parameters": n_params,
             "parameters_per_conv": conv_params,

@@ -112,13 +112,13 @@ def prepare_transfer(
         targets: names of the new outputs.
         warm_start: keep the deeper convolutions and hidden dense layers instead of re-initialising them.
         seed: seed of the fresh weights (the same seed gives the same model).
-        scratch_config: architecture of a scratch model (default: the original checkpoints' 64/4/32).
+        scratch_config: architecture of a scratch model (default: :meth:`ModelConfig.original_checkpoints`).
 
     Raises:
         CGCNNError: a freeze depth that the architecture does not have, or freezing a scratch model.
     """
     check_freeze(pretrained.config if pretrained is not None else None, freeze)
-    base = pretrained.config if pretrained is not None else (scratch_config or ModelConfig(n_conv=4, h_fea_len=32))
+    base = pretrained.config if pretrained is not None else (scratch_config or ModelConfig.original_checkpoints())
     config = dataclasses.replace(base, targets=list(targets), classification=False)
     torch.manual_seed(seed)
     model = CrystalGraphConvNet(config)
