@@ -5,9 +5,8 @@ from __future__ import annotations
 import streamlit as st
 
 import app_ui
-from cgcnn.analysis import explain, viz
-from cgcnn.app import classroom, tables, uploads
-from cgcnn.data.graph import GraphParams, structure_to_graph
+from cgcnn.app import classroom, tables, uploads, viewer
+from cgcnn.zoo import model_config
 
 NO_MODEL = "(graph only, no model)"
 HEIGHT = 520
@@ -26,36 +25,9 @@ def build_view(
 ):
     """(html, edge table, info dict) of one view; cached on every choice."""
     structure = uploads.structure_from_upload(*upload) if upload is not None else app_ui.dataset().structure(crystal_id)
-    info: dict = {"n_atoms": len(structure), "formula": structure.composition.reduced_formula}
     predictor = None if model_name == NO_MODEL else app_ui.model(model_name)
-    params = predictor.graph_params if predictor is not None else GraphParams()
-    graph = structure_to_graph(structure, params)
-    values, atom_values, label = None, None, ""
-    if predictor is not None:
-        layers, kind = explain.edge_weight_layers(predictor, graph)
-        info["n_layers"], info["n_heads"], info["kind"] = len(layers), layers[0].shape[1], kind
-        chosen = layers[min(layer, len(layers) - 1)]
-        values = chosen[:, head] if head is not None and head < chosen.shape[1] else chosen.mean(axis=1)
-        label = f"{'attention' if kind == 'attention' else 'gate'} (conv {layer + 1})"
-        contrib, mean, prediction = explain.atom_contributions(predictor, graph)
-        info.update(prediction=prediction, contrib_mean=mean, units=predictor.card.units, target=predictor.targets[0])
-        if color_atoms:
-            atom_values = contrib
-    scene = viz.scene_from_structure(
-        structure,
-        graph,
-        values,
-        focus_atom=focus,
-        top_k=top_k,
-        atom_values=atom_values,
-        value_label=label,
-        atom_value_label="atom contribution",
-    )
-    info["drawn_edges"], info["graph_edges"], info["ghosts"] = len(scene.edges), scene.n_graph_edges, len(scene.ghosts)
-    info["truncated"] = scene.truncated
-    info["species"] = [a.element for a in scene.atoms]
-    html = viz.scene_html(scene, width=720, height=HEIGHT - 60)
-    return html, viz.edge_table(scene), info
+    view = viewer.crystal_view(structure, predictor, layer, head, focus, top_k, color_atoms, height=HEIGHT - 60)
+    return view.html, view.table, view.info
 
 
 user = app_ui.setup("Crystal & attention viewer")
@@ -91,7 +63,7 @@ with app_ui.boundary("the viewer"):
         model_name = st.selectbox("Model", model_names, index=min(3, len(model_names) - 1), key="view_model")
         layer, head, focus, top_k, color_atoms = 0, None, None, None, False
         if model_name != NO_MODEL:
-            n_conv = app_ui.model(model_name).model.config.n_conv
+            n_conv = model_config(model_name, app_ui.store()).n_conv
             layer = st.slider("Convolution layer", 1, n_conv, n_conv, key="view_layer") - 1
             mode = st.radio(
                 "Edges shown", ["One atom's edges", "Every atom's strongest edges", "All edges"], key="view_mode"
