@@ -19,10 +19,10 @@ SAMPLE_IDS = ("mp-22862", "mp-149", "mp-2534")
 @st.cache_data(show_spinner=False)
 def sample_scene(crystal_id: str) -> str:
     """HTML of the sample crystal's 3D view."""
-    from cgcnn.data.graph import structure_to_graph
+    from cgcnn.data.graph import GraphParams, structure_to_graph
 
     structure = app_ui.dataset().structure(crystal_id)
-    return viz.crystal_scene_html(structure, structure_to_graph(structure), width=420, height=320)
+    return viz.crystal_scene_html(structure, structure_to_graph(structure, GraphParams()), width=420, height=320)
 
 
 @st.cache_data(show_spinner=False)

@@ -110,7 +110,7 @@ def store():
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def crystal_graph(crystal_id: str, params_key: str, _params=None):
+def crystal_graph(crystal_id: str, params_key: str, _params):
     """The graph of a default-dataset crystal under some graph parameters (cached by id and parameters)."""
     from cgcnn.data.graph import structure_to_graph
 

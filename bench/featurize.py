@@ -51,7 +51,7 @@ def main() -> None:
     params = GraphParams()
     for k, s in enumerate(structures):
         (atom_fea, nbr_fea, nbr_idx), _, cif_id = ref._load_item_fast(k)
-        g = structure_to_graph(s)
+        g = structure_to_graph(s, GraphParams())
         assert cif_id == ids[k]
         np.testing.assert_array_equal(g.edge_src.reshape(nbr_idx.shape), nbr_idx.numpy())
         np.testing.assert_allclose(gaussian_expand(g.distances, params).reshape(nbr_fea.shape), nbr_fea, atol=1e-6)
@@ -60,9 +60,13 @@ def main() -> None:
     rates = {
         "reference, original algorithm (from CIF)": per_second(n, lambda: [ref._load_item(k) for k in range(n)]),
         "reference, fast path (from CIF)": per_second(n, lambda: [ref._load_item_fast(k) for k in range(n)]),
-        "ours, from CIF": per_second(n, lambda: [structure_to_graph(read_structure(f)) for f in files]),
-        "ours, from parsed structures": per_second(n, lambda: [structure_to_graph(s) for s in structures]),
-        "ours, from compact arrays": per_second(n, lambda: [graph_from_arrays(a[0], a[2], a[1]) for a in arrays]),
+        "ours, from CIF": per_second(n, lambda: [structure_to_graph(read_structure(f), GraphParams()) for f in files]),
+        "ours, from parsed structures": per_second(
+            n, lambda: [structure_to_graph(s, GraphParams()) for s in structures]
+        ),
+        "ours, from compact arrays": per_second(
+            n, lambda: [graph_from_arrays(a[0], a[2], a[1], GraphParams()) for a in arrays]
+        ),
         "(pymatgen CIF parsing alone)": per_second(n, lambda: [read_structure(f) for f in files]),
     }
     original = rates["reference, original algorithm (from CIF)"]

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from cgcnn.data.graph import GraphParams
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # app_ui.py lives beside app.py, as under `streamlit run app.py`
 
@@ -145,7 +147,7 @@ def test_viewer_draws_edges_with_local_3dmol():
     no_problems(at)
     html = at.session_state["viewer_html"]
     counts = viz.count_drawn(html)
-    graph = structure_to_graph(load_default_dataset().structure("mp-22862"))
+    graph = structure_to_graph(load_default_dataset().structure("mp-22862"), GraphParams())
     assert counts["lines"] == 12  # the unit cell
     # 96 directed edges; each bond whose reverse twin is also an edge is drawn once
     assert counts["cylinders"] == len(viz.select_edges(graph)) and 48 <= counts["cylinders"] < 96

@@ -31,8 +31,8 @@ def sparse_cu():
 @pytest.fixture(scope="module")
 def mixed_batch() -> GraphBatch:
     """A dense crystal, the sparse Cu and another dense crystal, as one batch."""
-    graphs = [structure_to_graph(s) for s in (read("mp-2184"), sparse_cu(), read("mp-30"))]
-    return collate(graphs)
+    graphs = [structure_to_graph(s, GraphParams()) for s in (read("mp-2184"), sparse_cu(), read("mp-30"))]
+    return collate(graphs, GraphParams())
 
 
 def _conv(kind: str, c: int = 64, heads: int = 1, seed: int = 0) -> torch.nn.Module:
@@ -46,7 +46,7 @@ def _conv(kind: str, c: int = 64, heads: int = 1, seed: int = 0) -> torch.nn.Mod
 
 
 def test_sparse_cu_has_fill_in_edges():
-    graph = structure_to_graph(sparse_cu())
+    graph = structure_to_graph(sparse_cu(), GraphParams())
     assert graph.edge_mask.sum() == 6 and len(graph.edge_mask) == 12
     assert np.allclose(graph.distances[graph.edge_mask], 7.0)
 
@@ -71,7 +71,10 @@ def test_coefficients_sum_to_one_over_real_neighbours_and_vanish_on_fill_ins(mix
 @pytest.mark.parametrize("kind", KINDS)
 def test_fill_in_edges_do_not_change_the_output(kind):
     """Whatever sits on a fill-in edge (its neighbour, its distance) does not reach the atom."""
-    batch = collate([structure_to_graph(sparse_cu()), structure_to_graph(read("mp-2184"))])
+    batch = collate(
+        [structure_to_graph(sparse_cu(), GraphParams()), structure_to_graph(read("mp-2184"), GraphParams())],
+        GraphParams(),
+    )
     conv = _conv(kind, heads=2)
     v = torch.randn(batch.n_atoms, 64)
     out = conv(v, batch)
@@ -239,11 +242,11 @@ def test_model_edge_weights(mixed_batch, kind):
 @pytest.fixture(scope="module")
 def small_sets(all_ids):
     """A few real crystals with a synthetic smooth target (tests must not depend on the dataset here)."""
-    graphs = [structure_to_graph(read(i)) for i in all_ids]
+    graphs = [structure_to_graph(read(i), GraphParams()) for i in all_ids]
     y = np.array([g.distances[g.edge_mask].mean() for g in graphs])
 
     def part(idx):
-        return LabelledGraphs([all_ids[i] for i in idx], GraphSet([graphs[i] for i in idx]), y[idx])
+        return LabelledGraphs([all_ids[i] for i in idx], GraphSet([graphs[i] for i in idx], GraphParams()), y[idx])
 
     return part(range(0, 9)), part(range(9, 12)), part(range(12, len(all_ids)))
 

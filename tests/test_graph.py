@@ -26,7 +26,7 @@ def test_element_table_is_the_original_92_features():
 
 def test_rock_salt_neighbour_shells():
     a = 5.64
-    g = structure_to_graph(rock_salt(a))
+    g = structure_to_graph(rock_salt(a), GraphParams())
     assert g.n_atoms == 8 and g.max_neighbors == 12 and len(g.edge_src) == 96
     d = g.distances.reshape(8, 12)
     # first shell: 6 unlike neighbours at a/2; second: 12 like neighbours at a/sqrt(2), cut after 6 of them
@@ -42,7 +42,7 @@ def test_rock_salt_neighbour_shells():
 
 def test_images_place_neighbours_at_their_distance():
     s = read("mp-2184")
-    g = structure_to_graph(s)
+    g = structure_to_graph(s, GraphParams())
     frac = s.frac_coords[g.edge_src] + g.images
     vec = s.lattice.get_cartesian_coords(frac) - s.cart_coords[g.edge_dst]
     np.testing.assert_allclose(np.linalg.norm(vec, axis=1), g.distances, atol=1e-8)
@@ -52,7 +52,7 @@ def test_images_place_neighbours_at_their_distance():
 def test_bcc_iron_one_atom_cell_uses_periodic_images():
     a = 2.87
     s = Structure(Lattice.cubic(a), ["Fe", "Fe"], [[0, 0, 0], [0.5, 0.5, 0.5]]).get_primitive_structure()
-    g = structure_to_graph(s)
+    g = structure_to_graph(s, GraphParams())
     assert g.n_atoms == 1
     assert (g.edge_src == 0).all()  # every neighbour is an image of the single atom
     np.testing.assert_allclose(g.distances[:8], a * np.sqrt(3) / 2, atol=1e-6)
@@ -72,7 +72,7 @@ def test_gaussian_features():
 
 def test_sparse_atom_gets_original_fill_in_edges():
     # simple cubic, 7 Å: 6 neighbours inside 8 Å, so 6 fill-in edges (index 0 at r + 1, masked)
-    g = structure_to_graph(Structure(Lattice.cubic(7.0), ["Cu"], [[0, 0, 0]]))
+    g = structure_to_graph(Structure(Lattice.cubic(7.0), ["Cu"], [[0, 0, 0]]), GraphParams())
     assert g.edge_mask.sum() == 6
     np.testing.assert_allclose(g.distances[~g.edge_mask], 9.0)
     assert (g.edge_src[~g.edge_mask] == 0).all()
@@ -81,7 +81,7 @@ def test_sparse_atom_gets_original_fill_in_edges():
 def test_no_neighbour_is_a_clear_error_or_a_widened_radius():
     lonely = Structure(Lattice.cubic(9.0), ["Cu"], [[0, 0, 0]])
     with pytest.raises(NoNeighborsError, match=r"no neighbour within 8 Å.*--widen-radius"):
-        structure_to_graph(lonely)
+        structure_to_graph(lonely, GraphParams())
     g = structure_to_graph(lonely, GraphParams(widen_radius=True))
     assert g.radius == 9.0 and g.edge_mask.sum() == 6
     huge = Structure(Lattice.cubic(100.0), ["Cu"], [[0, 0, 0]])
@@ -92,9 +92,9 @@ def test_no_neighbour_is_a_clear_error_or_a_widened_radius():
 def test_bad_structures_are_refused_with_a_reason():
     disordered = Structure(Lattice.cubic(3.6), [{"Cu": 0.5, "Au": 0.5}], [[0, 0, 0]])
     with pytest.raises(CrystalInputError, match="partial occupancies"):
-        structure_to_graph(disordered)
+        structure_to_graph(disordered, GraphParams())
     with pytest.raises(UnknownElementError, match="118"):
-        structure_to_graph(Structure(Lattice.cubic(3.0), ["Og"], [[0, 0, 0]]))
+        structure_to_graph(Structure(Lattice.cubic(3.0), ["Og"], [[0, 0, 0]]), GraphParams())
     with pytest.raises(CrystalInputError, match="limit is 10"):
         structure_to_graph(rock_salt() * 2, GraphParams(max_atoms=10))
 
@@ -109,14 +109,14 @@ def _canonical_edges(g: CrystalGraph) -> np.ndarray:
 def test_compact_path_equals_structure_path(mp_id):
     """Same neighbours from stored arrays as from a Structure (order among equal distances aside)."""
     s = read(mp_id)
-    a = structure_to_graph(s)
-    b = graph_from_arrays(s.lattice.matrix, s.frac_coords, np.array(s.atomic_numbers))
+    a = structure_to_graph(s, GraphParams())
+    b = graph_from_arrays(s.lattice.matrix, s.frac_coords, np.array(s.atomic_numbers), GraphParams())
     np.testing.assert_array_equal(a.node_features, b.node_features)
     np.testing.assert_allclose(_canonical_edges(a), _canonical_edges(b), atol=1e-9)
 
 
 def test_arrays_round_trip():
-    g = structure_to_graph(read("mp-30"))
+    g = structure_to_graph(read("mp-30"), GraphParams())
     back = CrystalGraph.from_arrays(g.to_arrays())
     for key, value in g.to_arrays().items():
         np.testing.assert_array_equal(value, back.to_arrays()[key])
@@ -130,7 +130,7 @@ def test_graphs_equal_the_reference_featuriser(cif_dir, all_ids):
     ref = reference_dataset(cif_dir, all_ids)
     for k, mp_id in enumerate(all_ids):
         (atom_fea, nbr_fea, nbr_idx), _, cif_id = ref[k]
-        g = structure_to_graph(read(cif_id))
+        g = structure_to_graph(read(cif_id), GraphParams())
         np.testing.assert_array_equal(g.edge_src.reshape(nbr_idx.shape), nbr_idx.numpy(), err_msg=mp_id)
         np.testing.assert_array_equal(g.node_features, atom_fea.numpy())
         feats = gaussian_expand(g.distances, GraphParams()).reshape(nbr_fea.shape)
@@ -139,8 +139,8 @@ def test_graphs_equal_the_reference_featuriser(cif_dir, all_ids):
 
 
 def test_collate_offsets_indices():
-    g1, g2 = structure_to_graph(read("mp-30")), structure_to_graph(read("mp-2260"))
-    b = collate([g1, g2])
+    g1, g2 = structure_to_graph(read("mp-30"), GraphParams()), structure_to_graph(read("mp-2260"), GraphParams())
+    b = collate([g1, g2], GraphParams())
     assert b.n_crystals == 2 and b.n_atoms == g1.n_atoms + g2.n_atoms
     assert b.edge_features.shape == (b.n_atoms * 12, 41)
     assert b.edge_src[len(g1.edge_src) :].min() >= g1.n_atoms

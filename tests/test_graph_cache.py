@@ -46,66 +46,67 @@ def assert_same_graph(a, b):
 
 
 def test_miss_then_hit(home, small, calls):
-    graphs, failures = get_graphs(small)
+    graphs, failures = get_graphs(small, None, GraphParams())
     assert failures == [] and list(graphs) == IDS and len(calls) == 5
-    path = cache_path(small)
+    path = cache_path(small, GraphParams())
     assert path.is_file() and path.parent == home / "graphs"
-    again, _ = get_graphs(small, ["mp-13", "mp-10"])
+    again, _ = get_graphs(small, ["mp-13", "mp-10"], GraphParams())
     assert len(calls) == 5 and list(again) == ["mp-13", "mp-10"]
     for cid in IDS:
-        assert_same_graph(graphs[cid], structure_to_graph(small.structure(cid)))
+        assert_same_graph(graphs[cid], structure_to_graph(small.structure(cid), GraphParams()))
         assert_same_graph(again.get(cid, graphs[cid]), graphs[cid])
 
 
 def test_incremental_fill(home, small, calls):
-    get_graphs(small, IDS[:2])
+    get_graphs(small, IDS[:2], GraphParams())
     assert len(calls) == 2
-    graphs, _ = get_graphs(small, IDS)
+    graphs, _ = get_graphs(small, IDS, GraphParams())
     assert len(calls) == 5 and list(graphs) == IDS
-    get_graphs(small)
+    get_graphs(small, None, GraphParams())
     assert len(calls) == 5
 
 
 def test_key_separates_params_and_datasets(home, small, calls):
-    get_graphs(small)
+    get_graphs(small, None, GraphParams())
     params = GraphParams(radius=6.0, max_neighbors=8)
-    graphs, _ = get_graphs(small, params=params)
+    graphs, _ = get_graphs(small, None, params)
     assert len(calls) == 10
     assert graphs["mp-10"].max_neighbors == 8
-    assert cache_path(small, params) != cache_path(small)
-    assert cache_path(small.subset(IDS[:2])) != cache_path(small)
+    assert cache_path(small, params) != cache_path(small, GraphParams())
+    assert cache_path(small.subset(IDS[:2]), GraphParams()) != cache_path(small, GraphParams())
 
 
 def test_corrupt_file_is_rebuilt(home, small, calls):
-    get_graphs(small)
-    path = cache_path(small)
+    get_graphs(small, None, GraphParams())
+    path = cache_path(small, GraphParams())
     path.write_bytes(b"garbage")
     with pytest.warns(GraphCacheWarning, match="unreadable"):
-        graphs, _ = get_graphs(small)
+        graphs, _ = get_graphs(small, None, GraphParams())
     assert len(calls) == 10 and len(graphs) == 5
-    get_graphs(small)
+    get_graphs(small, None, GraphParams())
     assert len(calls) == 10  # the rebuilt file is good
 
 
 def test_tampered_arrays_are_detected(home, small, calls):
-    get_graphs(small)
-    path = cache_path(small)
+    get_graphs(small, None, GraphParams())
+    path = cache_path(small, GraphParams())
     with np.load(path, allow_pickle=False) as npz:
         arrays = {k: npz[k] for k in npz.files}
     arrays["distances"] = arrays["distances"] + 1e-9
     np.savez_compressed(path, **arrays)
     with pytest.warns(GraphCacheWarning, match="corrupt"):
-        get_graphs(small)
+        get_graphs(small, None, GraphParams())
     assert len(calls) == 10
 
 
 def test_stale_file_is_rebuilt(home, small, calls):
     other = small.subset(IDS[:3])
-    get_graphs(other)
-    cache_path(small).parent.mkdir(parents=True, exist_ok=True)
-    cache_path(small).write_bytes(cache_path(other).read_bytes())  # right name, wrong content
+    get_graphs(other, None, GraphParams())
+    cache_path(small, GraphParams()).parent.mkdir(parents=True, exist_ok=True)
+    right_name = cache_path(small, GraphParams())
+    right_name.write_bytes(cache_path(other, GraphParams()).read_bytes())  # right name, wrong content
     with pytest.warns(GraphCacheWarning, match="stale"):
-        graphs, _ = get_graphs(small)
+        graphs, _ = get_graphs(small, None, GraphParams())
     assert list(graphs) == IDS
 
 
@@ -114,25 +115,25 @@ def test_failures_are_reported_and_cached(home, calls):
     lonely = Structure(Lattice.cubic(20.0), ["Cl"], [[0, 0, 0]])  # nearest image 20 Å away
     labels = pd.DataFrame({"y": [1.0, 2.0]}, index=["good", "lonely"])
     ds = dataset_from_structures([("good", good), ("lonely", lonely)], labels, "test", "test", "tiny")
-    graphs, failures = get_graphs(ds)
+    graphs, failures = get_graphs(ds, None, GraphParams())
     assert list(graphs) == ["good"]
     assert [f[0] for f in failures] == ["lonely"] and "no neighbour" in failures[0][1]
     assert len(calls) == 2
-    _, failures_again = get_graphs(ds)
+    _, failures_again = get_graphs(ds, None, GraphParams())
     assert failures_again == failures and len(calls) == 2
 
 
 def test_no_cache_mode_writes_nothing(home, small, calls):
-    graphs, _ = get_graphs(small, use_cache=False)
+    graphs, _ = get_graphs(small, None, GraphParams(), use_cache=False)
     assert len(graphs) == 5 and not home.exists()
 
 
 def test_unknown_id(home, small):
     with pytest.raises(KeyError, match="mp-404"):
-        get_graphs(small, ["mp-404"])
+        get_graphs(small, ["mp-404"], GraphParams())
 
 
 def test_progress_callback(home, small):
     seen = []
-    get_graphs(small, progress=lambda done, total: seen.append((done, total)))
+    get_graphs(small, None, GraphParams(), progress=lambda done, total: seen.append((done, total)))
     assert seen[-1] == (5, 5)

@@ -67,8 +67,8 @@ def test_mean_pool_per_crystal():
 def test_model_output_shapes_and_reset():
     cfg = ModelConfig(atom_fea_len=8, n_conv=2, h_fea_len=6, n_h=2, targets=["a", "b", "c"])
     model = CrystalGraphConvNet(cfg).eval()
-    graphs = [structure_to_graph(read(i)) for i in ("mp-30", "mp-2184")]
-    out = model(collate(graphs))
+    graphs = [structure_to_graph(read(i), GraphParams()) for i in ("mp-30", "mp-2184")]
+    out = model(collate(graphs, GraphParams()))
     assert out.shape == (2, 3)
     before = model.convs[1].fc_full.weight.clone()
     model.convs[1].reset_parameters()

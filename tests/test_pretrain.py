@@ -8,7 +8,7 @@ import torch
 
 from cgcnn.cli.main import main
 from cgcnn.data.datasets import load_default_dataset
-from cgcnn.data.graph import GraphSet
+from cgcnn.data.graph import GraphParams, GraphSet
 from cgcnn.data.graph_cache import get_graphs
 from cgcnn.data.splits import canonical_blocks, pretraining_ids
 from cgcnn.errors import CGCNNError
@@ -158,7 +158,8 @@ def test_zoo_model_loads_predicts_and_reproduces_its_card(name, dataset):
     # re-evaluation of the recorded test crystals gives the card's test MAE per target
     test_ids = details["split"]["test_ids"]
     assert set(test_ids) <= set(split.test)
-    graphs, failures = get_graphs(dataset, test_ids)  # cached on disk for the session: the models share crystals
+    # cached on disk for the session: the models share crystals
+    graphs, failures = get_graphs(dataset, test_ids, GraphParams())
     assert not failures
     pred = predictor.predict_graphs([graphs[i] for i in test_ids])
     truth = dataset.labels.loc[test_ids, card.targets].to_numpy(dtype=np.float64)
@@ -181,10 +182,12 @@ def test_zoo_models_match_their_recipe():
 def test_transfer_from_the_attention_zoo_model(dataset):
     source = load_model("own-attention").model
     pool = [i for i in canonical_blocks(dataset, "band_gap", 0).train[:48]]
-    graphs, _ = get_graphs(dataset, pool)
+    graphs, _ = get_graphs(dataset, pool, GraphParams())
 
     def part(ids):
-        return LabelledGraphs(ids, GraphSet([graphs[i] for i in ids]), dataset.labels.loc[ids, "band_gap"].to_numpy())
+        return LabelledGraphs(
+            ids, GraphSet([graphs[i] for i in ids], GraphParams()), dataset.labels.loc[ids, "band_gap"].to_numpy()
+        )
 
     model, report = prepare_transfer(source, 2, ["band_gap"], seed=0)
     assert report.frozen_layers == ["embedding", "convs.0", "convs.1"]

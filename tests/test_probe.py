@@ -105,7 +105,7 @@ def test_feature_shapes_of_an_original_model(formation, cif_graphs):
     assert feats["pooled"].shape == (n, 32)
     assert all(np.isfinite(f).all() for f in feats.values())
     # asking for a subset, in any order, gives the same numbers (and stops early for shallow depths)
-    some = extract_features(formation.model, cif_graphs, depths=["conv2", "embedding"])
+    some = extract_features(formation.model, cif_graphs, depths=["conv2", "embedding"], params=formation.graph_params)
     assert list(some) == ["embedding", "conv2"]
     np.testing.assert_allclose(some["conv2"], feats["conv2"], rtol=1e-5, atol=1e-6)
     with pytest.raises(CGCNNError, match="unknown depth"):

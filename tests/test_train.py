@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from cgcnn.data.datasets import load_default_dataset
-from cgcnn.data.graph import GraphSet
+from cgcnn.data.graph import GraphParams, GraphSet
 from cgcnn.data.graph_cache import get_graphs
 from cgcnn.data.splits import make_split
 from cgcnn.errors import CGCNNError
@@ -26,12 +26,14 @@ SMALL = {"n_train": 48, "n_val": 24, "n_test": 24}
 def small_sets():
     ds = load_default_dataset()
     split = make_split(ds, "band_gap", SMALL["n_train"], SMALL["n_val"], SMALL["n_test"])
-    graphs, failures = get_graphs(ds, split.train + split.val + split.test)
+    graphs, failures = get_graphs(ds, split.train + split.val + split.test, GraphParams())
     assert not failures
 
     def part(ids):
         ids = list(ids)
-        return LabelledGraphs(ids, GraphSet([graphs[i] for i in ids]), ds.labels.loc[ids, "band_gap"].to_numpy())
+        return LabelledGraphs(
+            ids, GraphSet([graphs[i] for i in ids], GraphParams()), ds.labels.loc[ids, "band_gap"].to_numpy()
+        )
 
     return part(split.train), part(split.val), part(split.test)
 

@@ -18,7 +18,7 @@ def nacl():
     a = 5.64
     lattice = Lattice([[0, a / 2, a / 2], [a / 2, 0, a / 2], [a / 2, a / 2, 0]])
     structure = Structure(lattice, ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
-    return structure, structure_to_graph(structure)
+    return structure, structure_to_graph(structure, GraphParams())
 
 
 def test_nacl_scene_counts_and_ghost_positions(nacl):

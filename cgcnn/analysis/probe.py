@@ -85,7 +85,8 @@ def extract_features(
         graphs: the crystals, built with the model's graph parameters.
         depths: names from :func:`depth_names` (default: all of them).
         batch_size: crystals per forward pass.
-        params: graph parameters for the Gaussian edge features (default: the predictor's, else the original).
+        params: graph parameters for the Gaussian edge features (default: the predictor's; required with a bare
+            network).
 
     Returns:
         ``{depth: (n_crystals, dim) float64}``, in shallow-to-deep order.
@@ -93,7 +94,9 @@ def extract_features(
     net = _network(model)
     names = _check_depths(model, depths)
     if params is None:
-        params = model.graph_params if isinstance(model, Predictor) else GraphParams()
+        if not isinstance(model, Predictor):
+            raise ValueError("a bare network has no graph parameters: pass params, or a Predictor")
+        params = model.graph_params
     out: dict[str, list[np.ndarray]] = {name: [] for name in names}
     if len(graphs) == 0:
         return {name: np.zeros((0, _depth_dim(net, name))) for name in names}

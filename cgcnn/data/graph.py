@@ -134,10 +134,11 @@ def gaussian_expand(distances: np.ndarray, params: GraphParams) -> np.ndarray:
     return np.exp(-((d - centers) ** 2) / params.step**2).astype(np.float32)
 
 
-def structure_to_graph(
-    structure: Structure, params: GraphParams | None = None, table: ElementTable | None = None
-) -> CrystalGraph:
-    """Turn a pymatgen ``Structure`` into a :class:`CrystalGraph`.
+def structure_to_graph(structure: Structure, params: GraphParams, table: ElementTable | None = None) -> CrystalGraph:
+    """Turn a pymatgen ``Structure`` into a :class:`CrystalGraph` built with ``params``.
+
+    ``params`` is required: a model reads graphs built its own way (``Predictor.graph_params``), so a default
+    here would silently build the wrong graph for a model with other parameters.
 
     Raises:
         CrystalInputError: disordered (partially occupied) sites, an empty structure, or too many atoms.
@@ -163,7 +164,7 @@ def graph_from_arrays(
     lattice: np.ndarray,
     frac_coords: np.ndarray,
     atomic_numbers: np.ndarray,
-    params: GraphParams | None = None,
+    params: GraphParams,
     table: ElementTable | None = None,
     cart_coords: np.ndarray | None = None,
 ) -> CrystalGraph:
@@ -171,7 +172,6 @@ def graph_from_arrays(
 
     This is the fast path: no ``Structure`` object, one C neighbour search, then vectorised NumPy.
     """
-    params = params or GraphParams()
     table = table or original_table()
     atomic_numbers = np.asarray(atomic_numbers, dtype=np.int64)
     n = len(atomic_numbers)
@@ -285,11 +285,13 @@ class GraphBatch:
         return GraphBatch(**moved)
 
 
-def collate(graphs: list[CrystalGraph], params: GraphParams | None = None) -> GraphBatch:
-    """Concatenate graphs into one :class:`GraphBatch`, offsetting atom indices per crystal."""
+def collate(graphs: list[CrystalGraph], params: GraphParams) -> GraphBatch:
+    """Concatenate graphs into one :class:`GraphBatch`, offsetting atom indices per crystal.
+
+    ``params`` must be the ones the graphs were built with: they expand the distances into edge features.
+    """
     if not graphs:
         raise ValueError("cannot batch an empty list of graphs")
-    params = params or GraphParams()
     m = graphs[0].max_neighbors
     if any(g.max_neighbors != m for g in graphs):
         raise ValueError("all graphs of a batch must have the same number of neighbours per atom")
@@ -315,7 +317,7 @@ class GraphSet:
     edges of atom ``a`` are ``a * M .. a * M + M - 1``.
     """
 
-    def __init__(self, graphs: list[CrystalGraph], params: GraphParams | None = None) -> None:
+    def __init__(self, graphs: list[CrystalGraph], params: GraphParams) -> None:
         self.full = collate(graphs, params)
         self.sizes = np.array([g.n_atoms for g in graphs])
         self.starts = np.concatenate(([0], np.cumsum(self.sizes)[:-1]))

@@ -89,12 +89,12 @@ class CacheKey:
 
 def cache_path(
     dataset: CrystalDataset,
-    params: GraphParams | None = None,
+    params: GraphParams,
     table: ElementTable | None = None,
     cache_dir: Path | None = None,
 ) -> Path:
     """Where the graphs of ``dataset`` with ``params`` are (or would be) cached."""
-    key = CacheKey.of(dataset, params or GraphParams(), table or original_table())
+    key = CacheKey.of(dataset, params, table or original_table())
     return Path(cache_dir or cgcnn_home() / "graphs") / key.filename()
 
 
@@ -216,8 +216,8 @@ def featurize(
 
 def get_graphs(
     dataset: CrystalDataset,
-    ids: Iterable[str] | None = None,
-    params: GraphParams | None = None,
+    ids: Iterable[str] | None,
+    params: GraphParams,
     table: ElementTable | None = None,
     progress: Progress | None = None,
     cache_dir: Path | None = None,
@@ -231,7 +231,7 @@ def get_graphs(
     Args:
         dataset: the crystals; its content hash is part of the key.
         ids: which crystals; unknown ids raise ``KeyError``.
-        params: graph parameters (defaults: the original CGCNN's).
+        params: graph parameters (the model's: ``Predictor.graph_params``).
         table: element feature table (default: the original ``atom_init.json``).
         progress: called as ``progress(done, total)`` while featurising the missing crystals.
         cache_dir: cache folder (default ``$CGCNN_HOME/graphs``).
@@ -241,7 +241,6 @@ def get_graphs(
         ``({id: graph}, [(id, reason), ...])``: the graphs in the order of ``ids``, and the crystals the
         featuriser refused, with its message.
     """
-    params = params or GraphParams()
     table = table or original_table()
     wanted = list(dataset.ids) if ids is None else list(dict.fromkeys(ids))
     for cid in wanted:
