@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import zipfile
 
 import numpy as np
 import pytest
@@ -9,8 +10,9 @@ from conftest import read
 
 from cgcnn.data.graph import GraphParams
 from cgcnn.errors import CheckpointError
+from cgcnn.nn import checkpoint
 from cgcnn.nn.cards import ModelCard
-from cgcnn.nn.checkpoint import FORMAT_VERSION, load_checkpoint, safe_torch_load, save_checkpoint
+from cgcnn.nn.checkpoint import FORMAT_VERSION, load_checkpoint, read_config, safe_torch_load, save_checkpoint
 from cgcnn.nn.model import CrystalGraphConvNet, ModelConfig
 from cgcnn.nn.normalizer import Normalizer
 from cgcnn.nn.predictor import Predictor
@@ -101,3 +103,119 @@ def test_original_file_path_loads_like_the_zoo_name():
     by_name = load_model("bulk-moduli")
     s = [read("mp-30")]
     np.testing.assert_allclose(by_path.predict_structures(s), by_name.predict_structures(s))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Upgrades and checks before loading (each bad file is one CheckpointError, refused before allocating)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _saved(tmp_path) -> dict:
+    path = save_checkpoint(tmp_path / "m.pt", _small_predictor())
+    return torch.load(path, weights_only=True)
+
+
+def _refused(tmp_path, data: dict, message: str) -> None:
+    path = tmp_path / "bad.pt"
+    torch.save(data, path)
+    with pytest.raises(CheckpointError, match=message) as info:
+        load_checkpoint(path)
+    assert "\n" not in str(info.value)
+
+
+def test_an_earlier_format_version_is_upgraded_step_by_step(tmp_path, monkeypatch):
+    """A synthetic version 0 that kept the architecture under another key and had no card."""
+    data = _saved(tmp_path)
+    old = {k: v for k, v in data.items() if k not in ("config", "card")}
+    old |= {"format_version": 0, "architecture": data["config"]}
+    path = tmp_path / "v0.pt"
+    torch.save(old, path)
+    with pytest.raises(CheckpointError, match="version 0 has no upgrade"):
+        load_checkpoint(path)
+
+    def v0_to_v1(payload: dict) -> dict:
+        payload["config"] = payload.pop("architecture")
+        payload["card"] = ModelCard("upgraded", "file", "test", "eV", None, None, "none", "v0").to_dict()
+        return payload
+
+    monkeypatch.setitem(checkpoint._MIGRATIONS, 0, v0_to_v1)
+    back = load_checkpoint(path)
+    assert back.card.name == "upgraded"
+    s = [read("mp-30")]
+    np.testing.assert_allclose(back.predict_structures(s), _small_predictor().predict_structures(s), atol=1e-6)
+    assert checkpoint.upgrade({**data}, "m.pt")["format_version"] == FORMAT_VERSION
+
+
+def test_missing_card_bad_normaliser_and_unknown_conv_are_one_line_errors(tmp_path):
+    data = _saved(tmp_path)
+    _refused(tmp_path, {k: v for k, v in data.items() if k != "card"}, "no model card")
+    _refused(tmp_path, {k: v for k, v in data.items() if k != "normalizer"}, "no normaliser")
+    _refused(tmp_path, {**data, "normalizer": {"mean": [0.0, 1.0]}}, "bad normaliser")
+    _refused(tmp_path, {**data, "normalizer": {"mean": [0.0, 1.0], "std": [1.0, 0.0]}}, "bad normaliser")
+    _refused(tmp_path, {**data, "normalizer": {"mean": [0.0], "std": [1.0]}}, "bad normaliser")
+    _refused(tmp_path, {**data, "config": {**data["config"], "conv": "transformer"}}, "unknown convolution kind")
+    _refused(tmp_path, {**data, "config": {**data["config"], "conv_options": {"heads": 3}}}, "options do not fit")
+    _refused(tmp_path, {**data, "card": {"name": "x"}}, "malformed model card")
+
+
+def test_non_dict_state_dict_and_wrong_element_table_are_refused(tmp_path):
+    data = _saved(tmp_path)
+    _refused(tmp_path, {**data, "state_dict": [torch.zeros(2)]}, "not a dict of named tensors")
+    _refused(tmp_path, {**data, "state_dict": {"w": 3}}, "not a dict of named tensors")
+    state = dict(data["state_dict"])
+    state["embedding.weight"] = torch.zeros(16, 50)
+    config = {**data["config"], "orig_atom_fea_len": 50}
+    _refused(tmp_path, {**data, "config": config, "state_dict": state}, "element table has 92")
+    config = {**data["config"], "nbr_fea_len": 40}
+    _refused(tmp_path, {**data, "config": config}, "41")
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"atom_fea_len": 20000}, {"n_conv": 100000}, {"h_fea_len": 10**9}, {"n_h": 5000}, {"atom_fea_len": -1}],
+)
+def test_huge_or_negative_sizes_are_refused_before_allocation(tmp_path, change):
+    """Only the config dict is written: a model of these sizes would need gigabytes."""
+    data = _saved(tmp_path)
+    _refused(tmp_path, {**data, "config": {**data["config"], **change}, "state_dict": {}}, "limit|positive")
+
+
+def test_attention_options_that_would_allocate_gigabytes_are_refused(tmp_path):
+    data = _saved(tmp_path)
+    config = {**data["config"], "conv": "attention-edge", "conv_options": {"heads": 100_000}}
+    _refused(tmp_path, {**data, "config": config, "state_dict": {}}, "parameters is beyond the limit")
+
+
+def test_tensor_shapes_are_checked_and_compressed_records_are_not_inflated(tmp_path):
+    data = _saved(tmp_path)
+    state = dict(data["state_dict"])
+    state["embedding.weight"] = torch.zeros(1000, 92)
+    _refused(tmp_path, {**data, "state_dict": state}, r"embedding.weight has shape \(1000, 92\)")
+    _refused(tmp_path, {**data, "state_dict": {**state, "extra": torch.zeros(3)}}, "unexpected extra")
+
+    # 40 MB of zeros deflated into a tiny zip: the memory-mapped load refuses it without inflating it
+    big = tmp_path / "big.pt"
+    torch.save({**data, "state_dict": {**data["state_dict"], "extra": torch.zeros(10_000_000)}}, big)
+    small = tmp_path / "small.pt"
+    with zipfile.ZipFile(big) as zin, zipfile.ZipFile(small, "w") as zout:
+        for info in zin.infolist():
+            payload = zin.read(info.filename)
+            zout.writestr(info.filename, payload, zipfile.ZIP_DEFLATED if len(payload) > 10**6 else zipfile.ZIP_STORED)
+    assert small.stat().st_size < 200_000
+    with pytest.raises(CheckpointError, match="not a PyTorch checkpoint"):
+        load_checkpoint(small)
+
+
+def test_nan_or_infinite_weights_are_refused(tmp_path):
+    data = _saved(tmp_path)
+    for bad in (float("nan"), float("inf")):
+        state = {k: v.clone() for k, v in data["state_dict"].items()}
+        state["convs.1.fc_full.weight"][0, 0] = bad
+        _refused(tmp_path, {**data, "state_dict": state}, "convs.1.fc_full.weight holds NaN or infinite")
+
+
+def test_read_config_reads_the_header_only(tmp_path):
+    path = save_checkpoint(tmp_path / "m.pt", _small_predictor())
+    config, params = read_config(path)
+    assert (config.n_conv, config.targets, params) == (2, ["a", "b"], GraphParams())
+    assert read_config(original_checkpoint_path("band-gap"))[0].n_conv == 4
