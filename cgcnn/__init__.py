@@ -3,7 +3,8 @@
 The package is layered; each layer imports only the ones above it in this list (``tests/test_structure.py``
 checks it):
 
-- :mod:`cgcnn.errors`, :mod:`cgcnn.settings`: errors a user can cause, and the limits a server sets;
+- :mod:`cgcnn.errors`, :mod:`cgcnn.settings`, :mod:`cgcnn.paths`, ``cgcnn._facade``: errors a user can cause,
+  the limits a server sets, the project's folders, and the lazy imports of the package facades;
 - :mod:`cgcnn.data`: elements, crystal files, datasets and splits, graphs and their cache;
 - :mod:`cgcnn.nn`: convolutions, the model, checkpoints, the predictor;
 - :mod:`cgcnn.runs`: the run store and the job queue;
@@ -12,9 +13,10 @@ checks it):
 - :mod:`cgcnn.experiments`: sweeps and the study's numbers;
 - :mod:`cgcnn.app`, :mod:`cgcnn.cli`: what the pages compute, and the command line.
 
-The public facade is small: build a graph with :func:`structure_to_graph`, load a model with
-:func:`load_model`, predict with ``Predictor.predict_structures`` (or ``python -m cgcnn predict``), fine-tune
-with :func:`run_finetune`. Names are imported on first use.
+The public facade is small: build a graph with :func:`structure_to_graph` (with the model's
+``Predictor.graph_params``), load a model with :func:`load_model`, predict with
+``Predictor.predict_structures`` (or ``python -m cgcnn predict``), fine-tune with :func:`run_finetune` and a
+:class:`FinetuneSpec`. Names are imported on first use.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from cgcnn.runs.jobs import JobError, JobRunner, get_runner, one_line_error, resolve_target, worker_main
+from cgcnn.runs.jobs import JobError, JobRunner, get_runner, import_target, one_line_error, worker_main
 from cgcnn.runs.store import RunStore
 
 TESTS = Path(__file__).parent
@@ -41,15 +41,15 @@ def wait_for(predicate, timeout: float = 30.0) -> None:
         time.sleep(0.05)
 
 
-def test_resolve_target():
-    assert resolve_target("os.path:join") is os.path.join
-    assert resolve_target("os.path.join") is os.path.join
+def test_import_target():
+    assert import_target("os.path:join") is os.path.join
+    assert import_target("os.path.join") is os.path.join
     with pytest.raises(JobError, match="cannot import"):
-        resolve_target("no_such_module_xyz:f")
+        import_target("no_such_module_xyz:f")
     with pytest.raises(JobError, match="has no function"):
-        resolve_target("os.path:no_such_function")
+        import_target("os.path:no_such_function")
     with pytest.raises(JobError):
-        resolve_target("justaname")
+        import_target("justaname")
 
 
 def test_one_line_error():

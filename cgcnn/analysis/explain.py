@@ -48,10 +48,6 @@ def atom_contributions(predictor, graph) -> tuple[np.ndarray, float, float]:
         atom_fea = model.atom_features(batch)
         raw = model.head(atom_fea)
         crystal = model(batch)
-        if model.config.classification:
-            per_atom = raw.exp()[:, 1].double().numpy()
-            prediction = float(crystal.exp()[0, 1])
-        else:
-            per_atom = predictor.normalizer.denorm(raw.double())[:, 0].numpy()
-            prediction = float(predictor.normalizer.denorm(crystal.double())[0, 0])
+        per_atom = predictor.to_units(raw)[:, 0].numpy()
+        prediction = float(predictor.to_units(crystal)[0, 0])
     return per_atom, float(per_atom.mean()), prediction

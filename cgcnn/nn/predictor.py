@@ -39,6 +39,16 @@ class Predictor:
         """Output names in order (a classifier has one: its positive class probability)."""
         return list(self.model.config.targets)
 
+    def to_units(self, raw: torch.Tensor) -> torch.Tensor:
+        """Network outputs ``(n, n_out)`` → values in the model's units ``(n, n_targets)``, float64.
+
+        A classifier's outputs are log-probabilities: its value is the probability of the positive class. A
+        regressor's are normalised: they are denormalised.
+        """
+        if self.model.config.classification:
+            return raw.exp()[:, 1:2].double()
+        return self.normalizer.denorm(raw.double())
+
     def graph(self, structure: Structure) -> CrystalGraph:
         """Build the graph of ``structure`` with this model's graph parameters."""
         return structure_to_graph(structure, self.graph_params)
@@ -54,11 +64,7 @@ class Predictor:
         out = []
         for start in range(0, len(graphs), batch_size):
             batch = collate(graphs[start : start + batch_size], self.graph_params).to(device)
-            raw = self.model(batch)
-            if self.model.config.classification:
-                out.append(raw.exp()[:, 1:2])
-            else:
-                out.append(self.normalizer.denorm(raw.double()))
+            out.append(self.to_units(self.model(batch)))
         if not out:
             return np.zeros((0, len(self.targets)))
         return torch.cat(out).double().cpu().numpy()

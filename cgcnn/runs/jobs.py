@@ -66,7 +66,7 @@ class JobError(CGCNNError):
     """A job runner problem the user can act on (e.g. a target that cannot be imported)."""
 
 
-def resolve_target(dotted: str) -> Target:
+def import_target(dotted: str) -> Target:
     """Import ``"package.module:function"`` (or ``"package.module.function"``) and return the function."""
     module_name, sep, attr = dotted.partition(":")
     if not sep:
@@ -477,7 +477,7 @@ def worker_main(
     beat = _Heartbeat(store, run_id, heartbeat_s)
     beat.start()
     try:
-        fn = resolve_target(target)
+        fn = import_target(target)
         if torch_threads is not None and "torch" in sys.modules:  # else OMP_NUM_THREADS sets torch's default
             sys.modules["torch"].set_num_threads(torch_threads)
         fn(run_id, store)
