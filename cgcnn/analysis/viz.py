@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import functools
 import html as html_lib
-import json
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -586,13 +585,6 @@ def histograms_figure(labels: pd.DataFrame, units: dict[str, str] | None = None,
     return _layout(fig, "", height=230 * rows)
 
 
-def counts_figure(counts: dict[str, int]) -> go.Figure:
-    """Bar chart of crystals per label."""
-    fig = go.Figure(go.Bar(x=list(counts), y=list(counts.values()), text=list(counts.values()), textposition="auto"))
-    fig.update_yaxes(title="crystals with a value")
-    return _layout(fig, "Crystals per label", height=320)
-
-
 LAYER_STATE_COLORS = {"frozen": "#4c78a8", "kept": "#54a24b", "re-initialised": "#f58518"}
 
 
@@ -658,8 +650,3 @@ def pca_figure(frame: pd.DataFrame, color: str, title: str = "") -> go.Figure:
     fig.update_xaxes(title="PC 1")
     fig.update_yaxes(title="PC 2")
     return _layout(fig, title, height=520)
-
-
-def to_json_safe(value: object) -> str:
-    """JSON text of a value for embedding in HTML (``<`` escaped)."""
-    return json.dumps(value).replace("<", "\\u003c")

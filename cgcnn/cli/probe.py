@@ -8,6 +8,7 @@ import json
 import sys
 from pathlib import Path
 
+from cgcnn.cli import options
 from cgcnn.errors import CGCNNError
 
 PROBE_HELP = """\
@@ -141,13 +142,12 @@ def add_probe_parsers(sub: argparse._SubParsersAction) -> None:
         description=PROBE_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--model", required=True, help="zoo name, run:ID or checkpoint path")
-    p.add_argument("--target", default="band_gap", help="label to probe (default band_gap)")
-    p.add_argument("--train", type=int, default=1000, help="training crystals (default 1000)")
-    p.add_argument("--test", type=int, default=1000, help="test crystals (default 1000)")
-    p.add_argument("--split-seed", type=int, default=0, help="which canonical split (default 0)")
+    options.add_model(p)
+    options.add_target(p, "label to probe")
+    options.add_sizes(p, ("train", "test"))
+    options.add_split_seed(p)
     p.add_argument("--depths", nargs="+", help="only these depths (default: all, embedding ... pooled)")
-    p.add_argument("--data", help="a CGCNN folder (id_prop.csv + CIFs) or a zip of one; default: embedded MP data")
+    options.add_data(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_cmd_probe)
 
@@ -157,13 +157,13 @@ def add_probe_parsers(sub: argparse._SubParsersAction) -> None:
         description=FEATURES_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--model", required=True, help="zoo name, run:ID or checkpoint path")
+    options.add_model(p)
     p.add_argument("--depth", required=True, help="embedding, conv1 ... convN, or pooled")
-    p.add_argument("--target", default="band_gap", help="choose crystals having this label (default band_gap)")
-    p.add_argument("--split-seed", type=int, default=0, help="canonical order to take them from (default 0)")
+    options.add_target(p, "choose crystals having this label")
+    options.add_split_seed(p, "canonical order to take them from (default 0)")
     which = p.add_mutually_exclusive_group()
     which.add_argument("--n", type=int, default=1000, help="how many crystals (default 1000)")
     which.add_argument("--ids-from", help="file of crystal ids instead (one per line, or a CSV's first column)")
-    p.add_argument("--data", help="a CGCNN folder (id_prop.csv + CIFs) or a zip of one; default: embedded MP data")
+    options.add_data(p)
     p.add_argument("--out", required=True, help="FILE.csv or FILE.npy")
     p.set_defaults(func=_cmd_features)

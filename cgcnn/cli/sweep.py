@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from cgcnn.cli import options
 from cgcnn.errors import CGCNNError
 
 
@@ -72,11 +73,9 @@ def add_experiment_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--freeze", default="1,2,3", help="freeze depths, e.g. 1,2,3 (default)")
     p.add_argument("--seeds", default="0-4", help="seeds, e.g. 0-4 (default) or 0,1,2")
     p.add_argument("--no-baseline", action="store_true", help="skip the scratch baseline")
-    p.add_argument("--target", default="band_gap")
-    p.add_argument("--train", type=int, default=1000)
-    p.add_argument("--val", type=int, default=1000)
-    p.add_argument("--test", type=int, default=1000)
-    p.add_argument("--split-seed", type=int, default=0)
+    options.add_target(p, "label to learn")
+    options.add_sizes(p)
+    options.add_split_seed(p)
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--workers", type=int, help="parallel runs (default: one per core)")
     p.add_argument("--out", help="folder for runs.csv, summary.csv and summary.png")

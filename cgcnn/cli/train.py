@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from cgcnn.cli import options
 from cgcnn.training.train import TrainConfig
 
 _DEFAULTS = TrainConfig()
@@ -166,14 +167,12 @@ def add_train_parsers(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--pretrained", default="none", help="zoo name, checkpoint path, run:ID, or none (scratch)")
     p.add_argument("--freeze", type=int, default=0, help="K: freeze the embedding and the first K convolutions")
-    p.add_argument("--target", default="band_gap", help="label to learn (default band_gap)")
-    p.add_argument("--train", type=int, default=1000, help="training crystals (default 1000)")
-    p.add_argument("--val", type=int, default=1000, help="validation crystals (default 1000)")
-    p.add_argument("--test", type=int, default=1000, help="test crystals (default 1000)")
+    options.add_target(p, "label to learn")
+    options.add_sizes(p)
     p.add_argument("--epochs", type=int, default=_DEFAULTS.epochs, help=f"default {_DEFAULTS.epochs}")
     p.add_argument("--seed", type=int, default=0, help="initialisation and data order (default 0)")
-    p.add_argument("--split-seed", type=int, default=0, help="which canonical split (default 0)")
-    p.add_argument("--data", help="a CGCNN folder (id_prop.csv + CIFs) or a zip of one; default: embedded MP data")
+    options.add_split_seed(p)
+    options.add_data(p)
     p.add_argument("--batch-size", type=int, default=_DEFAULTS.batch_size, help=f"default {_DEFAULTS.batch_size}")
     p.add_argument("--lr", type=float, default=_DEFAULTS.lr, help=f"learning rate (default {_DEFAULTS.lr})")
     p.add_argument("--optimizer", choices=["adam", "sgd"], default=_DEFAULTS.optimizer)

@@ -270,13 +270,3 @@ def get_graphs(
             warnings.warn(f"could not write graph cache {path}: {exc}", GraphCacheWarning, stacklevel=2)
     graphs = {i: cached[i] for i in wanted if i in cached}
     return graphs, [(i, failed[i]) for i in wanted if i in failed]
-
-
-def clear_cache(cache_dir: Path | None = None) -> int:
-    """Delete every cached graph file; return how many were removed."""
-    folder = Path(cache_dir or cgcnn_home() / "graphs")
-    removed = 0
-    for f in folder.glob("graphs-*.npz"):
-        f.unlink(missing_ok=True)
-        removed += 1
-    return removed

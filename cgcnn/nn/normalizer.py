@@ -28,11 +28,6 @@ class Normalizer:
         std = np.where(np.isfinite(std) & (std > 0), std, 1.0)
         return cls(np.nan_to_num(mean), std)
 
-    @classmethod
-    def identity(cls, n_targets: int = 1) -> Normalizer:
-        """Mean 0, std 1 (classifiers, which need none)."""
-        return cls(np.zeros(n_targets), np.ones(n_targets))
-
     def norm(self, values: torch.Tensor) -> torch.Tensor:
         """Physical units → normalised units."""
         return (values - self._t(self.mean, values)) / self._t(self.std, values)

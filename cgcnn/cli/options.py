@@ -1,0 +1,32 @@
+"""Options several commands share, declared once so that their names, defaults and help agree."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_model(p: argparse.ArgumentParser, help_text: str = "zoo name, run:ID or checkpoint path") -> None:
+    """``--model`` (required)."""
+    p.add_argument("--model", required=True, help=help_text)
+
+
+def add_target(p: argparse.ArgumentParser, what: str) -> None:
+    """``--target``, band gap by default; ``what`` says what the label is for."""
+    p.add_argument("--target", default="band_gap", help=f"{what} (default band_gap)")
+
+
+def add_sizes(p: argparse.ArgumentParser, roles: tuple[str, ...] = ("train", "val", "test")) -> None:
+    """``--train``, ``--val``, ``--test``: crystals of each role, 1000 each by default (the study's protocol)."""
+    words = {"train": "training", "val": "validation", "test": "test"}
+    for role in roles:
+        p.add_argument(f"--{role}", type=int, default=1000, help=f"{words[role]} crystals (default 1000)")
+
+
+def add_split_seed(p: argparse.ArgumentParser, help_text: str = "which canonical split (default 0)") -> None:
+    """``--split-seed``, 0 by default."""
+    p.add_argument("--split-seed", type=int, default=0, help=help_text)
+
+
+def add_data(p: argparse.ArgumentParser) -> None:
+    """``--data``: a user's CGCNN folder or zip instead of the embedded dataset."""
+    p.add_argument("--data", help="a CGCNN folder (id_prop.csv + CIFs) or a zip of one; default: embedded MP data")
