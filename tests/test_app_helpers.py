@@ -153,3 +153,16 @@ def test_search_and_workers(monkeypatch):
     monkeypatch.setenv(classroom.WORKERS_ENV, "many")
     with pytest.raises(CGCNNError):
         classroom.worker_count()
+
+
+def test_freeze_choices_and_model_kind_come_from_checkpoint_headers():
+    from cgcnn.training.finetune import FinetuneSpec
+
+    assert launch.freeze_choices(["none"]) == [0]
+    assert launch.freeze_choices(["none", "band-gap", "no-such-model"]) == [0, 1, 2, 3, 4]
+    assert FinetuneSpec(pretrained="own-attention").to_dict()["model_kind"] == "attention"
+    assert FinetuneSpec(pretrained="band-gap").to_dict()["model_kind"] == "gated"
+    assert FinetuneSpec().is_scratch and FinetuneSpec().to_dict()["pretrained"] == "none"
+    assert FinetuneSpec(pretrained="no-such-model").to_dict()["model_kind"] is None
+    with pytest.raises(CGCNNError, match="band-gap has 4 convolutions"):
+        launch.validate_spec(FinetuneSpec(pretrained="band-gap", freeze=5, n_train=40, n_val=20, n_test=20))

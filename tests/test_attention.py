@@ -303,3 +303,9 @@ def _card(kind: str):
     return ModelCard(
         name=f"own-{kind}", kind="own", property="d", units="Å", train_size=9, mae=None, mae_metric="", source="test"
     )
+
+
+def test_layers_show_their_sizes_when_printed():
+    model = CrystalGraphConvNet(ModelConfig(atom_fea_len=8, n_conv=1, conv="attention-edge", conv_options={"heads": 3}))
+    assert "heads=3, key_dim=16" in repr(model.convs[0])
+    assert "atom_fea_len=8, nbr_fea_len=41" in repr(GatedConv(8, 41))

@@ -197,3 +197,17 @@ def test_transfer_from_the_attention_zoo_model(dataset):
     )
     assert np.isfinite(result.test.mae)
     assert all(torch.equal(v, before[k]) for k, v in model.convs[0].state_dict().items())
+
+
+def test_spec_holds_a_model_config_and_reads_every_stored_card():
+    from pathlib import Path
+
+    from cgcnn.nn.model import ModelConfig
+
+    spec = PretrainSpec()
+    assert spec.model == ModelConfig.original_checkpoints(targets=list(spec.targets))
+    for card in sorted((Path(__file__).parent.parent / "pretrained").glob("*.json")):
+        stored = json.loads(card.read_text())["details"]["spec"]
+        back = PretrainSpec.from_dict(stored)
+        assert back.to_dict() == stored  # same flat form, so the same fingerprint and resume key
+        assert back.model_config() == load_model(card.stem).model.config

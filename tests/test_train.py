@@ -211,3 +211,19 @@ def test_run_records_the_pretrained_layer_kind(isolated_home):
     outcome = run_finetune(spec, store=store)
     assert store.get(outcome.run_id).model_kind == "attention"
     assert outcome.report.frozen_layers == ["embedding", "convs.0", "convs.1"]
+
+
+def test_layer_names_own_the_freeze_and_frozen_layers_stay_in_eval_mode(pretrained):
+    model, report = prepare_transfer(pretrained, 2, ["band_gap"], seed=0)
+    assert model.layer_names() == ["embedding", "convs.0", "convs.1", "convs.2", "convs.3", "conv_to_fc", "fc_out"]
+    assert report.frozen_layers == model.layer_names()[:3]
+    assert report.reinitialised_layers == model.layer_names()[3:]
+    model.train()
+    assert [m.training for m in model.convs] == [False, False, True, True]
+    assert not hasattr(model, "frozen_depth")  # the depth is the trainer's argument, not model state
+
+
+def test_train_model_refuses_a_frozen_depth_that_is_not_frozen(small_sets, pretrained):
+    model, _ = prepare_transfer(pretrained, 1, ["band_gap"], seed=0)
+    with pytest.raises(ValueError, match="not frozen"):
+        train_model(model, *small_sets[:2], config=TrainConfig(epochs=1), frozen_depth=2)
