@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -100,12 +101,15 @@ class FinetuneSpec:
         return {**dataclasses.asdict(self), "model_kind": self.model_kind()}
 
     def model_kind(self) -> str | None:
-        """The convolution kind this spec trains (scratch: the default gated layer); None for an unknown model."""
+        """The convolution kind this spec trains (scratch: the default gated layer); None for an unknown model.
+
+        Read from the checkpoint's header (cached per file), so a spec's dict costs no model load.
+        """
         if self.is_scratch:
             return ModelConfig().conv
         try:
             return model_config(self.pretrained).conv
-        except CGCNNError:
+        except (CGCNNError, OSError, sqlite3.Error):  # the run itself reports an unusable model with the reason
             return None
 
     @classmethod
