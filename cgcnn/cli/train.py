@@ -120,9 +120,11 @@ def _cmd_runs(args: argparse.Namespace) -> int:
         print(json.dumps(data, indent=2, default=str))
         return 0
     if action == "save":
+        from cgcnn.zoo import save_run_as
+
         store.get(args.run_id)
-        store.set_name(args.run_id, args.name)
-        print(f"run {args.run_id} saved to the zoo as {args.name!r} (use --model {args.name})")
+        name = save_run_as(store, args.run_id, args.name)
+        print(f"run {args.run_id} saved to the zoo as {name!r} (use --model {name!r})")
         return 0
     if action == "delete":
         store.delete(args.run_id)

@@ -270,6 +270,15 @@ MIGRATIONS: list[list[Migration]] = [
         "CREATE INDEX runs_spec_key ON runs (spec_key, status)",
         "CREATE UNIQUE INDEX runs_name ON runs (name) WHERE name IS NOT NULL",
     ],
+    # 3 (issue 13): display names claimed by a browser's secret token; only its sha256 is kept
+    [
+        """CREATE TABLE name_claims (
+            name_key TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            token_hash TEXT NOT NULL,
+            created_at REAL NOT NULL
+        )""",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -904,3 +913,32 @@ class RunStore:
             elif column in _FLOAT_FRAME_COLUMNS:
                 frame[column] = frame[column].astype("float64")
         return frame
+
+    # ----------------------------------------------------------------------------------------- name claims
+
+    def name_claim(self, name_key: str) -> str | None:
+        """The token hash that holds a display name (its case-folded key), or None if nobody claimed it."""
+        rows = self._read("SELECT token_hash FROM name_claims WHERE name_key = ?", (name_key,))
+        return str(rows[0][0]) if rows else None
+
+    def claim_name(self, name_key: str, name: str, token_hash: str) -> str:
+        """Claim a display name for a token hash unless someone holds it; returns the holder's token hash.
+
+        One transaction, so two browsers typing the same new name at once cannot both win.
+        """
+
+        def go(conn: sqlite3.Connection) -> str:
+            conn.execute(
+                "INSERT OR IGNORE INTO name_claims (name_key, name, token_hash, created_at) VALUES (?, ?, ?, ?)",
+                (name_key, name, token_hash, time.time()),
+            )
+            row = conn.execute("SELECT token_hash FROM name_claims WHERE name_key = ?", (name_key,)).fetchone()
+            return str(row[0])
+
+        return self._write(go)
+
+    def release_name(self, name_key: str) -> bool:
+        """Free a claimed display name (a teacher's action, e.g. a student lost the link); whether one was held."""
+        return bool(
+            self._write(lambda conn: conn.execute("DELETE FROM name_claims WHERE name_key = ?", (name_key,)).rowcount)
+        )

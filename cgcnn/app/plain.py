@@ -1,0 +1,30 @@
+"""User-supplied text made inert before a page renders it: run and display names, ids, file names, labels.
+
+Streamlit renders Markdown (with GitHub's autolinks, ``:color[...]`` directives and LaTeX) in ``st.markdown``,
+captions, alerts, toasts, metric labels and progress texts; Plotly renders a subset of HTML (``<a>``,
+``<span style>``) in titles and legends. A classmate's run name must show as the characters it holds, never as
+a link, an image beacon or a red banner, so every page passes user text through :func:`markdown` or
+:func:`plotly` (tables and ``st.text``/``st.code`` are plain already).
+"""
+
+from __future__ import annotations
+
+import html
+import re
+
+# Every character that starts Markdown, GFM, Streamlit directive or LaTeX syntax (CommonMark lets any ASCII
+# punctuation be escaped with a backslash; these are the ones that do something).
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+\-!|~:$=@^&])")
+# GFM autolinks "www.example.com" without any scheme: escaping the dot after "www" breaks the pattern.
+_WWW_DOT = re.compile(r"(?i)(www)\.")
+
+
+def markdown(text: object) -> str:
+    """``text`` escaped so that Streamlit's Markdown shows it literally (no link, image, style or HTML)."""
+    escaped = _MARKDOWN_SPECIAL.sub(r"\\\1", str(text))
+    return _WWW_DOT.sub(r"\1\\.", escaped)
+
+
+def plotly(text: object) -> str:
+    """``text`` escaped for Plotly titles, legends and axis labels (its HTML subset becomes literal text)."""
+    return html.escape(str(text), quote=False)
