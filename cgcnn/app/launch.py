@@ -127,8 +127,6 @@ def launch(store: RunStore, specs: list, owner: str) -> LaunchResult:
     return LaunchResult(ids, refused)
 
 
-
-
 def save_upload(store: RunStore, data: bytes, filename: str) -> tuple[Path, Any]:
     """Check an uploaded CGCNN-folder zip and keep it as ``<home>/uploads/<sha256>.zip``.
 
