@@ -13,8 +13,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cgcnn.data.crystal_io import MAX_FILE_BYTES, read_structure_text
+from cgcnn.data.crystal_io import MAX_FILE_BYTES
+from cgcnn.data.parse_pool import shared_pool
 from cgcnn.errors import CGCNNError, CrystalInputError
+from cgcnn.settings import current_limits
 
 #: Largest upload the app accepts (MB); keep ``server.maxUploadSize`` in ``.streamlit/config.toml`` equal.
 MAX_UPLOAD_MB = 50
@@ -25,16 +27,25 @@ MAX_PREDICT_FILES = 500
 
 
 def structure_from_upload(name: str, data: bytes):
-    """Parse one uploaded crystal file (CIF, POSCAR/CONTCAR or pymatgen JSON by extension).
+    """Parse one uploaded crystal file (CIF, POSCAR/CONTCAR or pymatgen JSON by extension) out of this process.
+
+    The file is screened and parsed by :func:`~cgcnn.data.parse_pool.shared_pool` under the server's time and
+    memory limits, so a hostile file cannot stall or exhaust the app.
 
     Raises:
-        CrystalInputError: too large or unreadable; the message starts with the file name.
+        CrystalInputError: too large, refused by the screen, too slow, or unreadable; the message starts with
+            the file name.
     """
     if len(data) > MAX_FILE_BYTES:
         raise CrystalInputError(f"{name}: {len(data) / 1e6:.0f} MB is too large for a crystal file")
-    lower = name.lower()
-    fmt = "cif" if lower.endswith(".cif") else "json" if lower.endswith(".json") else "poscar"
-    return read_structure_text(data.decode("utf-8", errors="replace"), name, fmt)
+    return shared_pool().parse(name, data)
+
+
+def graph_params_for_uploads(predictor):
+    """The predictor's graph parameters with the server's atom limit (``CGCNN_MAX_ATOMS``)."""
+    import dataclasses
+
+    return dataclasses.replace(predictor.graph_params, max_atoms=current_limits().max_atoms)
 
 
 def expand_uploads(files: list[tuple[str, bytes]]) -> tuple[list[tuple[str, bytes]], list[str]]:
@@ -98,19 +109,15 @@ def predict_uploads(predictors: dict[str, Any], files: list[tuple[str, bytes]]) 
     from cgcnn.data.graph import structure_to_graph
 
     crystals, errors = expand_uploads(files)
-    parsed = []
-    for name, data in crystals:
-        try:
-            parsed.append((name, structure_from_upload(name, data)))
-        except CGCNNError as exc:
-            errors.append(str(exc))
+    parsed, parse_errors = shared_pool().parse_many(crystals)
+    errors.extend(parse_errors)
     rows = [{"file": n, "formula": s.composition.reduced_formula, "atoms": len(s)} for n, s in parsed]
     bad_rows: set[int] = set()
     for model_name, predictor in predictors.items():
         graphs, where = [], []
         for k, (name, structure) in enumerate(parsed):
             try:
-                graphs.append(structure_to_graph(structure, predictor.graph_params))
+                graphs.append(structure_to_graph(structure, graph_params_for_uploads(predictor)))
                 where.append(k)
             except CGCNNError as exc:
                 msg = str(exc)

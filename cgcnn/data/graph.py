@@ -60,6 +60,15 @@ class GraphParams:
     widen_radius: bool = False
     max_atoms: int = 1000
 
+    def __post_init__(self) -> None:
+        # A bad value here gives silently wrong graphs (max_neighbors=0: no edges, NaN predictions), so refuse.
+        if int(self.max_neighbors) < 1:
+            raise CrystalInputError(f"max_neighbors must be at least 1, got {self.max_neighbors}")
+        if not self.radius > 0 or not self.step > 0:
+            raise CrystalInputError(f"radius and step must be positive, got {self.radius} and {self.step}")
+        if int(self.max_atoms) < 1:
+            raise CrystalInputError(f"max_atoms must be at least 1, got {self.max_atoms}")
+
     def gaussian_centers(self) -> np.ndarray:
         """Centres of the Gaussian distance expansion, exactly as the original code computes them."""
         return np.arange(self.dmin, self.radius + self.step, self.step)
@@ -71,7 +80,10 @@ class GraphParams:
 
     def key(self) -> str:
         """Stable short hash of everything that changes the graph (for caches and run records)."""
-        payload = json.dumps({**dataclasses.asdict(self), "format": GRAPH_FORMAT_VERSION}, sort_keys=True)
+        # max_atoms refuses crystals but never changes a graph: it is pinned to its old default so that raising
+        # it (--max-atoms) neither misses the cache nor changes the keys of existing caches.
+        fields = {**dataclasses.asdict(self), "max_atoms": 1000, "format": GRAPH_FORMAT_VERSION}
+        payload = json.dumps(fields, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 

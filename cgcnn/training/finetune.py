@@ -26,6 +26,7 @@ from cgcnn.nn.cards import ModelCard
 from cgcnn.nn.checkpoint import save_checkpoint
 from cgcnn.nn.predictor import Predictor
 from cgcnn.runs.store import RunStore
+from cgcnn.settings import current_limits
 from cgcnn.training.train import EpochStats, LabelledGraphs, TrainConfig, TrainResult, train_model
 from cgcnn.training.transfer import FreezeReport, check_freeze_request, prepare_transfer
 from cgcnn.zoo import load_model
@@ -64,6 +65,8 @@ class FinetuneSpec:
 
         Raises:
             CGCNNError: split sizes the trainer cannot use, or freezing a model trained from scratch.
+            LimitExceeded: epochs or crystals past the server's limits (``CGCNN_MAX_EPOCHS``,
+                ``CGCNN_MAX_CRYSTALS``).
         """
         if self.n_train < 2 or self.n_val < 1 or self.n_test < 1:
             raise CGCNNError(
@@ -71,7 +74,11 @@ class FinetuneSpec:
                 "and validation and test at least 1 each"
             )
         check_freeze_request(self.pretrained, self.freeze)
-        self.train_config()  # unknown hyperparameters
+        config = self.train_config()  # unknown hyperparameters
+        # The server's hard limits (CLI, queue and app all come here): LimitExceeded names the variable.
+        limits = current_limits()
+        limits.check("max_epochs", config.epochs, "epochs")
+        limits.check("max_crystals", self.n_train + self.n_val + self.n_test, "crystals (train + validation + test)")
 
     def train_config(self, **overrides: Any) -> TrainConfig:
         """The :class:`TrainConfig` of this spec (its seed is the spec's seed)."""
@@ -190,6 +197,7 @@ def _run(
         torch.set_num_threads(config.threads)
     pretrained = None if spec.pretrained in ("none", "", None) else load_model(spec.pretrained)
     params = pretrained.graph_params if pretrained is not None else GraphParams()
+    params = dataclasses.replace(params, max_atoms=current_limits().max_atoms)  # the server's atom limit
 
     if progress:
         progress("loading data", 0.0)
