@@ -82,9 +82,14 @@ def _worker_main(inbox: Connection, outbox: Connection, memory_mb: float) -> Non
             return
         if task is None:
             return
-        name, data, max_atoms = task
+        kind, name, payload, limit = task
         try:
-            reply = ("ok", parse_crystal_bytes(name, data, max_atoms))
+            if kind == "zip":  # a whole CGCNN-folder zip: parsed once, kept beside it (read_zip_once)
+                from cgcnn.data.folders import read_zip_once
+
+                reply = ("ok", len(read_zip_once(payload, file_seconds=limit)))
+            else:
+                reply = ("ok", parse_crystal_bytes(name, payload, limit))
         except CGCNNError as exc:
             reply = ("error", str(exc))
         except MemoryError:
@@ -229,7 +234,7 @@ class ParsePool:
         seconds = float(seconds if seconds is not None else current_limits().parse_seconds)
         worker = self._acquire()
         try:
-            worker.outbox.send((name, bytes(data), max_atoms))
+            worker.outbox.send(("file", name, bytes(data), max_atoms))
             if not worker.inbox.poll(seconds):
                 self._discard(worker)
                 self.killed += 1
@@ -249,6 +254,46 @@ class ParsePool:
         if kind == "error":
             raise CrystalInputError(value)
         return value
+
+    def read_zip(self, path, seconds_per_file: float | None = None, seconds: float | None = None) -> int:
+        """Parse a CGCNN-folder zip in a worker; returns the number of usable crystals.
+
+        :func:`~cgcnn.data.folders.read_zip_once` writes the dataset beside the zip, so the caller then loads
+        arrays instead of parsing.
+
+        Each CIF gets ``seconds_per_file`` (default ``CGCNN_PARSE_SECONDS``; a slower one is rejected by name),
+        the whole zip ``seconds`` (default ``CGCNN_MAX_RUN_SECONDS``), after which the worker is killed.
+
+        Raises:
+            DatasetError: the zip's own message (caps, damaged member, no usable crystal), or too slow.
+        """
+        from cgcnn.data.datasets import DatasetError
+        from cgcnn.settings import current_limits
+
+        limits = current_limits()
+        per_file = float(seconds_per_file if seconds_per_file is not None else limits.parse_seconds)
+        total = float(seconds if seconds is not None else (limits.max_run_seconds or 1800.0))
+        name = os.path.basename(str(path))
+        worker = self._acquire()
+        try:
+            worker.outbox.send(("zip", name, str(path), per_file))
+            if not worker.inbox.poll(total):
+                self._discard(worker)
+                self.killed += 1
+                raise DatasetError(f"{name}: reading the zip took longer than {total:g} s and was stopped")
+            kind, value = worker.inbox.recv()
+        except (EOFError, OSError):
+            self._discard(worker)
+            raise DatasetError(f"{name}: the parser ran out of memory or crashed on this zip") from None
+        except DatasetError:
+            raise
+        except BaseException:
+            self._discard(worker)
+            raise
+        self._idle.put(worker)
+        if kind == "error":
+            raise DatasetError(value)
+        return int(value)
 
     def parse_many(
         self, files: Sequence[tuple[str, bytes]], seconds: float | None = None, max_atoms: int | None = None

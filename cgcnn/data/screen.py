@@ -10,9 +10,13 @@ regular expressions, linear time), and :func:`screen_text` refuses the file with
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
+import signal
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from cgcnn.errors import CrystalInputError
@@ -222,3 +226,30 @@ def _from_rows(rows) -> tuple[tuple[float, float, float], tuple[float, float, fl
     a, b, c = rows
     la, lb, lc = lengths
     return lengths, (angle(b, c, lb, lc), angle(a, c, la, lc), angle(a, b, la, lb))
+
+
+class ParseTimeout(CrystalInputError):
+    """A file took longer to parse than its limit (raised inside :func:`time_limit`)."""
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float | None, name: str) -> Iterator[None]:
+    """Raise :class:`ParseTimeout` in this thread if the block runs longer than ``seconds``.
+
+    Uses ``SIGALRM``, so it only acts in the main thread of a process (a parser worker); elsewhere, or with
+    ``seconds`` None, it does nothing and the caller's own limit (killing the worker) applies.
+    """
+    if not seconds or threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
+        yield
+        return
+
+    def expire(signum, frame):
+        raise ParseTimeout(f"{name}: parsing took longer than {seconds:g} s and was stopped (CGCNN_PARSE_SECONDS)")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, float(seconds))
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)

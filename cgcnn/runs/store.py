@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from cgcnn.errors import CGCNNError
 from cgcnn.paths import PROJECT_ROOT
+from cgcnn.storage import storage_errors
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -359,9 +360,10 @@ class RunStore:
     """
 
     def __init__(self, path: Path | str | None = None) -> None:
-        self.path = Path(path).expanduser() if path is not None else default_home() / STORE_FILENAME
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._init_db()
+        with storage_errors("opening the run store"):
+            self.path = Path(path).expanduser() if path is not None else default_home() / STORE_FILENAME
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._init_db()
 
     def __repr__(self) -> str:
         return f"RunStore({str(self.path)!r})"
@@ -395,13 +397,14 @@ class RunStore:
         # busy_timeout already waits 30 s for the lock; this only covers the rare SQLITE_BUSY that SQLite
         # returns without waiting (WAL recovery, a checkpoint racing a new reader).
         for attempt in range(5):
-            try:
-                return fn()
-            except sqlite3.OperationalError as exc:
-                msg = str(exc).lower()
-                if attempt == 4 or ("locked" not in msg and "busy" not in msg):
-                    raise
-                time.sleep(0.05 * 2**attempt)
+            with storage_errors(f"the run store {self.path}", self.path):  # read-only, full, locked: one message
+                try:
+                    return fn()
+                except sqlite3.OperationalError as exc:
+                    msg = str(exc).lower()
+                    if attempt == 4 or ("locked" not in msg and "busy" not in msg):
+                        raise
+            time.sleep(0.05 * 2**attempt)
         raise AssertionError("unreachable")
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from cgcnn.data.datasets import TARGET_UNITS, CrystalDataset, load_default_dataset
-from cgcnn.data.folders import read_cgcnn_folder, read_zip
+from cgcnn.data.folders import read_cgcnn_folder, read_zip_once
 from cgcnn.data.graph import GraphParams, GraphSet
 from cgcnn.data.graph_cache import get_graphs
 from cgcnn.data.splits import Split, make_split
@@ -132,7 +132,7 @@ def load_data(data: str | None) -> CrystalDataset:
     if path.is_dir():
         return read_cgcnn_folder(path)
     if path.suffix.lower() == ".zip" and path.is_file():
-        return read_zip(path)
+        return read_zip_once(path)  # parsed once, then loaded from the dataset kept beside it
     raise CGCNNError(f"{data}: not a CGCNN data folder (id_prop.csv + CIFs) or a .zip of one")
 
 
@@ -170,14 +170,17 @@ def run_finetune(
     except BaseException as exc:  # record why the run ended, then let the caller see the error
         if store is not None and run_id is not None:
             message = str(exc) if isinstance(exc, CGCNNError) else f"{type(exc).__name__}: {exc}"
-            cancelled = isinstance(exc, KeyboardInterrupt) or store.cancel_requested(run_id)
-            store.finish(
-                run_id,
-                "cancelled" if cancelled else "failed",
-                error=message,
-                seconds=time.perf_counter() - started,
-                only_if_active=True,
-            )
+            try:
+                cancelled = isinstance(exc, KeyboardInterrupt) or store.cancel_requested(run_id)
+                store.finish(
+                    run_id,
+                    "cancelled" if cancelled else "failed",
+                    error=message,
+                    seconds=time.perf_counter() - started,
+                    only_if_active=True,
+                )
+            except CGCNNError:  # the store itself failed (a full disk): the first error is the one to report
+                pass
         raise
     return outcome
 
