@@ -6,7 +6,9 @@ A bad file never stops the others: each is parsed on its own and its error is re
 from __future__ import annotations
 
 import io
+import itertools
 import zipfile
+from collections.abc import Iterator
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -24,6 +26,8 @@ MAX_ZIP_UPLOAD_BYTES = MAX_UPLOAD_MB * 1024**2
 
 #: Crystal files accepted by the predict page in one go.
 MAX_PREDICT_FILES = 500
+#: Files read from an upload and parsed together (the rest of a zip stays compressed meanwhile).
+PARSE_CHUNK = 32
 
 
 def structure_from_upload(name: str, data: bytes):
@@ -51,17 +55,35 @@ def graph_params_for_uploads(predictor):
 def expand_uploads(files: list[tuple[str, bytes]]) -> tuple[list[tuple[str, bytes]], list[str]]:
     """Uploaded files with zips opened: ``([(name, bytes)] of crystal files, [errors])``.
 
-    A zip contributes its ``.cif``, ``.json``, ``POSCAR*``/``CONTCAR*``/``.vasp`` members (no ``id_prop.csv``
-    needed); a bad zip is one error, and limits apply to the number and size of members.
+    See :func:`iter_uploads` (this collects it; the predict page streams instead).
     """
-    out: list[tuple[str, bytes]] = []
     errors: list[str] = []
+    return list(iter_uploads(files, errors)), errors
+
+
+def iter_uploads(files: list[tuple[str, bytes]], errors: list[str]) -> Iterator[tuple[str, bytes]]:
+    """The crystal files of an upload, one at a time, zips opened; problems are appended to ``errors``.
+
+    A zip contributes its ``.cif``, ``.json``, ``POSCAR*``/``CONTCAR*``/``.vasp`` members (no ``id_prop.csv``
+    needed); a bad zip is one error. The server's zip caps apply (members, sizes, compression ratio), each
+    member is read in bounded chunks only when it is its turn, and at most :data:`MAX_PREDICT_FILES` files are
+    read at all.
+    """
+    from cgcnn.data.datasets import DatasetError
+    from cgcnn.data.folders import check_zip_members, read_zip_member, zip_caps
+
+    caps = zip_caps()
+    count = 0
     for name, data in files:
         if len(data) > MAX_ZIP_UPLOAD_BYTES:
             errors.append(f"{name}: {len(data) / 1024**2:.1f} MB is over the {MAX_UPLOAD_MB} MB upload limit")
             continue
         if not name.lower().endswith(".zip"):
-            out.append((name, data))
+            if count >= MAX_PREDICT_FILES:
+                errors.append(f"only the first {MAX_PREDICT_FILES} crystal files are predicted")
+                return
+            count += 1
+            yield name, data
             continue
         try:
             with zipfile.ZipFile(io.BytesIO(data)) as archive:
@@ -72,23 +94,28 @@ def expand_uploads(files: list[tuple[str, bytes]]) -> tuple[list[tuple[str, byte
                     and not PurePosixPath(i.filename).name.startswith((".", "__"))
                     and _is_crystal_name(PurePosixPath(i.filename).name)
                 ]
+                check_zip_members(members, name, caps)
                 if not members:
                     errors.append(f"{name}: the zip holds no crystal file (.cif, .json, POSCAR)")
                 for info in members:
-                    if len(out) >= MAX_PREDICT_FILES:
+                    if count >= MAX_PREDICT_FILES:
                         errors.append(f"{name}: only the first {MAX_PREDICT_FILES} crystal files are read")
-                        break
+                        return
                     member = f"{name}/{info.filename}"
                     if info.file_size > MAX_FILE_BYTES:
                         errors.append(f"{member}: {info.file_size / 1e6:.0f} MB is too large for a crystal file")
                         continue
-                    out.append((member, archive.read(info)))
+                    try:
+                        content = read_zip_member(archive, info, name, caps)
+                    except DatasetError as exc:
+                        errors.append(str(exc))
+                        continue
+                    count += 1
+                    yield member, content
         except zipfile.BadZipFile:
             errors.append(f"{name}: not a readable zip file")
-    if len(out) > MAX_PREDICT_FILES:
-        errors.append(f"only the first {MAX_PREDICT_FILES} of {len(out)} files are predicted")
-        out = out[:MAX_PREDICT_FILES]
-    return out, errors
+        except DatasetError as exc:
+            errors.append(str(exc))
 
 
 def _is_crystal_name(name: str) -> bool:
@@ -108,9 +135,13 @@ def predict_uploads(predictors: dict[str, Any], files: list[tuple[str, bytes]]) 
     """
     from cgcnn.data.graph import structure_to_graph
 
-    crystals, errors = expand_uploads(files)
-    parsed, parse_errors = shared_pool().parse_many(crystals)
-    errors.extend(parse_errors)
+    errors: list[str] = []
+    parsed: list[tuple[str, Any]] = []
+    stream = iter_uploads(files, errors)
+    while chunk := list(itertools.islice(stream, PARSE_CHUNK)):  # only a chunk of file bytes in memory at once
+        done, failed = shared_pool().parse_many(chunk)
+        parsed.extend(done)
+        errors.extend(failed)
     rows = [{"file": n, "formula": s.composition.reduced_formula, "atoms": len(s)} for n, s in parsed]
     bad_rows: set[int] = set()
     for model_name, predictor in predictors.items():
