@@ -14,14 +14,16 @@ import streamlit as st
 from cgcnn.app import plain
 from cgcnn.errors import CGCNNError
 
+# Emoji, not ":material/...:" icons: Streamlit fetches a material icon's favicon from fonts.gstatic.com, and no
+# request may leave the server (a classroom may have no internet, and students' browsers must not be tracked).
 PAGES = {
-    "app.py": ("Home", ":material/home:"),
-    "app_pages/1_Model_zoo.py": ("Model zoo", ":material/inventory_2:"),
-    "app_pages/2_Fine_tune.py": ("Fine-tune", ":material/model_training:"),
-    "app_pages/3_Compare_runs.py": ("Compare runs", ":material/compare_arrows:"),
-    "app_pages/4_Crystal_viewer.py": ("Crystal & attention viewer", ":material/view_in_ar:"),
-    "app_pages/5_Representations.py": ("Representations", ":material/scatter_plot:"),
-    "app_pages/6_Predict.py": ("Predict", ":material/online_prediction:"),
+    "app.py": ("Home", "🏠"),
+    "app_pages/1_Model_zoo.py": ("Model zoo", "🗃️"),
+    "app_pages/2_Fine_tune.py": ("Fine-tune", "🎛️"),
+    "app_pages/3_Compare_runs.py": ("Compare runs", "⚖️"),
+    "app_pages/4_Crystal_viewer.py": ("Crystal & attention viewer", "🧊"),
+    "app_pages/5_Representations.py": ("Representations", "🗺️"),
+    "app_pages/6_Predict.py": ("Predict", "🔮"),
 }
 URL_PATHS = {path: path.split("/")[-1][2:-3] for path in PAGES if path.startswith("app_pages/")}
 VIEWER_PAGE = "app_pages/4_Crystal_viewer.py"
@@ -36,7 +38,7 @@ def setup(title: str) -> str:
     """
     from cgcnn.app import identity as ident
 
-    st.set_page_config(page_title=f"{title} · CGCNN explorer", page_icon=":material/hub:", layout="wide")
+    st.set_page_config(page_title=f"{title} · CGCNN explorer", page_icon="🔬", layout="wide")
     token = st.query_params.get("token") or st.session_state.get("token") or ident.new_token()
     st.session_state["token"] = token
     if st.query_params.get("token") != token:

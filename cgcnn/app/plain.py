@@ -15,14 +15,17 @@ import re
 # Every character that starts Markdown, GFM, Streamlit directive or LaTeX syntax (CommonMark lets any ASCII
 # punctuation be escaped with a backslash; these are the ones that do something).
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+\-!|~:$=@^&])")
-# GFM autolinks "www.example.com" without any scheme: escaping the dot after "www" breaks the pattern.
-_WWW_DOT = re.compile(r"(?i)(www)\.")
+# GFM autolinks bare URLs and e-mail addresses *after* parsing, on the unescaped text, so backslashes cannot stop
+# it: an invisible WORD JOINER (U+2060, not a word character) inside "http:", "www." and before "@" breaks the
+# patterns while the text still reads the same.
+_AUTOLINK = re.compile(r"(?i)(https?|ftp|mailto|xmpp)(?=\\:)|(www)(?=\.)|(?=\\@)")
+WORD_JOINER = "\u2060"
 
 
 def markdown(text: object) -> str:
     """``text`` escaped so that Streamlit's Markdown shows it literally (no link, image, style or HTML)."""
     escaped = _MARKDOWN_SPECIAL.sub(r"\\\1", str(text))
-    return _WWW_DOT.sub(r"\1\\.", escaped)
+    return _AUTOLINK.sub(lambda m: (m.group(1) or m.group(2) or "") + WORD_JOINER, escaped)
 
 
 def plotly(text: object) -> str:
