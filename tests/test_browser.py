@@ -175,8 +175,32 @@ def hostile_server(tmp_path_factory, browser):
         store.set_name(run, f"{name} {kind}")
         for epoch in (1, 2):
             store.add_epoch(run, epoch, 1.0 / epoch, 0.5, 1.1 / epoch, 0.6, 0.1)
+    spec = {"pretrained": "band-gap", "freeze": 2, "target": "band_gap", "n_train": 40, "n_val": 20, "n_test": 20}
+    store.create_run(spec, owner="alice", status="done")
     with AppServer(home, env={"CGCNN_WORKERS": "0"}) as app:
         yield app
+
+
+def test_a_second_browser_typing_alices_name_cannot_touch_her_runs(browser, hostile_server):
+    first, second = browser.new_context(), browser.new_context()
+    try:
+        page = first.new_page()
+        page.goto(f"{hostile_server.url}/Fine_tune?user=alice", wait_until="domcontentloaded")  # claims 'alice'
+        wait_until_idle(page)
+        page.get_by_role("button", name="Delete run").first.wait_for(timeout=60_000)
+        other = second.new_page()
+        other.goto(f"{hostile_server.url}/Fine_tune?user=alice", wait_until="domcontentloaded")  # another token
+        wait_until_idle(other)
+        other.get_by_text("already used by someone else").first.wait_for(timeout=60_000)
+        time.sleep(1.0)
+        assert other.get_by_role("button", name="Delete run").count() == 0
+        assert other.get_by_role("button", name="Cancel").count() == 0
+        page.reload(wait_until="domcontentloaded")  # the first browser's address carries its token: still alice
+        wait_until_idle(page)
+        page.get_by_role("button", name="Delete run").first.wait_for(timeout=60_000)
+    finally:
+        first.close()
+        second.close()
 
 
 OFFENCES_JS = r"""
