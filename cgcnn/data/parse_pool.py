@@ -193,22 +193,27 @@ class ParsePool:
         return worker
 
     def _acquire(self) -> _Worker:
-        try:
-            return self._idle.get_nowait()
-        except queue.Empty:
-            pass
-        with self._lock:
-            start = self._started < self.workers
-            if start:
-                self._started += 1
-        if not start:
-            return self._idle.get()
-        try:
-            return self._start_worker()
-        except BaseException:
+        # Loop, not one blocking get: a worker killed meanwhile frees a slot for a new one instead of an idle one.
+        while True:
+            try:
+                return self._idle.get_nowait()
+            except queue.Empty:
+                pass
             with self._lock:
-                self._started -= 1
-            raise
+                start = self._started < self.workers
+                if start:
+                    self._started += 1
+            if start:
+                try:
+                    return self._start_worker()
+                except BaseException:
+                    with self._lock:
+                        self._started -= 1
+                    raise
+            try:
+                return self._idle.get(timeout=0.2)
+            except queue.Empty:
+                continue
 
     def _discard(self, worker: _Worker) -> None:
         worker.stop(kill=True)
