@@ -136,6 +136,21 @@ def test_predict_uploads_reports_bad_files_by_name_and_predicts_the_rest(monkeyp
     assert sorted(e.split(":")[0] for e in errors) == ["huge.cif", "stall.cif", "tiny.cif"]
 
 
+def test_library_graph_refuses_huge_and_tiny_cells_without_memory_error():
+    from pymatgen.core import Lattice, Structure
+
+    from cgcnn.data.graph import structure_to_graph
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        huge = Structure(Lattice.cubic(1e6), ["Na"], [[0, 0, 0]])
+        tiny = Structure(Lattice.cubic(0.05), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    with pytest.raises(CrystalInputError, match="cell edge of 1e\\+06 Å"):
+        structure_to_graph(huge)
+    with pytest.raises(CrystalInputError, match="per atom"):
+        structure_to_graph(tiny)
+
+
 def test_max_neighbors_below_one_is_refused():
     from cgcnn.data.graph import GraphParams
 

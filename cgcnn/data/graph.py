@@ -30,6 +30,7 @@ from pymatgen.core import Structure
 from pymatgen.optimization.neighbors import find_points_in_spheres
 
 from cgcnn.data.elements import ElementTable, original_table
+from cgcnn.data.screen import MAX_CELL_LENGTH, MIN_VOLUME_PER_ATOM
 from cgcnn.errors import CrystalInputError, NoNeighborsError, UnknownElementError
 
 #: Bumped whenever the arrays a graph holds change meaning; part of every cache key.
@@ -196,8 +197,19 @@ def graph_from_arrays(
         )
     node_features = table.lookup(atomic_numbers)
     lattice = np.ascontiguousarray(lattice, dtype=float)
-    if abs(np.linalg.det(lattice)) < 1e-6:
+    volume = abs(np.linalg.det(lattice))
+    if volume < 1e-6:
         raise CrystalInputError("the lattice has zero volume")
+    # The neighbour search allocates by cell size and density: a 10⁶ Å cell or a 0.05 Å one would exhaust memory
+    # before anything else could refuse it (library callers do not go through the upload screen).
+    longest = float(np.linalg.norm(lattice, axis=1).max())
+    if not np.isfinite(longest) or longest > MAX_CELL_LENGTH:
+        raise CrystalInputError(f"a cell edge of {longest:.3g} Å is longer than the {MAX_CELL_LENGTH:g} Å accepted")
+    if volume / n < MIN_VOLUME_PER_ATOM:
+        raise CrystalInputError(
+            f"the cell holds {volume / n:.3g} Å³ per atom, less than the {MIN_VOLUME_PER_ATOM:g} Å³ of any real "
+            "crystal (a broken or tiny cell)"
+        )
     if cart_coords is None:
         cart_coords = np.dot(np.asarray(frac_coords, dtype=float), lattice)
     cart_coords = np.ascontiguousarray(cart_coords, dtype=float)
