@@ -3,8 +3,9 @@
 The package is layered; each layer imports only the ones above it in this list (``tests/test_structure.py``
 checks it):
 
-- :mod:`cgcnn.errors`, :mod:`cgcnn.settings`, :mod:`cgcnn.paths`, ``cgcnn._facade``: errors a user can cause,
-  the limits a server sets, the project's folders, and the lazy imports of the package facades;
+- :mod:`cgcnn.errors`, :mod:`cgcnn.settings`, :mod:`cgcnn.paths`, :mod:`cgcnn.names`, :mod:`cgcnn.storage`,
+  ``cgcnn._facade``: errors a user can cause, the limits a server sets, the project's folders, the rule for
+  names people choose, disk and database faults as one message, and the lazy imports of the package facades;
 - :mod:`cgcnn.data`: elements, crystal files, datasets and splits, graphs and their cache;
 - :mod:`cgcnn.nn`: convolutions, the model, checkpoints, the predictor;
 - :mod:`cgcnn.runs`: the run store and the job queue;

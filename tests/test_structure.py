@@ -19,6 +19,8 @@ LAYERS: dict[str, int] = {
     "errors": 0,
     "settings": 0,
     "paths": 0,
+    "names": 0,
+    "storage": 0,
     "_facade": 0,
     "data": 1,
     "nn": 2,

@@ -36,6 +36,7 @@ from cgcnn.nn.conv import CONV_LAYERS
 from cgcnn.nn.model import CrystalGraphConvNet, ModelConfig
 from cgcnn.nn.normalizer import Normalizer
 from cgcnn.nn.predictor import Predictor
+from cgcnn.storage import storage_errors
 
 FORMAT_NAME = "cgcnn-explorer-checkpoint"
 FORMAT_VERSION = 1
@@ -142,8 +143,12 @@ def save_checkpoint(path: str | Path, predictor: Predictor) -> Path:
         "card": predictor.card.to_dict(),
     }
     tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)  # atomic: a crash mid-write never leaves a half checkpoint under the real name
+    try:
+        with storage_errors(f"saving the checkpoint {path}"):
+            torch.save(payload, tmp)
+            tmp.replace(path)  # atomic: a crash mid-write never leaves a half checkpoint under the real name
+    finally:
+        tmp.unlink(missing_ok=True)  # a full disk leaves no .tmp behind
     return path
 
 
@@ -197,7 +202,7 @@ def _checked_config(data: dict, path: Path) -> tuple[ModelConfig, GraphParams]:
         try:
             config = ModelConfig.from_dict(data["config"])
             graph_params = GraphParams(**data["graph_params"])
-        except (TypeError, KeyError) as exc:
+        except (TypeError, KeyError, ValueError, CGCNNError) as exc:
             raise CheckpointError(f"{path.name}: malformed checkpoint metadata ({exc})") from None
     elif "args" in data and "normalizer" in data:
         config, graph_params = _original_config(data, path)
@@ -317,7 +322,7 @@ def _original_config(data: dict, path: Path) -> tuple[ModelConfig, GraphParams]:
         )
         # The original code built every model's graph with its defaults (8 Å, 12 neighbours, 0.2 Å Gaussians).
         params = GraphParams(radius=float(args.get("radius", 8.0)), max_neighbors=int(args.get("max_num_nbr", 12)))
-    except (KeyError, AttributeError, IndexError, TypeError, ValueError) as exc:
+    except (KeyError, AttributeError, IndexError, TypeError, ValueError, CGCNNError) as exc:
         raise CheckpointError(f"{path.name}: not a CGCNN checkpoint (missing or malformed {exc})") from None
     return config, params
 
