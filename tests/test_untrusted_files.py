@@ -139,7 +139,7 @@ def test_predict_uploads_reports_bad_files_by_name_and_predicts_the_rest(monkeyp
 def test_library_graph_refuses_huge_and_tiny_cells_without_memory_error():
     from pymatgen.core import Lattice, Structure
 
-    from cgcnn.data.graph import structure_to_graph
+    from cgcnn.data.graph import GraphParams, structure_to_graph
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
