@@ -8,22 +8,26 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from pathlib import Path
 
 import streamlit as st
 
 from cgcnn.errors import CGCNNError
 
 PAGES = {
-    "app.py": ("Home", ":material/home:"),
-    "app_pages/1_Model_zoo.py": ("Model zoo", ":material/inventory_2:"),
-    "app_pages/2_Fine_tune.py": ("Fine-tune", ":material/model_training:"),
-    "app_pages/3_Compare_runs.py": ("Compare runs", ":material/compare_arrows:"),
-    "app_pages/4_Crystal_viewer.py": ("Crystal & attention viewer", ":material/view_in_ar:"),
-    "app_pages/5_Representations.py": ("Representations", ":material/scatter_plot:"),
-    "app_pages/6_Predict.py": ("Predict", ":material/online_prediction:"),
+    "app.py": ("Home", "🏠"),
+    "app_pages/1_Model_zoo.py": ("Model zoo", "📦"),
+    "app_pages/2_Fine_tune.py": ("Fine-tune", "🏋️"),
+    "app_pages/3_Compare_runs.py": ("Compare runs", "📊"),
+    "app_pages/4_Crystal_viewer.py": ("Crystal & attention viewer", "🔮"),
+    "app_pages/5_Representations.py": ("Representations", "🗺️"),
+    "app_pages/6_Predict.py": ("Predict", "🎯"),
 }
 URL_PATHS = {path: path.split("/")[-1][2:-3] for path in PAGES if path.startswith("app_pages/")}
 VIEWER_PAGE = "app_pages/4_Crystal_viewer.py"
+#: The tab icon, a local file: a ``:material/...:`` page icon makes the browser fetch it from a font CDN,
+#: and a classroom server may be offline.
+FAVICON = str(Path(__file__).resolve().parent / "static" / "favicon.png")
 
 
 def setup(title: str) -> str:
@@ -34,7 +38,7 @@ def setup(title: str) -> str:
     """
     from cgcnn.app.classroom import clean_owner
 
-    st.set_page_config(page_title=f"{title} · CGCNN explorer", page_icon=":material/hub:", layout="wide")
+    st.set_page_config(page_title=f"{title} · CGCNN explorer", page_icon=FAVICON, layout="wide")
     name = clean_owner(st.query_params.get("user") or st.session_state.get("user", ""))
     if name:
         st.session_state["user"] = name
