@@ -15,18 +15,18 @@ import streamlit as st
 from cgcnn.errors import CGCNNError
 
 PAGES = {
-    "app.py": ("Home", "🏠"),
-    "app_pages/1_Model_zoo.py": ("Model zoo", "📦"),
-    "app_pages/2_Fine_tune.py": ("Fine-tune", "🏋️"),
-    "app_pages/3_Compare_runs.py": ("Compare runs", "📊"),
-    "app_pages/4_Crystal_viewer.py": ("Crystal & attention viewer", "🔮"),
-    "app_pages/5_Representations.py": ("Representations", "🗺️"),
-    "app_pages/6_Predict.py": ("Predict", "🎯"),
+    "app.py": "Home",
+    "app_pages/1_Model_zoo.py": "Model zoo",
+    "app_pages/2_Fine_tune.py": "Fine-tune",
+    "app_pages/3_Compare_runs.py": "Compare runs",
+    "app_pages/4_Crystal_viewer.py": "Crystal & attention viewer",
+    "app_pages/5_Representations.py": "Representations",
+    "app_pages/6_Predict.py": "Predict",
 }
 URL_PATHS = {path: path.split("/")[-1][2:-3] for path in PAGES if path.startswith("app_pages/")}
 VIEWER_PAGE = "app_pages/4_Crystal_viewer.py"
-#: The tab icon, a local file: a ``:material/...:`` page icon makes the browser fetch it from a font CDN,
-#: and a classroom server may be offline.
+#: The tab icon, a local file. Pages have no icons: a ``:material/...:`` page icon becomes the tab icon, fetched
+#: from a font CDN (a classroom server may be offline), and emoji show as boxes where the OS has no emoji font.
 FAVICON = str(Path(__file__).resolve().parent / "static" / "favicon.png")
 
 
@@ -66,9 +66,9 @@ def page_links() -> None:
     user = st.session_state.get("user")
     params = {"user": user} if user else None
     cols = st.columns(3)
-    for k, (path, (label, icon)) in enumerate(list(PAGES.items())[1:]):
+    for k, (path, label) in enumerate(list(PAGES.items())[1:]):
         with cols[k % 3]:
-            st.page_link(path, label=label, icon=icon, query_params=params)
+            st.page_link(path, label=label, query_params=params)
 
 
 @contextlib.contextmanager

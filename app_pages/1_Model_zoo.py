@@ -25,7 +25,7 @@ with app_ui.boundary("the model zoo"):
         st.markdown(
             f"**Predicts** {card.property} ({card.units or 'no units'}) · **task** {card.task}  \n"
             f"**Trained on** {card.train_size if card.train_size is not None else '?'} crystals  \n"
-            f"**Error** {card.mae if card.mae is not None else 'n/a'} ({card.mae_metric})  \n"
+            f"**Error** {f'{card.mae:.3g}' if card.mae is not None else 'n/a'} ({card.mae_metric})  \n"
             f"**Source** {card.source}"
         )
         if card.notes:

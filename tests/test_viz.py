@@ -144,3 +144,20 @@ def test_figures_build():
     layers = pd.DataFrame({"layer": ["embedding", "convs.0"], "params": [10, 20], "state": ["frozen", "kept"]})
     assert len(viz.layer_diagram(layers).layout.shapes) == 2
     assert len(viz.histograms_figure(pd.DataFrame({"a": [1.0, 2.0], "b": [np.nan, 1.0]})).data) == 2
+
+
+def test_layer_diagram_counts_convolutions_from_one_like_the_slider():
+    layers = pd.DataFrame(
+        {"layer": ["embedding", "convs.0", "convs.1", "conv_to_fc", "fcs.0", "fc_out"],
+         "params": [5952, 22144, 22144, 8320, 16512, 129], "state": ["frozen", "frozen", "kept", "re-initialised",
+                                                                      "re-initialised", "re-initialised"]}
+    )  # fmt: skip
+    fig = viz.layer_diagram(layers)
+    texts = [a.text for a in fig.layout.annotations if a.text]
+    assert [t.split("<br>")[0] for t in texts] == [
+        "<b>embedding</b>", "<b>conv 1</b>", "<b>conv 2</b>", "<b>pool → dense</b>", "<b>dense 2</b>", "<b>output</b>"
+    ]  # fmt: skip
+    assert "22.1k" in texts[1] and "convs.0" not in "".join(texts)
+    hover = fig.data[0].hovertext
+    assert hover[1] == "conv 1 (convs.0): 22,144 parameters, frozen"
+    assert max(len(t.split("<br>")[0]) for t in texts) <= len("<b>pool → dense</b>")  # short enough for 1280 px

@@ -596,13 +596,34 @@ def counts_figure(counts: dict[str, int]) -> go.Figure:
 LAYER_STATE_COLORS = {"frozen": "#4c78a8", "kept": "#54a24b", "re-initialised": "#f58518"}
 
 
-def layer_diagram(layers: pd.DataFrame, title: str = "") -> go.Figure:
+def layer_display_name(name: str) -> str:
+    """A layer's module name as a student reads it: convolutions count from 1, like the freeze slider.
+
+    ``embedding`` → ``embedding``, ``convs.0`` → ``conv 1``, ``conv_to_fc`` → ``pool → dense``,
+    ``fcs.0`` → ``dense 2``, ``fc_out`` → ``output``.
+    """
+    if name.startswith("convs."):
+        return f"conv {int(name.split('.')[1]) + 1}"
+    if name.startswith("fcs."):
+        return f"dense {int(name.split('.')[1]) + 2}"
+    return {"conv_to_fc": "pool → dense", "fc_out": "output"}.get(name, name)
+
+
+def _short_count(n: int) -> str:
+    return f"{n / 1000:.1f}k" if n >= 1000 else str(n)
+
+
+def layer_diagram(layers: pd.DataFrame, title: str = "", font_size: int = 13) -> go.Figure:
     """Layer diagram: one box per layer (input → output), coloured by state, with parameter counts.
+
+    Box text stays short (name and a rounded parameter count) so it fits at 1280 px; the state is the colour,
+    named in the legend, and the exact counts are in the hover text.
 
     Args:
         layers: columns ``layer``, ``params``, ``state`` (``frozen``, ``kept`` = pretrained and trainable,
             ``re-initialised``), in network order.
         title: figure title.
+        font_size: box text size (larger in presentation mode).
     """
     fig = go.Figure()
     n = len(layers)
@@ -615,21 +636,35 @@ def layer_diagram(layers: pd.DataFrame, title: str = "") -> go.Figure:
         fig.add_annotation(
             x=k + 0.425,
             y=0.5,
-            text=f"<b>{row.layer}</b><br>{row.params:,} params<br>{row.state}",
+            text=f"<b>{layer_display_name(row.layer)}</b><br>{_short_count(int(row.params))}",
             showarrow=False,
-            font={"color": "white", "size": 11},
+            font={"color": "white", "size": font_size},
         )
         if k < n - 1:
             fig.add_annotation(
                 x=k + 1.0, y=0.5, ax=k + 0.85, ay=0.5, xref="x", yref="y", axref="x", ayref="y", showarrow=True,
                 arrowhead=2, text="",
             )  # fmt: skip
+    fig.add_trace(  # invisible points carrying the hover text of every box
+        go.Scatter(
+            x=[k + 0.425 for k in range(n)],
+            y=[0.5] * n,
+            mode="markers",
+            marker={"size": 40, "opacity": 0},
+            hovertext=[
+                f"{layer_display_name(r.layer)} ({r.layer}): {int(r.params):,} parameters, {r.state}"
+                for r in layers.itertuples(index=False)
+            ],
+            hoverinfo="text",
+            showlegend=False,
+        )
+    )
     for state, color in LAYER_STATE_COLORS.items():  # legend entries
         fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", marker={"size": 12, "color": color}, name=state))
     fig.update_xaxes(visible=False, range=[-0.1, n])
     fig.update_yaxes(visible=False, range=[-0.1, 1.1])
     fig.update_layout(legend={"orientation": "h", "y": -0.05}, plot_bgcolor="white")
-    return _layout(fig, title, height=260)
+    return _layout(fig, title, height=240)
 
 
 def probe_figure(frame: pd.DataFrame, units: str = "") -> go.Figure:
