@@ -161,3 +161,21 @@ def test_layer_diagram_counts_convolutions_from_one_like_the_slider():
     hover = fig.data[0].hovertext
     assert hover[1] == "conv 1 (convs.0): 22,144 parameters, frozen"
     assert max(len(t.split("<br>")[0]) for t in texts) <= len("<b>pool → dense</b>")  # short enough for 1280 px
+
+
+def test_heatmap_is_readable_and_names_its_source():
+    cells = pd.DataFrame({"row": ["scratch", "combined"], "pretrained": ["none", "own-combined"], "freeze": [0, 1],
+                          "mean": [0.588, 0.553], "std": [np.nan, 0.012], "n": [1, 5]})  # fmt: skip
+    fig = viz.table2_heatmap(cells, source="shipped results (5 seeds per cell)")
+    assert fig.layout.annotations[0].text == "shipped results (5 seeds per cell)"
+    assert fig.data[0].textfont.size >= 14 and fig.data[0].textfont.color == "black"
+    text = str(fig.data[0].text)
+    assert "0.588<br>n=1 seed" in text and "± 0.000" not in text and "0.553 ± 0.012<br>n=5" in text
+
+
+def test_curves_have_one_legend_entry_per_run_and_room_for_all():
+    epochs = pd.DataFrame({"run_id": np.repeat([f"r{i}" for i in range(12)], 2), "epoch": [1, 2] * 12,
+                           "train_mae": 1.0, "val_mae": 0.5, "train_loss": 1.0, "val_loss": 1.0})  # fmt: skip
+    fig = viz.curves_figure(epochs, "mae")
+    assert sum(1 for trace in fig.data if trace.showlegend is not False) == 12
+    assert fig.layout.margin.b >= 22 * 12  # the legend has a row per run below the axis title

@@ -464,7 +464,8 @@ def curves_figure(
     """
     fig = go.Figure()
     frame = epochs if "run_id" in epochs.columns else epochs.assign(run_id="run")
-    palette = sample_colorscale("Turbo", np.linspace(0.05, 0.95, max(frame["run_id"].nunique(), 1)).tolist())
+    n_runs = max(frame["run_id"].nunique(), 1)
+    palette = sample_colorscale("Turbo", np.linspace(0.05, 0.95, n_runs).tolist())
     for k, (run_id, part) in enumerate(frame.groupby("run_id", sort=False)):
         name = (labels or {}).get(run_id, str(run_id))
         color = palette[k % len(palette)]
@@ -476,17 +477,23 @@ def curves_figure(
                         x=part["epoch"],
                         y=part[column],
                         mode="lines+markers",
-                        name=f"{name} {split}",
+                        name=name,
                         line={"color": color, "dash": dash},
                         marker={"size": 4},
                         legendgroup=str(run_id),
+                        showlegend=split == "val",  # one entry per run: the line style says train/validation
+                        hovertemplate=f"{split} %{{y:.4f}} at epoch %{{x}}<extra>{run_id}</extra>",
                     )
                 )
     title = "MAE" if metric == "mae" else "loss (MSE, normalised)"
-    fig.update_layout(legend={"orientation": "h", "yanchor": "top", "y": -0.25, "x": 0})
+    plot_px, row_px = 300, 22
+    legend_px = 20 + row_px * n_runs  # one row per run, so no entry is cut and none covers the axis title
+    fig.update_layout(legend={"orientation": "v", "yanchor": "top", "y": -70 / plot_px, "x": 0})
     fig.update_xaxes(title="epoch")
     fig.update_yaxes(title=f"{title} {f'({units})' if units and metric == 'mae' else ''}".strip())
-    return _layout(fig, f"{'MAE' if metric == 'mae' else 'Loss'}: train dashed, validation solid", height=440)
+    _layout(fig, f"{'MAE' if metric == 'mae' else 'Loss'}: train dashed, validation solid", height=plot_px)
+    fig.update_layout(height=plot_px + 50 + 70 + legend_px, margin={"b": 70 + legend_px})
+    return fig
 
 
 def parity_figure(predictions: pd.DataFrame, units: str = "", title: str = "Test set: predicted vs true") -> go.Figure:
@@ -518,14 +525,22 @@ def parity_figure(predictions: pd.DataFrame, units: str = "", title: str = "Test
     return _layout(fig, title, height=420)
 
 
-def table2_heatmap(cells: pd.DataFrame, study: pd.DataFrame | None = None) -> go.Figure:
+#: Light colours from low (good) to high test MAE, so black cell text stays readable on a projector.
+HEATMAP_COLORSCALE = [[0.0, "#c7e9c0"], [0.5, "#fff7bc"], [1.0, "#fdae6b"]]
+
+
+def table2_heatmap(
+    cells: pd.DataFrame, study: pd.DataFrame | None = None, source: str = "this server's runs", font_size: int = 14
+) -> go.Figure:
     """Heatmap of test MAE (pretrained model × freeze depth): mean ± std over seeds, study numbers beside.
 
     Args:
         cells: columns ``row`` (model label), ``freeze``, ``mean``, ``std``, ``n``.
         study: columns ``row``, ``freeze``, ``mae`` (the study's numbers), drawn as a second panel.
+        source: title of the left panel: where ``cells`` come from (shipped results or this server's runs).
+        font_size: cell text size (at least 14 px so a projector shows it; larger in presentation mode).
     """
-    panels = [("this store", cells, "mean")] + ([("the study", study, "mae")] if study is not None else [])
+    panels = [(source, cells, "mean")] + ([("the study (one seed)", study, "mae")] if study is not None else [])
     fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[p[0] for p in panels], shared_yaxes=True)
     rows = list(dict.fromkeys(([*study["row"]] if study is not None else []) + [*cells["row"]]))
     freezes = sorted(set(cells["freeze"]).union(study["freeze"] if study is not None else []))
@@ -541,11 +556,8 @@ def table2_heatmap(cells: pd.DataFrame, study: pd.DataFrame | None = None) -> go
                 if len(hit):
                     value = float(hit[column].iloc[0])
                     zr.append(value)
-                    if column == "mean":
-                        std, n = hit["std"].iloc[0], int(hit["n"].iloc[0])
-                        tr.append(f"{value:.3f} ± {0.0 if pd.isna(std) else std:.3f}<br>n={n}")
-                    else:
-                        tr.append(f"{value:.3f}")
+                    tr.append(cell_text(value, hit["std"].iloc[0], int(hit["n"].iloc[0])) if column == "mean"
+                              else f"{value:.3f}")  # fmt: skip
                 else:
                     zr.append(None)
                     tr.append("")
@@ -558,7 +570,8 @@ def table2_heatmap(cells: pd.DataFrame, study: pd.DataFrame | None = None) -> go
                 y=rows,
                 text=text,
                 texttemplate="%{text}",
-                colorscale="RdYlGn_r",
+                textfont={"size": font_size, "color": "black"},
+                colorscale=HEATMAP_COLORSCALE,
                 zmin=zmin,
                 zmax=zmax,
                 showscale=col == len(panels),
@@ -568,7 +581,17 @@ def table2_heatmap(cells: pd.DataFrame, study: pd.DataFrame | None = None) -> go
             row=1,
             col=col,
         )
-    return _layout(fig, "Band gap test MAE (eV) by pretrained model and freeze depth", height=360)
+    fig.update_annotations(font={"size": font_size})  # the panel titles
+    fig.update_xaxes(tickfont={"size": font_size})
+    fig.update_yaxes(tickfont={"size": font_size})
+    return _layout(fig, "Band gap test MAE (eV) by pretrained model and freeze depth", height=120 + 70 * len(rows))
+
+
+def cell_text(mean: float, std: float | None, n: int) -> str:
+    """``0.529 ± 0.011<br>n=5``; one seed has no spread to show, so ``0.588<br>n=1 seed``."""
+    if n <= 1 or std is None or pd.isna(std):
+        return f"{mean:.3f}<br>n=1 seed"
+    return f"{mean:.3f} ± {std:.3f}<br>n={n}"
 
 
 def histograms_figure(labels: pd.DataFrame, units: dict[str, str] | None = None, cols: int = 4) -> go.Figure:
