@@ -446,8 +446,16 @@ def count_drawn(html: str) -> dict[str, int]:
 # --------------------------------------------------------------------------------------------------- figures
 
 
+def _plain(text: object) -> str:
+    """Text shown as typed (run names, crystal ids and labels come from users).
+
+    Plotly renders a subset of HTML (links, styles) in titles, legends and hovers.
+    """
+    return html_lib.escape(str(text), quote=False)
+
+
 def _layout(fig: go.Figure, title: str = "", height: int = 380) -> go.Figure:
-    fig.update_layout(title=title, height=height, margin={"l": 50, "r": 20, "t": 50 if title else 20, "b": 45})
+    fig.update_layout(title=_plain(title), height=height, margin={"l": 50, "r": 20, "t": 50 if title else 20, "b": 45})
     return fig
 
 
@@ -477,7 +485,7 @@ def curves_figure(
                         x=part["epoch"],
                         y=part[column],
                         mode="lines+markers",
-                        name=name,
+                        name=_plain(name),
                         line={"color": color, "dash": dash},
                         marker={"size": 4},
                         legendgroup=str(run_id),
@@ -510,7 +518,7 @@ def parity_figure(predictions: pd.DataFrame, units: str = "", title: str = "Test
                 y=frame["y_pred"],
                 mode="markers",
                 marker={"size": 5, "opacity": 0.6},
-                text=frame["crystal_id"],
+                text=[_plain(c) for c in frame["crystal_id"]],
                 hovertemplate="%{text}<br>true %{x:.3f}<br>pred %{y:.3f}<extra></extra>",
                 name=f"MAE {mae:.3f}",
             )
@@ -567,7 +575,7 @@ def table2_heatmap(
             go.Heatmap(
                 z=z,
                 x=[f"freeze {f}" for f in freezes],
-                y=rows,
+                y=[_plain(r) for r in rows],
                 text=text,
                 texttemplate="%{text}",
                 textfont={"size": font_size, "color": "black"},
@@ -694,7 +702,7 @@ def probe_figure(frame: pd.DataFrame, units: str = "") -> go.Figure:
     """Probe MAE per depth, one line per model (columns ``model``, ``depth``, ``mae``)."""
     fig = go.Figure()
     for model, part in frame.groupby("model", sort=False):
-        fig.add_trace(go.Scatter(x=part["depth"], y=part["mae"], mode="lines+markers", name=str(model)))
+        fig.add_trace(go.Scatter(x=part["depth"], y=part["mae"], mode="lines+markers", name=_plain(model)))
     fig.update_xaxes(title="depth (0 = embedding, k = after convolution k)", dtick=1)
     fig.update_yaxes(title=f"linear probe MAE{f' ({units})' if units else ''}")
     return _layout(fig, "How much of the label a linear probe reads from each depth")
