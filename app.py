@@ -79,10 +79,10 @@ def home() -> None:
 
 navigation = st.navigation(
     [
-        st.Page(home, title="Home", icon=app_ui.PAGES["app.py"][1], default=True),
+        st.Page(home, title="Home", default=True),
         *(
-            st.Page(path, title=title, icon=icon, url_path=app_ui.URL_PATHS[path])
-            for path, (title, icon) in list(app_ui.PAGES.items())[1:]
+            st.Page(path, title=title, url_path=app_ui.URL_PATHS[path])
+            for path, title in list(app_ui.PAGES.items())[1:]
         ),
     ]
 )

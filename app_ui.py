@@ -8,25 +8,28 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from pathlib import Path
 
 import streamlit as st
 
 from cgcnn.app import plain
 from cgcnn.errors import CGCNNError
 
-# Emoji, not ":material/...:" icons: Streamlit fetches a material icon's favicon from fonts.gstatic.com, and no
-# request may leave the server (a classroom may have no internet, and students' browsers must not be tracked).
+# No page icons: a ":material/...:" icon becomes the tab icon, fetched from a font CDN, and no request may leave the
+# server (a classroom may have no internet, and students' browsers must not be tracked); emoji show as boxes where
+# the OS has no emoji font. The tab icon is a local file (FAVICON).
 PAGES = {
-    "app.py": ("Home", "🏠"),
-    "app_pages/1_Model_zoo.py": ("Model zoo", "🗃️"),
-    "app_pages/2_Fine_tune.py": ("Fine-tune", "🎛️"),
-    "app_pages/3_Compare_runs.py": ("Compare runs", "⚖️"),
-    "app_pages/4_Crystal_viewer.py": ("Crystal & attention viewer", "🧊"),
-    "app_pages/5_Representations.py": ("Representations", "🗺️"),
-    "app_pages/6_Predict.py": ("Predict", "🔮"),
+    "app.py": "Home",
+    "app_pages/1_Model_zoo.py": "Model zoo",
+    "app_pages/2_Fine_tune.py": "Fine-tune",
+    "app_pages/3_Compare_runs.py": "Compare runs",
+    "app_pages/4_Crystal_viewer.py": "Crystal & attention viewer",
+    "app_pages/5_Representations.py": "Representations",
+    "app_pages/6_Predict.py": "Predict",
 }
 URL_PATHS = {path: path.split("/")[-1][2:-3] for path in PAGES if path.startswith("app_pages/")}
 VIEWER_PAGE = "app_pages/4_Crystal_viewer.py"
+FAVICON = str(Path(__file__).resolve().parent / "static" / "favicon.png")
 
 
 def setup(title: str) -> str:
@@ -38,7 +41,7 @@ def setup(title: str) -> str:
     """
     from cgcnn.app import identity as ident
 
-    st.set_page_config(page_title=f"{title} · CGCNN explorer", page_icon="🔬", layout="wide")
+    st.set_page_config(page_title=f"{title} · CGCNN explorer", page_icon=FAVICON, layout="wide")
     token = st.query_params.get("token") or st.session_state.get("token") or ident.new_token()
     st.session_state["token"] = token
     if st.query_params.get("token") != token:
@@ -97,9 +100,9 @@ def page_links() -> None:
     """Links to every page (the display name and token travel with them)."""
     params = link_params() or None
     cols = st.columns(3)
-    for k, (path, (label, icon)) in enumerate(list(PAGES.items())[1:]):
+    for k, (path, label) in enumerate(list(PAGES.items())[1:]):
         with cols[k % 3]:
-            st.page_link(path, label=label, icon=icon, query_params=params)
+            st.page_link(path, label=label, query_params=params)
 
 
 @contextlib.contextmanager

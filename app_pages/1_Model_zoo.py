@@ -26,7 +26,7 @@ with app_ui.boundary("the model zoo"):
         st.markdown(
             f"**Predicts** {md(card.property)} ({md(card.units or 'no units')}) · **task** {md(card.task)}  \n"
             f"**Trained on** {md(card.train_size if card.train_size is not None else '?')} crystals  \n"
-            f"**Error** {md(card.mae if card.mae is not None else 'n/a')} ({md(card.mae_metric)})  \n"
+            f"**Error** {md(f'{card.mae:.3g}' if card.mae is not None else 'n/a')} ({md(card.mae_metric)})  \n"
             f"**Source** {md(card.source)}"
         )
         if card.notes:

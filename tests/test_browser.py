@@ -252,3 +252,28 @@ def test_hostile_names_render_as_text_and_nothing_leaves_localhost(browser, host
         assert outside == [], outside
     finally:
         context.close()
+
+
+def test_no_request_leaves_localhost_on_any_page(browser, server):
+    """Offline classroom: every page, its icons and fonts come from the app itself (issue: 40 font-host fetches)."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    outside: list[str] = []
+
+    def guard(route):
+        url = route.request.url
+        if url.startswith(("http://127.0.0.1", "http://localhost", "ws://127.0.0.1", "data:", "blob:", "about:")):
+            route.continue_()
+        else:
+            outside.append(url)
+            route.abort()
+
+    context.route("**/*", guard)
+    page = context.new_page()
+    try:
+        for path in PAGES:
+            page.goto(f"{server.url}/{path}?user=demo&token={DEMO_TOKEN}", wait_until="domcontentloaded")
+            wait_until_idle(page)
+            time.sleep(1.0)  # icons and fonts load after the script has run
+    finally:
+        context.close()
+    assert outside == [], sorted(set(outside))[:10]
