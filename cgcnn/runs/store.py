@@ -664,9 +664,17 @@ class RunStore:
             params.append(int(limit))
         return [RunRecord.from_row(r) for r in self._read(sql, params)]
 
-    def counts(self, owner: str | None = None, sweep_id: str | None = None) -> dict[str, int]:
-        """Number of runs per status (every status present, zero if none)."""
+    def counts(
+        self, owner: str | None = None, sweep_id: str | None = None, computations_only: bool = False
+    ) -> dict[str, int]:
+        """Number of runs per status (every status present, zero if none).
+
+        With ``computations_only``, entries that reuse another run's computation are not counted (what the
+        workers have to do).
+        """
         where, params = self._filters(owner=owner, sweep_id=sweep_id)
+        if computations_only:
+            where += (" AND " if where else " WHERE ") + "source_run_id IS NULL"
         rows = self._read(f"SELECT status, COUNT(*) FROM runs{where} GROUP BY status", params)
         counts = dict.fromkeys(STATUSES, 0)
         counts.update({r[0]: int(r[1]) for r in rows})
