@@ -274,6 +274,7 @@ class JobRunner:
         self._last_reap = 0.0
         self._last_spawn_failure = 0.0
         self.orphans = 0  # live workers of a dead runner, counted against max_workers
+        self.fallback_reason: str | None = None  # set by make_runner when Ray was asked for but unreachable
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.store!r}, max_workers={self.max_workers}, target={self.target!r})"
@@ -654,10 +655,19 @@ def get_runner(store_path: Path | str | None = None, **kwargs: Any) -> JobRunner
 def make_runner(store: RunStore | Path | str | None = None, executor: str | None = None, **kwargs: Any) -> JobRunner:
     """A job runner for ``executor`` (``local`` or ``ray``; default ``$CGCNN_EXECUTOR`` or ``local``).
 
-    Ray options (``ray_address``, ``num_cpus``, ``fallback_local``) go to the Ray runner only.
+    Ray options go to the Ray runner only: ``ray_address`` (default ``$CGCNN_RAY_ADDRESS``; none: a local
+    instance), ``num_cpus`` per task (``$CGCNN_RAY_NUM_CPUS``, 1) and ``fallback_local``
+    (``$CGCNN_RAY_FALLBACK_LOCAL=1``): when Ray cannot be reached, run on local workers instead of raising.
+    The returned runner's ``fallback_reason`` says why it is local although Ray was asked for (else None).
+
+    Raises:
+        RayUnavailable: Ray was asked for, cannot be reached, and no fallback was asked for.
     """
     executor = (executor or os.environ.get("CGCNN_EXECUTOR", "") or "local").strip().lower()
     ray_options = {k: kwargs.pop(k) for k in ("ray_address", "num_cpus", "fallback_local") if k in kwargs}
+    fallback = ray_options.pop("fallback_local", None)
+    if fallback is None:
+        fallback = os.environ.get("CGCNN_RAY_FALLBACK_LOCAL", "").strip().lower() in ("1", "true", "yes")
     if executor == "local":
         return JobRunner(store, **kwargs)
     if executor == "ray":
@@ -666,10 +676,11 @@ def make_runner(store: RunStore | Path | str | None = None, executor: str | None
         try:
             return RayJobRunner(store, **ray_options, **kwargs)
         except RayUnavailable as exc:
-            if not ray_options.get("fallback_local"):
+            if not fallback:
                 raise
-            log.warning("%s; running locally instead (fallback asked for)", exc)
-            return JobRunner(store, **kwargs)
+            runner = JobRunner(store, **kwargs)
+            runner.fallback_reason = f"{exc}; running on this machine instead"
+            return runner
     raise JobError(f"unknown executor {executor!r}: use 'local' or 'ray'")
 
 
