@@ -125,8 +125,10 @@ def _cmd_runs(args: argparse.Namespace) -> int:
         print(f"run {args.run_id} saved to the zoo as {args.name!r} (use --model {args.name})")
         return 0
     if action == "delete":
-        store.delete(args.run_id)
-        print(f"run {args.run_id} deleted")
+        if store.delete(args.run_id):
+            print(f"run {args.run_id} deleted")
+        else:
+            print(f"run {args.run_id} hidden: other runs reuse its results, so they are kept until those go")
         return 0
     records = store.list_runs(owner=args.owner, status=args.status, limit=args.limit)
     if args.json:
