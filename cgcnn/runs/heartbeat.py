@@ -63,7 +63,7 @@ class Heartbeat(threading.Thread):
                 return
             if self.max_s is not None and not self.overtime and time.monotonic() - self.started >= self.max_s:
                 self.overtime = True
-                if self.on_overtime is not None:
+                if self.on_overtime is not None and not self.done.is_set():
                     self.on_overtime()
                 continue
             try:

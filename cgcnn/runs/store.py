@@ -929,7 +929,11 @@ class RunStore:
         return self._write(go)
 
     def queue_position(self, run_id: str) -> int | None:
-        """1-based place of a queued run among queued runs in creation order; None if it is not queued."""
+        """1-based place of a queued run among queued runs in creation order; None if it is not queued.
+
+        An entry that reuses a computation has the place of that computation.
+        """
+        run_id = self._source_ids([run_id])[run_id]
         rows = self._read(
             "SELECT (SELECT COUNT(*) FROM runs q WHERE q.status = 'queued' AND q.source_run_id IS NULL AND "
             "(q.created_at < r.created_at OR (q.created_at = r.created_at AND q.rowid <= r.rowid))), r.status "
