@@ -22,6 +22,16 @@ Stale runs: a worker that dies without a word (SIGKILL, power loss) leaves its r
 notices that on reads; the job runner and the app call :meth:`RunStore.reap_stale` explicitly, which fails
 every running run whose heartbeat is older than a timeout. Its finished epochs stay in the store.
 
+Shared results: :meth:`RunStore.launch` gives each owner their own entry, but an entry whose spec key matches a
+``done`` run or an identical queued/running one points to it (``source_run_id``) instead of computing again; its
+status, results and checkpoint path are copied from the source whenever the source changes state (every status
+write calls ``_sync_followers`` in the same transaction), and its epochs and predictions are read from the
+source. Entries pointing to a computation are never claimed or reaped. A computation stays while any entry points
+to it (:meth:`RunStore.hide`, :meth:`RunStore.delete`).
+
+Fair queue: :meth:`RunStore.claim_next` serves the owner with the fewest runs in progress, then the owner served
+least recently, then the oldest run; :meth:`RunStore.launch` enforces ``CGCNN_MAX_QUEUED_PER_USER``.
+
 Schema changes are ordered migrations (:data:`MIGRATIONS`), tracked with SQLite's ``user_version`` pragma;
 opening an older file upgrades it in one transaction.
 """
