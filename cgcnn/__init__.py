@@ -20,6 +20,9 @@ with :func:`run_finetune`. Names are imported on first use.
 from __future__ import annotations
 
 from cgcnn._facade import lazy_exports
+from cgcnn.numerics import pin_numerics
+
+pin_numerics()  # before any module of the package imports torch (see cgcnn.numerics)
 
 __version__ = "0.1.0"
 

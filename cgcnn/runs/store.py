@@ -89,6 +89,7 @@ UPDATABLE_COLUMNS = frozenset(_SPEC_COLUMNS) | {
     "checkpoint_path",
     "error",
     "pid",
+    "cpu_capability",
 }
 EPOCH_COLUMNS = ("epoch", "train_loss", "train_mae", "val_loss", "val_mae", "seconds", "lr")
 PREDICTION_COLUMNS = ("crystal_id", "split", "y_true", "y_pred")
@@ -270,6 +271,10 @@ MIGRATIONS: list[list[Migration]] = [
         "CREATE INDEX runs_spec_key ON runs (spec_key, status)",
         "CREATE UNIQUE INDEX runs_name ON runs (name) WHERE name IS NOT NULL",
     ],
+    # 3: the CPU kernel level a run used (numbers are bit-reproducible only at the same level; cgcnn.numerics)
+    [
+        "ALTER TABLE runs ADD COLUMN cpu_capability TEXT",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -313,6 +318,7 @@ class RunRecord:
     cancel_requested: bool = False
     pid: int | None = None
     spec_key: str | None = None
+    cpu_capability: str | None = None
 
     @property
     def is_active(self) -> bool:

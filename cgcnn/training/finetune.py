@@ -25,6 +25,7 @@ from cgcnn.errors import CGCNNError
 from cgcnn.nn.cards import ModelCard
 from cgcnn.nn.checkpoint import save_checkpoint
 from cgcnn.nn.predictor import Predictor
+from cgcnn.numerics import cpu_capability
 from cgcnn.runs.store import RunStore
 from cgcnn.training.train import EpochStats, LabelledGraphs, TrainConfig, TrainResult, train_model
 from cgcnn.training.transfer import FreezeReport, check_freeze_request, prepare_transfer
@@ -202,6 +203,7 @@ def _run(
             split_hash=split.content_hash,
             target=target,
             torch_threads=torch.get_num_threads(),
+            cpu_capability=cpu_capability(),
             model_kind=pretrained.model.config.conv if pretrained is not None else "gated",
         )
 
