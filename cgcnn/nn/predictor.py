@@ -126,8 +126,9 @@ class Ensemble:
 
     @property
     def names(self) -> list[str]:
-        """Each member's card name (``run:ID`` for stored runs)."""
-        return [m.card.name for m in self.members]
+        """Each member's card name (``run:ID`` for stored runs), numbered ``#k`` when two share a name."""
+        names = [m.card.name for m in self.members]
+        return names if len(set(names)) == len(names) else [f"{n}#{k}" for k, n in enumerate(names)]
 
     def predict_members(self, graphs: list[CrystalGraph], clamp: bool = False) -> np.ndarray:
         """Every member's predictions, ``(n_members, n_crystals, n_targets)``."""
