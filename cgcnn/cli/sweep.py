@@ -65,8 +65,46 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_sweep_summary(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from cgcnn.experiments.sweep import store_test_errors, summarize
+    from cgcnn.runs.store import RunStore
+
+    folder = Path(args.folder)
+    runs_csv = folder / "runs.csv"
+    if not runs_csv.is_file():
+        raise CGCNNError(f"{folder} has no runs.csv (a folder written by `sweep --out`)")
+    runs = pd.read_csv(runs_csv)
+    errors = store_test_errors(RunStore())
+    summary = summarize(runs, lambda run_id: _errors_or_none(errors, run_id))
+    summary.to_csv(folder / "summary.csv", index=False)
+    missing = summary["ci_low"].isna().sum() - 1  # the baseline row never has one
+    if missing > 0:
+        print(f"{missing} cell(s) without a bootstrap CI: their runs' test predictions are not in the run store",
+              file=sys.stderr)  # fmt: skip
+    print(summary.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    return 0
+
+
+def _errors_or_none(errors, run_id: str):
+    try:
+        return errors(run_id)
+    except CGCNNError:  # a run of another machine's store
+        return None
+
+
 def add_experiment_parsers(sub: argparse._SubParsersAction) -> None:
-    """Register ``sweep``."""
+    """Register ``sweep`` and ``sweep-summary``."""
+    p = sub.add_parser(
+        "sweep-summary",
+        help="rewrite a sweep folder's summary.csv from its runs.csv (after a statistics change)",
+        description="Recomputes summary.csv (t-test, Holm, sign test; the bootstrap CI where the run store "
+        "holds the runs' per-crystal test predictions) from FOLDER/runs.csv, without training anything.",
+    )
+    p.add_argument("folder", help="a folder written by `sweep --out`")
+    p.set_defaults(func=_cmd_sweep_summary)
+
     p = sub.add_parser(
         "sweep",
         help="fine-tune a grid (models x freeze depths x seeds, plus the scratch baseline) and summarise it",

@@ -204,8 +204,7 @@ def store_test_errors(store: RunStore) -> TestErrors:
     """The per-crystal test errors of stored runs, read from ``store``'s predictions table."""
 
     def errors(run_id: str) -> pd.Series | None:
-        frame = store.predictions(run_id)
-        frame = frame[frame["split"] == "test"] if "split" in frame else frame
+        frame = store.predictions(run_id, split="test")
         if frame.empty:
             return None
         return pd.Series(frame["y_pred"].to_numpy(float) - frame["y_true"].to_numpy(float), index=frame["crystal_id"])
