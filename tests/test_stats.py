@@ -115,3 +115,21 @@ def test_grid_over_split_seeds_and_runs_csv_column(tmp_path):
     run_id = store.create_run(specs[-1].to_dict())
     frame = runs_frame([store.get(run_id)])
     assert frame.at[0, "split_seed"] == 2
+
+
+def test_sweep_summary_rewrites_a_shipped_folder(tmp_path, isolated_home):
+    import shutil
+
+    from cgcnn.cli.main import main
+    from cgcnn.paths import project_path
+
+    folder = tmp_path / "table3"
+    shutil.copytree(project_path("docs", "results", "table3"), folder)
+    before = pd.read_csv(folder / "summary.csv")
+    assert main(["sweep-summary", str(folder)]) == 0
+    after = pd.read_csv(folder / "summary.csv")
+    assert {"p_holm", "p_sign", "ci_low", "ci_high"} <= set(after.columns)
+    assert after["mean_diff"].equals(before["mean_diff"]) and after["p_value"].equals(before["p_value"])
+    matched = after[(after.pretrained == "own-formation-energy-matched") & (after.freeze == 2)].iloc[0]
+    assert matched.p_sign == pytest.approx(0.375) and matched.wins == 4
+    assert after["ci_low"].isna().all()  # the per-crystal predictions are not in this (empty) store
