@@ -3,7 +3,8 @@
 The package is layered; each layer imports only the ones above it in this list (``tests/test_structure.py``
 checks it):
 
-- :mod:`cgcnn.errors`, :mod:`cgcnn.settings`: errors a user can cause, and the limits a server sets;
+- :mod:`cgcnn.errors`, :mod:`cgcnn.settings`, :mod:`cgcnn.numerics`: errors a user can cause, the limits a
+  server sets, and the math-library settings that make runs reproducible (applied on import, before torch);
 - :mod:`cgcnn.data`: elements, crystal files, datasets and splits, graphs and their cache;
 - :mod:`cgcnn.nn`: convolutions, the model, checkpoints, the predictor;
 - :mod:`cgcnn.runs`: the run store and the job queue;
