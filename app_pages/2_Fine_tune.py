@@ -5,8 +5,9 @@ from __future__ import annotations
 import streamlit as st
 
 import app_ui
+from cgcnn import zoo
 from cgcnn.analysis import viz
-from cgcnn.app import classroom, launch, tables, uploads
+from cgcnn.app import classroom, identity, launch, plain, tables, uploads
 from cgcnn.data.datasets import TARGET_UNITS
 from cgcnn.errors import CGCNNError
 
@@ -29,12 +30,14 @@ def launch_form(store) -> None:
         try:
             path, uploaded = launch.save_upload(store, upload.getvalue(), upload.name)
         except CGCNNError as exc:
-            st.error(f"The upload cannot be used: {exc}")
+            st.error(plain.markdown(f"The upload cannot be used: {exc}"))
         else:
             data_path, targets = str(path), uploaded.targets
             st.success(
-                f"{upload.name}: {len(uploaded)} crystals with label {', '.join(uploaded.targets)}"
-                + (f"; {len(uploaded.rejected)} unreadable crystals left out" if uploaded.rejected else "")
+                plain.markdown(
+                    f"{upload.name}: {len(uploaded)} crystals with label {', '.join(uploaded.targets)}"
+                    + (f"; {len(uploaded.rejected)} unreadable crystals left out" if uploaded.rejected else "")
+                )
             )
     models = [launch.SCRATCH, *tables.model_choices(store)]
     with st.form("ft_form"):
@@ -69,11 +72,11 @@ def launch_form(store) -> None:
         try:
             result = launch.launch(store, specs, owner=user)
         except CGCNNError as exc:
-            st.error(str(exc))
+            st.error(plain.markdown(str(exc)))
             return
-        st.success(f"Queued {len(result.run_ids)} run(s): {', '.join(result.run_ids)}")
+        st.success(plain.markdown(f"Queued {len(result.run_ids)} run(s): {', '.join(result.run_ids)}"))
         for label, why in result.refused:
-            st.warning(f"Not queued: {label}: {why}")
+            st.warning(plain.markdown(f"Not queued: {label}: {why}"))
 
 
 def run_panel(store, record, epochs, mine: bool) -> None:
@@ -82,8 +85,9 @@ def run_panel(store, record, epochs, mine: bool) -> None:
     if status == "queued":
         pos = store.queue_position(record.id)
         text = f"queued, position {pos} in the queue" if pos else text
-    st.markdown(f"**{tables.run_label(record)}** · owner {record.owner or '—'} · `{status}`")
-    st.progress(frac, text=text)
+    md = plain.markdown
+    st.markdown(f"**{md(tables.run_label(record))}** · owner {md(record.owner or '—')} · `{md(status)}`")
+    st.progress(frac, text=md(text))
     if len(epochs):
         units = TARGET_UNITS.get(record.target or "", "")
         a, b = st.columns(2)
@@ -93,7 +97,7 @@ def run_panel(store, record, epochs, mine: bool) -> None:
         return
     if record.is_active:
         if st.button("Cancel", key=f"cancel_{record.id}"):
-            st.toast(f"run {record.id}: {store.request_cancel(record.id)}")
+            st.toast(md(f"run {record.id}: {store.request_cancel(record.id)}"))
         return
     if status == "done":
         with st.expander("Test set parity plot", expanded=False):
@@ -105,8 +109,12 @@ def run_panel(store, record, epochs, mine: bool) -> None:
         c1, c2 = st.columns([3, 1])
         name = c1.text_input("Save to the zoo as", value=record.name or "", key=f"name_{record.id}")
         if c2.button("Save name", key=f"save_{record.id}"):
-            store.set_name(record.id, name.strip() or None)
-            st.toast(f"run {record.id} saved as {name.strip()!r}" if name.strip() else "name cleared")
+            try:
+                saved = zoo.save_run_as(store, record.id, name)
+            except CGCNNError as exc:
+                st.error(md(str(exc)))
+            else:
+                st.toast(md(f"run {record.id} saved as {saved!r}") if saved else "name cleared")
     if st.button("Delete run", key=f"delete_{record.id}"):
         store.delete(record.id)
         st.rerun()
@@ -132,7 +140,8 @@ def runs_section(store) -> None:
             frames = store.epochs_many([r.id for r in shown])
             for record in shown:
                 with st.container(border=True):
-                    run_panel(store, record, frames[frames["run_id"] == record.id], mine=record.owner == user)
+                    mine = identity.can_modify(app_ui.identity(), record, app_ui.is_teacher())
+                    run_panel(store, record, frames[frames["run_id"] == record.id], mine=mine)
             if len(recs) > MAX_SHOWN:
                 st.caption(f"{len(recs) - MAX_SHOWN} older run(s):")
                 st.dataframe(tables.runs_frame(recs[MAX_SHOWN:]), hide_index=True, width="stretch")

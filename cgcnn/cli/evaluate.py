@@ -21,12 +21,14 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from cgcnn.analysis.evaluation import evaluate_model, parity_png
     from cgcnn.analysis.metrics import json_safe
     from cgcnn.nn.predictor import Ensemble
+    from cgcnn.settings import atom_limit
     from cgcnn.training.finetune import load_data
     from cgcnn.zoo import load_model_or_ensemble
 
     model = load_model_or_ensemble(args.model)
     dataset = load_data(args.data)
-    result = evaluate_model(model, dataset, target=args.target, clamp=args.clamp, max_atoms=args.max_atoms)
+    max_atoms = atom_limit(args.max_atoms)
+    result = evaluate_model(model, dataset, target=args.target, clamp=args.clamp, max_atoms=max_atoms)
     for crystal_id, reason in result.failures:
         print(f"error: {crystal_id}: {reason}", file=sys.stderr)
     if args.out:
@@ -73,5 +75,9 @@ def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print one compact JSON object as the last line")
     p.add_argument("--out", help="write a parity plot to this PNG file")
     p.add_argument("--clamp", action="store_true", help="set negative predictions of non-negative targets to 0")
-    p.add_argument("--max-atoms", type=int, help="refuse crystals with more atoms than this")
+    p.add_argument(
+        "--max-atoms",
+        type=int,
+        help="refuse crystals with more atoms than this (default: CGCNN_MAX_ATOMS, 20,000), as predict",
+    )
     p.set_defaults(func=_cmd_evaluate)

@@ -21,6 +21,7 @@ from cgcnn.cli.probe import add_probe_parsers
 from cgcnn.cli.sweep import add_experiment_parsers
 from cgcnn.cli.train import add_train_parsers
 from cgcnn.errors import CGCNNError
+from cgcnn.settings import atom_limit
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
@@ -41,12 +42,18 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from cgcnn.nn.predictor import Ensemble, crystal_files, predict_files
     from cgcnn.zoo import load_model_or_ensemble
 
+    max_atoms = atom_limit(args.max_atoms)
     predictor = load_model_or_ensemble(args.model)
     files = crystal_files(args.paths)
     if not files:
         raise CGCNNError("no crystal files found (a folder is searched for *.cif directly inside it)")
     results = predict_files(
-        predictor, files, widen_radius=args.widen_radius, clamp=args.clamp, max_atoms=args.max_atoms
+        predictor,
+        files,
+        widen_radius=args.widen_radius,
+        max_atoms=max_atoms,
+        read=_isolated_reader(max_atoms),
+        clamp=args.clamp,
     )
     targets = predictor.targets
     ensemble = isinstance(predictor, Ensemble)
@@ -80,6 +87,28 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _isolated_reader(max_atoms: int):
+    """Read a crystal file in the capped parser pool (files given to the CLI may come from anyone)."""
+    from pathlib import Path
+
+    from cgcnn.data.crystal_io import MAX_FILE_BYTES
+    from cgcnn.data.parse_pool import shared_pool
+    from cgcnn.errors import CrystalInputError
+
+    def read(path: Path):
+        try:
+            if path.stat().st_size > MAX_FILE_BYTES:
+                raise CrystalInputError(
+                    f"{path.name}: {path.stat().st_size / 1e6:.0f} MB is too large for a crystal file"
+                )
+            data = path.read_bytes()
+        except OSError as exc:
+            raise CrystalInputError(f"{path.name}: cannot read the file ({exc.strerror})") from None
+        return shared_pool().parse(path.name, data, max_atoms=max_atoms)
+
+    return read
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every command."""
     parser = argparse.ArgumentParser(prog="python -m cgcnn", description=__doc__.splitlines()[0])
@@ -106,11 +135,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", help="CSV file to write (default: stdout)")
     p.add_argument("--clamp", action="store_true", help="set negative predictions of non-negative targets to 0")
-    p.add_argument("--max-atoms", type=int, help="refuse crystals with more atoms than this")
     p.add_argument(
         "--widen-radius",
         action="store_true",
         help="if an atom has no neighbour within the cutoff, search further instead of refusing the crystal",
+    )
+    p.add_argument(
+        "--max-atoms",
+        type=int,
+        help="refuse crystals with more atoms than this (default: CGCNN_MAX_ATOMS, 20,000)",
     )
     p.add_argument("paths", nargs="+", help="CIF files or folders of CIF files")
     p.set_defaults(func=_cmd_predict)

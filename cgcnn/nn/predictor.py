@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -164,22 +165,29 @@ def predict_files(
     predictor: Predictor | Ensemble,
     paths: list[Path],
     widen_radius: bool = False,
-    clamp: bool = False,
     max_atoms: int | None = None,
+    read: Callable[[Path], Structure] = read_structure,
+    clamp: bool = False,
 ) -> list[FilePrediction]:
     """Predict every file; a bad file gets its error message and the others are still predicted.
 
-    With an :class:`Ensemble`, ``values`` is the members' mean, ``std`` their spread and ``members`` each one
-    (``(n_members, n_targets)``).
+    Args:
+        predictor: the model, or an :class:`Ensemble`: then ``values`` is the members' mean, ``std`` their
+            spread and ``members`` each one (``(n_members, n_targets)``).
+        paths: crystal files.
+        widen_radius: search past the cutoff for atoms without a neighbour.
+        max_atoms: refuse crystals with more atoms (default: the model's graph parameters).
+        read: how a file becomes a structure (the CLI passes one that parses in a capped worker process).
+        clamp: clamp negative predictions of non-negative targets at 0 (:func:`clamp_nonnegative`).
     """
     params = dataclasses.replace(predictor.graph_params, widen_radius=widen_radius)
     if max_atoms is not None:
-        params = dataclasses.replace(params, max_atoms=max_atoms)
+        params = dataclasses.replace(params, max_atoms=int(max_atoms))
     results, graphs, good = [], [], []
     for path in paths:
         result = FilePrediction(path=path)
         try:
-            structure = read_structure(path)
+            structure = read(path)
             graph = structure_to_graph(structure, params)
         except CGCNNError as exc:
             msg = str(exc)

@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from cgcnn.errors import CGCNNError
 from cgcnn.paths import PROJECT_ROOT
+from cgcnn.storage import storage_errors
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -271,7 +272,16 @@ MIGRATIONS: list[list[Migration]] = [
         "CREATE INDEX runs_spec_key ON runs (spec_key, status)",
         "CREATE UNIQUE INDEX runs_name ON runs (name) WHERE name IS NOT NULL",
     ],
-    # 3: the CPU kernel level a run used (numbers are bit-reproducible only at the same level; cgcnn.numerics)
+    # 3 (issue 13): display names claimed by a browser's secret token; only its sha256 is kept
+    [
+        """CREATE TABLE name_claims (
+            name_key TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            token_hash TEXT NOT NULL,
+            created_at REAL NOT NULL
+        )""",
+    ],
+    # 4 (issue 12): the CPU kernel level a run used (numbers are bit-reproducible only at the same level)
     [
         "ALTER TABLE runs ADD COLUMN cpu_capability TEXT",
     ],
@@ -356,9 +366,10 @@ class RunStore:
     """
 
     def __init__(self, path: Path | str | None = None) -> None:
-        self.path = Path(path).expanduser() if path is not None else default_home() / STORE_FILENAME
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._init_db()
+        with storage_errors("opening the run store"):
+            self.path = Path(path).expanduser() if path is not None else default_home() / STORE_FILENAME
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._init_db()
 
     def __repr__(self) -> str:
         return f"RunStore({str(self.path)!r})"
@@ -392,13 +403,14 @@ class RunStore:
         # busy_timeout already waits 30 s for the lock; this only covers the rare SQLITE_BUSY that SQLite
         # returns without waiting (WAL recovery, a checkpoint racing a new reader).
         for attempt in range(5):
-            try:
-                return fn()
-            except sqlite3.OperationalError as exc:
-                msg = str(exc).lower()
-                if attempt == 4 or ("locked" not in msg and "busy" not in msg):
-                    raise
-                time.sleep(0.05 * 2**attempt)
+            with storage_errors(f"the run store {self.path}", self.path):  # read-only, full, locked: one message
+                try:
+                    return fn()
+                except sqlite3.OperationalError as exc:
+                    msg = str(exc).lower()
+                    if attempt == 4 or ("locked" not in msg and "busy" not in msg):
+                        raise
+            time.sleep(0.05 * 2**attempt)
         raise AssertionError("unreachable")
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
@@ -910,3 +922,32 @@ class RunStore:
             elif column in _FLOAT_FRAME_COLUMNS:
                 frame[column] = frame[column].astype("float64")
         return frame
+
+    # ----------------------------------------------------------------------------------------- name claims
+
+    def name_claim(self, name_key: str) -> str | None:
+        """The token hash that holds a display name (its case-folded key), or None if nobody claimed it."""
+        rows = self._read("SELECT token_hash FROM name_claims WHERE name_key = ?", (name_key,))
+        return str(rows[0][0]) if rows else None
+
+    def claim_name(self, name_key: str, name: str, token_hash: str) -> str:
+        """Claim a display name for a token hash unless someone holds it; returns the holder's token hash.
+
+        One transaction, so two browsers typing the same new name at once cannot both win.
+        """
+
+        def go(conn: sqlite3.Connection) -> str:
+            conn.execute(
+                "INSERT OR IGNORE INTO name_claims (name_key, name, token_hash, created_at) VALUES (?, ?, ?, ?)",
+                (name_key, name, token_hash, time.time()),
+            )
+            row = conn.execute("SELECT token_hash FROM name_claims WHERE name_key = ?", (name_key,)).fetchone()
+            return str(row[0])
+
+        return self._write(go)
+
+    def release_name(self, name_key: str) -> bool:
+        """Free a claimed display name (a teacher's action, e.g. a student lost the link); whether one was held."""
+        return bool(
+            self._write(lambda conn: conn.execute("DELETE FROM name_claims WHERE name_key = ?", (name_key,)).rowcount)
+        )
