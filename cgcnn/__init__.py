@@ -3,7 +3,8 @@
 The package is layered; each layer imports only the ones above it in this list (``tests/test_structure.py``
 checks it):
 
-- :mod:`cgcnn.errors`, :mod:`cgcnn.settings`: errors a user can cause, and the limits a server sets;
+- :mod:`cgcnn.errors`, :mod:`cgcnn.settings`, :mod:`cgcnn.numerics`: errors a user can cause, the limits a
+  server sets, and the math-library settings that make runs reproducible (applied on import, before torch);
 - :mod:`cgcnn.data`: elements, crystal files, datasets and splits, graphs and their cache;
 - :mod:`cgcnn.nn`: convolutions, the model, checkpoints, the predictor;
 - :mod:`cgcnn.runs`: the run store and the job queue;
@@ -20,6 +21,9 @@ with :func:`run_finetune`. Names are imported on first use.
 from __future__ import annotations
 
 from cgcnn._facade import lazy_exports
+from cgcnn.numerics import pin_numerics
+
+pin_numerics()  # before any module of the package imports torch (see cgcnn.numerics)
 
 __version__ = "0.1.0"
 
