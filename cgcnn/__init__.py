@@ -3,8 +3,9 @@
 The package is layered; each layer imports only the ones above it in this list (``tests/test_structure.py``
 checks it):
 
-- :mod:`cgcnn.errors`, :mod:`cgcnn.settings`, :mod:`cgcnn.paths`, :mod:`cgcnn.names`, :mod:`cgcnn.storage`,
-  ``cgcnn._facade``: errors a user can cause, the limits a server sets, the project's folders, the rule for
+- :mod:`cgcnn.errors`, :mod:`cgcnn.settings`, :mod:`cgcnn.numerics`, :mod:`cgcnn.paths`, :mod:`cgcnn.names`,
+  :mod:`cgcnn.storage`, ``cgcnn._facade``: errors a user can cause, the limits a server sets, the math-library
+  settings that make runs reproducible (applied on import, before torch), the project's folders, the rule for
   names people choose, disk and database faults as one message, and the lazy imports of the package facades;
 - :mod:`cgcnn.data`: elements, crystal files, datasets and splits, graphs and their cache;
 - :mod:`cgcnn.nn`: convolutions, the model, checkpoints, the predictor;
@@ -23,6 +24,9 @@ The public facade is small: build a graph with :func:`structure_to_graph` (with 
 from __future__ import annotations
 
 from cgcnn._facade import lazy_exports
+from cgcnn.numerics import pin_numerics
+
+pin_numerics()  # before any module of the package imports torch (see cgcnn.numerics)
 
 __version__ = "0.1.0"
 

@@ -20,7 +20,7 @@ from cgcnn.errors import CheckpointError
 from cgcnn.nn.cards import ModelCard
 from cgcnn.nn.checkpoint import load_checkpoint, read_config, safe_torch_load
 from cgcnn.nn.model import ModelConfig
-from cgcnn.nn.predictor import Predictor
+from cgcnn.nn.predictor import Ensemble, Predictor
 from cgcnn.paths import project_path
 from cgcnn.runs.store import RunRecord, RunStore
 
@@ -198,6 +198,18 @@ def locate_checkpoint(name_or_path: str, store: RunStore | None = None) -> tuple
         return _run_checkpoint(named), name_or_path
     known = ", ".join(card.name for card in list_cards(store))
     raise CheckpointError(f"unknown model {name_or_path!r}: not a zoo name ({known}), a run:ID or a file")
+
+
+def load_model_or_ensemble(names: str, store: RunStore | None = None) -> Predictor | Ensemble:
+    """One model (see :func:`load_model`), or an :class:`Ensemble` of several named with commas.
+
+    ``run:A,run:B,run:C`` (any mix of names, ``run:ID`` and paths) gives the seed ensemble of those runs.
+    """
+    parts = [p.strip() for p in names.split(",") if p.strip()]
+    if len(parts) <= 1:
+        return load_model(parts[0] if parts else names, store)
+    store = store or RunStore()
+    return Ensemble([load_model(p, store) for p in parts])
 
 
 def _run_card(record: RunRecord) -> ModelCard:

@@ -20,6 +20,7 @@ LAYERS: dict[str, int] = {
     "settings": 0,
     "paths": 0,
     "names": 0,
+    "numerics": 0,
     "storage": 0,
     "_facade": 0,
     "data": 1,

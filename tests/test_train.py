@@ -115,7 +115,10 @@ def test_training_loss_falls_and_seeds_matter(small_sets, pretrained):
 
 
 def test_same_seed_same_numbers_across_processes(isolated_home):
-    """The user-facing promise: the same command gives the same test MAE, to the last bit."""
+    """The user-facing promise: the same command at a fixed thread count gives the same test MAE, to the last bit.
+
+    (20 processes at one thread: tests/test_numerics.py.)
+    """
     cmd = [
         sys.executable,
         "-m",
@@ -135,6 +138,8 @@ def test_same_seed_same_numbers_across_processes(isolated_home):
         "3",
         "--batch-size",
         "16",
+        "--threads",
+        "2",
         "--json",
         "--quiet",
         "--no-store",
@@ -173,6 +178,7 @@ def test_finetune_records_the_run_and_scratch_shares_the_split(isolated_home):
     record = store.get(tuned.run_id)
     assert record.status == "done" and record.test_mae == pytest.approx(tuned.result.test.mae)
     assert record.split_hash == tuned.split.content_hash and record.freeze == 2
+    assert record.cpu_capability == torch.backends.cpu.get_cpu_capability()
     assert len(store.epochs(tuned.run_id)) == 2
     preds = store.predictions(tuned.run_id)
     assert len(preds) == SMALL["n_test"]

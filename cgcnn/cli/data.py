@@ -88,6 +88,8 @@ def summarize(dataset: Any) -> dict[str, Any]:
         info["structure_conflicts"] = meta["structure_conflicts"]["n"]
     if dataset.rejected:
         info["rejected"] = [list(r) for r in dataset.rejected[:20]]
+    # structure-equivalent crystals found by `data build-default` (None: built before that check existed)
+    info["duplicate_groups"] = meta.get("duplicate_groups")
     return info
 
 

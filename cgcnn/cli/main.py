@@ -15,6 +15,7 @@ import warnings
 
 from cgcnn import __version__
 from cgcnn.cli.data import add_data_parser
+from cgcnn.cli.evaluate import add_evaluate_parser
 from cgcnn.cli.pretrain import add_pretrain_parsers
 from cgcnn.cli.probe import add_probe_parsers
 from cgcnn.cli.sweep import add_experiment_parsers
@@ -38,21 +39,29 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from cgcnn.nn.predictor import crystal_files, predict_files
-    from cgcnn.zoo import load_model
+    from cgcnn.nn.predictor import Ensemble, crystal_files, predict_files
+    from cgcnn.zoo import load_model_or_ensemble
 
     max_atoms = atom_limit(args.max_atoms)
-    predictor = load_model(args.model)
+    predictor = load_model_or_ensemble(args.model)
     files = crystal_files(args.paths)
     if not files:
         raise CGCNNError("no crystal files found (a folder is searched for *.cif directly inside it)")
     results = predict_files(
-        predictor, files, widen_radius=args.widen_radius, max_atoms=max_atoms, read=_isolated_reader(max_atoms)
+        predictor,
+        files,
+        widen_radius=args.widen_radius,
+        max_atoms=max_atoms,
+        read=_isolated_reader(max_atoms),
+        clamp=args.clamp,
     )
     targets = predictor.targets
+    ensemble = isinstance(predictor, Ensemble)
     header = ["id", "prediction"]
     if len(targets) > 1:
         header += [f"prediction_{t}" for t in targets]
+    if ensemble:  # spread and members of the first target
+        header += ["std", *[f"member_{name}" for name in predictor.names]]
     header.append("formula")
     out = open(args.out, "w", newline="") if args.out else sys.stdout  # noqa: SIM115
     try:
@@ -66,6 +75,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
                 continue
             values = [repr(float(v)) for v in r.values]
             extra = values if len(targets) > 1 else []
+            if ensemble:
+                extra = [*extra, repr(float(r.std[0])), *[repr(float(v)) for v in r.members[:, 0]]]
             writer.writerow([r.path.stem, values[0], *extra, r.formula])
     finally:
         if args.out:
@@ -116,8 +127,14 @@ def build_parser() -> argparse.ArgumentParser:
         "Predictions are in the model's units (log10 GPa for the moduli; probability of the positive "
         "class for a classifier). A bad file is reported on stderr and skipped; exit code 1 if any failed.",
     )
-    p.add_argument("--model", required=True, help="zoo name or checkpoint path (see `models`)")
+    p.add_argument(
+        "--model",
+        required=True,
+        help="zoo name, checkpoint path or run:ID (see `models`); several joined by commas form an ensemble "
+        "(columns std and member_<name> added)",
+    )
     p.add_argument("--out", help="CSV file to write (default: stdout)")
+    p.add_argument("--clamp", action="store_true", help="set negative predictions of non-negative targets to 0")
     p.add_argument(
         "--widen-radius",
         action="store_true",
@@ -131,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", help="CIF files or folders of CIF files")
     p.set_defaults(func=_cmd_predict)
 
+    add_evaluate_parser(sub)
     add_data_parser(sub)
     add_train_parsers(sub)
     add_pretrain_parsers(sub)

@@ -36,6 +36,11 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         load_model(name)  # fail now, not in every worker
         for k in freezes:
             check_freeze_request(name, k)
+    hyper: dict = {"epochs": args.epochs}
+    if args.patience is not None:
+        hyper["patience"] = args.patience
+    if args.milestones:
+        hyper["lr_milestones"] = args.milestones
     grid = SweepGrid(
         pretrained=pretrained,
         freezes=freezes,
@@ -46,7 +51,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         n_val=args.val,
         n_test=args.test,
         split_seed=args.split_seed,
-        hyperparams={"epochs": args.epochs},
+        split_seeds=parse_int_list(args.split_seeds) if args.split_seeds else None,
+        hyperparams=hyper,
     )
     store = RunStore()
     out = Path(args.out) if args.out else None
@@ -67,14 +73,54 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_sweep_summary(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from cgcnn.experiments.sweep import store_test_errors, summarize
+    from cgcnn.runs.store import RunStore
+
+    folder = Path(args.folder)
+    runs_csv = folder / "runs.csv"
+    if not runs_csv.is_file():
+        raise CGCNNError(f"{folder} has no runs.csv (a folder written by `sweep --out`)")
+    runs = pd.read_csv(runs_csv)
+    errors = store_test_errors(RunStore())
+    summary = summarize(runs, lambda run_id: _errors_or_none(errors, run_id))
+    summary.to_csv(folder / "summary.csv", index=False)
+    missing = summary["ci_low"].isna().sum() - 1  # the baseline row never has one
+    if missing > 0:
+        print(f"{missing} cell(s) without a bootstrap CI: their runs' test predictions are not in the run store",
+              file=sys.stderr)  # fmt: skip
+    print(summary.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    return 0
+
+
+def _errors_or_none(errors, run_id: str):
+    try:
+        return errors(run_id)
+    except CGCNNError:  # a run of another machine's store
+        return None
+
+
 def add_experiment_parsers(sub: argparse._SubParsersAction) -> None:
-    """Register ``sweep``."""
+    """Register ``sweep`` and ``sweep-summary``."""
+    p = sub.add_parser(
+        "sweep-summary",
+        help="rewrite a sweep folder's summary.csv from its runs.csv (after a statistics change)",
+        description="Recomputes summary.csv (t-test, Holm, sign test; the bootstrap CI where the run store "
+        "holds the runs' per-crystal test predictions) from FOLDER/runs.csv, without training anything.",
+    )
+    p.add_argument("folder", help="a folder written by `sweep --out`")
+    p.set_defaults(func=_cmd_sweep_summary)
+
     p = sub.add_parser(
         "sweep",
         help="fine-tune a grid (models x freeze depths x seeds, plus the scratch baseline) and summarise it",
         description="Runs every cell not already done in the run store (a stopped sweep resumes), in worker "
         "processes with one torch thread each, and writes runs.csv, summary.csv (mean ± std per cell; paired "
-        "difference to the same seed's scratch model, wins, paired t-test p-value) and summary.png as runs finish.",
+        "difference to the scratch model of the same split seed and seed, wins, paired t-test p-value, its Holm "
+        "correction over all cells, exact sign test, 95% bootstrap CI over test crystals and pairs) and "
+        "summary.png as runs finish.",
     )
     p.add_argument("--pretrained", required=True, help="comma-separated zoo names")
     p.add_argument("--freeze", default="1,2,3", help="freeze depths, e.g. 1,2,3 (default)")
@@ -83,7 +129,13 @@ def add_experiment_parsers(sub: argparse._SubParsersAction) -> None:
     options.add_target(p, "label to learn")
     options.add_sizes(p)
     options.add_split_seed(p)
+    p.add_argument(
+        "--split-seeds",
+        help="several canonical splits, e.g. 0-2: every cell and seed runs on each; pairs match on (split, seed)",
+    )
     p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--patience", type=int, help="early stopping after this many epochs without improvement")
+    p.add_argument("--milestones", type=int, nargs="*", help="epochs where the learning rate drops tenfold")
     p.add_argument("--workers", type=int, help="parallel runs (default: one per core)")
     p.add_argument("--out", help="folder for runs.csv, summary.csv and summary.png")
     p.add_argument("--name", default="sweep", help="sweep id recorded with each run")

@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from cgcnn.data.datasets import DEFAULT_ASSET_NAME, DatasetError, dataset_from_arrays, read_asset, write_asset
+from cgcnn.data.dedup import duplicate_groups
 
 MATMINER_REQUIREMENT = "matminer==0.4.2"
 JARVIS_REQUIREMENT = "jarvis-leaderboard==2024.10.30"
@@ -532,6 +533,7 @@ def build_default_dataset(out_dir: Path, work_dir: Path | None = None, force: bo
                 f"the rebuilt dataset has content hash {new_hash[:12]}…, the frozen {target} has "
                 f"{old_hash[:12]}…; models depend on the frozen one (use --force to replace it)"
             )
+    metadata["duplicate_groups"] = duplicate_groups(dataset)  # structure-equivalent crystals (cgcnn.data.dedup)
     metadata["content_hash"] = write_asset(dataset, target, metadata)
     (out_dir / "README.md").write_text(render_readme(metadata, target))
     metadata["path"] = str(target)
@@ -542,6 +544,13 @@ def build_default_dataset(out_dir: Path, work_dir: Path | None = None, force: bo
 # --------------------------------------------------------------------------------------------------------------
 # README
 # --------------------------------------------------------------------------------------------------------------
+
+
+def _duplicates_text(meta: dict[str, Any]) -> str:
+    groups = meta.get("duplicate_groups")
+    if groups is None:
+        return "not checked in this build"
+    return f"{len(groups)} groups holding {sum(len(g) for g in groups)} crystals"
 
 
 def render_readme(meta: dict[str, Any], asset: Path) -> str:
@@ -642,6 +651,10 @@ Detailed counters (the ids of every conflict are in the file's metadata):
 | counter | n |
 |---|---|
 {count_lines}
+
+Structure-equivalent crystals (pymatgen `StructureMatcher` on reduced structures, bucketed by formula; the
+groups are in the file's metadata as `duplicate_groups` and in `data info --json`): {_duplicates_text(meta)}.
+Splits stay as they are (by id); pretraining sets exclude the twins of the band-gap test block.
 
 Rejected crystals:
 

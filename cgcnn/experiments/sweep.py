@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from cgcnn.experiments.stats import PairErrors, holm, paired_bootstrap_ci, sign_test
 from cgcnn.experiments.study import study_mae
 from cgcnn.runs.jobs import JobRunner
 from cgcnn.runs.store import RunRecord, RunStore, compute_spec_key
@@ -31,7 +32,7 @@ from cgcnn.training.transfer import SCRATCH
 
 @dataclass
 class SweepGrid:
-    """A grid of fine-tunes on one split.
+    """A grid of fine-tunes on one split (or several: ``split_seeds``).
 
     Attributes:
         pretrained: zoo names (or paths) to fine-tune from.
@@ -39,6 +40,8 @@ class SweepGrid:
         seeds: model seeds; every cell runs once per seed.
         baseline: also train from scratch for every seed (the reference of the paired comparison).
         target, n_train, n_val, n_test, split_seed: the shared split (the study's 1000/1000/1000 by default).
+        split_seeds: several canonical splits instead of ``split_seed``: every cell and seed runs on each, and
+            pairs match on (split seed, seed), so the comparison covers the choice of test set too.
         hyperparams: training settings of every run (``threads`` is forced to 1, see the module docstring).
     """
 
@@ -52,20 +55,26 @@ class SweepGrid:
     n_test: int = 1000
     split_seed: int = 0
     hyperparams: dict = field(default_factory=dict)
+    split_seeds: list[int] | None = None
 
     def specs(self) -> list[FinetuneSpec]:
-        """Every run of the grid: per seed, the baseline first, then each model and depth."""
+        """Every run of the grid: per split and seed, the baseline first, then each model and depth."""
         hyper = {**self.hyperparams, "threads": 1}
         common = {
             "target": self.target,
             "n_train": self.n_train,
             "n_val": self.n_val,
             "n_test": self.n_test,
-            "split_seed": self.split_seed,
             "hyperparams": hyper,
         }
+        splits = self.split_seeds if self.split_seeds else [self.split_seed]
         cells = ([(SCRATCH, 0)] if self.baseline else []) + [(p, k) for p in self.pretrained for k in self.freezes]
-        return [FinetuneSpec(p, k, seed=s, **common) for s in self.seeds for p, k in cells]
+        return [
+            FinetuneSpec(p, k, seed=s, split_seed=split, **common)
+            for split in splits
+            for s in self.seeds
+            for p, k in cells
+        ]
 
 
 class Executor(Protocol):
@@ -186,7 +195,7 @@ def run_sweep(
 
     def write() -> SweepResult:
         runs = runs_frame(done.values())
-        result = SweepResult(runs, summarize(runs))
+        result = SweepResult(runs, summarize(runs, store_test_errors(store)))
         if out_dir is not None:
             out_dir.mkdir(parents=True, exist_ok=True)
             runs.to_csv(out_dir / "runs.csv", index=False)
@@ -214,6 +223,7 @@ def runs_frame(records: Iterable[RunRecord]) -> pd.DataFrame:
             "pretrained": r.pretrained,
             "freeze": r.freeze,
             "seed": r.seed,
+            "split_seed": r.split_seed,
             "target": r.target,
             "n_train": r.n_train,
             "n_val": r.n_val,
@@ -228,28 +238,54 @@ def runs_frame(records: Iterable[RunRecord]) -> pd.DataFrame:
         }
         for r in records
     ]
-    columns = ["run_id", "pretrained", "freeze", "seed", "target", "n_train", "n_val", "n_test", "split_hash",
-               "test_mae", "best_epoch", "seconds", "torch_threads", "executor", "host"]  # fmt: skip
+    columns = ["run_id", "pretrained", "freeze", "seed", "split_seed", "target", "n_train", "n_val", "n_test",
+               "split_hash", "test_mae", "best_epoch", "seconds", "torch_threads", "executor", "host"]  # fmt: skip
     frame = pd.DataFrame(rows, columns=columns)
-    return frame.sort_values(["pretrained", "freeze", "seed"], ignore_index=True)
+    return frame.sort_values(["pretrained", "freeze", "split_seed", "seed"], ignore_index=True)
 
 
-def summarize(runs: pd.DataFrame) -> pd.DataFrame:
-    """Mean ± std of test MAE per cell, and a paired comparison with the baseline over the shared seeds.
+#: Per-crystal test errors of a run: ``crystal_id`` → prediction − label (None when the run has none stored).
+TestErrors = Callable[[str], "pd.Series | None"]
 
-    The comparison pairs each seed's fine-tune with the same seed's scratch model (same split, same data
-    order): ``diff`` = cell − baseline (negative: transfer helps), with its mean, standard deviation, the
-    number of seeds where the fine-tune won, and a paired t-test's p-value (two-sided; None with < 2 pairs).
+
+def store_test_errors(store: RunStore) -> TestErrors:
+    """The per-crystal test errors of stored runs, read from ``store``'s predictions table."""
+
+    def errors(run_id: str) -> pd.Series | None:
+        frame = store.predictions(run_id, split="test")
+        if frame.empty:
+            return None
+        return pd.Series(frame["y_pred"].to_numpy(float) - frame["y_true"].to_numpy(float), index=frame["crystal_id"])
+
+    return errors
+
+
+def summarize(runs: pd.DataFrame, test_errors: TestErrors | None = None) -> pd.DataFrame:
+    """Mean ± std of test MAE per cell, and a paired comparison with the baseline.
+
+    Pairs match on (split seed, seed): the fine-tune and the scratch model of one pair share the split and the
+    data order. ``diff`` = cell − baseline (negative: transfer helps). Per cell: its mean and standard
+    deviation, ``wins`` (pairs where the fine-tune is better), ``p_value`` (paired t-test, two-sided; None
+    with < 2 pairs), ``p_holm`` (that p-value Holm-corrected over every non-baseline cell of this summary),
+    ``p_sign`` (exact two-sided sign test, ties dropped), and ``ci_low``/``ci_high`` (95% interval of the mean
+    difference from a bootstrap over test crystals and pairs; only when ``test_errors`` gives every pair's
+    per-crystal errors). The baseline row leaves the comparison columns blank. See
+    :mod:`cgcnn.experiments.stats`.
     """
     columns = ["pretrained", "freeze", "n", "mean_mae", "std_mae", "study_mae", "n_pairs", "mean_diff",
-               "std_diff", "wins", "p_value"]  # fmt: skip
+               "std_diff", "wins", "p_value", "p_holm", "p_sign", "ci_low", "ci_high"]  # fmt: skip
     if runs.empty:
         return pd.DataFrame(columns=columns)
-    base = runs[runs.pretrained == SCRATCH].set_index("seed")["test_mae"]
+    runs = runs.copy()
+    if "split_seed" not in runs:
+        runs["split_seed"] = 0  # results written before split seeds were recorded: all on split 0
+    runs["split_seed"] = runs["split_seed"].fillna(0).astype(int)
+    pair_key = ["split_seed", "seed"]
+    base_runs = runs[runs.pretrained == SCRATCH].set_index(pair_key)
+    base = base_runs["test_mae"]
     rows = []
     for (pretrained, freeze), cell in runs.groupby(["pretrained", "freeze"], sort=True):
         values = cell["test_mae"].to_numpy(dtype=float)
-        paired = cell.set_index("seed")["test_mae"].reindex(base.index).dropna() if pretrained != SCRATCH else None
         row = {
             "pretrained": pretrained,
             "freeze": int(freeze),
@@ -258,11 +294,10 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
             "std_mae": float(values.std(ddof=1)) if len(values) > 1 else float("nan"),
             "study_mae": study_mae(pretrained, int(freeze)),
             "n_pairs": 0,
-            "mean_diff": None,
-            "std_diff": None,
-            "wins": None,
-            "p_value": None,
+            **dict.fromkeys(columns[7:]),
         }
+        cell = cell.set_index(pair_key)
+        paired = cell["test_mae"].reindex(base.index).dropna() if pretrained != SCRATCH else None
         if paired is not None and len(paired):
             diff = paired.to_numpy(dtype=float) - base.loc[paired.index].to_numpy(dtype=float)
             row.update(
@@ -271,11 +306,34 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
                 std_diff=float(diff.std(ddof=1)) if len(diff) > 1 else None,
                 wins=int((diff < 0).sum()),
                 p_value=_paired_p(diff),
+                p_sign=sign_test(diff),
             )
+            if test_errors is not None and "run_id" in cell:
+                ci = _bootstrap_ci(
+                    [(key, cell.at[key, "run_id"], base_runs.at[key, "run_id"]) for key in paired.index], test_errors
+                )
+                if ci is not None:
+                    row["ci_low"], row["ci_high"] = ci
         rows.append(row)
     frame = pd.DataFrame(rows, columns=columns)
     is_base = frame.pretrained == SCRATCH
+    frame["p_holm"] = pd.Series(holm([None if is_base[i] else frame.at[i, "p_value"] for i in frame.index]),
+                                index=frame.index, dtype=object)  # fmt: skip
     return pd.concat([frame[is_base], frame[~is_base]], ignore_index=True)  # baseline first
+
+
+def _bootstrap_ci(pairs: list[tuple[tuple, str, str]], test_errors: TestErrors) -> tuple[float, float] | None:
+    """The paired bootstrap interval of one cell, or None when a pair's per-crystal errors are missing."""
+    pair_errors = []
+    for (split_seed, _seed), cell_run, base_run in pairs:
+        cell, base = test_errors(cell_run), test_errors(base_run)
+        if cell is None or base is None:
+            return None
+        shared = cell.index.intersection(base.index).sort_values()
+        if len(shared) == 0:
+            return None
+        pair_errors.append(PairErrors(split_seed, cell.loc[shared].to_numpy(float), base.loc[shared].to_numpy(float)))
+    return paired_bootstrap_ci(pair_errors)
 
 
 def _paired_p(diff: np.ndarray) -> float | None:

@@ -18,6 +18,29 @@ from cgcnn.nn.cards import ModelCard
 from cgcnn.nn.model import CrystalGraphConvNet
 from cgcnn.nn.normalizer import Normalizer
 
+#: Targets that cannot be negative; ``clamp=True`` sets their negative predictions to 0.
+NON_NEGATIVE_TARGETS = frozenset({"band_gap", "e_above_hull"})
+
+
+def clamp_nonnegative(values: np.ndarray, targets: list[str]) -> np.ndarray:
+    """``values`` ``(n, n_targets)`` with the columns of :data:`NON_NEGATIVE_TARGETS` clamped at 0.
+
+    The one place predictions are clamped (``predict --clamp``, ``evaluate --clamp``, the pages). Off by
+    default, so the original models' numbers still match the reference implementation: a regression head
+    does not know a band gap is never negative, and 4-12% of its test predictions are.
+
+    Raises:
+        CGCNNError: none of ``targets`` is known to be non-negative (clamping would silently do nothing).
+    """
+    columns = [k for k, name in enumerate(targets) if name in NON_NEGATIVE_TARGETS]
+    if not columns:
+        known = ", ".join(sorted(NON_NEGATIVE_TARGETS))
+        raise CGCNNError(f"--clamp applies to targets that cannot be negative ({known}); this model predicts "
+                         f"{', '.join(targets)}")  # fmt: skip
+    values = np.array(values, dtype=np.float64, copy=True)
+    values[:, columns] = np.maximum(values[:, columns], 0.0)
+    return values
+
 
 @dataclass
 class Predictor:
@@ -55,10 +78,11 @@ class Predictor:
         return structure_to_graph(structure, self.graph_params)
 
     @torch.no_grad()
-    def predict_graphs(self, graphs: list[CrystalGraph], batch_size: int = 256) -> np.ndarray:
+    def predict_graphs(self, graphs: list[CrystalGraph], batch_size: int = 256, clamp: bool = False) -> np.ndarray:
         """Predict ``(n_crystals, n_targets)`` values in the model's units.
 
         A classifier gives the probability of its positive class; a regressor its denormalised targets.
+        ``clamp`` sets negative predictions of non-negative targets to 0 (:func:`clamp_nonnegative`).
         """
         self.model.eval()
         device = next(self.model.parameters()).device
@@ -66,13 +90,60 @@ class Predictor:
         for start in range(0, len(graphs), batch_size):
             batch = collate(graphs[start : start + batch_size], self.graph_params).to(device)
             out.append(self.to_units(self.model(batch)))
-        if not out:
-            return np.zeros((0, len(self.targets)))
-        return torch.cat(out).double().cpu().numpy()
+        values = torch.cat(out).double().cpu().numpy() if out else np.zeros((0, len(self.targets)))
+        return clamp_nonnegative(values, self.targets) if clamp else values
 
-    def predict_structures(self, structures: list[Structure], batch_size: int = 256) -> np.ndarray:
+    def predict_structures(self, structures: list[Structure], batch_size: int = 256, clamp: bool = False) -> np.ndarray:
         """Build graphs and predict (see :meth:`predict_graphs`)."""
-        return self.predict_graphs([self.graph(s) for s in structures], batch_size)
+        return self.predict_graphs([self.graph(s) for s in structures], batch_size, clamp=clamp)
+
+
+@dataclass
+class Ensemble:
+    """Several models of one target (typically one fine-tune recipe with different seeds), predicting together.
+
+    The mean is the prediction; the standard deviation over members (ddof 1) is a measure of how much the
+    seeds disagree: a lower bound on the uncertainty (every member saw the same training crystals), whose
+    calibration ``evaluate`` measures.
+    """
+
+    members: list[Predictor]
+
+    def __post_init__(self) -> None:
+        if len(self.members) < 2:
+            raise CGCNNError("an ensemble needs at least two models")
+        first = self.members[0]
+        for other in self.members[1:]:
+            if other.targets != first.targets:
+                raise CGCNNError(f"ensemble members predict different targets ({first.targets} vs {other.targets})")
+            if other.graph_params != first.graph_params:
+                raise CGCNNError("ensemble members build their graphs differently (radius, neighbours or Gaussians)")
+            if other.model.config.classification != first.model.config.classification:
+                raise CGCNNError("an ensemble cannot mix classifiers and regressors")
+
+    @property
+    def targets(self) -> list[str]:
+        """Output names, shared by every member."""
+        return self.members[0].targets
+
+    @property
+    def graph_params(self) -> GraphParams:
+        """Graph parameters, shared by every member."""
+        return self.members[0].graph_params
+
+    @property
+    def names(self) -> list[str]:
+        """Each member's card name (``run:ID`` for stored runs), numbered ``#k`` when two share a name."""
+        names = [m.card.name for m in self.members]
+        return names if len(set(names)) == len(names) else [f"{n}#{k}" for k, n in enumerate(names)]
+
+    def predict_members(self, graphs: list[CrystalGraph], clamp: bool = False) -> np.ndarray:
+        """Every member's predictions, ``(n_members, n_crystals, n_targets)``."""
+        return np.stack([m.predict_graphs(graphs, clamp=clamp) for m in self.members])
+
+    def predict_graphs(self, graphs: list[CrystalGraph], batch_size: int = 256, clamp: bool = False) -> np.ndarray:
+        """The members' mean, ``(n_crystals, n_targets)`` (as :meth:`Predictor.predict_graphs`)."""
+        return self.predict_members(graphs, clamp=clamp).mean(axis=0)
 
 
 @dataclass
@@ -84,6 +155,8 @@ class FilePrediction:
     formula: str = ""
     error: str = ""
     note: str = ""
+    std: np.ndarray | None = None
+    members: np.ndarray | None = None
 
 
 def crystal_files(paths: list[str | Path]) -> list[Path]:
@@ -95,20 +168,23 @@ def crystal_files(paths: list[str | Path]) -> list[Path]:
 
 
 def predict_files(
-    predictor: Predictor,
+    predictor: Predictor | Ensemble,
     paths: list[Path],
     widen_radius: bool = False,
     max_atoms: int | None = None,
     read: Callable[[Path], Structure] = read_structure,
+    clamp: bool = False,
 ) -> list[FilePrediction]:
     """Predict every file; a bad file gets its error message and the others are still predicted.
 
     Args:
-        predictor: the model.
+        predictor: the model, or an :class:`Ensemble`: then ``values`` is the members' mean, ``std`` their
+            spread and ``members`` each one (``(n_members, n_targets)``).
         paths: crystal files.
         widen_radius: search past the cutoff for atoms without a neighbour.
         max_atoms: refuse crystals with more atoms (default: the model's graph parameters).
         read: how a file becomes a structure (the CLI passes one that parses in a capped worker process).
+        clamp: clamp negative predictions of non-negative targets at 0 (:func:`clamp_nonnegative`).
     """
     params = dataclasses.replace(predictor.graph_params, widen_radius=widen_radius)
     if max_atoms is not None:
@@ -129,7 +205,12 @@ def predict_files(
             graphs.append(graph)
             good.append(result)
         results.append(result)
-    if graphs:
-        for result, values in zip(good, predictor.predict_graphs(graphs), strict=True):
+    if graphs and isinstance(predictor, Ensemble):
+        members = predictor.predict_members(graphs, clamp=clamp)
+        means, stds = members.mean(axis=0), members.std(axis=0, ddof=1)
+        for k, result in enumerate(good):
+            result.values, result.std, result.members = means[k], stds[k], members[:, k]
+    elif graphs:
+        for result, values in zip(good, predictor.predict_graphs(graphs, clamp=clamp), strict=True):
             result.values = values
     return results

@@ -106,6 +106,7 @@ UPDATABLE_COLUMNS = frozenset(_SPEC_COLUMNS) | {
     "executor",
     "host",
     "setup_seconds",
+    "cpu_capability",
 }
 # Columns an entry that reuses a computation copies from it whenever the computation changes state, so that
 # lists, filters and the zoo (``run:ID`` loads ``checkpoint_path``) read an entry like any other run.
@@ -124,6 +125,7 @@ FOLLOW_COLUMNS = (
     "executor",
     "host",
     "setup_seconds",
+    "cpu_capability",
 )
 EPOCH_COLUMNS = ("epoch", "train_loss", "train_mae", "val_loss", "val_mae", "seconds", "lr")
 PREDICTION_COLUMNS = ("crystal_id", "split", "y_true", "y_pred")
@@ -328,6 +330,10 @@ MIGRATIONS: list[list[Migration]] = [
         "CREATE INDEX runs_source ON runs (source_run_id)",
         _backfill_spec_keys,
     ],
+    # 5 (issue 12): the CPU kernel level a run used (numbers are bit-reproducible only at the same level)
+    [
+        "ALTER TABLE runs ADD COLUMN cpu_capability TEXT",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -441,6 +447,7 @@ class RunRecord:
     executor: str | None = None
     host: str | None = None
     setup_seconds: float | None = None
+    cpu_capability: str | None = None
 
     @property
     def is_active(self) -> bool:

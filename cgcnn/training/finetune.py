@@ -27,6 +27,7 @@ from cgcnn.nn.cards import ModelCard
 from cgcnn.nn.checkpoint import save_checkpoint
 from cgcnn.nn.model import ModelConfig
 from cgcnn.nn.predictor import Predictor
+from cgcnn.numerics import cpu_capability
 from cgcnn.runs.heartbeat import Heartbeat, overtime_message
 from cgcnn.runs.store import RunStore
 from cgcnn.settings import current_limits
@@ -247,6 +248,7 @@ def _run(
             split_hash=split.content_hash,
             target=target,
             torch_threads=torch.get_num_threads(),
+            cpu_capability=cpu_capability(),
             model_kind=pretrained.model.config.conv if pretrained is not None else ModelConfig().conv,
         )
 
