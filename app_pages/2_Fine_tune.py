@@ -158,7 +158,7 @@ with app_ui.boundary("the fine-tune page"):
     runner = classroom.start_runner(store)
     if runner is None:
         store.reap_stale(120)
-        st.info("This server only queues runs (CGCNN_WORKERS=0): start `python -m cgcnn.runs.jobs drain` to run them.")
+        st.info("This server only queues runs (CGCNN_WORKERS=0): start `python -m cgcnn jobs` to run them.")
     launch_form(store)
     st.subheader("Runs")
     runs_section(store)

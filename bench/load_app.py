@@ -4,7 +4,7 @@ Starts ``streamlit run app.py`` on 127.0.0.1 (a free port, a temporary ``CGCNN_H
 sessions (threads). Each session queues one tiny fine-tune through the job API (``RunStore.create_run``, the
 call the Fine-tune page makes: 40/20/20 crystals, 2 epochs, its own seed) and, while its run is queued or
 running, fetches the app's HTTP endpoints (``/``, ``/_stcore/health``, the static 3Dmol.js) in a bounded
-loop. The queue is drained by the same job runner the app uses (``cgcnn.runs.jobs.get_runner``: niced worker
+loop. The queue is drained by the same job runner the app uses (``cgcnn.runs.executors.get_runner``: niced worker
 processes, one torch thread each), started here, since HTTP requests alone do not start a page script.
 
 Reports latency percentiles per endpoint and job completion times (queue wait, run time, total), and stops by

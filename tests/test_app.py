@@ -100,7 +100,7 @@ def test_launch_needs_a_name():
 
 @pytest.mark.slow
 def test_tiny_finetune_through_the_ui_then_compare():
-    from cgcnn.runs.jobs import get_runner
+    from cgcnn.runs.executors import get_runner
 
     store = RunStore()
     at = page("app_pages/2_Fine_tune.py", user="carol")

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from cgcnn.runs.jobs import JobError, JobRunner, get_runner, import_target, one_line_error, worker_main
+from cgcnn.runs.executors import get_runner
+from cgcnn.runs.jobs import JobError, JobRunner, import_target, one_line_error, worker_main
 from cgcnn.runs.store import RunStore
 
 TESTS = Path(__file__).parent
@@ -260,7 +261,7 @@ def test_worker_main_in_process(store, monkeypatch):
 def test_drain_cli(store):
     ids = queue(store, 2)
     out = subprocess.run(
-        [sys.executable, "-m", "cgcnn.runs.jobs", "drain", "--store", str(store.path), "--target", TARGET],
+        [sys.executable, "-m", "cgcnn.runs.executors", "drain", "--store", str(store.path), "--target", TARGET],
         env={**os.environ, **ENV},
         capture_output=True,
         text=True,

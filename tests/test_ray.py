@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 
 from cgcnn.experiments.sweep import RayExecutor, SweepGrid, run_sweep
-from cgcnn.runs.jobs import JobRunner, make_runner
+from cgcnn.runs.executors import make_runner
+from cgcnn.runs.jobs import JobRunner
 from cgcnn.runs.store import RunStore
 
 TESTS = Path(__file__).parent

@@ -62,16 +62,7 @@ def _imports(name: str) -> set[str]:
     return found
 
 
-#: Known cycles still to be taken apart, each with its reason (the test fails on any other).
-#: - runs.jobs.make_runner imports runs.ray_jobs inside the function to pick the executor, and RayJobRunner
-#:   subclasses jobs.JobRunner: the runner factory (make_runner, get_runner, the ``drain`` command) belongs in a
-#:   module above both.
-KNOWN_CYCLES = {("cgcnn.runs.jobs", "cgcnn.runs.ray_jobs")}
-
-GRAPH = {
-    name: {m for m in _imports(name) if m in MODULES and m != name and (name, m) not in KNOWN_CYCLES}
-    for name in MODULES
-}
+GRAPH = {name: {m for m in _imports(name) if m in MODULES and m != name} for name in MODULES}
 
 
 def _layer(module: str) -> str:

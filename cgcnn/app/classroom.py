@@ -4,7 +4,7 @@ Job queue: the app never trains in its own process. A launch creates one ``queue
 the :class:`~cgcnn.runs.store.RunStore`; :func:`start_runner` returns the process-wide
 :class:`~cgcnn.runs.jobs.JobRunner` (``get_runner``) that drains the queue in niced worker processes with one
 torch thread each. ``CGCNN_WORKERS`` sets how many run at once (default: one per core; ``0``: the app only
-queues, and something else drains, e.g. ``python -m cgcnn.runs.jobs drain``).
+queues, and something else drains, e.g. ``python -m cgcnn.runs.executors drain``).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def worker_count() -> int:
 
 def start_runner(store: RunStore):
     """The process-wide job runner of ``store``, started; None when ``CGCNN_WORKERS=0`` (queue only)."""
-    from cgcnn.runs.jobs import get_runner
+    from cgcnn.runs.executors import get_runner
 
     workers = worker_count()
     if workers == 0:

@@ -156,7 +156,7 @@ def _cmd_runs(args: argparse.Namespace) -> int:
 
 
 def _cmd_jobs(args: argparse.Namespace) -> int:
-    from cgcnn.runs.jobs import make_runner
+    from cgcnn.runs.executors import make_runner
     from cgcnn.runs.store import RunStore
 
     store = RunStore()

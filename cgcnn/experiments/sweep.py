@@ -148,7 +148,7 @@ class RayExecutor(LocalExecutor):
 
     def make_runner(self) -> JobRunner:
         """A Ray runner (or, if asked for and Ray is unreachable, the local one)."""
-        from cgcnn.runs.jobs import make_runner
+        from cgcnn.runs.executors import make_runner
 
         return make_runner(
             self.store,

@@ -10,8 +10,8 @@ _EXPORTS = {
     "RunNotFound": "cgcnn.runs.store",
     "RunStoreError": "cgcnn.runs.store",
     "JobRunner": "cgcnn.runs.jobs",
-    "get_runner": "cgcnn.runs.jobs",
-    "make_runner": "cgcnn.runs.jobs",
+    "get_runner": "cgcnn.runs.executors",
+    "make_runner": "cgcnn.runs.executors",
     "RayJobRunner": "cgcnn.runs.ray_jobs",
 }
 __all__ = sorted(_EXPORTS)

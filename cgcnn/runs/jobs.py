@@ -629,61 +629,6 @@ class JobRunner:
         self.store.finish(worker.run_id, status, error=error, only_if_active=True)
 
 
-_RUNNERS: dict[Path, JobRunner] = {}
-_RUNNERS_LOCK = threading.Lock()
-
-
-def get_runner(store_path: Path | str | None = None, **kwargs: Any) -> JobRunner:
-    """The process-wide runner of a store file, started (one per Streamlit server process).
-
-    The first call creates it with ``kwargs`` (see :class:`JobRunner`); later calls return the same runner
-    and ignore ``kwargs`` (change ``runner.max_workers`` directly). A runner that was stopped is replaced.
-    With ``executor="ray"`` in ``kwargs`` (or ``CGCNN_EXECUTOR=ray``) the runner sends runs to a Ray cluster
-    (:class:`cgcnn.runs.ray_jobs.RayJobRunner`).
-    """
-    store = RunStore(store_path)
-    key = store.path.resolve()
-    with _RUNNERS_LOCK:
-        runner = _RUNNERS.get(key)
-        if runner is None or runner._stopping.is_set():
-            runner = make_runner(store, **kwargs)
-            _RUNNERS[key] = runner
-        runner.start()
-        return runner
-
-
-def make_runner(store: RunStore | Path | str | None = None, executor: str | None = None, **kwargs: Any) -> JobRunner:
-    """A job runner for ``executor`` (``local`` or ``ray``; default ``$CGCNN_EXECUTOR`` or ``local``).
-
-    Ray options go to the Ray runner only: ``ray_address`` (default ``$CGCNN_RAY_ADDRESS``; none: a local
-    instance), ``num_cpus`` per task (``$CGCNN_RAY_NUM_CPUS``, 1) and ``fallback_local``
-    (``$CGCNN_RAY_FALLBACK_LOCAL=1``): when Ray cannot be reached, run on local workers instead of raising.
-    The returned runner's ``fallback_reason`` says why it is local although Ray was asked for (else None).
-
-    Raises:
-        RayUnavailable: Ray was asked for, cannot be reached, and no fallback was asked for.
-    """
-    executor = (executor or os.environ.get("CGCNN_EXECUTOR", "") or "local").strip().lower()
-    ray_options = {k: kwargs.pop(k) for k in ("ray_address", "num_cpus", "fallback_local") if k in kwargs}
-    fallback = ray_options.pop("fallback_local", None)
-    if fallback is None:
-        fallback = os.environ.get("CGCNN_RAY_FALLBACK_LOCAL", "").strip().lower() in ("1", "true", "yes")
-    if executor == "local":
-        return JobRunner(store, **kwargs)
-    if executor == "ray":
-        from cgcnn.runs.ray_jobs import RayJobRunner, RayUnavailable
-
-        try:
-            return RayJobRunner(store, **ray_options, **kwargs)
-        except RayUnavailable as exc:
-            if not fallback:
-                raise
-            runner = JobRunner(store, **kwargs)
-            runner.fallback_reason = f"{exc}; running on this machine instead"
-            return runner
-    raise JobError(f"unknown executor {executor!r}: use 'local' or 'ray'")
-
-
 # --------------------------------------------------------------------------------------------------- worker
 
 
@@ -863,7 +808,7 @@ def worker_main(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """``python -m cgcnn.runs.jobs``: ``serve`` (a warm worker), ``worker`` (one run), ``drain`` (the queue)."""
+    """``python -m cgcnn.runs.jobs``: ``serve`` (a warm worker) or ``worker`` (one run), started by a runner."""
     parser = argparse.ArgumentParser(prog="python -m cgcnn.runs.jobs", description="Run queued cgcnn runs.")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -882,16 +827,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--torch-threads", type=int, default=None)
     p.add_argument("--heartbeat", type=float, default=5.0, help="heartbeat period in seconds")
 
-    p = sub.add_parser("drain", help="run queued runs until none is left")
-    p.add_argument("--store", default=None, help="the run store file (default $CGCNN_HOME/runs.sqlite)")
-    p.add_argument("--target", default=DEFAULT_TARGET)
-    p.add_argument("--max-workers", type=int, default=None)
-    p.add_argument("--nice", type=int, default=10)
-    p.add_argument("--torch-threads", type=int, default=None, help="default: all cores when alone, else 1")
-    p.add_argument("--timeout", type=float, default=None, help="give up after this many seconds")
-    p.add_argument("--executor", choices=("local", "ray"), default=None, help="default: $CGCNN_EXECUTOR or local")
-    p.add_argument("--ray-address", default=None, help="Ray cluster address (default: a local instance)")
-    p.add_argument("--ray-fallback-local", action="store_true", help="run locally if Ray cannot be reached")
     return parser
 
 
@@ -902,29 +837,7 @@ def main(argv: list[str] | None = None) -> int:
         return worker_main(args.run_id, args.store, args.target, args.nice, args.torch_threads, args.heartbeat)
     if args.command == "serve":
         return serve_main(args.store, args.target, args.nice, args.heartbeat, args.warm_up)
-    try:
-        runner = make_runner(
-            args.store,
-            executor=args.executor,
-            max_workers=args.max_workers,
-            target=args.target,
-            nice=args.nice,
-            torch_threads=args.torch_threads,
-            **({"ray_address": args.ray_address, "fallback_local": args.ray_fallback_local}
-               if (args.executor or os.environ.get("CGCNN_EXECUTOR", "")).lower() == "ray" else {}),
-        )  # fmt: skip
-        try:
-            emptied = runner.run_until_empty(args.timeout)
-        except KeyboardInterrupt:  # run_until_empty has cancelled the running runs
-            print("interrupted: running runs cancelled", file=sys.stderr)
-            return 130
-    except CGCNNError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if not emptied:
-        print("timeout: runs are still queued or running", file=sys.stderr)
-        return 1
-    return 0
+    raise AssertionError(args.command)  # argparse allows only the commands above
 
 
 if __name__ == "__main__":

@@ -237,7 +237,7 @@ class RayJobRunner(JobRunner):
         ray_address: the cluster (``host:port`` of ``ray start --head``; ``auto`` for the one this machine
             joined); None starts a small local instance.
         num_cpus: CPUs each task asks Ray for, and its torch threads (default 1).
-        fallback_local: accepted for symmetry with :func:`cgcnn.runs.jobs.make_runner`, which applies it.
+        fallback_local: accepted for symmetry with :func:`cgcnn.runs.executors.make_runner`, which applies it.
         max_workers: tasks in flight at once (default: the cluster's CPUs divided by ``num_cpus``).
         **kwargs: the other :class:`JobRunner` options (target, poll_s, stale_after_s, heartbeat_s, ...).
 
