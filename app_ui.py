@@ -21,6 +21,7 @@ PAGES = {
     "app_pages/4_Crystal_viewer.py": ("Crystal & attention viewer", ":material/view_in_ar:"),
     "app_pages/5_Representations.py": ("Representations", ":material/scatter_plot:"),
     "app_pages/6_Predict.py": ("Predict", ":material/online_prediction:"),
+    "app_pages/7_Class.py": ("Class (teacher)", ":material/school:"),
 }
 URL_PATHS = {path: path.split("/")[-1][2:-3] for path in PAGES if path.startswith("app_pages/")}
 VIEWER_PAGE = "app_pages/4_Crystal_viewer.py"
@@ -65,6 +66,22 @@ def page_links() -> None:
     for k, (path, (label, icon)) in enumerate(list(PAGES.items())[1:]):
         with cols[k % 3]:
             st.page_link(path, label=label, icon=icon, query_params=params)
+
+
+def is_teacher() -> bool:
+    """Whether this browser session unlocked teacher mode (on the Class page)."""
+    return bool(st.session_state.get("teacher"))
+
+
+def teacher_secret() -> str | None:
+    """``teacher_password`` from Streamlit secrets, or None (no secrets file, or no such key)."""
+    from cgcnn.app.teacher import SECRET_KEY
+
+    try:
+        value = st.secrets.get(SECRET_KEY)
+    except (FileNotFoundError, KeyError, st.errors.StreamlitSecretNotFoundError):
+        return None
+    return str(value) if value else None
 
 
 @contextlib.contextmanager

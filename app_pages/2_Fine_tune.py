@@ -1,4 +1,4 @@
-"""Fine-tune: queue runs (model × freeze depth × seed), follow them live, save or delete the finished ones."""
+"""Fine-tune: queue runs (model × freeze depth × seed), follow them in one compact live table, open one run."""
 
 from __future__ import annotations
 
@@ -6,36 +6,53 @@ import streamlit as st
 
 import app_ui
 from cgcnn.analysis import viz
-from cgcnn.app import classroom, launch, tables, uploads
+from cgcnn.app import class_settings, classroom, launch, tables, uploads
 from cgcnn.data.datasets import TARGET_UNITS
 from cgcnn.errors import CGCNNError
+from cgcnn.settings import current_limits
 
-MAX_SHOWN = 12
+POLL_S = 2.0
 
 user = app_ui.setup("Fine-tune")
+is_teacher = app_ui.is_teacher()
+
+
+def limits_caption(n_crystals: int) -> None:
+    limits = current_limits()
+    crystals = limits.max_crystals or n_crystals
+    st.caption(
+        f"Limits on this server: {limits.max_queued_per_user} queued or running runs per person · "
+        f"{limits.max_epochs} epochs · {crystals:,} crystals per run · "
+        f"{tables.format_seconds(limits.max_run_seconds)} per run."
+    )
 
 
 def launch_form(store) -> None:
     data = app_ui.dataset()
+    preset = class_settings.load_settings(store.home).preset
     st.subheader("New fine-tune")
-    upload = st.file_uploader(
-        "Your own labelled data (optional): a .zip of a CGCNN folder (id_prop.csv + <id>.cif files)",
-        type=["zip"],
-        key="ft_upload",
-        help=f"At most {uploads.MAX_UPLOAD_MB} MB. Without an upload the default Materials Project data is used.",
-    )
+    limits_caption(len(data))
     data_path, targets = None, data.targets
-    if upload is not None:
-        try:
-            path, uploaded = launch.save_upload(store, upload.getvalue(), upload.name)
-        except CGCNNError as exc:
-            st.error(f"The upload cannot be used: {exc}")
-        else:
-            data_path, targets = str(path), uploaded.targets
-            st.success(
-                f"{upload.name}: {len(uploaded)} crystals with label {', '.join(uploaded.targets)}"
-                + (f"; {len(uploaded.rejected)} unreadable crystals left out" if uploaded.rejected else "")
-            )
+    if preset is None:
+        upload = st.file_uploader(
+            "Your own labelled data (optional): a .zip of a CGCNN folder (id_prop.csv + <id>.cif files)",
+            type=["zip"],
+            key="ft_upload",
+            help=f"At most {uploads.MAX_UPLOAD_MB} MB. Without an upload the default Materials Project data is used.",
+        )
+        if upload is not None:
+            try:
+                path, uploaded = launch.save_upload(store, upload.getvalue(), upload.name)
+            except CGCNNError as exc:
+                st.error(f"The upload cannot be used: {exc}")
+            else:
+                data_path, targets = str(path), uploaded.targets
+                st.success(
+                    f"{upload.name}: {len(uploaded)} crystals with label {', '.join(uploaded.targets)}"
+                    + (f"; {len(uploaded.rejected)} unreadable crystals left out" if uploaded.rejected else "")
+                )
+    else:
+        st.info(f"The teacher pinned the class to one protocol: **{preset.title}** ({preset.describe()}).")
     models = [launch.SCRATCH, *tables.model_choices(store)]
     with st.form("ft_form"):
         c1, c2, c3 = st.columns(3)
@@ -47,96 +64,123 @@ def launch_form(store) -> None:
             key="ft_models",
         )
         freezes = c2.multiselect("Freeze depth(s)", [0, 1, 2, 3, 4], default=[2], key="ft_freezes")
-        target = c3.selectbox(
-            "Target",
-            targets,
-            index=targets.index("band_gap") if "band_gap" in targets else 0,
-            key="ft_target",
-            format_func=lambda t: f"{t} ({TARGET_UNITS[t]})" if t in TARGET_UNITS else t,
-        )
-        s1, s2, s3, s4 = st.columns(4)
-        n_train = s1.number_input("Train crystals", 2, 100_000, 1000, step=100, key="ft_train")
-        n_val = s2.number_input("Validation crystals", 1, 100_000, 1000, step=100, key="ft_val")
-        n_test = s3.number_input("Test crystals", 1, 100_000, 1000, step=100, key="ft_test")
-        epochs = s4.number_input("Epochs", 1, 500, 30, key="ft_epochs")
+        if preset is None:
+            target = c3.selectbox(
+                "Target",
+                targets,
+                index=targets.index("band_gap") if "band_gap" in targets else 0,
+                key="ft_target",
+                format_func=lambda t: f"{t} ({TARGET_UNITS[t]})" if t in TARGET_UNITS else t,
+            )
+            s1, s2, s3, s4 = st.columns(4)
+            n_train = s1.number_input("Train crystals", 2, 100_000, 1000, step=100, key="ft_train")
+            n_val = s2.number_input("Validation crystals", 1, 100_000, 1000, step=100, key="ft_val")
+            n_test = s3.number_input("Test crystals", 1, 100_000, 1000, step=100, key="ft_test")
+            epochs = s4.number_input("Epochs", 1, 500, 30, key="ft_epochs")
+            sizes = (n_train, n_val, n_test)
+        else:
+            target, sizes, epochs = preset.target, preset.sizes, preset.epochs
+            c3.text_input("Protocol (pinned by the teacher)", preset.describe(), disabled=True, key="ft_pinned")
         seeds = st.multiselect("Seeds (one run per seed)", list(range(10)), default=[0], key="ft_seeds")
+        force = st.checkbox(
+            "Train again",
+            key="ft_force",
+            help="An identical finished run is normally reused at once; tick this to compute a fresh one.",
+        )
         submitted = st.form_submit_button("Queue runs", type="primary")
     if submitted:
         if not user:
             st.error("Enter your display name in the sidebar first: runs are recorded under it.")
             return
-        specs = launch.make_specs(chosen, freezes, target, (n_train, n_val, n_test), epochs, seeds, data=data_path)
+        specs = launch.make_specs(chosen, freezes, target, sizes, epochs, seeds, data=data_path)
         try:
-            result = launch.launch(store, specs, owner=user)
+            result = launch.launch(store, specs, owner=user, force=force)
         except CGCNNError as exc:
             st.error(str(exc))
             return
-        st.success(f"Queued {len(result.run_ids)} run(s): {', '.join(result.run_ids)}")
+        st.success(result.summary())
         for label, why in result.refused:
             st.warning(f"Not queued: {label}: {why}")
 
 
-def run_panel(store, record, epochs, mine: bool) -> None:
-    frac, text = tables.run_progress(record, epochs)
-    status = record.status
-    if status == "queued":
-        pos = store.queue_position(record.id)
-        text = f"queued, position {pos} in the queue" if pos else text
-    st.markdown(f"**{tables.run_label(record)}** · owner {record.owner or '—'} · `{status}`")
+def run_detail(store, view: tables.RunView, can_act: bool) -> None:
+    """The selected run, expanded: progress, curves, parity plot and the owner's (or teacher's) actions."""
+    entry, computed = view.entry, view.computed
+    frac, text = tables.view_progress(view)
+    st.markdown(f"**{tables.run_label(entry)}** · owner {entry.owner or '—'} · `{computed.status}`")
     st.progress(frac, text=text)
+    epochs = store.epochs(computed.id) if computed.status == "done" else view.epochs
+    units = TARGET_UNITS.get(entry.target or "", "")
     if len(epochs):
-        units = TARGET_UNITS.get(record.target or "", "")
         a, b = st.columns(2)
-        a.plotly_chart(viz.curves_figure(epochs, "mae", units=units), width="stretch", key=f"mae_{record.id}")
-        b.plotly_chart(viz.curves_figure(epochs, "loss"), width="stretch", key=f"loss_{record.id}")
-    if not mine:
-        return
-    if record.is_active:
-        if st.button("Cancel", key=f"cancel_{record.id}"):
-            st.toast(f"run {record.id}: {store.request_cancel(record.id)}")
-        return
-    if status == "done":
-        with st.expander("Test set parity plot", expanded=False):
-            st.plotly_chart(
-                viz.parity_figure(store.predictions(record.id, "test"), TARGET_UNITS.get(record.target or "", "")),
-                width="stretch",
-                key=f"parity_{record.id}",
+        a.plotly_chart(viz.curves_figure(epochs, "mae", units=units), width="stretch", key="ft_curve_mae")
+        if computed.status == "done":
+            b.plotly_chart(
+                viz.parity_figure(store.predictions(computed.id, "test"), units), width="stretch", key="ft_parity"
             )
-        c1, c2 = st.columns([3, 1])
-        name = c1.text_input("Save to the zoo as", value=record.name or "", key=f"name_{record.id}")
-        if c2.button("Save name", key=f"save_{record.id}"):
-            store.set_name(record.id, name.strip() or None)
-            st.toast(f"run {record.id} saved as {name.strip()!r}" if name.strip() else "name cleared")
-    if st.button("Delete run", key=f"delete_{record.id}"):
-        store.delete(record.id)
+        else:
+            b.plotly_chart(viz.curves_figure(epochs, "loss"), width="stretch", key="ft_curve_loss")
+    if can_act:
+        run_actions(store, view)
+
+
+def run_actions(store, view: tables.RunView) -> None:
+    entry = view.entry
+    cols = st.columns([2, 1, 1, 1])
+    if entry.is_active and cols[1].button("Cancel", key=f"cancel_{entry.id}"):
+        st.toast(f"run {entry.id}: {store.request_cancel(entry.id)}")
+    if not entry.is_active and cols[2].button("Delete run", key=f"delete_{entry.id}"):
+        if is_teacher and entry.owner != user:
+            store.delete(entry.id)
+        else:
+            store.hide(entry.id)
         st.rerun()
+    if entry.status == "done" and entry.source_run_id is None:
+        name = cols[0].text_input("Save to the zoo as", value=entry.name or "", key=f"name_{entry.id}")
+        if cols[3].button("Save name", key=f"save_{entry.id}"):
+            store.set_name(entry.id, name.strip() or None)
+            st.toast(f"run {entry.id} saved as {name.strip()!r}" if name.strip() else "name cleared")
 
 
 def runs_section(store) -> None:
     everyone = st.toggle("Show everyone's runs", value=not user, key="ft_everyone")
-    records = store.list_runs() if everyone or not user else store.list_runs(owner=user)
-    live = any(r.is_active for r in records)
 
-    @st.fragment(run_every=2.0 if live else None)
+    def shown_runs():
+        return store.list_runs() if everyone or not user else store.list_runs(owner=user)
+
+    live = any(r.is_active for r in shown_runs())
+
+    @st.fragment(run_every=POLL_S if live else None)
     def live_runs() -> None:
         with app_ui.boundary("the run list"):
-            recs = store.list_runs() if everyone or not user else store.list_runs(owner=user)
+            records = shown_runs()
             counts = store.counts()
             st.caption(
                 f"Queue: {counts['queued']} queued, {counts['running']} running · "
-                f"workers: {classroom.worker_count()} · {len(recs)} run(s) shown"
+                f"workers: {classroom.worker_count(store.home)} · {len(records)} run(s) shown"
             )
-            if not recs:
+            if not records:
                 st.info("No runs yet." if everyone else "You have no runs yet: queue one above.")
-            shown = recs[:MAX_SHOWN]
-            frames = store.epochs_many([r.id for r in shown])
-            for record in shown:
-                with st.container(border=True):
-                    run_panel(store, record, frames[frames["run_id"] == record.id], mine=record.owner == user)
-            if len(recs) > MAX_SHOWN:
-                st.caption(f"{len(recs) - MAX_SHOWN} older run(s):")
-                st.dataframe(tables.runs_frame(recs[MAX_SHOWN:]), hide_index=True, width="stretch")
-            if live and not any(r.is_active for r in recs):
+                return
+            views = tables.run_views(store, records)
+            st.dataframe(
+                tables.compact_frame(views, with_owner=everyone),
+                hide_index=True,
+                width="stretch",
+                height=min(38 + 35 * len(views), 420),
+                column_config={
+                    "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0),
+                    "test MAE": st.column_config.NumberColumn("test MAE", format="%.4f"),
+                },
+            )
+            by_id = {v.entry.id: v for v in views}
+            chosen = st.selectbox(
+                "Open a run", list(by_id), format_func=lambda i: tables.run_label(by_id[i].entry), key="ft_open"
+            )
+            with st.container(border=True):
+                view = by_id[chosen]
+                run_detail(store, view, can_act=view.entry.owner == user or is_teacher)
+            if live and not any(v.computed.is_active for v in views):
                 st.rerun()  # everything ended: a full rerun stops the polling
 
     live_runs()

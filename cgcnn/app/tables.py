@@ -82,10 +82,12 @@ def layer_frame(predictor, freeze: int) -> tuple[pd.DataFrame, Any]:
 
 
 def run_label(record: RunRecord) -> str:
-    """``a1b2c3d4 · band-gap f2 s0 · band_gap`` (plus the saved name)."""
+    """``a1b2c3d4 · band-gap k=2 · band_gap · 1000/1000/1000 · 30 epochs · seed 0`` (plus the saved name)."""
     model = "scratch" if record.pretrained in (None, "", SCRATCH) else record.pretrained
     name = f" «{record.name}»" if record.name else ""
-    return f"{record.id} · {model} f{record.freeze} s{record.seed} · {record.target}{name}"
+    epochs = (record.spec.get("hyperparams") or {}).get("epochs", "?")
+    sizes = f"{record.n_train}/{record.n_val}/{record.n_test}"
+    return f"{record.id} · {model} k={record.freeze} · {record.target} · {sizes} · {epochs} epochs · seed {record.seed}{name}"
 
 
 def run_progress(record: RunRecord, epochs: pd.DataFrame) -> tuple[float, str]:
