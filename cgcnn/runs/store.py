@@ -57,7 +57,10 @@ BUSY_TIMEOUT_S = 30.0
 
 # Keys of a spec that say who asked for a run or how it is grouped, not what is computed: they do not enter
 # the spec key, so the same cell of two sweeps (or of two users) is recognised as the same computation.
-NON_COMPUTE_SPEC_KEYS = frozenset({"owner", "sweep_id", "sweep", "name"})
+# The thread count is left out too: results at two thread counts differ only by float summation order
+# (about 1e-6), so a run at 1 thread answers a request made at 2.
+NON_COMPUTE_SPEC_KEYS = frozenset({"owner", "sweep_id", "sweep", "name", "torch_threads", "force"})
+NON_COMPUTE_HYPERPARAMS = frozenset({"threads"})
 
 # Spec keys copied into their own columns at creation (so runs can be filtered and compared in SQL).
 _SPEC_COLUMNS = (
@@ -89,7 +92,28 @@ UPDATABLE_COLUMNS = frozenset(_SPEC_COLUMNS) | {
     "checkpoint_path",
     "error",
     "pid",
+    "executor",
+    "host",
+    "setup_seconds",
 }
+# Columns an entry that reuses a computation copies from it whenever the computation changes state, so that
+# lists, filters and the zoo (``run:ID`` loads ``checkpoint_path``) read an entry like any other run.
+FOLLOW_COLUMNS = (
+    "status",
+    "started_at",
+    "finished_at",
+    "model_kind",
+    "split_hash",
+    "torch_threads",
+    "test_mae",
+    "test_metrics",
+    "seconds",
+    "checkpoint_path",
+    "error",
+    "executor",
+    "host",
+    "setup_seconds",
+)
 EPOCH_COLUMNS = ("epoch", "train_loss", "train_mae", "val_loss", "val_mae", "seconds", "lr")
 PREDICTION_COLUMNS = ("crystal_id", "split", "y_true", "y_pred")
 _FLOAT_FRAME_COLUMNS = frozenset(EPOCH_COLUMNS[1:] + PREDICTION_COLUMNS[2:])
@@ -141,6 +165,8 @@ def compute_spec_key(spec: dict[str, Any]) -> str:
     (``1`` and ``1.0`` differ), so build specs the same way each time.
     """
     clean = {k: v for k, v in spec.items() if k not in NON_COMPUTE_SPEC_KEYS}
+    if isinstance(clean.get("hyperparams"), dict):
+        clean["hyperparams"] = {k: v for k, v in clean["hyperparams"].items() if k not in NON_COMPUTE_HYPERPARAMS}
     text = json.dumps(clean, sort_keys=True, separators=(",", ":"), default=_json_default)
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -270,8 +296,85 @@ MIGRATIONS: list[list[Migration]] = [
         "CREATE INDEX runs_spec_key ON runs (spec_key, status)",
         "CREATE UNIQUE INDEX runs_name ON runs (name) WHERE name IS NOT NULL",
     ],
+    # 3: shared results (an entry pointing to the computed run it reuses; entries hidden by their owner),
+    # where a run was trained (executor, host) and how long its worker took to start training (setup).
+    # Spec keys are recomputed: they no longer depend on the thread count.
+    [
+        "ALTER TABLE runs ADD COLUMN source_run_id TEXT",
+        "ALTER TABLE runs ADD COLUMN hidden INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE runs ADD COLUMN executor TEXT",
+        "ALTER TABLE runs ADD COLUMN host TEXT",
+        "ALTER TABLE runs ADD COLUMN setup_seconds REAL",
+        "CREATE INDEX runs_source ON runs (source_run_id)",
+        _backfill_spec_keys,
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
+
+
+# --------------------------------------------------------------------------------------------------- sharing
+
+# The next queued computation for the fair queue (see RunStore.claim_next): fewest runs in progress for its
+# owner, then the owner served least recently, then the oldest run.
+_NEXT_QUEUED_SQL = (
+    "SELECT q.id FROM runs q WHERE q.status = 'queued' AND q.source_run_id IS NULL ORDER BY "
+    "(SELECT COUNT(*) FROM runs p WHERE p.owner = q.owner AND p.status = 'running' AND p.source_run_id IS NULL), "
+    "COALESCE((SELECT MAX(p.started_at) FROM runs p WHERE p.owner = q.owner AND p.source_run_id IS NULL), 0), "
+    "q.created_at, q.rowid LIMIT 1"
+)
+
+
+def _sync_followers(conn: sqlite3.Connection, source_id: str, only: str | None = None) -> None:
+    """Copy a computation's state (:data:`FOLLOW_COLUMNS`) to the active entries that reuse it."""
+    assignments = ", ".join(f"{c} = s.{c}" for c in FOLLOW_COLUMNS)
+    sql = (
+        f"UPDATE runs SET {assignments} FROM (SELECT * FROM runs WHERE id = ?) AS s "
+        "WHERE runs.source_run_id = s.id AND runs.status IN ('queued', 'running')"
+    )
+    params: list[Any] = [source_id]
+    if only is not None:
+        sql += " AND runs.id = ?"
+        params.append(only)
+    conn.execute(sql, params)
+
+
+def _waiting_followers(conn: sqlite3.Connection, source_id: str) -> int:
+    return int(
+        conn.execute(
+            "SELECT COUNT(*) FROM runs WHERE source_run_id = ? AND status IN ('queued', 'running')", (source_id,)
+        ).fetchone()[0]
+    )
+
+
+def _cancel_computation(conn: sqlite3.Connection, run_id: str, status: str, now: float) -> None:
+    if status == "queued":
+        conn.execute(
+            "UPDATE runs SET status = 'cancelled', cancel_requested = 1, finished_at = ?, "
+            "error = 'cancelled before it started' WHERE id = ?",
+            (now, run_id),
+        )
+        _sync_followers(conn, run_id)
+    elif status == "running":
+        conn.execute("UPDATE runs SET cancel_requested = 1 WHERE id = ?", (run_id,))
+
+
+def _drop_if_orphaned(conn: sqlite3.Connection, source_id: str) -> list[str]:
+    """After an entry stopped pointing to it: end a hidden computation nobody wants any more.
+
+    Returns the ids removed (their run folders are for the caller to delete, after the commit).
+    """
+    row = conn.execute("SELECT status, hidden FROM runs WHERE id = ?", (source_id,)).fetchone()
+    if row is None or not row[1]:
+        return []
+    status = row[0]
+    if status in ACTIVE_STATUSES:
+        if not _waiting_followers(conn, source_id):
+            _cancel_computation(conn, source_id, status, time.time())
+        return []
+    if conn.execute("SELECT 1 FROM runs WHERE source_run_id = ? LIMIT 1", (source_id,)).fetchone():
+        return []
+    conn.execute("DELETE FROM runs WHERE id = ?", (source_id,))
+    return [source_id]
 
 
 # --------------------------------------------------------------------------------------------------- records
@@ -313,11 +416,21 @@ class RunRecord:
     cancel_requested: bool = False
     pid: int | None = None
     spec_key: str | None = None
+    source_run_id: str | None = None
+    hidden: bool = False
+    executor: str | None = None
+    host: str | None = None
+    setup_seconds: float | None = None
 
     @property
     def is_active(self) -> bool:
         """Queued or running: the run may still change."""
         return self.status in ACTIVE_STATUSES
+
+    @property
+    def is_reused(self) -> bool:
+        """This entry points to another run's computation (its curves and results come from there)."""
+        return self.source_run_id is not None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (for JSON output and DataFrames)."""
@@ -332,6 +445,7 @@ class RunRecord:
         data["hyperparams"] = data["hyperparams"] or {}
         data["spec"] = data["spec"] or {}
         data["cancel_requested"] = bool(data.get("cancel_requested") or 0)
+        data["hidden"] = bool(data.get("hidden") or 0)
         return cls(**data)
 
 
@@ -470,7 +584,11 @@ class RunStore:
         """
         if status not in STATUSES:
             raise ValueError(f"status must be one of {STATUSES}, not {status!r}")
-        spec_json = json.dumps(spec, default=_json_default)
+        values = self._run_values(json.dumps(spec, default=_json_default), owner, sweep_id, status)
+        return self._write(lambda conn: self._insert_run(conn, values))
+
+    @staticmethod
+    def _run_values(spec_json: str, owner: str, sweep_id: str | None, status: str) -> dict[str, Any]:
         spec = json.loads(spec_json)  # what is stored is what the columns are taken from
         from cgcnn import __version__
 
@@ -495,23 +613,23 @@ class RunStore:
             values.update(started_at=now, heartbeat=now)
         elif status in FINAL_STATUSES:
             values.update(finished_at=now)
+        return values
 
-        def insert(conn: sqlite3.Connection) -> str:
-            while True:
-                run_id = uuid.uuid4().hex[:8]
-                row = {"id": run_id, **values}
-                try:
-                    conn.execute(
-                        f"INSERT INTO runs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
-                        list(row.values()),
-                    )
-                except sqlite3.IntegrityError:
-                    if conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone():
-                        continue  # 1 in 4 billion: draw another id
-                    raise
-                return run_id
-
-        return self._write(insert)
+    @staticmethod
+    def _insert_run(conn: sqlite3.Connection, values: dict[str, Any]) -> str:
+        while True:
+            run_id = uuid.uuid4().hex[:8]
+            row = {"id": run_id, **values}
+            try:
+                conn.execute(
+                    f"INSERT INTO runs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                    list(row.values()),
+                )
+            except sqlite3.IntegrityError:
+                if conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone():
+                    continue  # 1 in 4 billion: draw another id
+                raise
+            return run_id
 
     def get(self, run_id: str) -> RunRecord:
         """The run with this id; raises :class:`RunNotFound`."""
@@ -530,9 +648,16 @@ class RunStore:
         status: str | Iterable[str] | None = None,
         sweep_id: str | None = None,
         limit: int | None = None,
+        include_hidden: bool = False,
     ) -> list[RunRecord]:
-        """Runs matching every given filter, newest first. ``status`` may be one status or several."""
+        """Runs matching every given filter, newest first. ``status`` may be one status or several.
+
+        Entries their owner deleted while others still reuse them (:meth:`hide`) are left out unless
+        ``include_hidden``.
+        """
         where, params = self._filters(owner=owner, status=status, sweep_id=sweep_id)
+        if not include_hidden:
+            where += (" AND " if where else " WHERE ") + "hidden = 0"
         sql = f"SELECT * FROM runs{where} ORDER BY created_at DESC, rowid DESC"
         if limit is not None:
             sql += " LIMIT ?"
@@ -574,11 +699,17 @@ class RunStore:
             raise ValueError(f"status must be one of {STATUSES}, not {columns['status']!r}")
         values = [_dumps(v) if k in _JSON_COLUMNS else v for k, v in columns.items()]
         assignments = ", ".join(f"{k} = ?" for k in columns)
-        self._update_one(run_id, f"UPDATE runs SET {assignments} WHERE id = ?", [*values, run_id])
+        sync = bool(set(columns) & set(FOLLOW_COLUMNS))
+        self._update_one(run_id, f"UPDATE runs SET {assignments} WHERE id = ?", [*values, run_id], sync=sync)
 
-    def _update_one(self, run_id: str, sql: str, params: Sequence[Any]) -> None:
-        changed = self._write(lambda conn: conn.execute(sql, params).rowcount)
-        if not changed:
+    def _update_one(self, run_id: str, sql: str, params: Sequence[Any], sync: bool = False) -> None:
+        def go(conn: sqlite3.Connection) -> int:
+            changed = conn.execute(sql, params).rowcount
+            if changed and sync:
+                _sync_followers(conn, run_id)
+            return changed
+
+        if not self._write(go):
             raise RunNotFound(f"no run with id {run_id!r} in {self.path}")
 
     def mark_running(self, run_id: str, pid: int | None = None) -> None:
@@ -601,6 +732,7 @@ class RunStore:
                 "pid = ? WHERE id = ?",
                 (now, now, pid, run_id),
             )
+            _sync_followers(conn, run_id)
 
         self._write(go)
 
@@ -612,23 +744,41 @@ class RunStore:
             )
         )
 
-    def claim_next(self, pid: int | None = None, torch_threads: int | None = None) -> str | None:
-        """Take the oldest queued run for execution: it becomes running, atomically; None if none is queued.
+    def claim_next(
+        self,
+        pid: int | None = None,
+        torch_threads: int | None = None,
+        executor: str | None = None,
+        host: str | None = None,
+    ) -> str | None:
+        """Take the next queued computation for execution: it becomes running, atomically; None if none.
 
-        One ``UPDATE ... WHERE status = 'queued'`` under the write lock, so two runners (threads or processes)
+        Fair share: the run goes to the owner with the fewest runs in progress, then to the owner served
+        least recently (round robin: one student's 50 queued runs do not hold back a classmate's one), then
+        to the oldest run. Entries that reuse another run's computation are never claimed. One
+        ``UPDATE ... WHERE status = 'queued'`` under the write lock, so two runners (threads or processes)
         never take the same run.
+
+        Args:
+            pid: the process executing it (recorded; the runner's own pid for a warm worker pool).
+            torch_threads: the thread count it will train with, fixed now and recorded with the run.
+            executor: ``local`` or ``ray`` (recorded).
+            host: the machine that trains it (recorded).
         """
         now = time.time()
 
         def go(conn: sqlite3.Connection) -> str | None:
             row = conn.execute(
                 "UPDATE runs SET status = 'running', started_at = ?, heartbeat = ?, pid = ?, "
-                "torch_threads = COALESCE(?, torch_threads) "
-                "WHERE id = (SELECT id FROM runs WHERE status = 'queued' ORDER BY created_at, rowid LIMIT 1) "
-                "AND status = 'queued' RETURNING id",
-                (now, now, pid, torch_threads),
+                "torch_threads = COALESCE(?, torch_threads), executor = COALESCE(?, executor), "
+                "host = COALESCE(?, host) "
+                f"WHERE id = ({_NEXT_QUEUED_SQL}) AND status = 'queued' RETURNING id",
+                (now, now, pid, torch_threads, executor, host),
             ).fetchone()
-            return None if row is None else str(row[0])
+            if row is None:
+                return None
+            _sync_followers(conn, str(row[0]))
+            return str(row[0])
 
         return self._write(go)
 
@@ -685,33 +835,46 @@ class RunStore:
                 f"error = ? WHERE id = ?{guard}",
                 values,
             )
+            if cur.rowcount > 0:
+                _sync_followers(conn, run_id)
             return cur.rowcount > 0
 
         return self._write(go)
 
-    def request_cancel(self, run_id: str) -> str:
+    def request_cancel(self, run_id: str, force: bool = False) -> str:
         """Ask a run to stop; returns its status afterwards.
 
         A queued run is cancelled at once. A running run gets its ``cancel_requested`` flag set; its worker
         polls :meth:`cancel_requested` (each epoch) and ends the run as cancelled, and the job runner kills
         it after a grace period. An ended run is left as it is.
+
+        Shared results: cancelling an entry that reuses another run's computation cancels the entry only
+        (the computation goes on for the others, unless nobody wants it any more). Cancelling a computation
+        that other entries wait for hides it from its owner and lets it run on for them; with ``force``
+        (the teacher) it is cancelled, and so are the entries waiting for it.
         """
 
         def go(conn: sqlite3.Connection) -> str:
-            row = conn.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
+            row = conn.execute("SELECT status, source_run_id FROM runs WHERE id = ?", (run_id,)).fetchone()
             if row is None:
                 raise RunNotFound(f"no run with id {run_id!r} in {self.path}")
-            status = row[0]
-            if status == "queued":
+            status, source = row
+            if status not in ACTIVE_STATUSES:
+                return str(status)
+            now = time.time()
+            if source is not None:
                 conn.execute(
                     "UPDATE runs SET status = 'cancelled', cancel_requested = 1, finished_at = ?, "
-                    "error = 'cancelled before it started' WHERE id = ?",
-                    (time.time(), run_id),
+                    "error = 'cancelled' WHERE id = ?",
+                    (now, run_id),
                 )
+                _drop_if_orphaned(conn, source)
                 return "cancelled"
-            if status == "running":
-                conn.execute("UPDATE runs SET cancel_requested = 1 WHERE id = ?", (run_id,))
-            return str(status)
+            if not force and _waiting_followers(conn, run_id):
+                conn.execute("UPDATE runs SET hidden = 1 WHERE id = ?", (run_id,))
+                return str(status)
+            _cancel_computation(conn, run_id, status, now)
+            return "cancelled" if status == "queued" else str(status)
 
         return self._write(go)
 
@@ -741,7 +904,7 @@ class RunStore:
         def go(conn: sqlite3.Connection) -> list[str]:
             rows = conn.execute(
                 "SELECT id, heartbeat, started_at, cancel_requested FROM runs WHERE status = 'running' "
-                "AND COALESCE(heartbeat, started_at, created_at) < ?",
+                "AND source_run_id IS NULL AND COALESCE(heartbeat, started_at, created_at) < ?",
                 (cutoff,),
             ).fetchall()
             rows = [r for r in rows if r[0] not in skip]
@@ -752,6 +915,7 @@ class RunStore:
                     "UPDATE runs SET status = ?, finished_at = ?, error = ? WHERE id = ? AND status = 'running'",
                     (status, now, f"worker stopped (no heartbeat since {_iso(last)})", run_id),
                 )
+                _sync_followers(conn, run_id)
             return [str(r[0]) for r in rows]
 
         return self._write(go)
@@ -759,7 +923,7 @@ class RunStore:
     def queue_position(self, run_id: str) -> int | None:
         """1-based place of a queued run among queued runs in creation order; None if it is not queued."""
         rows = self._read(
-            "SELECT (SELECT COUNT(*) FROM runs q WHERE q.status = 'queued' AND "
+            "SELECT (SELECT COUNT(*) FROM runs q WHERE q.status = 'queued' AND q.source_run_id IS NULL AND "
             "(q.created_at < r.created_at OR (q.created_at = r.created_at AND q.rowid <= r.rowid))), r.status "
             "FROM runs r WHERE r.id = ?",
             (run_id,),
@@ -768,19 +932,203 @@ class RunStore:
             raise RunNotFound(f"no run with id {run_id!r} in {self.path}")
         return int(rows[0][0]) if rows[0][1] == "queued" else None
 
-    def delete(self, run_id: str) -> None:
-        """Delete a run: its row, epochs, predictions and run folder. A running run must be cancelled first."""
+    def delete(self, run_id: str) -> bool:
+        """Remove a run (the teacher's or the CLI's delete): its row, epochs, predictions and run folder.
 
-        def go(conn: sqlite3.Connection) -> None:
-            row = conn.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
+        A running computation must be cancelled first. A computation that other entries reuse is kept for
+        them (hidden from its owner instead); it goes when the last entry pointing to it goes. Deleting an
+        entry that reuses a computation removes the entry only.
+
+        Returns:
+            True if the run was removed, False if it was kept (hidden) because other entries point to it.
+        """
+
+        def go(conn: sqlite3.Connection) -> list[str]:
+            row = conn.execute("SELECT status, source_run_id FROM runs WHERE id = ?", (run_id,)).fetchone()
             if row is None:
                 raise RunNotFound(f"no run with id {run_id!r} in {self.path}")
-            if row[0] == "running":
+            status, source = row
+            if source is not None:
+                conn.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+                return [run_id, *_drop_if_orphaned(conn, source)]
+            if conn.execute("SELECT 1 FROM runs WHERE source_run_id = ? LIMIT 1", (run_id,)).fetchone():
+                conn.execute("UPDATE runs SET hidden = 1 WHERE id = ?", (run_id,))
+                return []
+            if status == "running":
                 raise RunStateError(f"run {run_id} is running; cancel it before deleting it")
             conn.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+            return [run_id]
 
-        self._write(go)
-        shutil.rmtree(self.run_dir(run_id), ignore_errors=True)
+        removed = self._write(go)
+        for gone in removed:
+            shutil.rmtree(self.run_dir(gone), ignore_errors=True)
+        return run_id in removed
+
+    def hide(self, run_id: str) -> None:
+        """The owner's delete of an entry: it leaves the owner's list; its computation stays while others use it.
+
+        An entry that reuses a computation is removed (it holds nothing of its own). A computation nobody
+        else points to is deleted like :meth:`delete` (a running one must be cancelled first). A computation
+        others point to is only hidden: its epochs, predictions and checkpoint stay for them.
+        """
+        self.delete(run_id)
+
+    def resolve(self, run_id: str) -> RunRecord:
+        """The computed run behind an entry: the run it reuses, or itself (raises :class:`RunNotFound`)."""
+        record = self.get(run_id)
+        if record.source_run_id is None:
+            return record
+        rows = self._read("SELECT * FROM runs WHERE id = ?", (record.source_run_id,))
+        return RunRecord.from_row(rows[0]) if rows else record
+
+    def _source_ids(self, run_ids: Sequence[str]) -> dict[str, str]:
+        """Entry id -> id of the run that computed it (itself when not reused)."""
+        ids = list(dict.fromkeys(run_ids))
+        if not ids:
+            return {}
+        rows = self._read(
+            f"SELECT id, COALESCE(source_run_id, id) FROM runs WHERE id IN ({', '.join('?' * len(ids))})", ids
+        )
+        found = {str(r[0]): str(r[1]) for r in rows}
+        return {i: found.get(i, i) for i in ids}
+
+    def launch(self, spec: dict[str, Any], owner: str, force: bool = False) -> RunRecord:
+        """Create ``owner``'s entry for ``spec``, answering it from an identical computation when there is one.
+
+        * a ``done`` run with the same spec key (:func:`compute_spec_key`: thread count, owner and sweep
+          ignored) and not ``force``: the entry is ``done`` at once and points to it (``source_run_id``);
+        * an identical computation queued or running (not being cancelled): the entry points to it and
+          follows its status, so identical specs queued at the same time are computed once;
+        * otherwise (or with ``force``, "train again"): a new queued computation.
+
+        Raises:
+            LimitExceeded: ``owner`` already has ``max_queued_per_user`` runs queued or running; nothing is
+                queued.
+        """
+        from cgcnn.settings import LimitExceeded, current_limits
+
+        limit = current_limits().max_queued_per_user
+        spec_json = json.dumps(spec, default=_json_default)
+        key = compute_spec_key(json.loads(spec_json))
+        owner = owner or ""
+
+        def go(conn: sqlite3.Connection) -> str:
+            active = conn.execute(
+                "SELECT COUNT(*) FROM runs WHERE owner = ? AND hidden = 0 AND status IN ('queued', 'running')",
+                (owner,),
+            ).fetchone()[0]
+            source = None
+            if not force:
+                source = conn.execute(
+                    "SELECT id, status FROM runs WHERE spec_key = ? AND source_run_id IS NULL AND status = 'done' "
+                    "ORDER BY created_at DESC, rowid DESC LIMIT 1",
+                    (key,),
+                ).fetchone()
+            if source is None:
+                source = conn.execute(
+                    "SELECT id, status FROM runs WHERE spec_key = ? AND source_run_id IS NULL "
+                    "AND status IN ('queued', 'running') AND cancel_requested = 0 "
+                    "ORDER BY created_at, rowid LIMIT 1",
+                    (key,),
+                ).fetchone()
+            if (source is None or source[1] != "done") and limit and active >= limit:
+                raise LimitExceeded(
+                    f"{owner or 'you'} already has {active} runs queued or running, this server's limit "
+                    f"(set by CGCNN_MAX_QUEUED_PER_USER is {limit}); wait for one to finish or cancel one"
+                )
+            run_id = self._insert_run(conn, self._run_values(spec_json, owner, None, "queued"))
+            if source is not None:
+                conn.execute("UPDATE runs SET source_run_id = ? WHERE id = ?", (source[0], run_id))
+                _sync_followers(conn, source[0], only=run_id)
+            return run_id
+
+        return self.get(self._write(go))
+
+    def queue_eta(self, run_id: str, workers: int | None = None) -> tuple[float | None, int]:
+        """Seconds until a run should finish, and how many queued computations will start before it.
+
+        The estimate simulates the fair queue (:meth:`claim_next`) on ``workers`` workers (default: as many
+        as runs are running now, at least one) with each run's cost taken from recent epochs: seconds per
+        epoch per training crystal, times the run's epochs and training size. An entry that reuses a
+        computation is answered for that computation. An ended run is ``(0.0, 0)``.
+
+        Returns:
+            ``(seconds, runs_ahead)``; seconds is None while no epoch has been recorded to estimate from.
+        """
+        record = self.resolve(run_id)
+        if not record.is_active:
+            return 0.0, 0
+        rate, setup = self._epoch_rate()
+        running = self._read(
+            "SELECT r.id, r.owner, r.started_at, r.n_train, r.hyperparams, "
+            "(SELECT COUNT(*) FROM epochs e WHERE e.run_id = r.id) FROM runs r "
+            "WHERE r.status = 'running' AND r.source_run_id IS NULL"
+        )
+        queued = self._read(
+            "SELECT r.id, r.owner, r.n_train, r.hyperparams FROM runs r "
+            "WHERE r.status = 'queued' AND r.source_run_id IS NULL ORDER BY r.created_at, r.rowid"
+        )
+        last_served = {
+            str(r[0]): float(r[1] or 0.0)
+            for r in self._read(
+                "SELECT owner, MAX(started_at) FROM runs WHERE source_run_id IS NULL AND started_at IS NOT NULL "
+                "GROUP BY owner"
+            )
+        }
+        now = time.time()
+
+        def cost(n_train: int | None, hyperparams: str | None, done_epochs: int = 0) -> float:
+            epochs = int((_loads(hyperparams) or {}).get("epochs", 30))
+            left = max(0, epochs - done_epochs)
+            return (rate or 0.0) * max(1, n_train or 1) * left + (setup if done_epochs == 0 else 0.0)
+
+        # free-at times of the workers, and which owner holds each running slot
+        slots: list[tuple[float, str]] = []
+        for rid, owner, _started, n_train, hyper, done_epochs in running:
+            end = now + cost(n_train, hyper, int(done_epochs))
+            if rid == record.id:
+                return (None if rate is None else end - now), 0
+            slots.append((end, str(owner)))
+        n_workers = max(1, workers or 0, len(slots))
+        slots.sort()
+        while len(slots) < n_workers:
+            slots.insert(0, (now, ""))
+        pending = [(str(r[0]), str(r[1]), r[2], r[3]) for r in queued]
+        ahead = 0
+        while pending:
+            slots.sort()
+            free_at, _ = slots.pop(0)
+            in_progress: dict[str, int] = {}
+            for end, owner in slots:
+                if end > free_at and owner:
+                    in_progress[owner] = in_progress.get(owner, 0) + 1
+            order = sorted(
+                range(len(pending)),
+                key=lambda i: (in_progress.get(pending[i][1], 0), last_served.get(pending[i][1], 0.0), i),
+            )
+            rid, owner, n_train, hyper = pending.pop(order[0])
+            last_served[owner] = free_at
+            end = free_at + cost(n_train, hyper)
+            if rid == record.id:
+                return (None if rate is None else end - now), ahead
+            ahead += 1
+            slots.append((end, owner))
+        return None, ahead  # not found among queued: it was claimed just now
+
+    def _epoch_rate(self) -> tuple[float | None, float]:
+        """Seconds per epoch per training crystal over the last 200 recorded epochs, and the mean setup time."""
+        rows = self._read(
+            "SELECT e.seconds, r.n_train FROM epochs e JOIN runs r ON r.id = e.run_id "
+            "WHERE e.seconds IS NOT NULL AND r.n_train > 0 ORDER BY e.rowid DESC LIMIT 200"
+        )
+        setup_rows = self._read(
+            "SELECT AVG(setup_seconds) FROM (SELECT setup_seconds FROM runs WHERE setup_seconds IS NOT NULL "
+            "ORDER BY started_at DESC LIMIT 20)"
+        )
+        setup = float(setup_rows[0][0] or 0.0) if setup_rows else 0.0
+        if not rows:
+            return None, setup
+        return sum(float(s) / int(n) for s, n in rows) / len(rows), setup
 
     def set_name(self, run_id: str, name: str | None) -> None:
         """Give a run a unique name (saving it to the zoo), or clear it with None.
@@ -811,7 +1159,8 @@ class RunStore:
     def find_done(self, spec_key: str) -> RunRecord | None:
         """The newest finished ('done') run with this spec key (:func:`compute_spec_key`), or None."""
         rows = self._read(
-            "SELECT * FROM runs WHERE spec_key = ? AND status = 'done' ORDER BY created_at DESC, rowid DESC LIMIT 1",
+            "SELECT * FROM runs WHERE spec_key = ? AND status = 'done' AND source_run_id IS NULL "
+            "ORDER BY created_at DESC, rowid DESC LIMIT 1",
             (spec_key,),
         )
         return RunRecord.from_row(rows[0]) if rows else None
@@ -845,8 +1194,9 @@ class RunStore:
 
     def epochs(self, run_id: str) -> pd.DataFrame:
         """The run's epochs in order, one row each: epoch, train_loss, train_mae, val_loss, val_mae, seconds, lr."""
+        source = self._source_ids([run_id])[run_id]
         return self._frame(
-            f"SELECT {', '.join(EPOCH_COLUMNS)} FROM epochs WHERE run_id = ? ORDER BY epoch", [run_id], EPOCH_COLUMNS
+            f"SELECT {', '.join(EPOCH_COLUMNS)} FROM epochs WHERE run_id = ? ORDER BY epoch", [source], EPOCH_COLUMNS
         )
 
     def epochs_many(self, run_ids: Iterable[str]) -> pd.DataFrame:
@@ -855,11 +1205,20 @@ class RunStore:
         columns = ("run_id", *EPOCH_COLUMNS)
         if not ids:
             return self._frame("", [], columns)
+        sources = self._source_ids(ids)
+        if all(sources[i] == i for i in ids):
+            sql = (
+                f"SELECT {', '.join(columns)} FROM epochs WHERE run_id IN ({', '.join('?' * len(ids))}) "
+                "ORDER BY run_id, epoch"
+            )
+            return self._frame(sql, ids, columns)
+        # entries reusing a computation get its epochs under their own id
+        pairs = " UNION ALL ".join("SELECT ? AS entry, ? AS source" for _ in ids)
         sql = (
-            f"SELECT {', '.join(columns)} FROM epochs WHERE run_id IN ({', '.join('?' * len(ids))}) "
-            "ORDER BY run_id, epoch"
+            f"SELECT m.entry, {', '.join('e.' + c for c in EPOCH_COLUMNS)} FROM ({pairs}) m "
+            "JOIN epochs e ON e.run_id = m.source ORDER BY m.entry, e.epoch"
         )
-        return self._frame(sql, ids, columns)
+        return self._frame(sql, [v for i in ids for v in (i, sources[i])], columns)
 
     # ----------------------------------------------------------------------------------------- predictions
 
@@ -887,7 +1246,7 @@ class RunStore:
     def predictions(self, run_id: str, split: str | None = None) -> pd.DataFrame:
         """The run's predictions (crystal_id, split, y_true, y_pred) in the order they were written."""
         sql = f"SELECT {', '.join(PREDICTION_COLUMNS)} FROM predictions WHERE run_id = ?"
-        params: list[Any] = [run_id]
+        params: list[Any] = [self._source_ids([run_id])[run_id]]
         if split is not None:
             sql += " AND split = ?"
             params.append(split)
