@@ -128,7 +128,7 @@ def run_actions(store, view: tables.RunView) -> None:
     entry = view.entry
     cols = st.columns([2, 1, 1, 1])
     if entry.is_active and cols[1].button("Cancel", key=f"cancel_{entry.id}"):
-        st.toast(f"run {entry.id}: {store.request_cancel(entry.id)}")
+        st.toast(f"run {entry.id}: {store.request_cancel(entry.id, force=is_teacher and entry.owner != user)}")
     if not entry.is_active and cols[2].button("Delete run", key=f"delete_{entry.id}"):
         if is_teacher and entry.owner != user:
             store.delete(entry.id)
@@ -162,7 +162,7 @@ def runs_section(store) -> None:
             if not records:
                 st.info("No runs yet." if everyone else "You have no runs yet: queue one above.")
                 return
-            views = tables.run_views(store, records)
+            views = tables.run_views(store, records, workers=classroom.worker_count(store.home))
             st.dataframe(
                 tables.compact_frame(views, with_owner=everyone),
                 hide_index=True,

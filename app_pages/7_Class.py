@@ -66,8 +66,11 @@ def class_panel(store) -> None:
             "Pin the class to one protocol",
             options,
             index=options.index(current),
-            format_func=lambda k: k if k not in class_settings.PRESETS else class_settings.PRESETS[k].title
-            + f" ({class_settings.PRESETS[k].describe()})",
+            format_func=lambda k: (
+                k
+                if k not in class_settings.PRESETS
+                else class_settings.PRESETS[k].title + f" ({class_settings.PRESETS[k].describe()})"
+            ),
             key="class_preset",
         )
         if st.button("Apply", key="class_pin"):

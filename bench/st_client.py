@@ -12,6 +12,7 @@ changes the protocol makes the client fail loudly (``tests/test_load_client.py``
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -85,6 +86,7 @@ class StreamlitSession:
         self._errors: list[str] = []
         self._finished: asyncio.Queue[int] = asyncio.Queue()
         self._reader: asyncio.Task | None = None
+        self._persistent: set[str] = set()
 
     # ----------------------------------------------------------------------------------------- connection
 
@@ -103,10 +105,8 @@ class StreamlitSession:
             await self.ws.close()
         if self._reader is not None:
             self._reader.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._reader
-            except (asyncio.CancelledError, Exception):
-                pass
 
     async def _read(self) -> None:
         async for data in self.ws:
@@ -202,7 +202,7 @@ class StreamlitSession:
         await self.ws.send(msg.SerializeToString())
         try:
             status = await asyncio.wait_for(self._finished.get(), self.timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             if self._reader is not None and self._reader.done() and self._reader.exception() is not None:
                 raise ProtocolError(f"reading the server's messages failed: {self._reader.exception()}") from None
             raise
@@ -224,8 +224,6 @@ class StreamlitSession:
         states[widget.id] = WidgetState(id=widget.id, trigger_value=True)
         return await self.rerun(widgets=states)
 
-    _persistent: set[str] = set()
-
     def keep_across_pages(self, widget: Widget) -> None:
         """Keep sending this widget's value after a page change (the sidebar's name field)."""
-        self._persistent = {*self._persistent, widget.id}
+        self._persistent.add(widget.id)

@@ -87,7 +87,10 @@ def run_label(record: RunRecord) -> str:
     name = f" «{record.name}»" if record.name else ""
     epochs = (record.spec.get("hyperparams") or {}).get("epochs", "?")
     sizes = f"{record.n_train}/{record.n_val}/{record.n_test}"
-    return f"{record.id} · {model} k={record.freeze} · {record.target} · {sizes} · {epochs} epochs · seed {record.seed}{name}"
+    return (
+        f"{record.id} · {model} k={record.freeze} · {record.target} · {sizes} · {epochs} epochs · "
+        f"seed {record.seed}{name}"
+    )
 
 
 def run_progress(record: RunRecord, epochs: pd.DataFrame) -> tuple[float, str]:
@@ -178,7 +181,7 @@ class RunView:
     eta: tuple[float | None, int] | None = None
 
 
-def run_views(store: RunStore, records: list[RunRecord]) -> list[RunView]:
+def run_views(store: RunStore, records: list[RunRecord], workers: int | None = None) -> list[RunView]:
     """The entries with the computed runs behind them, in a few queries whatever the number of runs.
 
     A page with 100 runs must rerun in well under a second, so this reads every computed run once (entries
@@ -199,7 +202,7 @@ def run_views(store: RunStore, records: list[RunRecord]) -> list[RunView]:
     epochs = store.epochs_many(sorted(live))
     groups = {run_id: frame for run_id, frame in epochs.groupby("run_id", sort=False)} if len(epochs) else {}
     empty = epochs.iloc[0:0]
-    etas = {c.id: store.queue_eta(c.id) for c in computed.values() if c.status == "queued"}
+    etas = {c.id: store.queue_eta(c.id, workers=workers) for c in computed.values() if c.status == "queued"}
     return [
         RunView(r, computed[r.id], groups.get(computed[r.id].id, empty), etas.get(computed[r.id].id)) for r in records
     ]
@@ -247,9 +250,11 @@ def compact_frame(views: list[RunView], with_owner: bool = False) -> pd.DataFram
     return pd.DataFrame(rows, columns=columns)
 
 
-def compact_runs(store: RunStore, records: list[RunRecord], with_owner: bool = False) -> pd.DataFrame:
+def compact_runs(
+    store: RunStore, records: list[RunRecord], with_owner: bool = False, workers: int | None = None
+) -> pd.DataFrame:
     """:func:`compact_frame` of ``records`` read from ``store`` (the Fine-tune page's and the teacher's table)."""
-    return compact_frame(run_views(store, records), with_owner=with_owner)
+    return compact_frame(run_views(store, records, workers), with_owner=with_owner)
 
 
 def table2_cells(records: list[RunRecord] | pd.DataFrame) -> pd.DataFrame:

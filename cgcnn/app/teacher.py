@@ -53,9 +53,9 @@ def require_teacher(is_teacher: bool) -> None:
 
 
 def cancel_runs(store: RunStore, run_ids: list[str], is_teacher: bool) -> dict[str, str]:
-    """Cancel anyone's runs; returns each run's status afterwards."""
+    """Cancel anyone's runs, also computations others wait for; returns each run's status afterwards."""
     require_teacher(is_teacher)
-    return {run_id: store.request_cancel(run_id) for run_id in run_ids}
+    return {run_id: store.request_cancel(run_id, force=True) for run_id in run_ids}
 
 
 def delete_runs(store: RunStore, run_ids: list[str], is_teacher: bool) -> dict[str, str]:
@@ -76,7 +76,7 @@ def clear_queue(store: RunStore, is_teacher: bool) -> list[str]:
     """Cancel every queued run of the class; returns their ids (running runs go on)."""
     require_teacher(is_teacher)
     queued = [r.id for r in store.list_runs(status="queued")]
-    return [run_id for run_id in queued if store.request_cancel(run_id) == "cancelled"]
+    return [run_id for run_id in queued if store.request_cancel(run_id, force=True) == "cancelled"]
 
 
 def set_workers(store: RunStore, workers: int, is_teacher: bool) -> ClassSettings:
@@ -99,4 +99,4 @@ def class_frame(store: RunStore) -> pd.DataFrame:
     """Every run of the class as the compact table, with its owner (the teacher's overview)."""
     from cgcnn.app.tables import compact_runs
 
-    return compact_runs(store, store.list_runs(), with_owner=True)
+    return compact_runs(store, store.list_runs(include_hidden=True), with_owner=True)

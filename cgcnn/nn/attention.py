@@ -204,8 +204,6 @@ class EdgeAttentionConv(AttentionConv):
         return (query * key).sum(dim=-1) / math.sqrt(d) + edge
 
 
-
-
 def conv_parameter_counts(atom_fea_len: int = 64, nbr_fea_len: int = 41, heads: int = 1) -> dict[str, int]:
     """Parameters of one convolution of each kind (the table in the module docstring)."""
     counts = {}
