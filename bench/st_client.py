@@ -125,8 +125,13 @@ class StreamlitSession:
             self.page_hash = msg.navigation.page_script_hash or self.page_hash
         elif kind == "page_info_changed":
             self.query_string = msg.page_info_changed.query_string
+        elif kind == "new_session":  # a whole-page run starts: its fragments register again
+            self.fragments = {}
         elif kind == "auto_rerun":
             self.fragments[msg.auto_rerun.fragment_id] = float(msg.auto_rerun.interval)
+        elif kind == "stop_auto_rerun":
+            for fragment_id in msg.stop_auto_rerun.fragment_ids:
+                self.fragments.pop(fragment_id, None)
         elif kind == "script_finished":
             self._finished.put_nowait(int(msg.script_finished))
         elif kind == "ref_hash":
@@ -202,6 +207,8 @@ class StreamlitSession:
         await self.ws.send(msg.SerializeToString())
         try:
             status = await asyncio.wait_for(self._finished.get(), self.timeout_s)
+            while status == ForwardMsg.FINISHED_EARLY_FOR_RERUN:  # the script asked for a rerun (st.rerun)
+                status = await asyncio.wait_for(self._finished.get(), self.timeout_s)
         except TimeoutError:
             if self._reader is not None and self._reader.done() and self._reader.exception() is not None:
                 raise ProtocolError(f"reading the server's messages failed: {self._reader.exception()}") from None
