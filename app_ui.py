@@ -132,3 +132,30 @@ def crystal_graph(crystal_id: str, params_key: str, _params=None):
     from cgcnn.data.graph import structure_to_graph
 
     return structure_to_graph(dataset().structure(crystal_id), _params)
+
+
+@st.cache_data(ttl=10, show_spinner=False)
+def model_choices() -> list[str]:
+    """The zoo's model names for the launch form (refreshed every 10 s: saving a run adds one)."""
+    from cgcnn.app.tables import model_choices as names
+
+    return names(store())
+
+
+@st.cache_data(ttl=3, show_spinner=False)
+def queue_etas(run_ids: tuple[str, ...], workers: int) -> dict:
+    """Queue estimates of queued runs, shared by every session for 3 s (each one simulates the whole queue)."""
+    from cgcnn.app.tables import queue_etas as estimate
+
+    return estimate(store(), list(run_ids), workers=workers)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def done_run_figures(run_id: str, units: str, finished_at: float):
+    """Curves and parity plot of a finished run (it never changes: cached by id and finish time)."""
+    from cgcnn.analysis import viz
+
+    s = store()
+    return viz.curves_figure(s.epochs(run_id), "mae", units=units), viz.parity_figure(
+        s.predictions(run_id, "test"), units
+    )

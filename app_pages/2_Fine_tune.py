@@ -9,6 +9,7 @@ from cgcnn.analysis import viz
 from cgcnn.app import class_settings, classroom, launch, tables, uploads
 from cgcnn.data.datasets import TARGET_UNITS
 from cgcnn.errors import CGCNNError
+from cgcnn.runs.store import RunNotFound
 from cgcnn.settings import current_limits
 
 POLL_S = 2.0
@@ -53,7 +54,7 @@ def launch_form(store) -> None:
                 )
     else:
         st.info(f"The teacher pinned the class to one protocol: **{preset.title}** ({preset.describe()}).")
-    models = [launch.SCRATCH, *tables.model_choices(store)]
+    models = [launch.SCRATCH, *app_ui.model_choices()]
     with st.form("ft_form"):
         c1, c2, c3 = st.columns(3)
         chosen = c1.multiselect(
@@ -104,22 +105,20 @@ def launch_form(store) -> None:
 
 
 def run_detail(store, view: tables.RunView, can_act: bool) -> None:
-    """The selected run, expanded: progress, curves, parity plot and the owner's (or teacher's) actions."""
+    """The opened run: progress, curves and parity plot (cached once it is done), the owner's actions."""
     entry, computed = view.entry, view.computed
     frac, text = tables.view_progress(view)
     st.markdown(f"**{tables.run_label(entry)}** · owner {entry.owner or '—'} · `{computed.status}`")
     st.progress(frac, text=text)
-    epochs = store.epochs(computed.id) if computed.status == "done" else view.epochs
     units = TARGET_UNITS.get(entry.target or "", "")
-    if len(epochs):
-        a, b = st.columns(2)
-        a.plotly_chart(viz.curves_figure(epochs, "mae", units=units), width="stretch", key="ft_curve_mae")
-        if computed.status == "done":
-            b.plotly_chart(
-                viz.parity_figure(store.predictions(computed.id, "test"), units), width="stretch", key="ft_parity"
-            )
-        else:
-            b.plotly_chart(viz.curves_figure(epochs, "loss"), width="stretch", key="ft_curve_loss")
+    a, b = st.columns(2)
+    if computed.status == "done":
+        curves, parity = app_ui.done_run_figures(computed.id, units, computed.finished_at or 0.0)
+        a.plotly_chart(curves, width="stretch", key="ft_curve_mae")
+        b.plotly_chart(parity, width="stretch", key="ft_parity")
+    elif len(view.epochs):
+        a.plotly_chart(viz.curves_figure(view.epochs, "mae", units=units), width="stretch", key="ft_curve_mae")
+        b.plotly_chart(viz.curves_figure(view.epochs, "loss"), width="stretch", key="ft_curve_loss")
     if can_act:
         run_actions(store, view)
 
@@ -142,48 +141,66 @@ def run_actions(store, view: tables.RunView) -> None:
             st.toast(f"run {entry.id} saved as {name.strip()!r}" if name.strip() else "name cleared")
 
 
+def views_of(store, records) -> list[tables.RunView]:
+    workers = classroom.worker_count(store.home)
+    return tables.run_views(store, records, etas=lambda ids: app_ui.queue_etas(tuple(ids), workers))
+
+
 def runs_section(store) -> None:
+    """The compact live table of runs (a polling fragment), then one opened run (polling only while it runs)."""
     everyone = st.toggle("Show everyone's runs", value=not user, key="ft_everyone")
 
     def shown_runs():
         return store.list_runs() if everyone or not user else store.list_runs(owner=user)
 
-    live = any(r.is_active for r in shown_runs())
+    records = shown_runs()
+    first = [records]  # the fragment's first draw uses these; its polls read the store again
+    live = any(r.is_active for r in records)
 
     @st.fragment(run_every=POLL_S if live else None)
-    def live_runs() -> None:
+    def runs_table() -> None:
         with app_ui.boundary("the run list"):
-            records = shown_runs()
+            recs = first.pop() if first else shown_runs()
             counts = store.counts()
             st.caption(
                 f"Queue: {counts['queued']} queued, {counts['running']} running · "
-                f"workers: {classroom.worker_count(store.home)} · {len(records)} run(s) shown"
+                f"workers: {classroom.worker_count(store.home)} · {len(recs)} run(s) shown"
             )
-            if not records:
+            if not recs:
                 st.info("No runs yet." if everyone else "You have no runs yet: queue one above.")
                 return
-            views = tables.run_views(store, records, workers=classroom.worker_count(store.home))
             st.dataframe(
-                tables.compact_frame(views, with_owner=everyone),
+                tables.compact_frame(views_of(store, recs), with_owner=everyone),
                 hide_index=True,
                 width="stretch",
-                height=min(38 + 35 * len(views), 420),
+                height=min(38 + 35 * len(recs), 420),
                 column_config={
                     "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0),
                     "test MAE": st.column_config.NumberColumn("test MAE", format="%.4f"),
                 },
             )
-            by_id = {v.entry.id: v for v in views}
-            chosen = st.selectbox(
-                "Open a run", list(by_id), format_func=lambda i: tables.run_label(by_id[i].entry), key="ft_open"
-            )
-            with st.container(border=True):
-                view = by_id[chosen]
-                run_detail(store, view, can_act=view.entry.owner == user or is_teacher)
-            if live and not any(v.computed.is_active for v in views):
+            if live and not any(r.is_active for r in recs):
                 st.rerun()  # everything ended: a full rerun stops the polling
 
-    live_runs()
+    runs_table()
+    if not records:
+        return
+    by_id = {r.id: r for r in records}
+    chosen = st.selectbox("Open a run", list(by_id), format_func=lambda i: tables.run_label(by_id[i]), key="ft_open")
+
+    @st.fragment(run_every=POLL_S if by_id[chosen].is_active else None)
+    def opened_run() -> None:
+        with app_ui.boundary("the opened run"), st.container(border=True):
+            try:
+                entry = store.get(chosen)
+            except RunNotFound:  # deleted meanwhile (by its owner, or the teacher)
+                entry = by_id[chosen]
+            (view,) = views_of(store, [entry])
+            run_detail(store, view, can_act=entry.owner == user or is_teacher)
+            if by_id[chosen].is_active and not view.computed.is_active:
+                st.rerun()  # it ended: a full rerun redraws it for good and stops the polling
+
+    opened_run()
 
 
 with app_ui.boundary("the fine-tune page"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -181,12 +182,23 @@ class RunView:
     eta: tuple[float | None, int] | None = None
 
 
-def run_views(store: RunStore, records: list[RunRecord], workers: int | None = None) -> list[RunView]:
+def queue_etas(store: RunStore, run_ids: list[str], workers: int | None = None) -> dict[str, tuple[float | None, int]]:
+    """``RunStore.queue_eta`` of each queued computation (the page caches this for a few seconds)."""
+    return {run_id: store.queue_eta(run_id, workers=workers) for run_id in run_ids}
+
+
+def run_views(
+    store: RunStore,
+    records: list[RunRecord],
+    etas: Callable[[list[str]], dict[str, tuple[float | None, int]]] | None = None,
+) -> list[RunView]:
     """The entries with the computed runs behind them, in a few queries whatever the number of runs.
 
     A page with 100 runs must rerun in well under a second, so this reads every computed run once (entries
     that reuse the same computation share it), the epochs of unfinished runs in one query (a finished run
-    needs none: its record has the result), and the queue estimate only for queued computations.
+    needs none: its record has the result), and the queue estimate only for queued computations, through
+    ``etas`` (ids → estimates; default :func:`queue_etas`), which a page can cache: each estimate simulates
+    the whole queue.
     """
     by_id = {r.id: r for r in records}
     computed: dict[str, RunRecord] = {}
@@ -202,9 +214,10 @@ def run_views(store: RunStore, records: list[RunRecord], workers: int | None = N
     epochs = store.epochs_many(sorted(live))
     groups = {run_id: frame for run_id, frame in epochs.groupby("run_id", sort=False)} if len(epochs) else {}
     empty = epochs.iloc[0:0]
-    etas = {c.id: store.queue_eta(c.id, workers=workers) for c in computed.values() if c.status == "queued"}
+    queued = sorted({c.id for c in computed.values() if c.status == "queued"})
+    waits = (etas or (lambda ids: queue_etas(store, ids)))(queued) if queued else {}
     return [
-        RunView(r, computed[r.id], groups.get(computed[r.id].id, empty), etas.get(computed[r.id].id)) for r in records
+        RunView(r, computed[r.id], groups.get(computed[r.id].id, empty), waits.get(computed[r.id].id)) for r in records
     ]
 
 
@@ -250,11 +263,9 @@ def compact_frame(views: list[RunView], with_owner: bool = False) -> pd.DataFram
     return pd.DataFrame(rows, columns=columns)
 
 
-def compact_runs(
-    store: RunStore, records: list[RunRecord], with_owner: bool = False, workers: int | None = None
-) -> pd.DataFrame:
+def compact_runs(store: RunStore, records: list[RunRecord], with_owner: bool = False) -> pd.DataFrame:
     """:func:`compact_frame` of ``records`` read from ``store`` (the Fine-tune page's and the teacher's table)."""
-    return compact_frame(run_views(store, records, workers), with_owner=with_owner)
+    return compact_frame(run_views(store, records), with_owner=with_owner)
 
 
 def table2_cells(records: list[RunRecord] | pd.DataFrame) -> pd.DataFrame:
