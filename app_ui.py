@@ -150,9 +150,13 @@ def queue_etas(run_ids: tuple[str, ...], workers: int) -> dict:
     return estimate(store(), list(run_ids), workers=workers)
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
+@st.cache_resource(max_entries=64, show_spinner=False)
 def done_run_figures(run_id: str, units: str, finished_at: float):
-    """Curves and parity plot of a finished run (it never changes: cached by id and finish time)."""
+    """Curves and parity plot of a finished run (it never changes: cached by id and finish time).
+
+    ``cache_resource``, not ``cache_data``: a cached plotly figure is handed out as is, while unpickling a
+    copy re-validates every property (about 0.1 s per figure, each rerun).
+    """
     from cgcnn.analysis import viz
 
     s = store()
