@@ -90,3 +90,8 @@ def silent_then_succeed(run_id: str, store: RunStore) -> None:
             thread.done.set()
     time.sleep(1.5)
     store.finish(run_id, "done")
+
+
+def threads_and_succeed(run_id: str, store: RunStore) -> None:
+    """Finish at once, recording the thread count the worker was told to use (OMP is not set by auto mode)."""
+    store.finish(run_id, "done", test_metrics={"omp": os.environ.get("OMP_NUM_THREADS")})

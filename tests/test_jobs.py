@@ -60,7 +60,7 @@ def test_one_line_error():
 
 def test_runs_all_queued_runs_with_two_workers(store):
     ids = queue(store, 5, sleep=0.6)
-    runner = runner_for(store, "succeed")
+    runner = runner_for(store, "succeed", torch_threads=1)
     assert runner.run_until_empty(timeout=60)
     assert not runner.is_alive
     runs = [store.get(i) for i in ids]
@@ -104,7 +104,7 @@ def test_crashing_worker_is_recorded_with_its_exit_code(store):
     (run_id,) = queue(store)
     assert runner_for(store, "hard_exit").run_until_empty(timeout=30)
     r = store.get(run_id)
-    assert r.status == "failed" and r.error == "worker process exited with code 3"
+    assert r.status == "failed" and r.error == "worker process exited with code 3; its finished epochs are kept"
 
 
 def test_target_returning_without_finishing(store):
@@ -265,3 +265,116 @@ def test_drain_cli(store):
     )
     assert out.returncode == 0, out.stderr
     assert [store.get(i).status for i in ids] == ["done", "done"]
+
+
+# ------------------------------------------------------------------------------------------- warm workers
+
+
+def test_thread_policy():
+    from cgcnn.runs.jobs import thread_policy
+
+    assert thread_policy(8, others_running=0, others_startable=0) == 8
+    assert thread_policy(8, others_running=1, others_startable=0) == 1
+    assert thread_policy(8, others_running=0, others_startable=2) == 1
+    assert thread_policy(0, 0, 0) == 1
+
+
+def test_lone_run_gets_all_cores_and_several_get_one(store):
+    (alone,) = queue(store)
+    assert runner_for(store, "threads_and_succeed", max_workers=2).run_until_empty(timeout=30)
+    r = store.get(alone)
+    assert r.torch_threads == (os.cpu_count() or 1) and r.executor == "local" and r.host
+    assert r.test_metrics["omp"] is None  # auto mode sets torch's threads per run, not the environment
+    several = queue(store, 2, sleep=0.5)
+    assert runner_for(store, "succeed", max_workers=2).run_until_empty(timeout=30)
+    assert [store.get(i).torch_threads for i in several] == [1, 1]
+
+
+def test_one_warm_worker_serves_runs_one_after_another(store):
+    ids = queue(store, 3)
+    assert runner_for(store, "succeed", max_workers=1).run_until_empty(timeout=30)
+    runs = [store.get(i) for i in ids]
+    assert [r.status for r in runs] == ["done"] * 3
+    assert len({r.pid for r in runs}) == 1  # the same process, kept between runs
+    assert all("worker" in (store.run_dir(i) / "worker.log").read_text() for i in ids)
+
+
+def test_warm_worker_reuses_loaded_data(store):
+    """The real fine-tune target: the second run of a worker finds graphs and models in memory."""
+    from cgcnn.training.finetune import FinetuneSpec
+
+    tiny = {"n_train": 24, "n_val": 8, "n_test": 8, "hyperparams": {"epochs": 1, "batch_size": 8}}
+    ids = [store.create_run(FinetuneSpec("none", 0, seed=s, **tiny).to_dict()) for s in (0, 1)]
+    runner = JobRunner(store, max_workers=1, poll_s=0.05, heartbeat_s=0.5)
+    assert runner.run_until_empty(timeout=240)
+    first, second = (store.get(i) for i in ids)
+    assert (first.status, second.status) == ("done", "done"), (first.error, second.error)
+    assert first.pid == second.pid
+    assert first.setup_seconds is not None and second.setup_seconds is not None
+    assert second.setup_seconds < first.setup_seconds  # graphs were featurised (or read) once
+
+
+def test_worker_killed_mid_run_is_replaced_and_its_run_keeps_epochs(store):
+    first, second = queue(store, 2)
+    runner = runner_for(store, "epochs_then_hang", max_workers=1).start()
+    try:
+        wait_for(lambda: len(store.epochs(first)) == 2)
+        killed = store.get(first).pid
+        os.kill(killed, signal.SIGKILL)
+        wait_for(lambda: store.get(first).status == "failed")
+        wait_for(lambda: store.get(second).status == "running" and len(store.epochs(second)) == 2)
+        assert store.get(second).pid != killed  # a new worker took over
+    finally:
+        runner.stop(kill=True, timeout=30)
+    r = store.get(first)
+    assert "SIGKILL" in r.error and "epochs are kept" in r.error
+    assert list(store.epochs(first)["epoch"]) == [1, 2]
+
+
+def test_restarted_server_resumes_the_queue(store):
+    ids = queue(store, 3, sleep=0.3)
+    before = runner_for(store, "succeed", max_workers=1).start()
+    wait_for(lambda: store.get(ids[0]).status == "done")
+    before.stop(wait=True, timeout=30)  # the server goes down with runs still queued
+    left = [i for i in ids if store.get(i).status == "queued"]
+    assert left
+    assert runner_for(RunStore(store.path), "succeed", max_workers=1).run_until_empty(timeout=30)
+    assert [store.get(i).status for i in ids] == ["done"] * 3
+
+
+def test_run_past_the_time_limit_is_stopped_and_marked(store, monkeypatch):
+    monkeypatch.setenv("CGCNN_MAX_RUN_SECONDS", "1")
+    (slow,) = queue(store)
+    runner = runner_for(store, "ignore_cancel", max_workers=1)
+    assert runner.run_until_empty(timeout=30, run_ids=[slow])
+    r = store.get(slow)
+    assert r.status == "failed" and "CGCNN_MAX_RUN_SECONDS" in r.error
+    runner.stop(kill=True, timeout=30)
+
+
+def test_orphan_workers_of_a_killed_runner_count_against_the_limit(store):
+    """Issue 13: after kill -9 of a runner, its workers finish their runs; a new runner does not add more."""
+    orphan_run, waiting = queue(store, 2)
+    script = (
+        "import sys, time; from cgcnn.runs.jobs import JobRunner; "
+        f"r = JobRunner({str(store.path)!r}, max_workers=1, target='job_targets:epochs_then_hang', "
+        "poll_s=0.05, heartbeat_s=0.2, env={'PYTHONPATH': sys.argv[1]}); r.start(); time.sleep(120)"
+    )
+    server = subprocess.Popen([sys.executable, "-c", script, str(TESTS)], env={**os.environ, **ENV})
+    try:
+        wait_for(lambda: len(store.epochs(orphan_run)) == 2)
+    finally:
+        server.kill()
+        server.wait(10)
+    orphan_pid = store.get(orphan_run).pid
+    runner = runner_for(store, "succeed", max_workers=1, stale_after_s=1.0).start()
+    try:
+        wait_for(lambda: runner.pool_status()["orphans"] == 1)
+        time.sleep(1.0)
+        assert store.get(waiting).status == "queued"  # the one slot is the orphan's
+        assert store.get(orphan_run).status == "running"  # alive: heartbeating, never reaped
+        os.killpg(orphan_pid, signal.SIGKILL)
+        wait_for(lambda: store.get(waiting).status == "done")
+        wait_for(lambda: store.get(orphan_run).status == "failed")  # reaped once its heartbeat stopped
+    finally:
+        runner.stop(timeout=30)

@@ -196,3 +196,10 @@ def test_queue_eta(store):
     assert store.queue_eta(b.id, workers=2)[0] == pytest.approx(24.0, abs=0.5)
     complete(store, a.id)
     assert store.queue_eta(a.id) == (0.0, 0)
+
+
+def test_queue_position_of_a_follower_is_its_computations(store):
+    a = store.launch(spec(seed=1), "ann")
+    b = store.launch(spec(seed=2), "bob")
+    c = store.launch(spec(seed=1), "cy")
+    assert [store.queue_position(r.id) for r in (a, b, c)] == [1, 2, 1]

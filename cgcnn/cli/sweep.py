@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
+from cgcnn.cli.train import add_executor_arguments
 from cgcnn.errors import CGCNNError
 
 
@@ -22,7 +24,7 @@ def parse_int_list(text: str) -> list[int]:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from cgcnn.experiments.sweep import LocalExecutor, SweepGrid, run_sweep, save_summary_figure
+    from cgcnn.experiments.sweep import LocalExecutor, RayExecutor, SweepGrid, run_sweep, save_summary_figure
     from cgcnn.runs.store import RunStore
     from cgcnn.training.transfer import check_freeze_request
     from cgcnn.zoo import load_model
@@ -51,7 +53,12 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     def progress(done: int, total: int) -> None:
         print(f"{done}/{total} runs done", file=sys.stderr)
 
-    result = run_sweep(grid, store, LocalExecutor(store, args.workers), out, sweep_id=args.name, progress=progress)
+    executor = (args.executor or os.environ.get("CGCNN_EXECUTOR", "") or "local").lower()
+    if executor == "ray":
+        runner_of = RayExecutor(store, args.ray_address, args.ray_num_cpus or 1, args.workers, args.ray_fallback_local)
+    else:
+        runner_of = LocalExecutor(store, args.workers)
+    result = run_sweep(grid, store, runner_of, out, sweep_id=args.name, progress=progress)
     if out is not None:
         save_summary_figure(result.summary, out / "summary.png", title=args.title or "")
         print(f"wrote {out / 'runs.csv'}, {out / 'summary.csv'}, {out / 'summary.png'}", file=sys.stderr)
@@ -82,4 +89,5 @@ def add_experiment_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="folder for runs.csv, summary.csv and summary.png")
     p.add_argument("--name", default="sweep", help="sweep id recorded with each run")
     p.add_argument("--title", help="figure title")
+    add_executor_arguments(p)
     p.set_defaults(func=_cmd_sweep)

@@ -125,8 +125,10 @@ def _cmd_runs(args: argparse.Namespace) -> int:
         print(f"run {args.run_id} saved to the zoo as {args.name!r} (use --model {args.name})")
         return 0
     if action == "delete":
-        store.delete(args.run_id)
-        print(f"run {args.run_id} deleted")
+        if store.delete(args.run_id):
+            print(f"run {args.run_id} deleted")
+        else:
+            print(f"run {args.run_id} hidden: other runs reuse its results, so they are kept until those go")
         return 0
     records = store.list_runs(owner=args.owner, status=args.status, limit=args.limit)
     if args.json:
@@ -143,17 +145,31 @@ def _cmd_runs(args: argparse.Namespace) -> int:
 
 
 def _cmd_jobs(args: argparse.Namespace) -> int:
-    from cgcnn.runs.jobs import JobRunner
+    from cgcnn.runs.jobs import make_runner
     from cgcnn.runs.store import RunStore
 
     store = RunStore()
-    runner = JobRunner(store, max_workers=args.workers)
-    queued = len(store.list_runs(status="queued"))
-    print(f"draining {queued} queued run(s) with up to {runner.max_workers} worker(s)", file=sys.stderr)
+    ray = {"ray_address": args.ray_address, "num_cpus": args.ray_num_cpus, "fallback_local": args.ray_fallback_local}
+    runner = make_runner(store, executor=args.executor, max_workers=args.workers,
+                         **{k: v for k, v in ray.items() if v})  # fmt: skip
+    if runner.fallback_reason:
+        print(f"warning: {runner.fallback_reason}", file=sys.stderr)
+    queued = store.counts(computations_only=True)["queued"]
+    print(
+        f"draining {queued} queued run(s) with up to {runner.max_workers} {runner.executor} worker(s)", file=sys.stderr
+    )
     if not runner.run_until_empty(args.timeout):
         print("timeout: runs are still queued or running", file=sys.stderr)
         return 1
     return 0
+
+
+def add_executor_arguments(p: argparse.ArgumentParser) -> None:
+    """``--executor local|ray``, ``--ray-address``, ``--ray-num-cpus`` and ``--ray-fallback-local``."""
+    p.add_argument("--executor", choices=["local", "ray"], help="where runs execute (default $CGCNN_EXECUTOR or local)")
+    p.add_argument("--ray-address", help="Ray cluster, host:port of `ray start --head` (default: a local instance)")
+    p.add_argument("--ray-num-cpus", type=int, help="CPUs (and torch threads) per Ray task (default 1)")
+    p.add_argument("--ray-fallback-local", action="store_true", help="if Ray cannot be reached, run locally")
 
 
 def add_train_parsers(sub: argparse._SubParsersAction) -> None:
@@ -190,8 +206,9 @@ def add_train_parsers(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_finetune)
 
     p = sub.add_parser("jobs", help="run queued fine-tunes in worker processes until the queue is empty")
-    p.add_argument("--workers", type=int, help="worker processes (default: one per core)")
+    p.add_argument("--workers", type=int, help="runs at once (default: one per core, or the Ray cluster's CPUs)")
     p.add_argument("--timeout", type=float, help="give up after this many seconds")
+    add_executor_arguments(p)
     p.set_defaults(func=_cmd_jobs)
 
     p = sub.add_parser("runs", help="list, show, save to the zoo, or delete stored runs")

@@ -82,12 +82,16 @@ class LocalExecutor:
         self.workers = workers
         self.poll_s = poll_s
 
+    def make_runner(self) -> JobRunner:
+        """The runner that drains the queued cells (warm local workers, one torch thread each)."""
+        return JobRunner(self.store, max_workers=self.workers, torch_threads=1)
+
     def run(self, specs: list[FinetuneSpec], sweep_id: str, on_finished: Callable[[RunRecord], None]) -> None:
         """Queue, start workers, and poll the store for runs that ended."""
         run_ids = [self.store.create_run(s.to_dict(), sweep_id=sweep_id) for s in specs]
         if not run_ids:
             return
-        runner = JobRunner(self.store, max_workers=self.workers, torch_threads=1).start()
+        runner = self.make_runner().start()
         pending = set(run_ids)
         try:
             while pending:
@@ -104,6 +108,47 @@ class LocalExecutor:
             raise
         finally:
             runner.stop(wait=True)
+
+
+class RayExecutor(LocalExecutor):
+    """Runs the cells as Ray tasks (:class:`~cgcnn.runs.ray_jobs.RayJobRunner`); the store stays on this node.
+
+    Args:
+        store: the run store (on the head node; tasks never open it).
+        address: the Ray cluster (``host:port`` of ``ray start --head``, or ``auto``); None: a local instance.
+        num_cpus: CPUs per task (its torch threads); a sweep keeps 1 so cells do not depend on concurrency.
+        workers: tasks in flight (default: the cluster's CPUs / ``num_cpus``).
+        fallback_local: if Ray cannot be reached, run on local workers instead of failing.
+
+    Raises:
+        RayUnavailable: (when the sweep starts) Ray cannot be reached and no fallback was asked for.
+    """
+
+    def __init__(
+        self,
+        store: RunStore,
+        address: str | None = None,
+        num_cpus: int = 1,
+        workers: int | None = None,
+        fallback_local: bool = False,
+        poll_s: float = 1.0,
+    ) -> None:
+        super().__init__(store, workers, poll_s)
+        self.address, self.num_cpus, self.fallback_local = address, num_cpus, fallback_local
+
+    def make_runner(self) -> JobRunner:
+        """A Ray runner (or, if asked for and Ray is unreachable, the local one)."""
+        from cgcnn.runs.jobs import make_runner
+
+        return make_runner(
+            self.store,
+            executor="ray",
+            ray_address=self.address,
+            num_cpus=self.num_cpus,
+            fallback_local=self.fallback_local,
+            max_workers=self.workers,
+            torch_threads=1,
+        )
 
 
 @dataclass
@@ -177,11 +222,13 @@ def runs_frame(records: Iterable[RunRecord]) -> pd.DataFrame:
             "best_epoch": (r.test_metrics or {}).get("best_epoch"),
             "seconds": r.seconds,
             "torch_threads": r.torch_threads,
+            "executor": r.executor,
+            "host": r.host,
         }
         for r in records
     ]
     columns = ["run_id", "pretrained", "freeze", "seed", "target", "n_train", "n_val", "n_test", "split_hash",
-               "test_mae", "best_epoch", "seconds", "torch_threads"]  # fmt: skip
+               "test_mae", "best_epoch", "seconds", "torch_threads", "executor", "host"]  # fmt: skip
     frame = pd.DataFrame(rows, columns=columns)
     return frame.sort_values(["pretrained", "freeze", "seed"], ignore_index=True)
 

@@ -664,9 +664,17 @@ class RunStore:
             params.append(int(limit))
         return [RunRecord.from_row(r) for r in self._read(sql, params)]
 
-    def counts(self, owner: str | None = None, sweep_id: str | None = None) -> dict[str, int]:
-        """Number of runs per status (every status present, zero if none)."""
+    def counts(
+        self, owner: str | None = None, sweep_id: str | None = None, computations_only: bool = False
+    ) -> dict[str, int]:
+        """Number of runs per status (every status present, zero if none).
+
+        With ``computations_only``, entries that reuse another run's computation are not counted (what the
+        workers have to do).
+        """
         where, params = self._filters(owner=owner, sweep_id=sweep_id)
+        if computations_only:
+            where += (" AND " if where else " WHERE ") + "source_run_id IS NULL"
         rows = self._read(f"SELECT status, COUNT(*) FROM runs{where} GROUP BY status", params)
         counts = dict.fromkeys(STATUSES, 0)
         counts.update({r[0]: int(r[1]) for r in rows})
@@ -921,7 +929,11 @@ class RunStore:
         return self._write(go)
 
     def queue_position(self, run_id: str) -> int | None:
-        """1-based place of a queued run among queued runs in creation order; None if it is not queued."""
+        """1-based place of a queued run among queued runs in creation order; None if it is not queued.
+
+        An entry that reuses a computation has the place of that computation.
+        """
+        run_id = self._source_ids([run_id])[run_id]
         rows = self._read(
             "SELECT (SELECT COUNT(*) FROM runs q WHERE q.status = 'queued' AND q.source_run_id IS NULL AND "
             "(q.created_at < r.created_at OR (q.created_at = r.created_at AND q.rowid <= r.rowid))), r.status "

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import _thread
 import dataclasses
 import time
 from collections.abc import Callable
@@ -19,16 +20,17 @@ import torch
 from cgcnn.data.datasets import TARGET_UNITS, CrystalDataset, load_default_dataset
 from cgcnn.data.folders import read_cgcnn_folder, read_zip
 from cgcnn.data.graph import GraphParams, GraphSet
-from cgcnn.data.graph_cache import get_graphs
 from cgcnn.data.splits import Split, make_split
 from cgcnn.errors import CGCNNError
 from cgcnn.nn.cards import ModelCard
 from cgcnn.nn.checkpoint import save_checkpoint
 from cgcnn.nn.predictor import Predictor
+from cgcnn.runs.heartbeat import Heartbeat, overtime_message
 from cgcnn.runs.store import RunStore
+from cgcnn.settings import current_limits
 from cgcnn.training.train import EpochStats, LabelledGraphs, TrainConfig, TrainResult, train_model
 from cgcnn.training.transfer import FreezeReport, check_freeze_request, prepare_transfer
-from cgcnn.zoo import load_model
+from cgcnn.training.warm import cached_graphs, cached_model
 
 
 @dataclass
@@ -154,8 +156,13 @@ def run_finetune(
             is being recorded it is marked failed with the same message first.
     """
     started = time.perf_counter()
+    beat = None
     if store is not None and run_id is None:
         run_id = store.create_run(spec.to_dict(), owner=owner, status="running")
+        # A direct run (the CLI) heartbeats from a thread, data loading included, and obeys the time limit;
+        # a job runner's worker does both itself.
+        beat = Heartbeat(store, run_id, max_s=current_limits().max_run_seconds, on_overtime=_thread.interrupt_main)
+        beat.start()
     elif store is not None and run_id is not None:
         store.mark_running(run_id)
     try:
@@ -164,6 +171,8 @@ def run_finetune(
         if store is not None and run_id is not None:
             message = str(exc) if isinstance(exc, CGCNNError) else f"{type(exc).__name__}: {exc}"
             cancelled = isinstance(exc, KeyboardInterrupt) or store.cancel_requested(run_id)
+            if beat is not None and beat.overtime:
+                cancelled, message = False, overtime_message(current_limits().max_run_seconds)
             store.finish(
                 run_id,
                 "cancelled" if cancelled else "failed",
@@ -171,7 +180,12 @@ def run_finetune(
                 seconds=time.perf_counter() - started,
                 only_if_active=True,
             )
+        if beat is not None and beat.overtime:
+            raise CGCNNError(overtime_message(current_limits().max_run_seconds)) from exc
         raise
+    finally:
+        if beat is not None:
+            beat.stop()
     return outcome
 
 
@@ -188,7 +202,7 @@ def _run(
     config = spec.train_config()
     if config.threads:
         torch.set_num_threads(config.threads)
-    pretrained = None if spec.pretrained in ("none", "", None) else load_model(spec.pretrained)
+    pretrained = None if spec.pretrained in ("none", "", None) else cached_model(spec.pretrained)
     params = pretrained.graph_params if pretrained is not None else GraphParams()
 
     if progress:
@@ -239,6 +253,8 @@ def _run(
 
     if progress:
         progress("training", 0.0)
+    if store is not None and run_id is not None:
+        _record_setup(store, run_id)
     result = train_model(model, train, val, test, config, callback=callback)
     seconds = time.perf_counter() - started
     predictor = Predictor(
@@ -294,8 +310,8 @@ def labelled_split(
     Returns:
         the three sets, and ``(id, reason)`` for each crystal the featuriser refused (left out of its set).
     """
-    graphs, failures = get_graphs(dataset, list(split.train) + list(split.val) + list(split.test), params,
-                                  progress=progress)  # fmt: skip
+    graphs, failures = cached_graphs(dataset, list(split.train) + list(split.val) + list(split.test), params,
+                                     progress=progress)  # fmt: skip
 
     def labelled(part: list[str]) -> LabelledGraphs:
         keep = [i for i in part if i in graphs]
@@ -309,6 +325,17 @@ def execute_run(run_id: str, store: RunStore) -> None:
     """Job-runner entry point: execute the queued run ``run_id`` from its stored spec."""
     record = store.get(run_id)
     run_finetune(FinetuneSpec.from_dict(record.spec), store=store, run_id=run_id)
+
+
+def _record_setup(store: RunStore, run_id: str) -> None:
+    """Record how long the run took from being claimed (or started) to its first training step.
+
+    A warm worker (:mod:`cgcnn.training.warm`) should take well under a second here; a cold process pays
+    for imports, data and graphs. Stored as ``setup_seconds`` so the app and the benches can show it.
+    """
+    started_at = store.get(run_id).started_at
+    if started_at is not None:
+        store.update(run_id, setup_seconds=max(0.0, time.time() - started_at))
 
 
 def resolve_target(dataset: CrystalDataset, target: str) -> str:
