@@ -57,8 +57,13 @@ def class_panel(store) -> None:
         )
         if st.button("Set workers", key="class_set_workers"):
             teacher.set_workers(store, int(workers), is_teacher=True)
-            classroom.start_runner(store)
             st.toast(f"{int(workers)} worker(s)")
+        runner = classroom.start_runner(store)  # applies the teacher's count
+        if runner is not None:
+            pool = runner.pool_status()
+            st.caption(f"Workers now: {pool['workers']} started, {pool['busy']} training, {pool['ready']} ready.")
+        else:
+            st.caption("This server only queues runs (CGCNN_WORKERS=0): another process drains the queue.")
     with right:
         options = ["(not pinned)", *class_settings.PRESETS]
         current = settings.pinned_preset or "(not pinned)"
