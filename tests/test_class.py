@@ -23,6 +23,22 @@ from class_runs import make_class, spec_dict  # noqa: E402
 PASSWORD = "correct horse battery staple"
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _own_home(tmp_path_factory):
+    """A store of this module's own: the job runner other tests started in this process drains the session's
+    store, and would claim the queued runs these tests expect to stay queued."""
+    import os
+
+    import app_ui
+
+    old = os.environ["CGCNN_HOME"]
+    os.environ["CGCNN_HOME"] = str(tmp_path_factory.mktemp("class_home"))
+    app_ui.store.clear()
+    yield
+    os.environ["CGCNN_HOME"] = old
+    app_ui.store.clear()
+
+
 @pytest.fixture(autouse=True)
 def _cwd_workers_password(monkeypatch):
     monkeypatch.chdir(ROOT)
