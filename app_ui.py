@@ -70,7 +70,7 @@ def page_links() -> None:
 
 def is_teacher() -> bool:
     """Whether this browser session unlocked teacher mode (on the Class page)."""
-    return bool(st.session_state.get("teacher"))
+    return bool(st.session_state.get("is_teacher", False))
 
 
 def teacher_secret() -> str | None:

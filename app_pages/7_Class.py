@@ -16,7 +16,7 @@ def unlock() -> None:
         typed = st.text_input("Teacher password", type="password", key="teacher_password")
         if st.form_submit_button("Unlock"):
             if teacher.check_password(typed, app_ui.teacher_secret()):
-                st.session_state["teacher"] = True
+                st.session_state["is_teacher"] = True
                 st.rerun()
             else:
                 st.error(teacher.REFUSED)
@@ -82,7 +82,7 @@ def class_panel(store) -> None:
             teacher.pin_preset(store, None if choice == "(not pinned)" else choice, is_teacher=True)
             st.toast("protocol pinned" if choice != "(not pinned)" else "protocol unpinned")
     if st.button("Leave teacher mode", key="class_lock"):
-        st.session_state["teacher"] = False
+        st.session_state["is_teacher"] = False
         st.rerun()
 
 

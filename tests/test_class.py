@@ -175,7 +175,7 @@ def test_wrong_teacher_password_is_refused_without_a_hint():
     at = unlock(page("app_pages/7_Class.py"), "correct horse")
     assert not at.exception
     assert [e.value for e in at.error] == [teacher.REFUSED]
-    assert not at.session_state["teacher"] if "teacher" in at.session_state else True
+    assert "is_teacher" not in at.session_state or not at.session_state["is_teacher"]
     assert not [b for b in at.button if b.label in ("Clear the queue", "Cancel selected")]
 
 
@@ -250,3 +250,18 @@ def test_fine_tune_page_renders_a_hundred_runs():
     finally:
         for run_id in ids:
             store.delete(run_id)
+
+
+def test_past_the_per_user_limit_nothing_is_queued(monkeypatch):
+    monkeypatch.setenv("CGCNN_MAX_QUEUED_PER_USER", "1")
+    store = RunStore()
+    waiting = store.launch(spec_dict(21, epochs=2), owner="grace")
+    try:
+        at = page("app_pages/2_Fine_tune.py", user="grace")
+        assert any("1 queued or running runs per person" in c.value for c in at.caption)
+        next(b for b in at.button if b.label == "Queue runs").click().run()
+        assert not at.exception
+        assert any("CGCNN_MAX_QUEUED_PER_USER" in e.value and "nothing was queued" in e.value for e in at.error)
+        assert [r.id for r in store.list_runs(owner="grace")] == [waiting.id]
+    finally:
+        store.delete(waiting.id)
