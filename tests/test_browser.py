@@ -25,6 +25,7 @@ PAGES = {
     "Crystal_viewer": "viewer",
     "Representations": "representations",
     "Predict": "predict",
+    "Class": "class",
 }
 
 
@@ -115,9 +116,10 @@ def test_page_loads_without_exception(browser, server, path):
         if PAGES[path] in ("finetune", "compare"):
             # the run's label appears once the page's later widgets have rendered (the title comes first)
             page.get_by_text(re.compile("demo-band-gap|formation-energy")).first.wait_for(timeout=60_000)
-        if PAGES[path] == "finetune":
-            page.get_by_text("Test set parity plot").first.click()
-            time.sleep(1.0)
+        if PAGES[path] == "finetune":  # the opened run (the newest) shows its curves and parity plot
+            page.wait_for_function(
+                "document.querySelectorAll('[data-testid=\"stPlotlyChart\"]').length >= 2", timeout=60_000
+            )
         if PAGES[path] in ("home", "finetune", "compare"):
             shoot(page, PAGES[path])
     finally:
