@@ -10,7 +10,7 @@ import streamlit as st
 
 import app_ui
 from cgcnn.analysis import viz
-from cgcnn.app import classroom, tables
+from cgcnn.app import classroom, plain, tables
 from cgcnn.data.datasets import TARGET_UNITS
 
 SAMPLE_IDS = ("mp-22862", "mp-149", "mp-2534")
@@ -53,7 +53,10 @@ def home() -> None:
         with right:
             sample = next((i for i in SAMPLE_IDS if i in data), str(data.ids[0]))
             formula = data.formulas[data.index_of(sample)]
-            st.markdown(f"**A sample crystal: {formula} ({sample})**, its unit cell and crystal-graph edges")
+            st.markdown(
+                f"**A sample crystal: {plain.markdown(formula)} ({plain.markdown(sample)})**, its unit cell and "
+                "crystal-graph edges"
+            )
             if not classroom.local_3dmol_available():
                 st.warning("The offline 3D viewer library is missing: run `make` (it copies 3Dmol.js into static/).")
             st.iframe(sample_scene(sample), height=390)
@@ -76,10 +79,10 @@ def home() -> None:
 
 navigation = st.navigation(
     [
-        st.Page(home, title="Home", icon=":material/home:", default=True),
+        st.Page(home, title="Home", default=True),
         *(
-            st.Page(path, title=title, icon=icon, url_path=app_ui.URL_PATHS[path])
-            for path, (title, icon) in list(app_ui.PAGES.items())[1:]
+            st.Page(path, title=title, url_path=app_ui.URL_PATHS[path])
+            for path, title in list(app_ui.PAGES.items())[1:]
         ),
     ]
 )

@@ -8,69 +8,102 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from pathlib import Path
 
 import streamlit as st
 
+from cgcnn.app import plain
 from cgcnn.errors import CGCNNError
 
+# No page icons: a ":material/...:" icon becomes the tab icon, fetched from a font CDN, and no request may leave the
+# server (a classroom may have no internet, and students' browsers must not be tracked); emoji show as boxes where
+# the OS has no emoji font. The tab icon is a local file (FAVICON).
 PAGES = {
-    "app.py": ("Home", ":material/home:"),
-    "app_pages/1_Model_zoo.py": ("Model zoo", ":material/inventory_2:"),
-    "app_pages/2_Fine_tune.py": ("Fine-tune", ":material/model_training:"),
-    "app_pages/3_Compare_runs.py": ("Compare runs", ":material/compare_arrows:"),
-    "app_pages/4_Crystal_viewer.py": ("Crystal & attention viewer", ":material/view_in_ar:"),
-    "app_pages/5_Representations.py": ("Representations", ":material/scatter_plot:"),
-    "app_pages/6_Predict.py": ("Predict", ":material/online_prediction:"),
-    "app_pages/7_Class.py": ("Class (teacher)", ":material/school:"),
+    "app.py": "Home",
+    "app_pages/1_Model_zoo.py": "Model zoo",
+    "app_pages/2_Fine_tune.py": "Fine-tune",
+    "app_pages/3_Compare_runs.py": "Compare runs",
+    "app_pages/4_Crystal_viewer.py": "Crystal & attention viewer",
+    "app_pages/5_Representations.py": "Representations",
+    "app_pages/6_Predict.py": "Predict",
+    "app_pages/7_Class.py": "Class (teacher)",
 }
 URL_PATHS = {path: path.split("/")[-1][2:-3] for path in PAGES if path.startswith("app_pages/")}
 VIEWER_PAGE = "app_pages/4_Crystal_viewer.py"
+FAVICON = str(Path(__file__).resolve().parent / "static" / "favicon.png")
 
 
 def setup(title: str) -> str:
-    """Page config, title and the sidebar display name; returns the display name ('' if none yet).
+    """Page config, title and the sidebar sign-in; returns the signed-in display name ('' if none yet).
 
-    The name lives in ``st.query_params["user"]`` so a reload (or a bookmark) keeps it, and in the session
-    so that switching pages keeps it even where the URL loses its query.
+    The name and the browser's secret token live in ``st.query_params`` (``?user=...&token=...``) so a reload
+    or a bookmark keeps them, and in the session so that switching pages keeps them where the URL loses its
+    query. The token proves the name (see :mod:`cgcnn.app.identity`): a classmate typing it gets an error.
     """
-    from cgcnn.app.classroom import clean_owner
+    from cgcnn.app import identity as ident
 
-    st.set_page_config(page_title=f"{title} · CGCNN explorer", page_icon=":material/hub:", layout="wide")
-    name = clean_owner(st.query_params.get("user") or st.session_state.get("user", ""))
-    if name:
-        st.session_state["user"] = name
-        if st.query_params.get("user") != name:
-            st.query_params["user"] = name
+    st.set_page_config(page_title=f"{title} · CGCNN explorer", page_icon=FAVICON, layout="wide")
+    token = st.query_params.get("token") or st.session_state.get("token") or ident.new_token()
+    st.session_state["token"] = token
+    if st.query_params.get("token") != token:
+        st.query_params["token"] = token
+    wanted = (st.query_params.get("user") or st.session_state.get("user", "")).strip()
+    me = ident.Identity()
     with st.sidebar:
         typed = st.text_input(
-            "Your display name", value=name, key="user_input", help="Kept in the page address: a reload keeps it."
-        )
-        typed = clean_owner(typed)
-        if typed != name:
-            st.session_state["user"] = typed
-            if typed:
-                st.query_params["user"] = typed
-            elif "user" in st.query_params:
-                del st.query_params["user"]
-            name = typed
-        st.caption("Runs you launch are recorded under this name." if name else "Enter a name to launch runs.")
+            "Your display name",
+            value=wanted,
+            key="user_input",
+            max_chars=40,
+            help="Letters, digits, spaces and - _ . (at most 40). Kept in the page address with a secret token: "
+            "a reload keeps it, and only this browser can change your runs.",
+        ).strip()
+        if typed:
+            try:
+                me = ident.sign_in(store(), typed, token, st.session_state.get("class_code", ""))
+            except ident.ClassCodeRequired as exc:
+                st.text_input("Class code", type="password", key="class_code")
+                st.warning(plain.markdown(str(exc)))
+            except CGCNNError as exc:
+                st.error(plain.markdown(str(exc)))
+        st.session_state["user"] = me.name
+        st.session_state["identity"] = me
+        if me.signed_in and st.query_params.get("user") != me.name:
+            st.query_params["user"] = me.name
+        elif not typed and "user" in st.query_params:
+            del st.query_params["user"]
+        st.caption("Runs you launch are recorded under this name." if me.name else "Enter a name to launch runs.")
     st.title(title)
-    return name
+    return me.name
 
 
-def page_links() -> None:
-    """Links to every page (query parameters such as the display name travel with them)."""
-    user = st.session_state.get("user")
-    params = {"user": user} if user else None
-    cols = st.columns(3)
-    for k, (path, (label, icon)) in enumerate(list(PAGES.items())[1:]):
-        with cols[k % 3]:
-            st.page_link(path, label=label, icon=icon, query_params=params)
+def identity():
+    """This session's :class:`~cgcnn.app.identity.Identity` (set by :func:`setup`)."""
+    from cgcnn.app.identity import Identity
+
+    return st.session_state.get("identity") or Identity()
 
 
 def is_teacher() -> bool:
-    """Whether this browser session unlocked teacher mode (on the Class page)."""
+    """Whether this session is the class's teacher (set by the teacher sign-in, see the classroom issue)."""
     return bool(st.session_state.get("is_teacher", False))
+
+
+def link_params() -> dict[str, str]:
+    """Query parameters that keep the sign-in across pages (display name and token)."""
+    params = {"token": st.session_state.get("token", "")}
+    if st.session_state.get("user"):
+        params["user"] = st.session_state["user"]
+    return {k: v for k, v in params.items() if v}
+
+
+def page_links() -> None:
+    """Links to every page (the display name and token travel with them)."""
+    params = link_params() or None
+    cols = st.columns(3)
+    for k, (path, label) in enumerate(list(PAGES.items())[1:]):
+        with cols[k % 3]:
+            st.page_link(path, label=label, query_params=params)
 
 
 def teacher_secret() -> str | None:
@@ -90,13 +123,13 @@ def boundary(what: str = "this page") -> Iterator[None]:
     try:
         yield
     except CGCNNError as exc:
-        st.error(str(exc))
+        st.error(plain.markdown(str(exc)))
     except Exception as exc:  # the page boundary: Streamlit's own control flow is BaseException, not caught
         import logging
 
         logging.getLogger("cgcnn.app").exception("unexpected error on %s", what)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        st.error(f"Something went wrong on {what}: {type(exc).__name__}{': ' + first if first else ''}")
+        st.error(plain.markdown(f"Something went wrong on {what}: {type(exc).__name__}{': ' + first if first else ''}"))
 
 
 # --------------------------------------------------------------------------------------------------- caches

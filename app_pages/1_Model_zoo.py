@@ -6,7 +6,7 @@ import streamlit as st
 
 import app_ui
 from cgcnn.analysis import viz
-from cgcnn.app import tables
+from cgcnn.app import plain, tables
 
 app_ui.setup("Model zoo")
 with app_ui.boundary("the model zoo"):
@@ -21,15 +21,16 @@ with app_ui.boundary("the model zoo"):
     card = predictor.card
     left, right = st.columns([2, 3])
     with left:
-        st.markdown(f"### {card.name}")
+        md = plain.markdown
+        st.markdown(f"### {md(card.name)}")
         st.markdown(
-            f"**Predicts** {card.property} ({card.units or 'no units'}) · **task** {card.task}  \n"
-            f"**Trained on** {card.train_size if card.train_size is not None else '?'} crystals  \n"
-            f"**Error** {card.mae if card.mae is not None else 'n/a'} ({card.mae_metric})  \n"
-            f"**Source** {card.source}"
+            f"**Predicts** {md(card.property)} ({md(card.units or 'no units')}) · **task** {md(card.task)}  \n"
+            f"**Trained on** {md(card.train_size if card.train_size is not None else '?')} crystals  \n"
+            f"**Error** {md(f'{card.mae:.3g}' if card.mae is not None else 'n/a')} ({md(card.mae_metric)})  \n"
+            f"**Source** {md(card.source)}"
         )
         if card.notes:
-            st.info(card.notes)
+            st.info(md(card.notes))
         with st.expander("All card details"):
             st.json(card.to_dict())
     with right:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import streamlit as st
 
 import app_ui
+from cgcnn import zoo
 from cgcnn.analysis import viz
-from cgcnn.app import class_settings, classroom, launch, tables, uploads
+from cgcnn.app import class_settings, classroom, identity, launch, plain, tables, uploads
 from cgcnn.data.datasets import TARGET_UNITS
 from cgcnn.errors import CGCNNError
 from cgcnn.runs.store import RunNotFound
@@ -45,12 +46,14 @@ def launch_form(store) -> None:
             try:
                 path, uploaded = launch.save_upload(store, upload.getvalue(), upload.name)
             except CGCNNError as exc:
-                st.error(f"The upload cannot be used: {exc}")
+                st.error(plain.markdown(f"The upload cannot be used: {exc}"))
             else:
                 data_path, targets = str(path), uploaded.targets
                 st.success(
-                    f"{upload.name}: {len(uploaded)} crystals with label {', '.join(uploaded.targets)}"
-                    + (f"; {len(uploaded.rejected)} unreadable crystals left out" if uploaded.rejected else "")
+                    plain.markdown(
+                        f"{upload.name}: {len(uploaded)} crystals with label {', '.join(uploaded.targets)}"
+                        + (f"; {len(uploaded.rejected)} unreadable crystals left out" if uploaded.rejected else "")
+                    )
                 )
     else:
         st.info(f"The teacher pinned the class to one protocol: **{preset.title}** ({preset.describe()}).")
@@ -97,19 +100,20 @@ def launch_form(store) -> None:
         try:
             result = launch.launch(store, specs, owner=user, force=force)
         except CGCNNError as exc:
-            st.error(str(exc))
+            st.error(plain.markdown(str(exc)))
             return
-        st.success(result.summary())
+        st.success(plain.markdown(result.summary()))
         for label, why in result.refused:
-            st.warning(f"Not queued: {label}: {why}")
+            st.warning(plain.markdown(f"Not queued: {label}: {why}"))
 
 
 def run_detail(store, view: tables.RunView, can_act: bool) -> None:
     """The opened run: progress, curves and parity plot (cached once it is done), the owner's actions."""
     entry, computed = view.entry, view.computed
     frac, text = tables.view_progress(view)
-    st.markdown(f"**{tables.run_label(entry)}** · owner {entry.owner or '—'} · `{computed.status}`")
-    st.progress(frac, text=text)
+    md = plain.markdown
+    st.markdown(f"**{md(tables.run_label(entry))}** · `{md(computed.status)}`")
+    st.progress(frac, text=md(text))
     units = TARGET_UNITS.get(entry.target or "", "")
     a, b = st.columns(2)
     if computed.status == "done":
@@ -127,9 +131,10 @@ def run_actions(store, view: tables.RunView) -> None:
     entry = view.entry
     cols = st.columns([2, 1, 1, 1])
     if entry.is_active and cols[1].button("Cancel", key=f"cancel_{entry.id}"):
-        st.toast(f"run {entry.id}: {store.request_cancel(entry.id, force=is_teacher and entry.owner != user)}")
+        status = store.request_cancel(entry.id, force=is_teacher and entry.owner != user)
+        st.toast(plain.markdown(f"run {entry.id}: {status}"))
     if not entry.is_active and cols[2].button("Delete run", key=f"delete_{entry.id}"):
-        if is_teacher and entry.owner != user:
+        if is_teacher and entry.owner != user:  # the teacher's delete; a student's only hides their entry
             store.delete(entry.id)
         else:
             store.hide(entry.id)
@@ -137,8 +142,12 @@ def run_actions(store, view: tables.RunView) -> None:
     if entry.status == "done" and entry.source_run_id is None:
         name = cols[0].text_input("Save to the zoo as", value=entry.name or "", key=f"name_{entry.id}")
         if cols[3].button("Save name", key=f"save_{entry.id}"):
-            store.set_name(entry.id, name.strip() or None)
-            st.toast(f"run {entry.id} saved as {name.strip()!r}" if name.strip() else "name cleared")
+            try:
+                saved = zoo.save_run_as(store, entry.id, name)
+            except CGCNNError as exc:
+                st.error(plain.markdown(str(exc)))
+            else:
+                st.toast(plain.markdown(f"run {entry.id} saved as {saved!r}") if saved else "name cleared")
 
 
 def views_of(store, records) -> list[tables.RunView]:
@@ -196,7 +205,7 @@ def runs_section(store) -> None:
             except RunNotFound:  # deleted meanwhile (by its owner, or the teacher)
                 entry = by_id[chosen]
             (view,) = views_of(store, [entry])
-            run_detail(store, view, can_act=entry.owner == user or is_teacher)
+            run_detail(store, view, can_act=identity.can_modify(app_ui.identity(), entry, is_teacher))
             if by_id[chosen].is_active and not view.computed.is_active:
                 st.rerun()  # it ended: a full rerun redraws it for good and stops the polling
 

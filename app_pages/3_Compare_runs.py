@@ -20,7 +20,7 @@ with app_ui.boundary("the compare page"):
         st.info("No runs stored yet: queue some on the Fine-tune page.")
     mine_only = st.toggle("Only my runs", value=False, key="cmp_mine", disabled=not user)
     pool = [r for r in records if not mine_only or r.owner == user]
-    default = [r.id for r in pool if r.status == "done"][:5]
+    default = tables.default_comparison(pool, user)
     chosen = st.multiselect(
         "Runs to compare",
         [r.id for r in pool],
@@ -32,12 +32,14 @@ with app_ui.boundary("the compare page"):
         labels = {i: tables.run_label(by_id[i]) for i in chosen}
         epochs = store.epochs_many(chosen)
         units = TARGET_UNITS.get(by_id[chosen[0]].target or "", "")
-        a, b = st.columns(2)
-        a.plotly_chart(viz.curves_figure(epochs, "loss", labels), width="stretch", key="cmp_loss")
-        b.plotly_chart(viz.curves_figure(epochs, "mae", labels, units), width="stretch", key="cmp_mae")
         table = tables.runs_frame([by_id[i] for i in chosen])
         st.subheader("Test MAE of the chosen runs")
         st.dataframe(table, hide_index=True, width="stretch")
+        if len({tables.protocol_of(by_id[i]) for i in chosen}) > 1:
+            st.warning("These runs use different protocols (target, sizes, epochs or data): compare MAEs with care.")
+        mae_tab, loss_tab = st.tabs(["MAE curves", "Loss curves"])
+        mae_tab.plotly_chart(viz.curves_figure(epochs, "mae", labels, units), width="stretch", key="cmp_mae")
+        loss_tab.plotly_chart(viz.curves_figure(epochs, "loss", labels), width="stretch", key="cmp_loss")
         st.download_button(
             "Download these runs (CSV)", table.to_csv(index=False), "runs.csv", "text/csv", key="cmp_csv_runs"
         )
@@ -57,13 +59,14 @@ with app_ui.boundary("the compare page"):
     )
     shipped = source.startswith("shipped")
     cells = tables.table2_cells(tables.shipped_runs() if shipped else records)
-    study = tables.study_frame()
+    study_cells = tables.study_frame()
     if cells.empty:
         st.info(
             "No run of the protocol yet (band gap, 1000/1000/1000, default data, done): the heatmap shows the "
             "study's numbers only."
         )
-    st.plotly_chart(viz.table2_heatmap(cells, study), width="stretch", key="cmp_table2")
+    panel = "shipped results (5 seeds per cell)" if shipped else "this server's runs"
+    st.plotly_chart(viz.table2_heatmap(cells, study_cells, source=panel), width="stretch", key="cmp_table2")
     comparison = tables.table2_comparison(cells)
     st.dataframe(comparison, hide_index=True, width="stretch")
     st.download_button(

@@ -6,7 +6,7 @@ import streamlit as st
 
 import app_ui
 from cgcnn.analysis import explain, viz
-from cgcnn.app import classroom, tables, uploads
+from cgcnn.app import classroom, plain, tables, uploads
 from cgcnn.data.graph import GraphParams, structure_to_graph
 
 NO_MODEL = "(graph only, no model)"
@@ -72,7 +72,7 @@ with app_ui.boundary("the viewer"):
             query = st.text_input("Search by formula or id", value=wanted or "", key="view_query")
             matches = tables.search_crystals(data, query)
             if matches.empty:
-                st.warning(f"No crystal matches {query!r}; showing all.")
+                st.warning(plain.markdown(f"No crystal matches {query!r}; showing all."))
                 matches = tables.search_crystals(data, "")
             options = matches["id"].tolist()
             described = matches["formula"] + " (" + matches["atoms"].astype(str) + " atoms)"
@@ -112,7 +112,8 @@ with app_ui.boundary("the viewer"):
     st.session_state["viewer_html"] = html
     with right:
         st.markdown(
-            f"**{info['formula']}** · {info['n_atoms']} atoms · {info['drawn_edges']} of {info['graph_edges']} "
+            f"**{plain.markdown(info['formula'])}** · {info['n_atoms']} atoms · "
+            f"{info['drawn_edges']} of {info['graph_edges']} "
             f"graph edges drawn · {info['ghosts']} neighbour atoms in adjacent cells (translucent)"
         )
         st.iframe(html, height=HEIGHT + 40, alt=f"3D view of {info['formula']} and its crystal graph")
@@ -120,7 +121,7 @@ with app_ui.boundary("the viewer"):
             st.caption("Large cell: only the first edges are drawn.")
     with left:
         if "prediction" in info:
-            st.metric(f"Prediction: {info['target']}", f"{info['prediction']:.3f} {info['units']}")
+            st.metric(plain.markdown(f"Prediction: {info['target']}"), f"{info['prediction']:.3f} {info['units']}")
             kind = info["kind"]
             st.caption(
                 ("Edge colour and thickness: attention coefficient of the chosen layer and head. " if kind ==

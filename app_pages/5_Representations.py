@@ -6,7 +6,7 @@ import streamlit as st
 
 import app_ui
 from cgcnn.analysis import probe, viz
-from cgcnn.app import tables
+from cgcnn.app import plain, tables
 from cgcnn.data.datasets import TARGET_UNITS
 
 
@@ -49,7 +49,7 @@ with app_ui.boundary("the representations page"):
         args = st.session_state["rep_probe_args"]
         frame, errors = probes(*args)
         for line in errors:
-            st.error(line)
+            st.error(plain.markdown(line))
         if len(frame):
             st.plotly_chart(viz.probe_figure(frame, TARGET_UNITS.get(args[1], "")), width="stretch", key="rep_probe")
             st.dataframe(frame, hide_index=True, width="stretch")
@@ -80,4 +80,4 @@ with app_ui.boundary("the representations page"):
         if index is not None and 0 <= int(index) < len(frame):
             picked = str(frame["id"].iloc[int(index)])
             st.session_state["open_crystal"] = picked
-            st.switch_page(app_ui.VIEWER_PAGE, query_params={**({"user": user} if user else {}), "crystal": picked})
+            st.switch_page(app_ui.VIEWER_PAGE, query_params={**app_ui.link_params(), "crystal": picked})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 import app_ui
-from cgcnn.app import tables, uploads
+from cgcnn.app import plain, tables, uploads
 
 user = app_ui.setup("Predict")
 with app_ui.boundary("the predict page"):
@@ -33,4 +33,4 @@ with app_ui.boundary("the predict page"):
         st.dataframe(table, hide_index=True, width="stretch")
         st.download_button("Download predictions (CSV)", table.to_csv(index=False), "predictions.csv", "text/csv")
     for line in errors:
-        st.error(line)
+        st.error(plain.markdown(line))

@@ -12,6 +12,7 @@ CGCNN_MAX_EPOCHS               200        epochs of one run
 CGCNN_MAX_CRYSTALS             0          crystals of one run (train + val + test; 0: the dataset's size)
 CGCNN_MAX_RUN_SECONDS          1800       wall time of one run; past it the run is stopped
 CGCNN_PARSE_SECONDS            5          wall time to parse one uploaded crystal file
+CGCNN_PARSE_MEMORY_MB          1024       memory a file-parsing worker may add to its imports
 CGCNN_MAX_ATOMS                20000      atoms of one crystal (after symmetry expansion)
 CGCNN_ZIP_MAX_MEMBERS          20000      files in one uploaded zip
 CGCNN_ZIP_MAX_TOTAL_MB         500        uncompressed size of one uploaded zip
@@ -43,6 +44,7 @@ class Limits:
     max_crystals: int = 0
     max_run_seconds: float = 1800.0
     parse_seconds: float = 5.0
+    parse_memory_mb: float = 1024.0
     max_atoms: int = 20_000
     zip_max_members: int = 20_000
     zip_max_total_mb: float = 500.0
@@ -91,3 +93,15 @@ class Limits:
 def current_limits() -> Limits:
     """The limits in force now (read from the environment on every call, so a test can change them)."""
     return Limits.from_env()
+
+
+def atom_limit(value: int | None = None) -> int:
+    """A command's ``--max-atoms`` if given, else ``CGCNN_MAX_ATOMS``.
+
+    Raises:
+        CGCNNError: a limit below 1.
+    """
+    max_atoms = current_limits().max_atoms if value is None else int(value)
+    if max_atoms < 1:
+        raise CGCNNError(f"--max-atoms must be at least 1, got {max_atoms}")
+    return max_atoms

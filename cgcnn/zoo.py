@@ -97,6 +97,27 @@ def _original_card(name: str) -> ModelCard:
     )
 
 
+def reserved_names() -> list[str]:
+    """Names a saved run may not take (compared case-insensitively): the originals and this project's own."""
+    return original_names() + [card.name for card in own_cards()]
+
+
+def save_run_as(store: RunStore, run_id: str, name: str | None) -> str | None:
+    """Save a run to the zoo under ``name`` (None or blank clears it); returns the name as stored.
+
+    The CLI's ``runs save`` and the app's *Save name* both come here, so both follow the naming rule of
+    :mod:`cgcnn.names` and neither can shadow a zoo model.
+
+    Raises:
+        InvalidName: a name that breaks the rule; NameTaken: another run carries it.
+    """
+    from cgcnn.names import validate_name
+
+    clean = validate_name(name, reserved_names(), what="a run name") if name and name.strip() else None
+    store.set_name(run_id, clean)
+    return clean
+
+
 def own_cards() -> list[ModelCard]:
     """Cards of this project's models found in :func:`pretrained_dir` (each ``NAME.json`` with a ``NAME.pt``)."""
     cards = []

@@ -6,6 +6,7 @@
 # Each command is resumable: run the script again after an interruption and it continues where it stopped.
 # The groups below are independent (only the matched model needs own-combined's card); they were run in parallel:
 #   pretrained/train_zoo.sh gated & pretrained/train_zoo.sh attention & pretrained/train_zoo.sh attention-edge & wait
+#   (attention-4head was trained later on its own: about 4x the time of a 1-head model per epoch)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
@@ -25,6 +26,12 @@ if [[ $WHICH == all || $WHICH == attention ]]; then
   # The study's attention convolution (score <v_i, v_j> <u, u>), one head, on formation energy.
   "$PY" -m cgcnn pretrain --name own-attention --targets formation_energy_per_atom --conv attention \
     --heads 1 "${COMMON[@]}"
+fi
+
+if [[ $WHICH == all || $WHICH == attention-4head ]]; then
+  # The study's attention convolution with four heads (combined by a dense layer), so heads can be compared.
+  "$PY" -m cgcnn pretrain --name own-attention-4head --targets formation_energy_per_atom --conv attention \
+    --heads 4 "${COMMON[@]}"
 fi
 
 if [[ $WHICH == all || $WHICH == attention-edge ]]; then

@@ -44,6 +44,7 @@ def page(path: str, user: str | None = "alice") -> AppTest:
     at = AppTest.from_file(str(ROOT / path), default_timeout=120)
     if user:
         at.query_params["user"] = user
+        at.query_params["token"] = f"test-token-of-{user}-0123456789"
     return at.run()
 
 

@@ -153,3 +153,26 @@ def test_search_and_workers(monkeypatch):
     monkeypatch.setenv(classroom.WORKERS_ENV, "many")
     with pytest.raises(CGCNNError):
         classroom.worker_count()
+
+
+def _record(run_id, owner, n_train, epochs, created, status="done"):
+    from cgcnn.runs.store import RunRecord
+
+    return RunRecord(id=run_id, created_at=created, status=status, owner=owner, pretrained="none", freeze=0,
+                     target="band_gap", n_train=n_train, n_val=20, n_test=20, split_seed=0, seed=0,
+                     spec={"hyperparams": {"epochs": epochs}})  # fmt: skip
+
+
+def test_compare_opens_on_my_latest_protocol_only():
+    records = [
+        _record("a", "alice", 40, 3, 1.0),
+        _record("b", "bob", 40, 3, 2.0),
+        _record("c", "alice", 150, 30, 3.0),
+        _record("d", "alice", 40, 3, 4.0),
+        _record("e", "alice", 40, 3, 5.0, status="running"),
+    ]
+    assert tables.default_comparison(records, "alice") == ["d", "a"]
+    assert tables.default_comparison(records, "") == ["d", "b", "a"]
+    assert tables.default_comparison(records, "carol") == ["d", "b", "a"]
+    label = tables.run_label(records[2])
+    assert "150/20/20" in label and "30 ep" in label and "alice" in label and "k0" in label

@@ -17,6 +17,7 @@ import pytest
 pytestmark = pytest.mark.browser
 
 CHROMIUM = Path(os.environ.get("CGCNN_CHROMIUM", "/usr/bin/chromium"))
+DEMO_TOKEN = "browser-test-token-of-demo-0123456789"  # the display name 'demo' is claimed by this token
 PAGES = {
     "": "home",
     "Model_zoo": "zoo",
@@ -109,7 +110,7 @@ def test_page_loads_without_exception(browser, server, path):
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     try:
-        page.goto(f"{server.url}/{path}?user=demo", wait_until="domcontentloaded")
+        page.goto(f"{server.url}/{path}?user=demo&token={DEMO_TOKEN}", wait_until="domcontentloaded")
         wait_until_idle(page)
         assert page.locator('[data-testid="stException"]').count() == 0
         assert page.locator('[data-testid="stAlertContentError"]').count() == 0, page.inner_text("body")[:2000]
@@ -129,7 +130,9 @@ def test_page_loads_without_exception(browser, server, path):
 def test_viewer_is_not_blank(browser, server):
     page = browser.new_page(viewport={"width": 1400, "height": 1100})
     try:
-        page.goto(f"{server.url}/Crystal_viewer?user=demo&crystal=mp-22862", wait_until="domcontentloaded")
+        page.goto(
+            f"{server.url}/Crystal_viewer?user=demo&token={DEMO_TOKEN}&crystal=mp-22862", wait_until="domcontentloaded"
+        )
         wait_until_idle(page)
         frame_element = page.locator('iframe[title^="3D view"]').first
         frame_element.wait_for(timeout=60_000)
@@ -144,3 +147,135 @@ def test_viewer_is_not_blank(browser, server):
         shoot(page, "viewer")
     finally:
         page.close()
+
+
+# ------------------------------------------------------------------------------------------- hostile names (issue 13)
+
+EVIL = "EVIL"
+HOSTILE_NAMES = {
+    "link": f"[{EVIL} click](http://evil.example/phish)",
+    "image": f"![{EVIL}](http://evil.example/beacon.png)",
+    "html": f'<span style="color:red;font-size:40px">{EVIL} html</span>',
+    "directive": f":red[{EVIL} SERVER WILL SHUT DOWN]",
+    "plotly": f'<a href="http://evil.example/p">{EVIL} legend</a>',
+}
+
+
+@pytest.fixture(scope="module")
+def hostile_server(tmp_path_factory, browser):
+    """The app with runs whose names and owners were stored before names were validated (legacy data)."""
+    from app_server import AppServer
+
+    from cgcnn.runs.store import RunStore
+
+    home = tmp_path_factory.mktemp("hostile_home")
+    store = RunStore(home / "runs.sqlite")
+    for kind, name in HOSTILE_NAMES.items():
+        spec = {"pretrained": "band-gap", "freeze": 2, "target": "band_gap", "n_train": 40, "n_val": 20,
+                "n_test": 20, "hyperparams": {"epochs": 2}}  # fmt: skip
+        run = store.create_run(spec, owner=name, status="done")
+        store.set_name(run, f"{name} {kind}")
+        for epoch in (1, 2):
+            store.add_epoch(run, epoch, 1.0 / epoch, 0.5, 1.1 / epoch, 0.6, 0.1)
+    spec = {"pretrained": "band-gap", "freeze": 2, "target": "band_gap", "n_train": 40, "n_val": 20, "n_test": 20}
+    store.create_run(spec, owner="alice", status="done")
+    with AppServer(home, env={"CGCNN_WORKERS": "0"}) as app:
+        yield app
+
+
+def test_a_second_browser_typing_alices_name_cannot_touch_her_runs(browser, hostile_server):
+    first, second = browser.new_context(), browser.new_context()
+    try:
+        page = first.new_page()
+        page.goto(f"{hostile_server.url}/Fine_tune?user=alice", wait_until="domcontentloaded")  # claims 'alice'
+        wait_until_idle(page)
+        page.get_by_role("button", name="Delete run").first.wait_for(timeout=60_000)
+        other = second.new_page()
+        other.goto(f"{hostile_server.url}/Fine_tune?user=alice", wait_until="domcontentloaded")  # another token
+        wait_until_idle(other)
+        other.get_by_text("already used by someone else").first.wait_for(timeout=60_000)
+        time.sleep(1.0)
+        assert other.get_by_role("button", name="Delete run").count() == 0
+        assert other.get_by_role("button", name="Cancel").count() == 0
+        page.reload(wait_until="domcontentloaded")  # the first browser's address carries its token: still alice
+        wait_until_idle(page)
+        page.get_by_role("button", name="Delete run").first.wait_for(timeout=60_000)
+    finally:
+        first.close()
+        second.close()
+
+
+OFFENCES_JS = r"""
+() => {
+  const out = [];
+  for (const el of document.querySelectorAll('*')) {
+    const href = el.getAttribute('href') || el.getAttribute('xlink:href') || el.getAttribute('src') || '';
+    if (href.includes('evil.example')) out.push('link or image: ' + el.tagName + ' ' + href);
+    const own = Array.from(el.childNodes).filter(n => n.nodeType === 3).map(n => n.textContent).join('');
+    if (own.includes('EVIL')) {
+      if (['A', 'IMG'].includes(el.tagName.toUpperCase()) || el.closest('a')) out.push('inside a link: ' + own);
+      const c = getComputedStyle(el).color.match(/\d+/g).map(Number);
+      if (c[0] > 150 && c[1] < 90 && c[2] < 90) out.push('red text: ' + own);
+      if (parseFloat(getComputedStyle(el).fontSize) > 30) out.push('large text: ' + own);
+    }
+  }
+  return out;
+}
+"""
+
+
+@pytest.mark.parametrize("path", ["Fine_tune", "Compare_runs", "Model_zoo"])
+def test_hostile_names_render_as_text_and_nothing_leaves_localhost(browser, hostile_server, path):
+    context = browser.new_context(viewport={"width": 1400, "height": 1400})
+    outside: list[str] = []
+
+    def guard(route):
+        host = route.request.url.split("/")[2].split(":")[0] if "://" in route.request.url else ""
+        if host in ("127.0.0.1", "localhost") or route.request.url.startswith(("data:", "blob:", "about:")):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    context.route("**/*", guard)
+    page = context.new_page()
+    try:
+        page.goto(f"{hostile_server.url}/{path}", wait_until="domcontentloaded")
+        wait_until_idle(page)
+        if path != "Model_zoo":
+            page.get_by_text(re.compile(EVIL)).first.wait_for(timeout=60_000)  # the names are shown, as text
+        if page.locator('[data-testid="stPlotlyChart"]').count():
+            page.wait_for_function(
+                "document.querySelectorAll('[data-testid=\"stPlotlyChart\"] .main-svg').length > 0", timeout=60_000
+            )
+        time.sleep(2.0)
+        assert page.evaluate(OFFENCES_JS) == []
+        assert page.locator('[data-testid="stException"]').count() == 0
+        assert outside == [], outside
+    finally:
+        context.close()
+
+
+def test_no_request_leaves_localhost_on_any_page(browser, server):
+    """Offline classroom: every page, its icons and fonts come from the app itself (issue: 40 font-host fetches)."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    outside: list[str] = []
+
+    def guard(route):
+        url = route.request.url
+        if url.startswith(("http://127.0.0.1", "http://localhost", "ws://127.0.0.1", "data:", "blob:", "about:")):
+            route.continue_()
+        else:
+            outside.append(url)
+            route.abort()
+
+    context.route("**/*", guard)
+    page = context.new_page()
+    try:
+        for path in PAGES:
+            page.goto(f"{server.url}/{path}?user=demo&token={DEMO_TOKEN}", wait_until="domcontentloaded")
+            wait_until_idle(page)
+            time.sleep(1.0)  # icons and fonts load after the script has run
+    finally:
+        context.close()
+    assert outside == [], sorted(set(outside))[:10]

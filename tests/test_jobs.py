@@ -59,9 +59,12 @@ def test_one_line_error():
 
 
 def test_runs_all_queued_runs_with_two_workers(store):
+    runner = runner_for(store, "succeed", torch_threads=1).start()
+    wait_for(lambda: runner.pool_status()["ready"] == 2)  # both warm workers up, as on a running server
     ids = queue(store, 5, sleep=0.6)
-    runner = runner_for(store, "succeed", torch_threads=1)
+    runner.wake()
     assert runner.run_until_empty(timeout=60)
+    runner.stop()
     assert not runner.is_alive
     runs = [store.get(i) for i in ids]
     assert [r.status for r in runs] == ["done"] * 5
@@ -299,13 +302,14 @@ def test_one_warm_worker_serves_runs_one_after_another(store):
     assert all("worker" in (store.run_dir(i) / "worker.log").read_text() for i in ids)
 
 
-def test_warm_worker_reuses_loaded_data(store):
+def test_warm_worker_reuses_loaded_data(store, tmp_path):
     """The real fine-tune target: the second run of a worker finds graphs and models in memory."""
     from cgcnn.training.finetune import FinetuneSpec
 
-    tiny = {"n_train": 24, "n_val": 8, "n_test": 8, "hyperparams": {"epochs": 1, "batch_size": 8}}
+    tiny = {"n_train": 60, "n_val": 20, "n_test": 20, "hyperparams": {"epochs": 1, "batch_size": 20}}
     ids = [store.create_run(FinetuneSpec("none", 0, seed=s, **tiny).to_dict()) for s in (0, 1)]
-    runner = JobRunner(store, max_workers=1, poll_s=0.05, heartbeat_s=0.5)
+    fresh_cache = {"CGCNN_HOME": str(tmp_path / "home")}  # the first run must featurise its 100 crystals
+    runner = JobRunner(store, max_workers=1, poll_s=0.05, heartbeat_s=0.5, env=fresh_cache)
     assert runner.run_until_empty(timeout=240)
     first, second = (store.get(i) for i in ids)
     assert (first.status, second.status) == ("done", "done"), (first.error, second.error)

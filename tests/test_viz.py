@@ -144,3 +144,38 @@ def test_figures_build():
     layers = pd.DataFrame({"layer": ["embedding", "convs.0"], "params": [10, 20], "state": ["frozen", "kept"]})
     assert len(viz.layer_diagram(layers).layout.shapes) == 2
     assert len(viz.histograms_figure(pd.DataFrame({"a": [1.0, 2.0], "b": [np.nan, 1.0]})).data) == 2
+
+
+def test_layer_diagram_counts_convolutions_from_one_like_the_slider():
+    layers = pd.DataFrame(
+        {"layer": ["embedding", "convs.0", "convs.1", "conv_to_fc", "fcs.0", "fc_out"],
+         "params": [5952, 22144, 22144, 8320, 16512, 129], "state": ["frozen", "frozen", "kept", "re-initialised",
+                                                                      "re-initialised", "re-initialised"]}
+    )  # fmt: skip
+    fig = viz.layer_diagram(layers)
+    texts = [a.text for a in fig.layout.annotations if a.text]
+    assert [t.split("<br>")[0] for t in texts] == [
+        "<b>embedding</b>", "<b>conv 1</b>", "<b>conv 2</b>", "<b>pool → dense</b>", "<b>dense 2</b>", "<b>output</b>"
+    ]  # fmt: skip
+    assert "22.1k" in texts[1] and "convs.0" not in "".join(texts)
+    hover = fig.data[0].hovertext
+    assert hover[1] == "conv 1 (convs.0): 22,144 parameters, frozen"
+    assert max(len(t.split("<br>")[0]) for t in texts) <= len("<b>pool → dense</b>")  # short enough for 1280 px
+
+
+def test_heatmap_is_readable_and_names_its_source():
+    cells = pd.DataFrame({"row": ["scratch", "combined"], "pretrained": ["none", "own-combined"], "freeze": [0, 1],
+                          "mean": [0.588, 0.553], "std": [np.nan, 0.012], "n": [1, 5]})  # fmt: skip
+    fig = viz.table2_heatmap(cells, source="shipped results (5 seeds per cell)")
+    assert fig.layout.annotations[0].text == "shipped results (5 seeds per cell)"
+    assert fig.data[0].textfont.size >= 14 and fig.data[0].textfont.color == "black"
+    text = str(fig.data[0].text)
+    assert "0.588<br>n=1 seed" in text and "± 0.000" not in text and "0.553 ± 0.012<br>n=5" in text
+
+
+def test_curves_have_one_legend_entry_per_run_and_room_for_all():
+    epochs = pd.DataFrame({"run_id": np.repeat([f"r{i}" for i in range(12)], 2), "epoch": [1, 2] * 12,
+                           "train_mae": 1.0, "val_mae": 0.5, "train_loss": 1.0, "val_loss": 1.0})  # fmt: skip
+    fig = viz.curves_figure(epochs, "mae")
+    assert sum(1 for trace in fig.data if trace.showlegend is not False) == 12
+    assert fig.layout.margin.b >= 22 * 12  # the legend has a row per run below the axis title

@@ -446,8 +446,16 @@ def count_drawn(html: str) -> dict[str, int]:
 # --------------------------------------------------------------------------------------------------- figures
 
 
+def _plain(text: object) -> str:
+    """Text shown as typed (run names, crystal ids and labels come from users).
+
+    Plotly renders a subset of HTML (links, styles) in titles, legends and hovers.
+    """
+    return html_lib.escape(str(text), quote=False)
+
+
 def _layout(fig: go.Figure, title: str = "", height: int = 380) -> go.Figure:
-    fig.update_layout(title=title, height=height, margin={"l": 50, "r": 20, "t": 50 if title else 20, "b": 45})
+    fig.update_layout(title=_plain(title), height=height, margin={"l": 50, "r": 20, "t": 50 if title else 20, "b": 45})
     return fig
 
 
@@ -464,7 +472,8 @@ def curves_figure(
     """
     fig = go.Figure()
     frame = epochs if "run_id" in epochs.columns else epochs.assign(run_id="run")
-    palette = sample_colorscale("Turbo", np.linspace(0.05, 0.95, max(frame["run_id"].nunique(), 1)).tolist())
+    n_runs = max(frame["run_id"].nunique(), 1)
+    palette = sample_colorscale("Turbo", np.linspace(0.05, 0.95, n_runs).tolist())
     for k, (run_id, part) in enumerate(frame.groupby("run_id", sort=False)):
         name = (labels or {}).get(run_id, str(run_id))
         color = palette[k % len(palette)]
@@ -476,17 +485,23 @@ def curves_figure(
                         x=part["epoch"],
                         y=part[column],
                         mode="lines+markers",
-                        name=f"{name} {split}",
+                        name=_plain(name),
                         line={"color": color, "dash": dash},
                         marker={"size": 4},
                         legendgroup=str(run_id),
+                        showlegend=split == "val",  # one entry per run: the line style says train/validation
+                        hovertemplate=f"{split} %{{y:.4f}} at epoch %{{x}}<extra>{run_id}</extra>",
                     )
                 )
     title = "MAE" if metric == "mae" else "loss (MSE, normalised)"
-    fig.update_layout(legend={"orientation": "h", "yanchor": "top", "y": -0.25, "x": 0})
+    plot_px, row_px = 300, 22
+    legend_px = 20 + row_px * n_runs  # one row per run, so no entry is cut and none covers the axis title
+    fig.update_layout(legend={"orientation": "v", "yanchor": "top", "y": -70 / plot_px, "x": 0})
     fig.update_xaxes(title="epoch")
     fig.update_yaxes(title=f"{title} {f'({units})' if units and metric == 'mae' else ''}".strip())
-    return _layout(fig, f"{'MAE' if metric == 'mae' else 'Loss'}: train dashed, validation solid", height=440)
+    _layout(fig, f"{'MAE' if metric == 'mae' else 'Loss'}: train dashed, validation solid", height=plot_px)
+    fig.update_layout(height=plot_px + 50 + 70 + legend_px, margin={"b": 70 + legend_px})
+    return fig
 
 
 def parity_figure(predictions: pd.DataFrame, units: str = "", title: str = "Test set: predicted vs true") -> go.Figure:
@@ -503,7 +518,7 @@ def parity_figure(predictions: pd.DataFrame, units: str = "", title: str = "Test
                 y=frame["y_pred"],
                 mode="markers",
                 marker={"size": 5, "opacity": 0.6},
-                text=frame["crystal_id"],
+                text=[_plain(c) for c in frame["crystal_id"]],
                 hovertemplate="%{text}<br>true %{x:.3f}<br>pred %{y:.3f}<extra></extra>",
                 name=f"MAE {mae:.3f}",
             )
@@ -518,14 +533,22 @@ def parity_figure(predictions: pd.DataFrame, units: str = "", title: str = "Test
     return _layout(fig, title, height=420)
 
 
-def table2_heatmap(cells: pd.DataFrame, study: pd.DataFrame | None = None) -> go.Figure:
+#: Light colours from low (good) to high test MAE, so black cell text stays readable on a projector.
+HEATMAP_COLORSCALE = [[0.0, "#c7e9c0"], [0.5, "#fff7bc"], [1.0, "#fdae6b"]]
+
+
+def table2_heatmap(
+    cells: pd.DataFrame, study: pd.DataFrame | None = None, source: str = "this server's runs", font_size: int = 14
+) -> go.Figure:
     """Heatmap of test MAE (pretrained model × freeze depth): mean ± std over seeds, study numbers beside.
 
     Args:
         cells: columns ``row`` (model label), ``freeze``, ``mean``, ``std``, ``n``.
         study: columns ``row``, ``freeze``, ``mae`` (the study's numbers), drawn as a second panel.
+        source: title of the left panel: where ``cells`` come from (shipped results or this server's runs).
+        font_size: cell text size (at least 14 px so a projector shows it; larger in presentation mode).
     """
-    panels = [("this store", cells, "mean")] + ([("the study", study, "mae")] if study is not None else [])
+    panels = [(source, cells, "mean")] + ([("the study (one seed)", study, "mae")] if study is not None else [])
     fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[p[0] for p in panels], shared_yaxes=True)
     rows = list(dict.fromkeys(([*study["row"]] if study is not None else []) + [*cells["row"]]))
     freezes = sorted(set(cells["freeze"]).union(study["freeze"] if study is not None else []))
@@ -541,11 +564,8 @@ def table2_heatmap(cells: pd.DataFrame, study: pd.DataFrame | None = None) -> go
                 if len(hit):
                     value = float(hit[column].iloc[0])
                     zr.append(value)
-                    if column == "mean":
-                        std, n = hit["std"].iloc[0], int(hit["n"].iloc[0])
-                        tr.append(f"{value:.3f} ± {0.0 if pd.isna(std) else std:.3f}<br>n={n}")
-                    else:
-                        tr.append(f"{value:.3f}")
+                    tr.append(cell_text(value, hit["std"].iloc[0], int(hit["n"].iloc[0])) if column == "mean"
+                              else f"{value:.3f}")  # fmt: skip
                 else:
                     zr.append(None)
                     tr.append("")
@@ -555,10 +575,11 @@ def table2_heatmap(cells: pd.DataFrame, study: pd.DataFrame | None = None) -> go
             go.Heatmap(
                 z=z,
                 x=[f"freeze {f}" for f in freezes],
-                y=rows,
+                y=[_plain(r) for r in rows],
                 text=text,
                 texttemplate="%{text}",
-                colorscale="RdYlGn_r",
+                textfont={"size": font_size, "color": "black"},
+                colorscale=HEATMAP_COLORSCALE,
                 zmin=zmin,
                 zmax=zmax,
                 showscale=col == len(panels),
@@ -568,7 +589,17 @@ def table2_heatmap(cells: pd.DataFrame, study: pd.DataFrame | None = None) -> go
             row=1,
             col=col,
         )
-    return _layout(fig, "Band gap test MAE (eV) by pretrained model and freeze depth", height=360)
+    fig.update_annotations(font={"size": font_size})  # the panel titles
+    fig.update_xaxes(tickfont={"size": font_size})
+    fig.update_yaxes(tickfont={"size": font_size})
+    return _layout(fig, "Band gap test MAE (eV) by pretrained model and freeze depth", height=120 + 70 * len(rows))
+
+
+def cell_text(mean: float, std: float | None, n: int) -> str:
+    """``0.529 ± 0.011<br>n=5``; one seed has no spread to show, so ``0.588<br>n=1 seed``."""
+    if n <= 1 or std is None or pd.isna(std):
+        return f"{mean:.3f}<br>n=1 seed"
+    return f"{mean:.3f} ± {std:.3f}<br>n={n}"
 
 
 def histograms_figure(labels: pd.DataFrame, units: dict[str, str] | None = None, cols: int = 4) -> go.Figure:
@@ -596,13 +627,34 @@ def counts_figure(counts: dict[str, int]) -> go.Figure:
 LAYER_STATE_COLORS = {"frozen": "#4c78a8", "kept": "#54a24b", "re-initialised": "#f58518"}
 
 
-def layer_diagram(layers: pd.DataFrame, title: str = "") -> go.Figure:
+def layer_display_name(name: str) -> str:
+    """A layer's module name as a student reads it: convolutions count from 1, like the freeze slider.
+
+    ``embedding`` → ``embedding``, ``convs.0`` → ``conv 1``, ``conv_to_fc`` → ``pool → dense``,
+    ``fcs.0`` → ``dense 2``, ``fc_out`` → ``output``.
+    """
+    if name.startswith("convs."):
+        return f"conv {int(name.split('.')[1]) + 1}"
+    if name.startswith("fcs."):
+        return f"dense {int(name.split('.')[1]) + 2}"
+    return {"conv_to_fc": "pool → dense", "fc_out": "output"}.get(name, name)
+
+
+def _short_count(n: int) -> str:
+    return f"{n / 1000:.1f}k" if n >= 1000 else str(n)
+
+
+def layer_diagram(layers: pd.DataFrame, title: str = "", font_size: int = 13) -> go.Figure:
     """Layer diagram: one box per layer (input → output), coloured by state, with parameter counts.
+
+    Box text stays short (name and a rounded parameter count) so it fits at 1280 px; the state is the colour,
+    named in the legend, and the exact counts are in the hover text.
 
     Args:
         layers: columns ``layer``, ``params``, ``state`` (``frozen``, ``kept`` = pretrained and trainable,
             ``re-initialised``), in network order.
         title: figure title.
+        font_size: box text size (larger in presentation mode).
     """
     fig = go.Figure()
     n = len(layers)
@@ -615,28 +667,42 @@ def layer_diagram(layers: pd.DataFrame, title: str = "") -> go.Figure:
         fig.add_annotation(
             x=k + 0.425,
             y=0.5,
-            text=f"<b>{row.layer}</b><br>{row.params:,} params<br>{row.state}",
+            text=f"<b>{layer_display_name(row.layer)}</b><br>{_short_count(int(row.params))}",
             showarrow=False,
-            font={"color": "white", "size": 11},
+            font={"color": "white", "size": font_size},
         )
         if k < n - 1:
             fig.add_annotation(
                 x=k + 1.0, y=0.5, ax=k + 0.85, ay=0.5, xref="x", yref="y", axref="x", ayref="y", showarrow=True,
                 arrowhead=2, text="",
             )  # fmt: skip
+    fig.add_trace(  # invisible points carrying the hover text of every box
+        go.Scatter(
+            x=[k + 0.425 for k in range(n)],
+            y=[0.5] * n,
+            mode="markers",
+            marker={"size": 40, "opacity": 0},
+            hovertext=[
+                f"{layer_display_name(r.layer)} ({r.layer}): {int(r.params):,} parameters, {r.state}"
+                for r in layers.itertuples(index=False)
+            ],
+            hoverinfo="text",
+            showlegend=False,
+        )
+    )
     for state, color in LAYER_STATE_COLORS.items():  # legend entries
         fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", marker={"size": 12, "color": color}, name=state))
     fig.update_xaxes(visible=False, range=[-0.1, n])
     fig.update_yaxes(visible=False, range=[-0.1, 1.1])
     fig.update_layout(legend={"orientation": "h", "y": -0.05}, plot_bgcolor="white")
-    return _layout(fig, title, height=260)
+    return _layout(fig, title, height=240)
 
 
 def probe_figure(frame: pd.DataFrame, units: str = "") -> go.Figure:
     """Probe MAE per depth, one line per model (columns ``model``, ``depth``, ``mae``)."""
     fig = go.Figure()
     for model, part in frame.groupby("model", sort=False):
-        fig.add_trace(go.Scatter(x=part["depth"], y=part["mae"], mode="lines+markers", name=str(model)))
+        fig.add_trace(go.Scatter(x=part["depth"], y=part["mae"], mode="lines+markers", name=_plain(model)))
     fig.update_xaxes(title="depth (0 = embedding, k = after convolution k)", dtick=1)
     fig.update_yaxes(title=f"linear probe MAE{f' ({units})' if units else ''}")
     return _layout(fig, "How much of the label a linear probe reads from each depth")

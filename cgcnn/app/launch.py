@@ -158,28 +158,46 @@ def launch(store: RunStore, specs: list, owner: str, force: bool = False) -> Lau
 
 
 def save_upload(store: RunStore, data: bytes, filename: str) -> tuple[Path, Any]:
-    """Check an uploaded CGCNN-folder zip and keep it as ``<home>/uploads/<sha256>.zip``.
+    """Check an uploaded CGCNN-folder zip and keep it as ``<home>/uploads/<sha256>.zip``, parsed once.
+
+    The zip is parsed in the capped parser pool (never in the server: a hostile CIF cannot stall the other
+    sessions) and its dataset is kept beside it by content hash, so a page rerun, and every job worker that
+    trains on it, loads arrays instead of parsing again.
 
     Returns:
         ``(path to pass as FinetuneSpec.data, the dataset read from it)``.
 
     Raises:
-        CGCNNError: too large, not a zip, or not in the CGCNN folder format (message from the reader).
+        CGCNNError: too large, not a zip, past a zip cap, a damaged member, not in the CGCNN folder format, or
+            the disk refused it (message from the reader or the storage).
     """
-    from cgcnn.data.folders import read_zip
+    from cgcnn.data.folders import read_zip_once
+    from cgcnn.data.parse_pool import shared_pool
+    from cgcnn.storage import storage_errors
 
     if len(data) > MAX_ZIP_UPLOAD_BYTES:
         raise CGCNNError(f"{filename} is {len(data) / 1024**2:.1f} MB; uploads are limited to {MAX_UPLOAD_MB} MB")
     if not filename.lower().endswith(".zip"):
         raise CGCNNError(f"{filename}: upload a .zip of a CGCNN data folder (id_prop.csv and <id>.cif files)")
-    dataset = read_zip(data, max_bytes=MAX_ZIP_UPLOAD_BYTES)
+    folder = store.home / "uploads"
+    path = folder / f"{hashlib.sha256(data).hexdigest()[:32]}.zip"
+    with storage_errors(f"saving {filename}"):
+        folder.mkdir(parents=True, exist_ok=True)
+        if not path.is_file():
+            tmp = path.with_suffix(".part")
+            try:
+                tmp.write_bytes(data)
+                tmp.replace(path)
+            finally:
+                tmp.unlink(missing_ok=True)
+    cached = path.with_name(path.name + ".dataset.npz")
+    try:
+        if not cached.is_file():
+            shared_pool().read_zip(path)
+        dataset = read_zip_once(path)
+    except CGCNNError as exc:
+        path.unlink(missing_ok=True)
+        raise CGCNNError(str(exc).replace(path.name, filename).replace("uploaded zip", filename)) from None
     if len(dataset) == 0:
         raise CGCNNError(f"{filename}: no usable crystal in the zip")
-    folder = store.home / "uploads"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{hashlib.sha256(data).hexdigest()[:32]}.zip"
-    if not path.is_file():
-        tmp = path.with_suffix(".part")
-        tmp.write_bytes(data)
-        tmp.replace(path)
     return path, dataset

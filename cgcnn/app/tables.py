@@ -83,15 +83,38 @@ def layer_frame(predictor, freeze: int) -> tuple[pd.DataFrame, Any]:
 
 
 def run_label(record: RunRecord) -> str:
-    """``a1b2c3d4 · band-gap k=2 · band_gap · 1000/1000/1000 · 30 epochs · seed 0`` (plus the saved name)."""
+    """``a1b2c3d4 · formation-energy-per-atom k2 · band_gap 1000/1000/1000 · 30 ep · seed 0 · alice``.
+
+    Everything that tells two runs apart in a list: model, freeze depth, target, split sizes, epochs, seed and
+    owner (plus the saved name), so runs of different protocols never look alike.
+    """
     model = "scratch" if record.pretrained in (None, "", SCRATCH) else record.pretrained
-    name = f" «{record.name}»" if record.name else ""
+    sizes = "/".join(str(n) for n in (record.n_train, record.n_val, record.n_test))
     epochs = (record.spec.get("hyperparams") or {}).get("epochs", "?")
-    sizes = f"{record.n_train}/{record.n_val}/{record.n_test}"
-    return (
-        f"{record.id} · {model} k={record.freeze} · {record.target} · {sizes} · {epochs} epochs · "
-        f"seed {record.seed}{name}"
-    )
+    name = f" «{record.name}»" if record.name else ""
+    owner = f" · {record.owner}" if record.owner else ""
+    protocol = f"{record.target} {sizes} · {epochs} ep · seed {record.seed}"
+    return f"{record.id} · {model} k{record.freeze} · {protocol}{owner}{name}"
+
+
+def protocol_of(record: RunRecord) -> tuple:
+    """What makes runs comparable: target, split sizes and seed, epochs, data."""
+    hyper = record.spec.get("hyperparams") or {}
+    return (record.target, record.n_train, record.n_val, record.n_test, record.split_seed, hyper.get("epochs"),
+            record.spec.get("data") or "default")  # fmt: skip
+
+
+def default_comparison(records: list[RunRecord], user: str, limit: int = 5) -> list[str]:
+    """The runs Compare opens with: the user's finished runs of their latest protocol (never a mix of protocols).
+
+    Without a user (or finished runs of theirs), everyone's runs of the latest finished protocol.
+    """
+    done = sorted((r for r in records if r.status == "done"), key=lambda r: r.created_at, reverse=True)
+    mine = [r for r in done if user and r.owner == user] or done
+    if not mine:
+        return []
+    protocol = protocol_of(mine[0])
+    return [r.id for r in mine if protocol_of(r) == protocol][:limit]
 
 
 def run_progress(record: RunRecord, epochs: pd.DataFrame) -> tuple[float, str]:
@@ -124,25 +147,26 @@ def format_seconds(seconds: float) -> str:
 
 
 def runs_frame(records: list[RunRecord]) -> pd.DataFrame:
-    """A table of runs (newest first) for listings and CSV export."""
+    """A table of runs for listings and CSV export.
+
+    The columns that tell runs apart, and the test MAE, come first, so they stay on screen at 1280 px.
+    """
     rows = []
     for r in records:
         rows.append(
             {
                 "id": r.id,
-                "name": r.name or "",
-                "owner": r.owner,
-                "status": r.status,
+                "test_mae": r.test_mae,
                 "pretrained": "scratch" if r.pretrained in (None, "", SCRATCH) else r.pretrained,
                 "freeze": r.freeze,
                 "target": r.target,
-                "n_train": r.n_train,
-                "n_val": r.n_val,
-                "n_test": r.n_test,
-                "seed": r.seed,
+                "sizes": f"{r.n_train}/{r.n_val}/{r.n_test}",
                 "epochs": (r.spec.get("hyperparams") or {}).get("epochs"),
+                "seed": r.seed,
+                "owner": r.owner,
+                "status": r.status,
+                "name": r.name or "",
                 "data": r.spec.get("data") or "default",
-                "test_mae": r.test_mae,
                 "seconds": r.seconds,
                 "created": time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created_at)),
             }

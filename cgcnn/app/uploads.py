@@ -6,15 +6,19 @@ A bad file never stops the others: each is parsed on its own and its error is re
 from __future__ import annotations
 
 import io
+import itertools
 import zipfile
+from collections.abc import Iterator
 from pathlib import PurePosixPath
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from cgcnn.data.crystal_io import MAX_FILE_BYTES, read_structure_text
+from cgcnn.data.crystal_io import MAX_FILE_BYTES
+from cgcnn.data.parse_pool import shared_pool
 from cgcnn.errors import CGCNNError, CrystalInputError
+from cgcnn.settings import current_limits
 
 #: Largest upload the app accepts (MB); keep ``server.maxUploadSize`` in ``.streamlit/config.toml`` equal.
 MAX_UPLOAD_MB = 50
@@ -22,35 +26,64 @@ MAX_ZIP_UPLOAD_BYTES = MAX_UPLOAD_MB * 1024**2
 
 #: Crystal files accepted by the predict page in one go.
 MAX_PREDICT_FILES = 500
+#: Files read from an upload and parsed together (the rest of a zip stays compressed meanwhile).
+PARSE_CHUNK = 32
 
 
 def structure_from_upload(name: str, data: bytes):
-    """Parse one uploaded crystal file (CIF, POSCAR/CONTCAR or pymatgen JSON by extension).
+    """Parse one uploaded crystal file (CIF, POSCAR/CONTCAR or pymatgen JSON by extension) out of this process.
+
+    The file is screened and parsed by :func:`~cgcnn.data.parse_pool.shared_pool` under the server's time and
+    memory limits, so a hostile file cannot stall or exhaust the app.
 
     Raises:
-        CrystalInputError: too large or unreadable; the message starts with the file name.
+        CrystalInputError: too large, refused by the screen, too slow, or unreadable; the message starts with
+            the file name.
     """
     if len(data) > MAX_FILE_BYTES:
         raise CrystalInputError(f"{name}: {len(data) / 1e6:.0f} MB is too large for a crystal file")
-    lower = name.lower()
-    fmt = "cif" if lower.endswith(".cif") else "json" if lower.endswith(".json") else "poscar"
-    return read_structure_text(data.decode("utf-8", errors="replace"), name, fmt)
+    return shared_pool().parse(name, data)
+
+
+def graph_params_for_uploads(predictor):
+    """The predictor's graph parameters with the server's atom limit (``CGCNN_MAX_ATOMS``)."""
+    import dataclasses
+
+    return dataclasses.replace(predictor.graph_params, max_atoms=current_limits().max_atoms)
 
 
 def expand_uploads(files: list[tuple[str, bytes]]) -> tuple[list[tuple[str, bytes]], list[str]]:
     """Uploaded files with zips opened: ``([(name, bytes)] of crystal files, [errors])``.
 
-    A zip contributes its ``.cif``, ``.json``, ``POSCAR*``/``CONTCAR*``/``.vasp`` members (no ``id_prop.csv``
-    needed); a bad zip is one error, and limits apply to the number and size of members.
+    See :func:`iter_uploads` (this collects it; the predict page streams instead).
     """
-    out: list[tuple[str, bytes]] = []
     errors: list[str] = []
+    return list(iter_uploads(files, errors)), errors
+
+
+def iter_uploads(files: list[tuple[str, bytes]], errors: list[str]) -> Iterator[tuple[str, bytes]]:
+    """The crystal files of an upload, one at a time, zips opened; problems are appended to ``errors``.
+
+    A zip contributes its ``.cif``, ``.json``, ``POSCAR*``/``CONTCAR*``/``.vasp`` members (no ``id_prop.csv``
+    needed); a bad zip is one error. The server's zip caps apply (members, sizes, compression ratio), each
+    member is read in bounded chunks only when it is its turn, and at most :data:`MAX_PREDICT_FILES` files are
+    read at all.
+    """
+    from cgcnn.data.datasets import DatasetError
+    from cgcnn.data.folders import check_zip_members, read_zip_member, zip_caps
+
+    caps = zip_caps()
+    count = 0
     for name, data in files:
         if len(data) > MAX_ZIP_UPLOAD_BYTES:
             errors.append(f"{name}: {len(data) / 1024**2:.1f} MB is over the {MAX_UPLOAD_MB} MB upload limit")
             continue
         if not name.lower().endswith(".zip"):
-            out.append((name, data))
+            if count >= MAX_PREDICT_FILES:
+                errors.append(f"only the first {MAX_PREDICT_FILES} crystal files are predicted")
+                return
+            count += 1
+            yield name, data
             continue
         try:
             with zipfile.ZipFile(io.BytesIO(data)) as archive:
@@ -61,23 +94,28 @@ def expand_uploads(files: list[tuple[str, bytes]]) -> tuple[list[tuple[str, byte
                     and not PurePosixPath(i.filename).name.startswith((".", "__"))
                     and _is_crystal_name(PurePosixPath(i.filename).name)
                 ]
+                check_zip_members(members, name, caps)
                 if not members:
                     errors.append(f"{name}: the zip holds no crystal file (.cif, .json, POSCAR)")
                 for info in members:
-                    if len(out) >= MAX_PREDICT_FILES:
+                    if count >= MAX_PREDICT_FILES:
                         errors.append(f"{name}: only the first {MAX_PREDICT_FILES} crystal files are read")
-                        break
+                        return
                     member = f"{name}/{info.filename}"
                     if info.file_size > MAX_FILE_BYTES:
                         errors.append(f"{member}: {info.file_size / 1e6:.0f} MB is too large for a crystal file")
                         continue
-                    out.append((member, archive.read(info)))
+                    try:
+                        content = read_zip_member(archive, info, name, caps)
+                    except DatasetError as exc:
+                        errors.append(str(exc))
+                        continue
+                    count += 1
+                    yield member, content
         except zipfile.BadZipFile:
             errors.append(f"{name}: not a readable zip file")
-    if len(out) > MAX_PREDICT_FILES:
-        errors.append(f"only the first {MAX_PREDICT_FILES} of {len(out)} files are predicted")
-        out = out[:MAX_PREDICT_FILES]
-    return out, errors
+        except DatasetError as exc:
+            errors.append(str(exc))
 
 
 def _is_crystal_name(name: str) -> bool:
@@ -97,20 +135,20 @@ def predict_uploads(predictors: dict[str, Any], files: list[tuple[str, bytes]]) 
     """
     from cgcnn.data.graph import structure_to_graph
 
-    crystals, errors = expand_uploads(files)
-    parsed = []
-    for name, data in crystals:
-        try:
-            parsed.append((name, structure_from_upload(name, data)))
-        except CGCNNError as exc:
-            errors.append(str(exc))
+    errors: list[str] = []
+    parsed: list[tuple[str, Any]] = []
+    stream = iter_uploads(files, errors)
+    while chunk := list(itertools.islice(stream, PARSE_CHUNK)):  # only a chunk of file bytes in memory at once
+        done, failed = shared_pool().parse_many(chunk)
+        parsed.extend(done)
+        errors.extend(failed)
     rows = [{"file": n, "formula": s.composition.reduced_formula, "atoms": len(s)} for n, s in parsed]
     bad_rows: set[int] = set()
     for model_name, predictor in predictors.items():
         graphs, where = [], []
         for k, (name, structure) in enumerate(parsed):
             try:
-                graphs.append(structure_to_graph(structure, predictor.graph_params))
+                graphs.append(structure_to_graph(structure, graph_params_for_uploads(predictor)))
                 where.append(k)
             except CGCNNError as exc:
                 msg = str(exc)

@@ -20,6 +20,7 @@ from cgcnn.cli.probe import add_probe_parsers
 from cgcnn.cli.sweep import add_experiment_parsers
 from cgcnn.cli.train import add_train_parsers
 from cgcnn.errors import CGCNNError
+from cgcnn.settings import atom_limit
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
@@ -40,11 +41,14 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from cgcnn.nn.predictor import crystal_files, predict_files
     from cgcnn.zoo import load_model
 
+    max_atoms = atom_limit(args.max_atoms)
     predictor = load_model(args.model)
     files = crystal_files(args.paths)
     if not files:
         raise CGCNNError("no crystal files found (a folder is searched for *.cif directly inside it)")
-    results = predict_files(predictor, files, widen_radius=args.widen_radius)
+    results = predict_files(
+        predictor, files, widen_radius=args.widen_radius, max_atoms=max_atoms, read=_isolated_reader(max_atoms)
+    )
     targets = predictor.targets
     header = ["id", "prediction"]
     if len(targets) > 1:
@@ -72,6 +76,28 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _isolated_reader(max_atoms: int):
+    """Read a crystal file in the capped parser pool (files given to the CLI may come from anyone)."""
+    from pathlib import Path
+
+    from cgcnn.data.crystal_io import MAX_FILE_BYTES
+    from cgcnn.data.parse_pool import shared_pool
+    from cgcnn.errors import CrystalInputError
+
+    def read(path: Path):
+        try:
+            if path.stat().st_size > MAX_FILE_BYTES:
+                raise CrystalInputError(
+                    f"{path.name}: {path.stat().st_size / 1e6:.0f} MB is too large for a crystal file"
+                )
+            data = path.read_bytes()
+        except OSError as exc:
+            raise CrystalInputError(f"{path.name}: cannot read the file ({exc.strerror})") from None
+        return shared_pool().parse(path.name, data, max_atoms=max_atoms)
+
+    return read
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every command."""
     parser = argparse.ArgumentParser(prog="python -m cgcnn", description=__doc__.splitlines()[0])
@@ -96,6 +122,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--widen-radius",
         action="store_true",
         help="if an atom has no neighbour within the cutoff, search further instead of refusing the crystal",
+    )
+    p.add_argument(
+        "--max-atoms",
+        type=int,
+        help="refuse crystals with more atoms than this (default: CGCNN_MAX_ATOMS, 20,000)",
     )
     p.add_argument("paths", nargs="+", help="CIF files or folders of CIF files")
     p.set_defaults(func=_cmd_predict)

@@ -55,9 +55,17 @@ def _spec_from_args(args: argparse.Namespace):
 
 
 def _cmd_finetune(args: argparse.Namespace) -> int:
+    import os
+
+    from cgcnn.names import validate_name
     from cgcnn.runs.store import RunStore
+    from cgcnn.settings import atom_limit
     from cgcnn.training.finetune import run_finetune
 
+    if args.max_atoms is not None:  # this command's own limit (the workers of a server keep CGCNN_MAX_ATOMS)
+        os.environ["CGCNN_MAX_ATOMS"] = str(atom_limit(args.max_atoms))
+    if args.owner:
+        args.owner = validate_name(args.owner, what="a display name")
     spec = _spec_from_args(args)
     store = None if args.no_store else RunStore()
     if args.queue:
@@ -120,9 +128,11 @@ def _cmd_runs(args: argparse.Namespace) -> int:
         print(json.dumps(data, indent=2, default=str))
         return 0
     if action == "save":
+        from cgcnn.zoo import save_run_as
+
         store.get(args.run_id)
-        store.set_name(args.run_id, args.name)
-        print(f"run {args.run_id} saved to the zoo as {args.name!r} (use --model {args.name})")
+        name = save_run_as(store, args.run_id, args.name)
+        print(f"run {args.run_id} saved to the zoo as {name!r} (use --model {name!r})")
         return 0
     if action == "delete":
         if store.delete(args.run_id):
@@ -199,6 +209,9 @@ def add_train_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     p.add_argument("--threads", type=int, help="torch threads (default: all cores)")
     p.add_argument("--owner", default="", help="display name recorded with the run")
+    p.add_argument(
+        "--max-atoms", type=int, help="refuse crystals with more atoms than this (default: CGCNN_MAX_ATOMS, 20,000)"
+    )
     p.add_argument("--no-store", action="store_true", help="do not record the run in the run store")
     p.add_argument("--quiet", action="store_true", help="no per-epoch lines on stderr")
     p.add_argument("--json", action="store_true", help="print one JSON summary as the last line")

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import shutil
 import warnings
 import zipfile
+import zlib
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -16,12 +19,95 @@ from pymatgen.core import Structure
 
 from cgcnn.data.datasets import CrystalDataset, DatasetError, dataset_from_structures
 from cgcnn.data.elements import original_table_path
+from cgcnn.data.screen import screen_limits, screen_text, time_limit
 from cgcnn.data.splits import Split
+from cgcnn.errors import CrystalInputError
 
-#: Limits for uploaded zips (compressed bytes, uncompressed bytes, members).
+#: Largest zip file read (compressed bytes); the caps on what is inside come from :func:`zip_caps`.
 MAX_ZIP_BYTES = 200 * 1024**2
-MAX_UNZIPPED_BYTES = 1024**3
-MAX_ZIP_MEMBERS = 100_000
+#: Members smaller than this are not held to the compression-ratio cap (tiny files compress arbitrarily well).
+RATIO_FLOOR_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class ZipCaps:
+    """What one uploaded zip may hold (the server's ``CGCNN_ZIP_*`` limits; see :mod:`cgcnn.settings`)."""
+
+    max_members: int = 20_000
+    max_total_bytes: int = 500 * 1024**2
+    max_member_bytes: int = 20 * 1024**2
+    max_ratio: float = 200.0
+    max_label_lines: int = 200_000
+
+
+def zip_caps() -> ZipCaps:
+    """The server's zip limits, read from the environment now."""
+    from cgcnn.settings import current_limits
+
+    limits = current_limits()
+    return ZipCaps(
+        max_members=limits.zip_max_members,
+        max_total_bytes=int(limits.zip_max_total_mb * 1024**2),
+        max_member_bytes=int(limits.zip_max_member_mb * 1024**2),
+        max_ratio=limits.zip_max_ratio,
+        max_label_lines=limits.zip_max_label_lines,
+    )
+
+
+def check_zip_members(infos: Sequence[zipfile.ZipInfo], label: str, caps: ZipCaps) -> None:
+    """Refuse a zip from its directory alone (nothing decompressed): members, sizes, compression ratio.
+
+    Raises:
+        DatasetError: naming the cap, its variable and the member that broke it.
+    """
+    if caps.max_members and len(infos) > caps.max_members:
+        raise DatasetError(
+            f"{label} holds {len(infos):,} files; the limit is {caps.max_members:,} (CGCNN_ZIP_MAX_MEMBERS)"
+        )
+    total = sum(i.file_size for i in infos)
+    if caps.max_total_bytes and total > caps.max_total_bytes:
+        raise DatasetError(
+            f"{label} unpacks to {total / 1024**2:,.0f} MB; the limit is {caps.max_total_bytes / 1024**2:,.0f} MB "
+            "(CGCNN_ZIP_MAX_TOTAL_MB)"
+        )
+    for info in infos:
+        if caps.max_member_bytes and info.file_size > caps.max_member_bytes:
+            raise DatasetError(
+                f"{label}: {info.filename} unpacks to {info.file_size / 1024**2:,.1f} MB; the limit per file is "
+                f"{caps.max_member_bytes / 1024**2:,.0f} MB (CGCNN_ZIP_MAX_MEMBER_MB)"
+            )
+        ratio = info.file_size / max(info.compress_size, 1)
+        if caps.max_ratio and info.file_size > RATIO_FLOOR_BYTES and ratio > caps.max_ratio:
+            raise DatasetError(
+                f"{label}: {info.filename} is compressed {ratio:,.0f} to 1, past the limit of {caps.max_ratio:g} "
+                "(CGCNN_ZIP_MAX_RATIO): a zip bomb or a file of repeated lines"
+            )
+
+
+def read_zip_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, label: str, caps: ZipCaps) -> bytes:
+    """One member's bytes, read in chunks and never past the per-file cap (a lying header cannot inflate it).
+
+    Raises:
+        DatasetError: damaged (bad CRC, truncated) or larger than the cap.
+    """
+    limit = caps.max_member_bytes or None
+    chunks, size = [], 0
+    try:
+        with archive.open(info) as stream:
+            while chunk := stream.read(1 << 20):
+                size += len(chunk)
+                if limit is not None and size > limit:
+                    raise DatasetError(
+                        f"{label}: {info.filename} unpacks to more than {limit / 1024**2:,.0f} MB "
+                        "(CGCNN_ZIP_MAX_MEMBER_MB)"
+                    )
+                chunks.append(chunk)
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError, RuntimeError) as exc:
+        reason = "bad CRC" if "CRC" in str(exc) else str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise DatasetError(
+            f"{label}: {info.filename} is damaged ({reason or type(exc).__name__}); zip it again"
+        ) from None
+    return b"".join(chunks)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -85,10 +171,16 @@ def _assemble(
     source: str,
     name: str,
     atom_init: str | None,
+    file_seconds: float | None = None,
 ) -> CrystalDataset:
-    """Shared core of the folder, zip and file-list readers: parse CIFs, report every failure."""
+    """Shared core of the folder, zip and file-list readers: parse CIFs, report every failure.
+
+    Every CIF passes the crystal screen first; with ``file_seconds`` (set in a parser worker) a CIF that takes
+    longer is rejected by name and the others go on.
+    """
     entries: list[tuple[str, Structure]] = []
     rejected: list[tuple[str, str]] = []
+    limits = screen_limits()
     numeric = label_frame.apply(pd.to_numeric, errors="coerce")
     for cid in label_frame.index:
         bad = [c for c in label_frame.columns if pd.isna(numeric.at[cid, c]) and not pd.isna(label_frame.at[cid, c])]
@@ -107,7 +199,10 @@ def _assemble(
             rejected.append((cid, f"no CIF file {cid}.cif"))
             continue
         try:
-            entries.append((cid, parse_cif_text(text)))
+            with time_limit(file_seconds, cid):
+                entries.append((cid, parse_cif_text(screen_text(cid, text, "cif", limits))))
+        except CrystalInputError as exc:
+            rejected.append((cid, str(exc).removeprefix(f"{cid}: ")))
         except ValueError as exc:
             rejected.append((cid, str(exc)))
     labelled = set(label_frame.index)
@@ -165,16 +260,29 @@ def read_cifs_with_labels(cif_paths: Sequence[Path | str], labels_csv: Path | st
     return _assemble(frame, cif_text, list(by_id), "user_files", labels_path.stem, None)
 
 
-def read_zip(data: Path | str | bytes, max_bytes: int = MAX_ZIP_BYTES) -> CrystalDataset:
+def read_zip(
+    data: Path | str | bytes,
+    max_bytes: int = MAX_ZIP_BYTES,
+    caps: ZipCaps | None = None,
+    file_seconds: float | None = None,
+) -> CrystalDataset:
     """Read a zip holding a CGCNN data folder (at the top level or inside one folder), without extracting it.
+
+    Members are read one at a time, when needed, in bounded chunks; every CIF passes the crystal screen
+    (:mod:`cgcnn.data.screen`) before pymatgen sees it.
 
     Args:
         data: path of the zip, or its bytes (an upload).
-        max_bytes: refuse larger zips; the uncompressed total and member count are limited as well.
+        max_bytes: refuse larger zips.
+        caps: members, uncompressed sizes, compression ratio and label lines (default: :func:`zip_caps`).
+        file_seconds: time limit per CIF (only in a process's main thread, see
+            :func:`~cgcnn.data.screen.time_limit`).
 
     Raises:
-        DatasetError: not a zip, too large, no ``id_prop.csv``, ambiguous layout, or no usable crystal.
+        DatasetError: not a zip, too large, past a cap, a damaged member, no ``id_prop.csv``, ambiguous layout,
+            or no usable crystal.
     """
+    caps = caps or zip_caps()
     if isinstance(data, bytes | bytearray):
         size, opener, label = len(data), (lambda: io.BytesIO(data)), "uploaded zip"
     else:
@@ -190,10 +298,7 @@ def read_zip(data: Path | str | bytes, max_bytes: int = MAX_ZIP_BYTES) -> Crysta
         raise DatasetError(f"{label} is not a zip file") from None
     with archive:
         infos = [i for i in archive.infolist() if not i.is_dir() and not _ignored_member(i.filename)]
-        if len(infos) > MAX_ZIP_MEMBERS:
-            raise DatasetError(f"{label} has {len(infos)} files; the limit is {MAX_ZIP_MEMBERS}")
-        if sum(i.file_size for i in infos) > MAX_UNZIPPED_BYTES:
-            raise DatasetError(f"{label} unpacks to more than {MAX_UNZIPPED_BYTES / 1024**3:.0f} GB")
+        check_zip_members(infos, label, caps)
         id_props = [i for i in infos if PurePosixPath(i.filename).name == "id_prop.csv"]
         if not id_props:
             raise DatasetError(
@@ -206,11 +311,59 @@ def read_zip(data: Path | str | bytes, max_bytes: int = MAX_ZIP_BYTES) -> Crysta
 
         def read(name: str) -> str | None:
             info = members.get(name)
-            return archive.read(info).decode("utf-8", errors="replace") if info is not None else None
+            return read_zip_member(archive, info, label, caps).decode("utf-8", errors="replace") if info else None
 
-        frame = _read_label_table(read("id_prop.csv") or "", f"{label}:id_prop.csv", header=False)
+        labels_text = read("id_prop.csv") or ""
+        lines = labels_text.count("\n") + 1
+        if caps.max_label_lines and lines > caps.max_label_lines:
+            raise DatasetError(
+                f"{label}: id_prop.csv has {lines:,} lines; the limit is {caps.max_label_lines:,} "
+                "(CGCNN_ZIP_MAX_LABEL_LINES)"
+            )
+        frame = _read_label_table(labels_text, f"{label}:id_prop.csv", header=False)
         extra = [n[: -len(".cif")] for n in members if n.lower().endswith(".cif")]
-        return _assemble(frame, lambda cid: read(f"{cid}.cif"), extra, "user_zip", label, read("atom_init.json"))
+        return _assemble(
+            frame, lambda cid: read(f"{cid}.cif"), extra, "user_zip", label, read("atom_init.json"), file_seconds
+        )
+
+
+def read_zip_once(path: Path | str, file_seconds: float | None = None) -> CrystalDataset:
+    """:func:`read_zip` of a zip file, parsed once: the dataset is kept beside it as ``<zip>.dataset.npz``.
+
+    An upload is read when it is saved; reruns of the page and the job workers then load the arrays instead of
+    parsing every CIF again. The cache is checked by its content hash (:func:`~cgcnn.data.datasets.read_asset`)
+    and rebuilt if it is missing or damaged; a process also keeps the last few in memory.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"zip file not found: {path}")
+    stat = path.stat()
+    return _read_zip_once(str(path.resolve()), stat.st_mtime_ns, stat.st_size, file_seconds)
+
+
+@functools.lru_cache(maxsize=8)
+def _read_zip_once(path_text: str, mtime_ns: int, size: int, file_seconds: float | None) -> CrystalDataset:
+    import dataclasses
+
+    from cgcnn.data.datasets import read_asset, write_asset
+
+    path = Path(path_text)
+    cached = path.with_name(path.name + ".dataset.npz")
+    if cached.is_file() and cached.stat().st_mtime_ns >= mtime_ns:
+        try:
+            dataset = read_asset(cached)
+        except DatasetError:
+            pass  # damaged or from another version: parse again
+        else:
+            atom_init = dataset.metadata.get("atom_init")
+            return dataclasses.replace(dataset, atom_init=atom_init) if atom_init else dataset
+    dataset = read_zip(path, file_seconds=file_seconds)
+    meta = {"rejected_ids": [list(r) for r in dataset.rejected], "atom_init": dataset.atom_init, "zip": path.name}
+    try:
+        write_asset(dataset, cached, meta)
+    except OSError:  # a read-only or full disk: the parse is still good, only not kept
+        cached.with_suffix(".tmp.npz").unlink(missing_ok=True)
+    return dataset
 
 
 def _ignored_member(name: str) -> bool:

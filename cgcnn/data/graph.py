@@ -30,6 +30,7 @@ from pymatgen.core import Structure
 from pymatgen.optimization.neighbors import find_points_in_spheres
 
 from cgcnn.data.elements import ElementTable, original_table
+from cgcnn.data.screen import MAX_CELL_LENGTH, MIN_VOLUME_PER_ATOM
 from cgcnn.errors import CrystalInputError, NoNeighborsError, UnknownElementError
 
 #: Bumped whenever the arrays a graph holds change meaning; part of every cache key.
@@ -60,6 +61,15 @@ class GraphParams:
     widen_radius: bool = False
     max_atoms: int = 1000
 
+    def __post_init__(self) -> None:
+        # A bad value here gives silently wrong graphs (max_neighbors=0: no edges, NaN predictions), so refuse.
+        if int(self.max_neighbors) < 1:
+            raise CrystalInputError(f"max_neighbors must be at least 1, got {self.max_neighbors}")
+        if not self.radius > 0 or not self.step > 0:
+            raise CrystalInputError(f"radius and step must be positive, got {self.radius} and {self.step}")
+        if int(self.max_atoms) < 1:
+            raise CrystalInputError(f"max_atoms must be at least 1, got {self.max_atoms}")
+
     def gaussian_centers(self) -> np.ndarray:
         """Centres of the Gaussian distance expansion, exactly as the original code computes them."""
         return np.arange(self.dmin, self.radius + self.step, self.step)
@@ -71,7 +81,10 @@ class GraphParams:
 
     def key(self) -> str:
         """Stable short hash of everything that changes the graph (for caches and run records)."""
-        payload = json.dumps({**dataclasses.asdict(self), "format": GRAPH_FORMAT_VERSION}, sort_keys=True)
+        # max_atoms refuses crystals but never changes a graph: it is pinned to its old default so that raising
+        # it (--max-atoms) neither misses the cache nor changes the keys of existing caches.
+        fields = {**dataclasses.asdict(self), "max_atoms": 1000, "format": GRAPH_FORMAT_VERSION}
+        payload = json.dumps(fields, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -184,8 +197,19 @@ def graph_from_arrays(
         )
     node_features = table.lookup(atomic_numbers)
     lattice = np.ascontiguousarray(lattice, dtype=float)
-    if abs(np.linalg.det(lattice)) < 1e-6:
+    volume = abs(np.linalg.det(lattice))
+    if volume < 1e-6:
         raise CrystalInputError("the lattice has zero volume")
+    # The neighbour search allocates by cell size and density: a 10⁶ Å cell or a 0.05 Å one would exhaust memory
+    # before anything else could refuse it (library callers do not go through the upload screen).
+    longest = float(np.linalg.norm(lattice, axis=1).max())
+    if not np.isfinite(longest) or longest > MAX_CELL_LENGTH:
+        raise CrystalInputError(f"a cell edge of {longest:.3g} Å is longer than the {MAX_CELL_LENGTH:g} Å accepted")
+    if volume / n < MIN_VOLUME_PER_ATOM:
+        raise CrystalInputError(
+            f"the cell holds {volume / n:.3g} Å³ per atom, less than the {MIN_VOLUME_PER_ATOM:g} Å³ of any real "
+            "crystal (a broken or tiny cell)"
+        )
     if cart_coords is None:
         cart_coords = np.dot(np.asarray(frac_coords, dtype=float), lattice)
     cart_coords = np.ascontiguousarray(cart_coords, dtype=float)

@@ -27,6 +27,7 @@ from cgcnn.nn.cards import ModelCard
 from cgcnn.nn.model import CrystalGraphConvNet, ModelConfig
 from cgcnn.nn.normalizer import Normalizer
 from cgcnn.nn.predictor import Predictor
+from cgcnn.storage import storage_errors
 
 FORMAT_NAME = "cgcnn-explorer-checkpoint"
 FORMAT_VERSION = 1
@@ -77,8 +78,12 @@ def save_checkpoint(path: str | Path, predictor: Predictor) -> Path:
         "card": predictor.card.to_dict(),
     }
     tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)  # atomic: a crash mid-write never leaves a half checkpoint under the real name
+    try:
+        with storage_errors(f"saving the checkpoint {path}"):
+            torch.save(payload, tmp)
+            tmp.replace(path)  # atomic: a crash mid-write never leaves a half checkpoint under the real name
+    finally:
+        tmp.unlink(missing_ok=True)  # a full disk leaves no .tmp behind
     return path
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,14 +88,30 @@ def crystal_files(paths: list[str | Path]) -> list[Path]:
     return files
 
 
-def predict_files(predictor: Predictor, paths: list[Path], widen_radius: bool = False) -> list[FilePrediction]:
-    """Predict every file; a bad file gets its error message and the others are still predicted."""
+def predict_files(
+    predictor: Predictor,
+    paths: list[Path],
+    widen_radius: bool = False,
+    max_atoms: int | None = None,
+    read: Callable[[Path], Structure] = read_structure,
+) -> list[FilePrediction]:
+    """Predict every file; a bad file gets its error message and the others are still predicted.
+
+    Args:
+        predictor: the model.
+        paths: crystal files.
+        widen_radius: search past the cutoff for atoms without a neighbour.
+        max_atoms: refuse crystals with more atoms (default: the model's graph parameters).
+        read: how a file becomes a structure (the CLI passes one that parses in a capped worker process).
+    """
     params = dataclasses.replace(predictor.graph_params, widen_radius=widen_radius)
+    if max_atoms is not None:
+        params = dataclasses.replace(params, max_atoms=int(max_atoms))
     results, graphs, good = [], [], []
     for path in paths:
         result = FilePrediction(path=path)
         try:
-            structure = read_structure(path)
+            structure = read(path)
             graph = structure_to_graph(structure, params)
         except CGCNNError as exc:
             msg = str(exc)

@@ -1,4 +1,4 @@
-"""Runs: the SQLite run store (the one source of truth) and the job queue that drains it."""
+"""Runs: the SQLite run store (the one source of truth) and the job queue that drains it (locally or on Ray)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ _EXPORTS = {
     "RunStoreError": "cgcnn.runs.store",
     "JobRunner": "cgcnn.runs.jobs",
     "get_runner": "cgcnn.runs.jobs",
+    "make_runner": "cgcnn.runs.jobs",
+    "RayJobRunner": "cgcnn.runs.ray_jobs",
 }
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -22,6 +22,16 @@ Stale runs: a worker that dies without a word (SIGKILL, power loss) leaves its r
 notices that on reads; the job runner and the app call :meth:`RunStore.reap_stale` explicitly, which fails
 every running run whose heartbeat is older than a timeout. Its finished epochs stay in the store.
 
+Shared results: :meth:`RunStore.launch` gives each owner their own entry, but an entry whose spec key matches a
+``done`` run or an identical queued/running one points to it (``source_run_id``) instead of computing again; its
+status, results and checkpoint path are copied from the source whenever the source changes state (every status
+write calls ``_sync_followers`` in the same transaction), and its epochs and predictions are read from the
+source. Entries pointing to a computation are never claimed or reaped. A computation stays while any entry points
+to it (:meth:`RunStore.hide`, :meth:`RunStore.delete`).
+
+Fair queue: :meth:`RunStore.claim_next` serves the owner with the fewest runs in progress, then the owner served
+least recently, then the oldest run; :meth:`RunStore.launch` enforces ``CGCNN_MAX_QUEUED_PER_USER``.
+
 Schema changes are ordered migrations (:data:`MIGRATIONS`), tracked with SQLite's ``user_version`` pragma;
 opening an older file upgrades it in one transaction.
 """
@@ -45,6 +55,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from cgcnn.errors import CGCNNError
 from cgcnn.paths import PROJECT_ROOT
+from cgcnn.storage import storage_errors
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -296,7 +307,16 @@ MIGRATIONS: list[list[Migration]] = [
         "CREATE INDEX runs_spec_key ON runs (spec_key, status)",
         "CREATE UNIQUE INDEX runs_name ON runs (name) WHERE name IS NOT NULL",
     ],
-    # 3: shared results (an entry pointing to the computed run it reuses; entries hidden by their owner),
+    # 3 (issue 13): display names claimed by a browser's secret token; only its sha256 is kept
+    [
+        """CREATE TABLE name_claims (
+            name_key TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            token_hash TEXT NOT NULL,
+            created_at REAL NOT NULL
+        )""",
+    ],
+    # 4: shared results (an entry pointing to the computed run it reuses; entries hidden by their owner),
     # where a run was trained (executor, host) and how long its worker took to start training (setup).
     # Spec keys are recomputed: they no longer depend on the thread count.
     [
@@ -464,9 +484,10 @@ class RunStore:
     """
 
     def __init__(self, path: Path | str | None = None) -> None:
-        self.path = Path(path).expanduser() if path is not None else default_home() / STORE_FILENAME
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._init_db()
+        with storage_errors("opening the run store"):
+            self.path = Path(path).expanduser() if path is not None else default_home() / STORE_FILENAME
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._init_db()
 
     def __repr__(self) -> str:
         return f"RunStore({str(self.path)!r})"
@@ -500,13 +521,14 @@ class RunStore:
         # busy_timeout already waits 30 s for the lock; this only covers the rare SQLITE_BUSY that SQLite
         # returns without waiting (WAL recovery, a checkpoint racing a new reader).
         for attempt in range(5):
-            try:
-                return fn()
-            except sqlite3.OperationalError as exc:
-                msg = str(exc).lower()
-                if attempt == 4 or ("locked" not in msg and "busy" not in msg):
-                    raise
-                time.sleep(0.05 * 2**attempt)
+            with storage_errors(f"the run store {self.path}", self.path):  # read-only, full, locked: one message
+                try:
+                    return fn()
+                except sqlite3.OperationalError as exc:
+                    msg = str(exc).lower()
+                    if attempt == 4 or ("locked" not in msg and "busy" not in msg):
+                        raise
+            time.sleep(0.05 * 2**attempt)
         raise AssertionError("unreachable")
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
@@ -1275,3 +1297,32 @@ class RunStore:
             elif column in _FLOAT_FRAME_COLUMNS:
                 frame[column] = frame[column].astype("float64")
         return frame
+
+    # ----------------------------------------------------------------------------------------- name claims
+
+    def name_claim(self, name_key: str) -> str | None:
+        """The token hash that holds a display name (its case-folded key), or None if nobody claimed it."""
+        rows = self._read("SELECT token_hash FROM name_claims WHERE name_key = ?", (name_key,))
+        return str(rows[0][0]) if rows else None
+
+    def claim_name(self, name_key: str, name: str, token_hash: str) -> str:
+        """Claim a display name for a token hash unless someone holds it; returns the holder's token hash.
+
+        One transaction, so two browsers typing the same new name at once cannot both win.
+        """
+
+        def go(conn: sqlite3.Connection) -> str:
+            conn.execute(
+                "INSERT OR IGNORE INTO name_claims (name_key, name, token_hash, created_at) VALUES (?, ?, ?, ?)",
+                (name_key, name, token_hash, time.time()),
+            )
+            row = conn.execute("SELECT token_hash FROM name_claims WHERE name_key = ?", (name_key,)).fetchone()
+            return str(row[0])
+
+        return self._write(go)
+
+    def release_name(self, name_key: str) -> bool:
+        """Free a claimed display name (a teacher's action, e.g. a student lost the link); whether one was held."""
+        return bool(
+            self._write(lambda conn: conn.execute("DELETE FROM name_claims WHERE name_key = ?", (name_key,)).rowcount)
+        )

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from cgcnn.data.datasets import TARGET_UNITS, CrystalDataset, load_default_dataset
-from cgcnn.data.folders import read_cgcnn_folder, read_zip
+from cgcnn.data.folders import read_cgcnn_folder, read_zip_once
 from cgcnn.data.graph import GraphParams, GraphSet
 from cgcnn.data.splits import Split, make_split
 from cgcnn.errors import CGCNNError
@@ -66,6 +66,8 @@ class FinetuneSpec:
 
         Raises:
             CGCNNError: split sizes the trainer cannot use, or freezing a model trained from scratch.
+            LimitExceeded: epochs or crystals past the server's limits (``CGCNN_MAX_EPOCHS``,
+                ``CGCNN_MAX_CRYSTALS``).
         """
         if self.n_train < 2 or self.n_val < 1 or self.n_test < 1:
             raise CGCNNError(
@@ -73,7 +75,11 @@ class FinetuneSpec:
                 "and validation and test at least 1 each"
             )
         check_freeze_request(self.pretrained, self.freeze)
-        self.train_config()  # unknown hyperparameters
+        config = self.train_config()  # unknown hyperparameters
+        # The server's hard limits (CLI, queue and app all come here): LimitExceeded names the variable.
+        limits = current_limits()
+        limits.check("max_epochs", config.epochs, "epochs")
+        limits.check("max_crystals", self.n_train + self.n_val + self.n_test, "crystals (train + validation + test)")
 
     def train_config(self, **overrides: Any) -> TrainConfig:
         """The :class:`TrainConfig` of this spec (its seed is the spec's seed)."""
@@ -127,7 +133,7 @@ def load_data(data: str | None) -> CrystalDataset:
     if path.is_dir():
         return read_cgcnn_folder(path)
     if path.suffix.lower() == ".zip" and path.is_file():
-        return read_zip(path)
+        return read_zip_once(path)  # parsed once, then loaded from the dataset kept beside it
     raise CGCNNError(f"{data}: not a CGCNN data folder (id_prop.csv + CIFs) or a .zip of one")
 
 
@@ -170,16 +176,19 @@ def run_finetune(
     except BaseException as exc:  # record why the run ended, then let the caller see the error
         if store is not None and run_id is not None:
             message = str(exc) if isinstance(exc, CGCNNError) else f"{type(exc).__name__}: {exc}"
-            cancelled = isinstance(exc, KeyboardInterrupt) or store.cancel_requested(run_id)
-            if beat is not None and beat.overtime:
-                cancelled, message = False, overtime_message(current_limits().max_run_seconds)
-            store.finish(
-                run_id,
-                "cancelled" if cancelled else "failed",
-                error=message,
-                seconds=time.perf_counter() - started,
-                only_if_active=True,
-            )
+            try:
+                cancelled = isinstance(exc, KeyboardInterrupt) or store.cancel_requested(run_id)
+                if beat is not None and beat.overtime:
+                    cancelled, message = False, overtime_message(current_limits().max_run_seconds)
+                store.finish(
+                    run_id,
+                    "cancelled" if cancelled else "failed",
+                    error=message,
+                    seconds=time.perf_counter() - started,
+                    only_if_active=True,
+                )
+            except CGCNNError:  # the store itself failed (a full disk): the first error is the one to report
+                pass
         if beat is not None and beat.overtime:
             raise CGCNNError(overtime_message(current_limits().max_run_seconds)) from exc
         raise
@@ -204,6 +213,7 @@ def _run(
         torch.set_num_threads(config.threads)
     pretrained = None if spec.pretrained in ("none", "", None) else cached_model(spec.pretrained)
     params = pretrained.graph_params if pretrained is not None else GraphParams()
+    params = dataclasses.replace(params, max_atoms=current_limits().max_atoms)  # the server's atom limit
 
     if progress:
         progress("loading data", 0.0)

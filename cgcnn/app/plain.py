@@ -1,0 +1,33 @@
+"""User-supplied text made inert before a page renders it: run and display names, ids, file names, labels.
+
+Streamlit renders Markdown (with GitHub's autolinks, ``:color[...]`` directives and LaTeX) in ``st.markdown``,
+captions, alerts, toasts, metric labels and progress texts; Plotly renders a subset of HTML (``<a>``,
+``<span style>``) in titles and legends. A classmate's run name must show as the characters it holds, never as
+a link, an image beacon or a red banner, so every page passes user text through :func:`markdown` or
+:func:`plotly` (tables and ``st.text``/``st.code`` are plain already).
+"""
+
+from __future__ import annotations
+
+import html
+import re
+
+# Every character that starts Markdown, GFM, Streamlit directive or LaTeX syntax (CommonMark lets any ASCII
+# punctuation be escaped with a backslash; these are the ones that do something).
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+\-!|~:$=@^&])")
+# GFM autolinks bare URLs and e-mail addresses *after* parsing, on the unescaped text, so backslashes cannot stop
+# it: an invisible WORD JOINER (U+2060, not a word character) inside "http:", "www." and before "@" breaks the
+# patterns while the text still reads the same.
+_AUTOLINK = re.compile(r"(?i)(https?|ftp|mailto|xmpp)(?=\\:)|(www)(?=\.)|(?=\\@)")
+WORD_JOINER = "\u2060"
+
+
+def markdown(text: object) -> str:
+    """``text`` escaped so that Streamlit's Markdown shows it literally (no link, image, style or HTML)."""
+    escaped = _MARKDOWN_SPECIAL.sub(r"\\\1", str(text))
+    return _AUTOLINK.sub(lambda m: (m.group(1) or m.group(2) or "") + WORD_JOINER, escaped)
+
+
+def plotly(text: object) -> str:
+    """``text`` escaped for Plotly titles, legends and axis labels (its HTML subset becomes literal text)."""
+    return html.escape(str(text), quote=False)

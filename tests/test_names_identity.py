@@ -1,0 +1,130 @@
+"""Issue 13: the naming rule, text escaping, and display names claimed by a browser token."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+
+import pytest
+
+from cgcnn.app import identity, plain
+from cgcnn.names import MAX_NAME_LENGTH, InvalidName, is_valid_name, validate_name
+from cgcnn.runs.store import RunStore
+
+HOSTILE = [
+    "[click](http://evil.example/x)",
+    "![](http://evil.example/beacon.png)",
+    '<span style="color:red">SERVER WILL SHUT DOWN</span>',
+    ":red[SERVER WILL SHUT DOWN]",
+    "a" * (MAX_NAME_LENGTH + 1),
+    "",
+    "tab\there",
+    "rtl\u202eoverride",
+]
+
+
+@pytest.mark.parametrize("name", ["alice", "Zoë Ångström", "名前 2", "run_1.final-v2", "a" * MAX_NAME_LENGTH])
+def test_good_names_pass(name):
+    assert validate_name(f"  {name} ") == name
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_hostile_names_are_refused_with_one_line(name):
+    with pytest.raises(InvalidName) as info:
+        validate_name(name, what="a run name")
+    assert "\n" not in str(info.value)
+    assert not is_valid_name(name)
+
+
+def test_zoo_names_are_reserved_case_insensitively():
+    from cgcnn.zoo import reserved_names
+
+    with pytest.raises(InvalidName, match="zoo model 'band-gap'"):
+        validate_name("Band-Gap", reserved_names(), what="a run name")
+    assert validate_name("band-gap 2", reserved_names()) == "band-gap 2"
+
+
+def test_save_run_as_validates_and_can_rename_a_legacy_name(tmp_path):
+    from cgcnn.zoo import save_run_as
+
+    store = RunStore(tmp_path / "runs.sqlite")
+    run = store.create_run({"pretrained": "band-gap"}, owner="alice", status="done")
+    store.set_name(run, HOSTILE[0])  # stored before the rule existed
+    with pytest.raises(InvalidName):
+        save_run_as(store, run, HOSTILE[1])
+    with pytest.raises(InvalidName):
+        save_run_as(store, run, "BAND-GAP")
+    assert save_run_as(store, run, "my model") == "my model"
+    assert store.get(run).name == "my model"
+
+
+def test_cli_runs_save_refuses_a_hostile_name(tmp_path, monkeypatch, capsys):
+    from cgcnn.cli.main import main
+
+    monkeypatch.setenv("CGCNN_HOME", str(tmp_path))
+    run = RunStore().create_run({"pretrained": "band-gap"}, status="done")
+    assert main(["runs", "save", run, "![](http://x)"]) == 2
+    assert "may hold only letters" in capsys.readouterr().err
+    assert main(["runs", "save", run, "formation-energy-per-atom"]) == 2
+    assert RunStore().get(run).name is None
+
+
+def _unescaped(text: str) -> str:
+    """What Markdown would read as syntax: the text with backslash-escaped characters removed."""
+    return re.sub(r"\\.", "", text)
+
+
+@pytest.mark.parametrize("name", [*HOSTILE[:4], "www.evil.example", "mail@evil.example"])
+def test_markdown_escape_leaves_no_syntax(name):
+    out = _unescaped(plain.markdown(name))
+    for syntax in ("[", "](", "<", ":red", "www.", "@"):
+        assert syntax not in out
+    assert plain.markdown("broken.cif").startswith("broken.cif")
+
+
+def test_plotly_escape():
+    assert plain.plotly('<a href="http://x">y</a>') == '&lt;a href="http://x"&gt;y&lt;/a&gt;'
+
+
+# --------------------------------------------------------------------------------------------------- identity
+
+TOKEN_A, TOKEN_B = "token-of-browser-a-0123456789", "token-of-browser-b-0123456789"
+
+
+def test_second_user_typing_the_first_users_name_is_refused(tmp_path):
+    store = RunStore(tmp_path / "runs.sqlite")
+    alice = identity.sign_in(store, "alice", TOKEN_A)
+    assert alice.signed_in and identity.sign_in(store, "alice", TOKEN_A) == alice  # a reload
+    with pytest.raises(identity.NameClaimed, match="already used"):
+        identity.sign_in(store, "Alice", TOKEN_B)
+    bob = identity.sign_in(store, "bob", TOKEN_B)
+    run = store.get(store.create_run({"pretrained": "band-gap"}, owner="alice", status="done"))
+    assert identity.can_modify(alice, run)
+    assert not identity.can_modify(bob, run)
+    assert not identity.can_modify(identity.Identity(), run)
+    assert identity.can_modify(bob, run, is_teacher=True)
+    # only the token's hash is stored
+    with sqlite3.connect(store.path) as conn:
+        stored = conn.execute("SELECT token_hash FROM name_claims").fetchall()
+    assert all(TOKEN_A not in row[0] and TOKEN_B not in row[0] for row in stored)
+
+
+def test_class_code_is_needed_for_a_new_name(tmp_path, monkeypatch):
+    store = RunStore(tmp_path / "runs.sqlite")
+    identity.sign_in(store, "early", TOKEN_A)
+    monkeypatch.setenv(identity.CLASS_CODE_ENV, "physics-7")
+    with pytest.raises(identity.ClassCodeRequired):
+        identity.sign_in(store, "carol", TOKEN_B)
+    with pytest.raises(identity.ClassCodeRequired, match="not right"):
+        identity.sign_in(store, "carol", TOKEN_B, code="chem")
+    assert identity.sign_in(store, "carol", TOKEN_B, code=" physics-7 ").name == "carol"
+    assert identity.sign_in(store, "carol", TOKEN_B).name == "carol"  # claimed: no code on later visits
+    assert identity.sign_in(store, "early", TOKEN_A).name == "early"
+
+
+def test_display_name_and_token_rules(tmp_path):
+    store = RunStore(tmp_path / "runs.sqlite")
+    with pytest.raises(InvalidName):
+        identity.sign_in(store, ":red[boss]", TOKEN_A)
+    with pytest.raises(Exception, match="token"):
+        identity.sign_in(store, "dave", "short")
