@@ -26,10 +26,10 @@ def test_percentile_and_json_cleaning():
 @pytest.mark.slow
 def test_two_sessions_queue_share_and_follow_a_tiny_finetune(tmp_path):
     plan = Plan(sizes=(40, 20, 20), epochs=2, distinct=1, page_every_s=4.0)
-    report, logs = run_bench(2, workers=1, plan=plan, max_seconds=90, home=tmp_path)
-    assert [e for log in logs for e in log.errors] == []
+    report, logs = run_bench(2, workers=1, plan=plan, max_seconds=180, home=tmp_path)  # ~30 s; room for a busy CI
+    assert [e for log in logs for e in log.errors] == [], report
     assert all(log.launched for log in logs), [log.launched for log in logs]
-    assert report["jobs_done"] == 2 and report["jobs_failed"] == 0 and report["jobs_lost"] == 0
+    assert report["jobs_done"] == 2 and report["jobs_failed"] == 0 and report["jobs_lost"] == 0, report
     assert report["reused"] == 1 and report["computations"] == 1  # the same spec, computed once
     assert "Fine_tune" in report["pages"] and report["reruns"] >= 8
     assert 0 < report["rerun_p50_s"] <= report["rerun_p95_s"] <= report["rerun_max_s"]
