@@ -45,6 +45,7 @@ def test_direct_finetune_past_the_time_limit_is_stopped_and_marked(store, monkey
     from cgcnn.training.finetune import FinetuneSpec, run_finetune
 
     monkeypatch.setenv("CGCNN_MAX_RUN_SECONDS", "1")
+    monkeypatch.setenv("CGCNN_MAX_EPOCHS", "1000")  # a long run, stopped by the time limit
     spec = FinetuneSpec("none", 0, n_train=24, n_val=8, n_test=8, hyperparams={"epochs": 500, "batch_size": 8})
     with pytest.raises(CGCNNError, match="CGCNN_MAX_RUN_SECONDS"):
         run_finetune(spec, store=store)
