@@ -243,7 +243,8 @@ def test_hostile_names_render_as_text_and_nothing_leaves_localhost(browser, host
         page.goto(f"{hostile_server.url}/{path}", wait_until="domcontentloaded")
         wait_until_idle(page)
         if path != "Model_zoo":
-            page.get_by_text(re.compile(EVIL)).first.wait_for(timeout=60_000)  # the names are shown, as text
+            # the names are on the page, as text (the first may be a table's accessible cell: attached, not visible)
+            page.get_by_text(re.compile(EVIL)).first.wait_for(state="attached", timeout=60_000)
         if page.locator('[data-testid="stPlotlyChart"]').count():
             page.wait_for_function(
                 "document.querySelectorAll('[data-testid=\"stPlotlyChart\"] .main-svg').length > 0", timeout=60_000
