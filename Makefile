@@ -44,7 +44,7 @@ bench: $(VENV)/.installed
 	$(PY) bench/featurize.py
 
 load-bench: $(VENV)/.installed $(STATIC_JS)
-	$(PY) bench/load_app.py
+	$(PY) bench/load_app.py --sessions $(or $(SESSIONS),10)
 
 clean:
 	rm -rf $(VENV) $(STATIC_JS)

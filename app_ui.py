@@ -26,6 +26,7 @@ PAGES = {
     "app_pages/4_Crystal_viewer.py": "Crystal & attention viewer",
     "app_pages/5_Representations.py": "Representations",
     "app_pages/6_Predict.py": "Predict",
+    "app_pages/7_Class.py": "Class (teacher)",
 }
 URL_PATHS = {path: path.split("/")[-1][2:-3] for path in PAGES if path.startswith("app_pages/")}
 VIEWER_PAGE = "app_pages/4_Crystal_viewer.py"
@@ -105,6 +106,17 @@ def page_links() -> None:
             st.page_link(path, label=label, query_params=params)
 
 
+def teacher_secret() -> str | None:
+    """``teacher_password`` from Streamlit secrets, or None (no secrets file, or no such key)."""
+    from cgcnn.app.teacher import SECRET_KEY
+
+    try:
+        value = st.secrets.get(SECRET_KEY)
+    except (FileNotFoundError, KeyError, st.errors.StreamlitSecretNotFoundError):
+        return None
+    return str(value) if value else None
+
+
 @contextlib.contextmanager
 def boundary(what: str = "this page") -> Iterator[None]:
     """Show user errors as ``st.error`` and anything unexpected as a short message, never a traceback."""
@@ -153,3 +165,34 @@ def crystal_graph(crystal_id: str, params_key: str, _params):
     from cgcnn.data.graph import structure_to_graph
 
     return structure_to_graph(dataset().structure(crystal_id), _params)
+
+
+@st.cache_data(ttl=10, show_spinner=False)
+def model_choices() -> list[str]:
+    """The zoo's model names for the launch form (refreshed every 10 s: saving a run adds one)."""
+    from cgcnn.app.tables import model_choices as names
+
+    return names(store())
+
+
+@st.cache_data(ttl=3, show_spinner=False)
+def queue_etas(run_ids: tuple[str, ...], workers: int) -> dict:
+    """Queue estimates of queued runs, shared by every session for 3 s (each one simulates the whole queue)."""
+    from cgcnn.app.tables import queue_etas as estimate
+
+    return estimate(store(), list(run_ids), workers=workers)
+
+
+@st.cache_resource(max_entries=64, show_spinner=False)
+def done_run_figures(run_id: str, units: str, finished_at: float):
+    """Curves and parity plot of a finished run (it never changes: cached by id and finish time).
+
+    ``cache_resource``, not ``cache_data``: a cached plotly figure is handed out as is, while unpickling a
+    copy re-validates every property (about 0.1 s per figure, each rerun).
+    """
+    from cgcnn.analysis import viz
+
+    s = store()
+    return viz.curves_figure(s.epochs(run_id), "mae", units=units), viz.parity_figure(
+        s.predictions(run_id, "test"), units
+    )

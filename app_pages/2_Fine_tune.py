@@ -1,4 +1,4 @@
-"""Fine-tune: queue runs (model × freeze depth × seed), follow them live, save or delete the finished ones."""
+"""Fine-tune: queue runs (model × freeze depth × seed), follow them in one compact live table, open one run."""
 
 from __future__ import annotations
 
@@ -7,40 +7,58 @@ import streamlit as st
 import app_ui
 from cgcnn import zoo
 from cgcnn.analysis import viz
-from cgcnn.app import classroom, identity, launch, plain, tables, uploads
+from cgcnn.app import class_settings, classroom, identity, launch, plain, tables, uploads
 from cgcnn.data.datasets import TARGET_UNITS
 from cgcnn.errors import CGCNNError
+from cgcnn.runs.store import RunNotFound
+from cgcnn.settings import current_limits
 from cgcnn.training.transfer import SCRATCH
 
-MAX_SHOWN = 12
+POLL_S = 2.0
 
 user = app_ui.setup("Fine-tune")
+is_teacher = app_ui.is_teacher()
+
+
+def limits_caption(n_crystals: int) -> None:
+    limits = current_limits()
+    crystals = limits.max_crystals or n_crystals
+    st.caption(
+        f"Limits on this server: {limits.max_queued_per_user} queued or running runs per person · "
+        f"{limits.max_epochs} epochs · {crystals:,} crystals per run · "
+        f"{tables.format_seconds(limits.max_run_seconds)} per run."
+    )
 
 
 def launch_form(store) -> None:
     data = app_ui.dataset()
+    preset = class_settings.load_settings(store.home).preset
     st.subheader("New fine-tune")
-    upload = st.file_uploader(
-        "Your own labelled data (optional): a .zip of a CGCNN folder (id_prop.csv + <id>.cif files)",
-        type=["zip"],
-        key="ft_upload",
-        help=f"At most {uploads.MAX_UPLOAD_MB} MB. Without an upload the default Materials Project data is used.",
-    )
+    limits_caption(len(data))
     data_path, targets = None, data.targets
-    if upload is not None:
-        try:
-            path, uploaded = launch.save_upload(store, upload.getvalue(), upload.name)
-        except CGCNNError as exc:
-            st.error(plain.markdown(f"The upload cannot be used: {exc}"))
-        else:
-            data_path, targets = str(path), uploaded.targets
-            st.success(
-                plain.markdown(
-                    f"{upload.name}: {len(uploaded)} crystals with label {', '.join(uploaded.targets)}"
-                    + (f"; {len(uploaded.rejected)} unreadable crystals left out" if uploaded.rejected else "")
+    if preset is None:
+        upload = st.file_uploader(
+            "Your own labelled data (optional): a .zip of a CGCNN folder (id_prop.csv + <id>.cif files)",
+            type=["zip"],
+            key="ft_upload",
+            help=f"At most {uploads.MAX_UPLOAD_MB} MB. Without an upload the default Materials Project data is used.",
+        )
+        if upload is not None:
+            try:
+                path, uploaded = launch.save_upload(store, upload.getvalue(), upload.name)
+            except CGCNNError as exc:
+                st.error(plain.markdown(f"The upload cannot be used: {exc}"))
+            else:
+                data_path, targets = str(path), uploaded.targets
+                st.success(
+                    plain.markdown(
+                        f"{upload.name}: {len(uploaded)} crystals with label {', '.join(uploaded.targets)}"
+                        + (f"; {len(uploaded.rejected)} unreadable crystals left out" if uploaded.rejected else "")
+                    )
                 )
-            )
-    models = [SCRATCH, *tables.model_choices(store)]
+    else:
+        st.info(f"The teacher pinned the class to one protocol: **{preset.title}** ({preset.describe()}).")
+    models = [SCRATCH, *app_ui.model_choices()]
     with st.form("ft_form"):
         c1, c2, c3 = st.columns(3)
         chosen = c1.multiselect(
@@ -52,105 +70,148 @@ def launch_form(store) -> None:
         )
         depths = launch.freeze_choices(models, store)
         freezes = c2.multiselect("Freeze depth(s)", depths, default=[min(2, depths[-1])], key="ft_freezes")
-        target = c3.selectbox(
-            "Target",
-            targets,
-            index=targets.index("band_gap") if "band_gap" in targets else 0,
-            key="ft_target",
-            format_func=lambda t: f"{t} ({TARGET_UNITS[t]})" if t in TARGET_UNITS else t,
-        )
-        s1, s2, s3, s4 = st.columns(4)
-        n_train = s1.number_input("Train crystals", 2, 100_000, 1000, step=100, key="ft_train")
-        n_val = s2.number_input("Validation crystals", 1, 100_000, 1000, step=100, key="ft_val")
-        n_test = s3.number_input("Test crystals", 1, 100_000, 1000, step=100, key="ft_test")
-        epochs = s4.number_input("Epochs", 1, 500, 30, key="ft_epochs")
+        if preset is None:
+            target = c3.selectbox(
+                "Target",
+                targets,
+                index=targets.index("band_gap") if "band_gap" in targets else 0,
+                key="ft_target",
+                format_func=lambda t: f"{t} ({TARGET_UNITS[t]})" if t in TARGET_UNITS else t,
+            )
+            s1, s2, s3, s4 = st.columns(4)
+            n_train = s1.number_input("Train crystals", 2, 100_000, 1000, step=100, key="ft_train")
+            n_val = s2.number_input("Validation crystals", 1, 100_000, 1000, step=100, key="ft_val")
+            n_test = s3.number_input("Test crystals", 1, 100_000, 1000, step=100, key="ft_test")
+            epochs = s4.number_input("Epochs", 1, 500, 30, key="ft_epochs")
+            sizes = (n_train, n_val, n_test)
+        else:
+            target, sizes, epochs = preset.target, preset.sizes, preset.epochs
+            c3.text_input("Protocol (pinned by the teacher)", preset.describe(), disabled=True, key="ft_pinned")
         seeds = st.multiselect("Seeds (one run per seed)", list(range(10)), default=[0], key="ft_seeds")
+        force = st.checkbox(
+            "Train again",
+            key="ft_force",
+            help="An identical finished run is normally reused at once; tick this to compute a fresh one.",
+        )
         submitted = st.form_submit_button("Queue runs", type="primary")
     if submitted:
         if not user:
             st.error("Enter your display name in the sidebar first: runs are recorded under it.")
             return
-        specs = launch.make_specs(chosen, freezes, target, (n_train, n_val, n_test), epochs, seeds, data=data_path)
+        specs = launch.make_specs(chosen, freezes, target, sizes, epochs, seeds, data=data_path)
         try:
-            result = launch.launch(store, specs, owner=user)
+            result = launch.launch(store, specs, owner=user, force=force)
         except CGCNNError as exc:
             st.error(plain.markdown(str(exc)))
             return
-        st.success(plain.markdown(f"Queued {len(result.run_ids)} run(s): {', '.join(result.run_ids)}"))
+        st.success(plain.markdown(result.summary()))
         for label, why in result.refused:
             st.warning(plain.markdown(f"Not queued: {label}: {why}"))
 
 
-def run_panel(store, record, epochs, mine: bool) -> None:
-    frac, text = tables.run_progress(record, epochs)
-    status = record.status
-    if status == "queued":
-        pos = store.queue_position(record.id)
-        text = f"queued, position {pos} in the queue" if pos else text
+def run_detail(store, view: tables.RunView, can_act: bool) -> None:
+    """The opened run: progress, curves and parity plot (cached once it is done), the owner's actions."""
+    entry, computed = view.entry, view.computed
+    frac, text = tables.view_progress(view)
     md = plain.markdown
-    st.markdown(f"**{md(tables.run_label(record))}** · owner {md(record.owner or '—')} · `{md(status)}`")
+    st.markdown(f"**{md(tables.run_label(entry))}** · `{md(computed.status)}`")
     st.progress(frac, text=md(text))
-    if len(epochs):
-        units = TARGET_UNITS.get(record.target or "", "")
-        a, b = st.columns(2)
-        a.plotly_chart(viz.curves_figure(epochs, "mae", units=units), width="stretch", key=f"mae_{record.id}")
-        b.plotly_chart(viz.curves_figure(epochs, "loss"), width="stretch", key=f"loss_{record.id}")
-    if not mine:
-        return
-    if record.is_active:
-        if st.button("Cancel", key=f"cancel_{record.id}"):
-            st.toast(md(f"run {record.id}: {store.request_cancel(record.id)}"))
-        return
-    if status == "done":
-        with st.expander("Test set parity plot", expanded=False):
-            st.plotly_chart(
-                viz.parity_figure(store.predictions(record.id, "test"), TARGET_UNITS.get(record.target or "", "")),
-                width="stretch",
-                key=f"parity_{record.id}",
-            )
-        c1, c2 = st.columns([3, 1])
-        name = c1.text_input("Save to the zoo as", value=record.name or "", key=f"name_{record.id}")
-        if c2.button("Save name", key=f"save_{record.id}"):
-            try:
-                saved = zoo.save_run_as(store, record.id, name)
-            except CGCNNError as exc:
-                st.error(md(str(exc)))
-            else:
-                st.toast(md(f"run {record.id} saved as {saved!r}") if saved else "name cleared")
-    if st.button("Delete run", key=f"delete_{record.id}"):
-        store.delete(record.id)
+    units = TARGET_UNITS.get(entry.target or "", "")
+    a, b = st.columns(2)
+    if computed.status == "done":
+        curves, parity = app_ui.done_run_figures(computed.id, units, computed.finished_at or 0.0)
+        a.plotly_chart(curves, width="stretch", key="ft_curve_mae")
+        b.plotly_chart(parity, width="stretch", key="ft_parity")
+    elif len(view.epochs):
+        a.plotly_chart(viz.curves_figure(view.epochs, "mae", units=units), width="stretch", key="ft_curve_mae")
+        b.plotly_chart(viz.curves_figure(view.epochs, "loss"), width="stretch", key="ft_curve_loss")
+    if can_act:
+        run_actions(store, view)
+
+
+def run_actions(store, view: tables.RunView) -> None:
+    entry = view.entry
+    cols = st.columns([2, 1, 1, 1])
+    if entry.is_active and cols[1].button("Cancel", key=f"cancel_{entry.id}"):
+        status = store.request_cancel(entry.id, force=is_teacher and entry.owner != user)
+        st.toast(plain.markdown(f"run {entry.id}: {status}"))
+    if not entry.is_active and cols[2].button("Delete run", key=f"delete_{entry.id}"):
+        if is_teacher and entry.owner != user:  # the teacher's delete; a student's only hides their entry
+            store.delete(entry.id)
+        else:
+            store.hide(entry.id)
         st.rerun()
+    if entry.status == "done" and entry.source_run_id is None:
+        name = cols[0].text_input("Save to the zoo as", value=entry.name or "", key=f"name_{entry.id}")
+        if cols[3].button("Save name", key=f"save_{entry.id}"):
+            try:
+                saved = zoo.save_run_as(store, entry.id, name)
+            except CGCNNError as exc:
+                st.error(plain.markdown(str(exc)))
+            else:
+                st.toast(plain.markdown(f"run {entry.id} saved as {saved!r}") if saved else "name cleared")
+
+
+def views_of(store, records) -> list[tables.RunView]:
+    workers = classroom.worker_count(store.home)
+    return tables.run_views(store, records, etas=lambda ids: app_ui.queue_etas(tuple(ids), workers))
 
 
 def runs_section(store) -> None:
+    """The compact live table of runs (a polling fragment), then one opened run (polling only while it runs)."""
     everyone = st.toggle("Show everyone's runs", value=not user, key="ft_everyone")
-    records = store.list_runs() if everyone or not user else store.list_runs(owner=user)
+
+    def shown_runs():
+        return store.list_runs() if everyone or not user else store.list_runs(owner=user)
+
+    records = shown_runs()
+    first = [records]  # the fragment's first draw uses these; its polls read the store again
     live = any(r.is_active for r in records)
 
-    @st.fragment(run_every=2.0 if live else None)
-    def live_runs() -> None:
+    @st.fragment(run_every=POLL_S if live else None)
+    def runs_table() -> None:
         with app_ui.boundary("the run list"):
-            recs = store.list_runs() if everyone or not user else store.list_runs(owner=user)
+            recs = first.pop() if first else shown_runs()
             counts = store.counts()
             st.caption(
                 f"Queue: {counts['queued']} queued, {counts['running']} running · "
-                f"workers: {classroom.worker_count()} · {len(recs)} run(s) shown"
+                f"workers: {classroom.worker_count(store.home)} · {len(recs)} run(s) shown"
             )
             if not recs:
                 st.info("No runs yet." if everyone else "You have no runs yet: queue one above.")
-            shown = recs[:MAX_SHOWN]
-            frames = store.epochs_many([r.id for r in shown])
-            for record in shown:
-                with st.container(border=True):
-                    mine = identity.can_modify(app_ui.identity(), record, app_ui.is_teacher())
-                    run_panel(store, record, frames[frames["run_id"] == record.id], mine=mine)
-            if len(recs) > MAX_SHOWN:
-                st.caption(f"{len(recs) - MAX_SHOWN} older run(s):")
-                st.dataframe(tables.runs_frame(recs[MAX_SHOWN:]), hide_index=True, width="stretch")
+                return
+            st.dataframe(
+                tables.compact_frame(views_of(store, recs), with_owner=everyone),
+                hide_index=True,
+                width="stretch",
+                height=min(38 + 35 * len(recs), 420),
+                column_config={
+                    "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0),
+                    "test MAE": st.column_config.NumberColumn("test MAE", format="%.4f"),
+                },
+            )
             if live and not any(r.is_active for r in recs):
                 st.rerun()  # everything ended: a full rerun stops the polling
 
-    live_runs()
+    runs_table()
+    if not records:
+        return
+    by_id = {r.id: r for r in records}
+    chosen = st.selectbox("Open a run", list(by_id), format_func=lambda i: tables.run_label(by_id[i]), key="ft_open")
+
+    @st.fragment(run_every=POLL_S if by_id[chosen].is_active else None)
+    def opened_run() -> None:
+        with app_ui.boundary("the opened run"), st.container(border=True):
+            try:
+                entry = store.get(chosen)
+            except RunNotFound:  # deleted meanwhile (by its owner, or the teacher)
+                entry = by_id[chosen]
+            (view,) = views_of(store, [entry])
+            run_detail(store, view, can_act=identity.can_modify(app_ui.identity(), entry, is_teacher))
+            if by_id[chosen].is_active and not view.computed.is_active:
+                st.rerun()  # it ended: a full rerun redraws it for good and stops the polling
+
+    opened_run()
 
 
 with app_ui.boundary("the fine-tune page"):

@@ -1,173 +1,282 @@
-"""Load bench of the app: page latency while simulated classroom sessions fine-tune through the job queue.
+"""Load bench of the app: N simulated students, each a Streamlit session over the app's own websocket protocol.
 
-Starts ``streamlit run app.py`` on 127.0.0.1 (a free port, a temporary ``CGCNN_HOME``), then runs N simulated
-sessions (threads). Each session queues one tiny fine-tune through the job API (``RunStore.create_run``, the
-call the Fine-tune page makes: 40/20/20 crystals, 2 epochs, its own seed) and, while its run is queued or
-running, fetches the app's HTTP endpoints (``/``, ``/_stcore/health``, the static 3Dmol.js) in a bounded
-loop. The queue is drained by the same job runner the app uses (``cgcnn.runs.executors.get_runner``: niced worker
-processes, one torch thread each), started here, since HTTP requests alone do not start a page script.
+Starts ``streamlit run app.py`` on 127.0.0.1 (a free port, a temporary ``CGCNN_HOME``, ``--workers`` worker
+processes of the app's own job runner), then drives N sessions at once (``bench/st_client.py``: the
+``BackMsg``/``ForwardMsg`` protobufs a browser tab exchanges with the server). Each session:
 
-Reports latency percentiles per endpoint and job completion times (queue wait, run time, total), and stops by
-itself (``--max-seconds``). Only 127.0.0.1 is contacted.
+1. opens the app and types its display name in the sidebar;
+2. opens the Fine-tune page and queues a small fine-tune through its form (``--sizes``, ``--epochs``; the seed
+   is ``k % --distinct``, so sessions with the same seed ask for the same computation and share it);
+3. follows its run: the page's polling fragment reruns every few seconds, as in a browser tab;
+4. opens another page every ``--page-every`` seconds (and comes back to Fine-tune every other time),
 
-    python bench/load_app.py [--sessions 10] [--workers 2] [--max-seconds 300]
+until every queued run has ended (or ``--max-seconds``). What is measured is what a student feels: the time
+from a rerun request to its ``script_finished`` message, per page (fragment reruns apart). Jobs: done, failed
+(or cancelled), lost (a launch that left no run, or a run still unfinished at the end), and how many entries
+were answered by reuse. Only 127.0.0.1 is contacted.
+
+    python bench/load_app.py --sessions 10 [--workers 2] [--json]
+
+With ``--json`` the last line is one compact JSON object (NaN as null) with the keys ``sessions``,
+``rerun_p50_s``, ``rerun_p95_s``, ``rerun_max_s``, ``jobs_done``, ``jobs_failed``, ``jobs_lost``, ``reused``
+and the per-page figures.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
-import statistics
+import math
+import os
 import sys
 import tempfile
-import threading
 import time
-import urllib.request
+from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # app_server.py
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # st_client.py
 
-from app_server import AppServer
+from st_client import RunResult, StreamlitSession
 
-from cgcnn.runs.store import FINAL_STATUSES, RunStore
-from cgcnn.training.finetune import FinetuneSpec
+#: Pages a session visits between looks at its run (url paths of ``st.navigation``).
+BROWSE = ("", "Model_zoo", "Compare_runs", "Predict")
+FINE_TUNE = "Fine_tune"
 
-ENDPOINTS = ("/", "/_stcore/health", "/app/static/3Dmol-min.js")
+
+@dataclass
+class Plan:
+    """What every session does."""
+
+    sizes: tuple[int, int, int] = (40, 20, 20)
+    epochs: int = 2
+    distinct: int = 3
+    page_every_s: float = 10.0
+    model: str = "formation-energy-per-atom"
+    freeze: int = 2
 
 
-def fetch(url: str) -> tuple[float, int]:
-    """(seconds, HTTP status or 0 on a connection error) of one GET."""
-    started = time.perf_counter()
-    try:
-        with urllib.request.urlopen(url, timeout=30) as response:
-            response.read()
-            status = response.status
-    except urllib.error.HTTPError as exc:
-        status = exc.code
-    except OSError:
-        status = 0
-    return time.perf_counter() - started, status
+@dataclass
+class SessionLog:
+    """What one session saw."""
+
+    name: str
+    runs: list[RunResult] = field(default_factory=list)
+    launched: str = ""  # the page's answer to "Queue runs"
+    errors: list[str] = field(default_factory=list)
 
 
 def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (``q`` in 0..100)."""
+    """Nearest-rank percentile (``q`` in 0..100); NaN for no values."""
     if not values:
-        return float("nan")
+        return math.nan
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))]
 
 
-def session(k: int, base: str, store: RunStore, deadline: float, max_requests: int, out: dict) -> None:
-    """One simulated user: queue a tiny fine-tune, then browse until it ends (bounded)."""
-    spec = FinetuneSpec(
-        pretrained="formation-energy-per-atom", freeze=2, n_train=40, n_val=20, n_test=20, seed=k,
-        hyperparams={"epochs": 2},
-    )  # fmt: skip
-    run_id = store.create_run(spec.to_dict(), owner=f"student-{k:02d}", status="queued")
-    out["runs"].append(run_id)
-    for n in range(max_requests):
-        if time.monotonic() > deadline:
+async def student(k: int, url: str, plan: Plan, all_done: asyncio.Event, deadline: float) -> SessionLog:
+    """One simulated student (see the module docstring)."""
+    log = SessionLog(f"student-{k:02d}")
+    session = StreamlitSession(url)
+    await session.connect()
+    try:
+
+        async def record(result: RunResult) -> RunResult:
+            log.runs.append(result)
+            log.errors.extend(f"{result.page}: {e}" for e in result.errors)
+            return result
+
+        first = await record(await session.rerun())
+        first.page += " (first load)"
+        name = session.widget(key="user_input")
+        session.set_value(name, log.name)
+        session.keep_across_pages(name)
+        await record(await session.rerun())
+
+        await record(await session.open(FINE_TUNE))
+        fields = {
+            "ft_models": [plan.model], "ft_freezes": [plan.freeze], "ft_train": plan.sizes[0],
+            "ft_val": plan.sizes[1], "ft_test": plan.sizes[2], "ft_epochs": plan.epochs,
+            "ft_seeds": [k % max(1, plan.distinct)],
+        }  # fmt: skip
+        for key, value in fields.items():
+            session.set_value(session.widget(key=key), value)
+        submit = session.widget(label="Queue runs", kind="button")
+        result = await record(await session.click(submit))
+        log.launched = next((t for t in result.texts if "Queued" in t or "answered" in t or "queued" in t), "")
+
+        visits = 0
+        last_switch = time.monotonic()
+        next_poll = {fid: time.monotonic() + s for fid, s in session.fragments.items()}
+        while not all_done.is_set() and time.monotonic() < deadline:
+            now = time.monotonic()
+            if now - last_switch >= plan.page_every_s:
+                visits += 1
+                target = FINE_TUNE if visits % 2 == 0 else BROWSE[(k + visits // 2) % len(BROWSE)]
+                await record(await session.open(target))
+                last_switch = time.monotonic()
+                next_poll = {fid: last_switch + s for fid, s in session.fragments.items()}
+                continue
+            due = [fid for fid, at in next_poll.items() if at <= now]
+            if due:
+                fid = due[0]
+                await record(await session.rerun(fragment_id=fid))
+                if fid in session.fragments:
+                    next_poll[fid] = time.monotonic() + session.fragments[fid]
+                else:
+                    next_poll.pop(fid, None)
+                continue
+            await asyncio.sleep(0.1)
+    except Exception as exc:  # a broken session is a result of the bench, not a crash of it
+        log.errors.append(f"session failed: {type(exc).__name__}: {exc}")
+    finally:
+        await session.close()
+    return log
+
+
+async def watch_jobs(store, names: list[str], all_done: asyncio.Event, deadline: float, grace_s: float) -> None:
+    """Set ``all_done`` once every session's run has ended (or none can appear any more)."""
+    from cgcnn.runs.store import FINAL_STATUSES
+
+    started = time.monotonic()
+    while time.monotonic() < deadline:
+        entries = [r for name in names for r in store.list_runs(owner=name)]
+        launched = {r.owner for r in entries}
+        if (
+            entries
+            and all(r.status in FINAL_STATUSES for r in entries)
+            and (len(launched) == len(names) or time.monotonic() - started > grace_s)
+        ):
             break
-        path = ENDPOINTS[n % len(ENDPOINTS)]
-        seconds, status = fetch(base + path)
-        with out["lock"]:
-            out["latency"].setdefault(path, []).append(seconds)
-            if status != 200:
-                out["failures"].append((path, status))
-        if store.get(run_id).status in FINAL_STATUSES and n >= len(ENDPOINTS):
-            break
-        time.sleep(0.2)
+        await asyncio.sleep(1.0)
+    all_done.set()
+
+
+async def drive(url: str, store, n: int, plan: Plan, max_seconds: float) -> list[SessionLog]:
+    all_done = asyncio.Event()
+    deadline = time.monotonic() + max_seconds
+    names = [f"student-{k:02d}" for k in range(n)]
+    watcher = asyncio.create_task(watch_jobs(store, names, all_done, deadline, grace_s=120.0))
+    logs = await asyncio.gather(*(student(k, url, plan, all_done, deadline) for k in range(n)))
+    all_done.set()
+    await watcher
+    return list(logs)
+
+
+def summarise(logs: list[SessionLog], store, n: int) -> dict:
+    """The report: rerun percentiles overall and per page, jobs done/failed/lost, reuse."""
+    runs = [r for log in logs for r in log.runs]
+    seconds = [r.seconds for r in runs]
+    pages: dict[str, list[float]] = {}
+    for r in runs:
+        pages.setdefault(r.page + (" (fragment)" if r.fragment else ""), []).append(r.seconds)
+    entries = [e for log in logs for e in store.list_runs(owner=log.name)]
+    done = sum(e.status == "done" for e in entries)
+    failed = sum(e.status in ("failed", "cancelled") for e in entries)
+    unfinished = sum(e.status in ("queued", "running") for e in entries)
+    no_run = sum(1 for log in logs if not store.list_runs(owner=log.name))
+    computed = {e.source_run_id or e.id for e in entries}
+    return {
+        "sessions": n,
+        "rerun_p50_s": round(percentile(seconds, 50), 3),
+        "rerun_p95_s": round(percentile(seconds, 95), 3),
+        "rerun_max_s": round(max(seconds), 3) if seconds else math.nan,
+        "reruns": len(seconds),
+        "jobs_done": done,
+        "jobs_failed": failed,
+        "jobs_lost": unfinished + no_run,
+        "reused": sum(e.source_run_id is not None for e in entries),
+        "computations": len(computed),
+        "page_errors": sum(len(log.errors) for log in logs),
+        "pages": {
+            page: {
+                "n": len(v),
+                "p50_s": round(percentile(v, 50), 3),
+                "p95_s": round(percentile(v, 95), 3),
+                "max_s": round(max(v), 3),
+            }
+            for page, v in sorted(pages.items())
+        },
+    }
+
+
+def run_bench(
+    sessions: int, workers: int = 2, plan: Plan | None = None, max_seconds: float = 600.0, home: Path | None = None
+) -> tuple[dict, list[SessionLog]]:
+    """Start the app, drive ``sessions`` students through it, and return (report, session logs)."""
+    from app_server import AppServer
+
+    from cgcnn.runs.store import RunStore
+
+    plan = plan or Plan()
+    with tempfile.TemporaryDirectory(prefix="cgcnn_load_") as tmp:
+        home = Path(home or tmp)
+        old = os.environ.get("CGCNN_HOME")
+        os.environ["CGCNN_HOME"] = str(home)  # this process reads the bench's store
+        try:
+            store = RunStore(home / "runs.sqlite")
+            started = time.monotonic()
+            with AppServer(home, env={"CGCNN_WORKERS": str(workers)}) as app:
+                startup = time.monotonic() - started
+                t0 = time.monotonic()
+                logs = asyncio.run(drive(app.url, store, sessions, plan, max_seconds))
+                wall = time.monotonic() - t0
+            report = summarise(logs, store, sessions)
+        finally:
+            if old is None:
+                os.environ.pop("CGCNN_HOME", None)
+            else:
+                os.environ["CGCNN_HOME"] = old
+    report.update(workers=workers, startup_s=round(startup, 1), wall_s=round(wall, 1))
+    return report, logs
+
+
+def clean_json(value):
+    """NaN and infinities as None (JSON has no NaN)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: clean_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [clean_json(v) for v in value]
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the bench; prints a report (and JSON with ``--json``)."""
+    """Run the bench; prints a report (and one JSON line last with ``--json``)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", type=int, default=10)
-    parser.add_argument("--workers", type=int, default=2, help="worker processes draining the queue")
-    parser.add_argument("--max-seconds", type=float, default=300.0, help="stop after this long, whatever is left")
-    parser.add_argument("--max-requests", type=int, default=2000, help="HTTP requests per session at most")
-    parser.add_argument("--json", action="store_true", help="also print the results as JSON")
+    parser.add_argument("--workers", type=int, default=2, help="worker processes of the app's job runner")
+    parser.add_argument("--max-seconds", type=float, default=600.0, help="stop after this long, whatever is left")
+    parser.add_argument("--sizes", type=int, nargs=3, default=(40, 20, 20), metavar=("TRAIN", "VAL", "TEST"))
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--distinct", type=int, default=3, help="distinct specs among the sessions (seeds)")
+    parser.add_argument("--page-every", type=float, default=10.0, help="seconds between page changes")
+    parser.add_argument("--json", action="store_true", help="print the results as one JSON line, last")
     args = parser.parse_args(argv)
 
-    from cgcnn.runs.jobs import JobRunner
-
-    with tempfile.TemporaryDirectory(prefix="cgcnn_load_") as tmp:
-        home = Path(tmp)
-        import os
-
-        os.environ["CGCNN_HOME"] = str(home)  # the runner's workers and this process use the bench's store
-        store = RunStore(home / "runs.sqlite")
-        started = time.monotonic()
-        with AppServer(home, env={"CGCNN_WORKERS": "0"}) as app:
-            startup = time.monotonic() - started
-            print(f"app up at {app.url} in {startup:.1f} s; {args.sessions} sessions, {args.workers} workers")
-            runner = JobRunner(store, max_workers=args.workers).start()
-            out: dict = {"lock": threading.Lock(), "latency": {}, "failures": [], "runs": []}
-            deadline = time.monotonic() + args.max_seconds
-            threads = [
-                threading.Thread(target=session, args=(k, app.url, store, deadline, args.max_requests, out))
-                for k in range(args.sessions)
-            ]
-            t0 = time.monotonic()
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join(timeout=max(1.0, deadline - time.monotonic() + 5))
-            drained = runner.run_until_empty(timeout=max(1.0, deadline - time.monotonic()), run_ids=out["runs"])
-            if not drained:
-                runner.stop(kill=True, timeout=30)
-            else:
-                runner.stop(wait=True, timeout=30)
-            wall = time.monotonic() - t0
-
-        records = [store.get(r) for r in out["runs"]]
-        report = {
-            "sessions": args.sessions,
-            "workers": args.workers,
-            "startup_s": round(startup, 2),
-            "wall_s": round(wall, 1),
-            "requests": sum(len(v) for v in out["latency"].values()),
-            "http_failures": len(out["failures"]),
-            "latency_ms": {
-                path: {
-                    "n": len(v),
-                    "p50": round(1000 * percentile(v, 50), 1),
-                    "p90": round(1000 * percentile(v, 90), 1),
-                    "p99": round(1000 * percentile(v, 99), 1),
-                    "max": round(1000 * max(v), 1),
-                }
-                for path, v in out["latency"].items()
-            },
-            "jobs": {
-                "statuses": {s: sum(r.status == s for r in records) for s in sorted({r.status for r in records})},
-                "queue_wait_s": _summary([(r.started_at or r.created_at) - r.created_at for r in records]),
-                "run_s": _summary([r.finished_at - r.started_at for r in records if r.finished_at and r.started_at]),
-                "total_s": _summary([r.finished_at - r.created_at for r in records if r.finished_at]),
-            },
-        }
-    print(f"wall {report['wall_s']} s, {report['requests']} requests, {report['http_failures']} failed")
-    for path, s in report["latency_ms"].items():
-        print(f"  {path:28s} n={s['n']:4d}  p50 {s['p50']:7.1f} ms  p90 {s['p90']:7.1f}  p99 {s['p99']:7.1f}  "
-              f"max {s['max']:7.1f}")  # fmt: skip
-    jobs = report["jobs"]
-    print(f"  jobs {jobs['statuses']}")
-    for key in ("queue_wait_s", "run_s", "total_s"):
-        print(f"  {key:12s} {jobs[key]}")
+    plan = Plan(tuple(args.sizes), args.epochs, args.distinct, args.page_every)
+    report, logs = run_bench(args.sessions, args.workers, plan, args.max_seconds)
+    print(
+        f"{report['sessions']} sessions, {report['workers']} workers: app up in {report['startup_s']} s, "
+        f"wall {report['wall_s']} s, {report['reruns']} reruns"
+    )
+    print(
+        f"  rerun p50 {report['rerun_p50_s']} s, p95 {report['rerun_p95_s']} s, max {report['rerun_max_s']} s; "
+        f"jobs done {report['jobs_done']}, failed {report['jobs_failed']}, lost {report['jobs_lost']}, "
+        f"reused {report['reused']} ({report['computations']} computations); page errors {report['page_errors']}"
+    )
+    for page, s in report["pages"].items():
+        print(f"  {page:28s} n={s['n']:4d}  p50 {s['p50_s']:7.3f} s  p95 {s['p95_s']:7.3f}  max {s['max_s']:7.3f}")
+    for log in logs:
+        for error in log.errors[:3]:
+            print(f"  {log.name}: {error}")
     if args.json:
-        print(json.dumps(report, indent=2))
-    ok = report["http_failures"] == 0 and jobs["statuses"].get("done", 0) == args.sessions
+        print(json.dumps(clean_json(report), separators=(",", ":"), allow_nan=False))
+    ok = report["jobs_lost"] == 0 and report["jobs_failed"] == 0 and report["page_errors"] == 0
     return 0 if ok else 1
-
-
-def _summary(values: list[float]) -> dict[str, float]:
-    if not values:
-        return {}
-    return {
-        "min": round(min(values), 1),
-        "median": round(statistics.median(values), 1),
-        "max": round(max(values), 1),
-    }
 
 
 if __name__ == "__main__":

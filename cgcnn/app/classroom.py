@@ -4,7 +4,8 @@ Job queue: the app never trains in its own process. A launch creates one ``queue
 the :class:`~cgcnn.runs.store.RunStore`; :func:`start_runner` returns the process-wide
 :class:`~cgcnn.runs.jobs.JobRunner` (``get_runner``) that drains the queue in niced worker processes with one
 torch thread each. ``CGCNN_WORKERS`` sets how many run at once (default: one per core; ``0``: the app only
-queues, and something else drains, e.g. ``python -m cgcnn.runs.executors drain``).
+queues, and something else drains, e.g. ``python -m cgcnn jobs``). A teacher's worker count
+(:mod:`~cgcnn.app.class_settings`, set on the Class page) overrides it while the server runs.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from cgcnn.app.class_settings import load_settings
 from cgcnn.errors import CGCNNError
 from cgcnn.paths import project_path
 from cgcnn.runs.store import RunStore
@@ -28,8 +30,15 @@ def run_store() -> RunStore:
     return RunStore()
 
 
-def worker_count() -> int:
-    """Worker processes for the app's runner: ``$CGCNN_WORKERS`` or one per core (0 = queue only)."""
+def worker_count(home: Path | None = None) -> int:
+    """Worker processes for the app's runner (0 = queue only).
+
+    The teacher's choice for the class at ``home`` if set, else ``$CGCNN_WORKERS``, else one per core.
+    """
+    if home is not None:
+        chosen = load_settings(home).workers
+        if chosen is not None:
+            return chosen
     value = os.environ.get(WORKERS_ENV, "").strip()
     if value:
         try:
@@ -43,7 +52,7 @@ def start_runner(store: RunStore):
     """The process-wide job runner of ``store``, started; None when ``CGCNN_WORKERS=0`` (queue only)."""
     from cgcnn.runs.executors import get_runner
 
-    workers = worker_count()
+    workers = worker_count(store.home)
     if workers == 0:
         return None
     runner = get_runner(store.path, max_workers=workers)

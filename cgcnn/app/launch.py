@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from cgcnn.app.uploads import MAX_UPLOAD_MB, MAX_ZIP_UPLOAD_BYTES
 from cgcnn.data.splits import make_split
 from cgcnn.errors import CGCNNError
 from cgcnn.runs.store import RunStore
+from cgcnn.settings import LimitExceeded
 from cgcnn.training.finetune import FinetuneSpec, load_data, resolve_target
 from cgcnn.training.transfer import check_freeze, is_scratch
 from cgcnn.zoo import model_config
@@ -59,8 +60,8 @@ def validate_spec(spec: FinetuneSpec, dataset=None) -> None:
     if not spec.is_scratch:
         check_freeze(model_config(spec.pretrained), spec.freeze, spec.pretrained)  # reads the header only
     epochs = int(spec.hyperparams.get("epochs", 30))
-    if not 1 <= epochs <= 500:
-        raise CGCNNError(f"epochs must be between 1 and 500, got {epochs}")
+    if epochs < 1:
+        raise CGCNNError(f"epochs must be at least 1, got {epochs}")
     data = dataset if dataset is not None else load_data(spec.data)
     target = resolve_target(data, spec.target)
     make_split(data, target, spec.n_train, spec.n_val, spec.n_test, split_seed=spec.split_seed)
@@ -68,10 +69,23 @@ def validate_spec(spec: FinetuneSpec, dataset=None) -> None:
 
 @dataclass
 class LaunchResult:
-    """What a launch queued, and which combinations were refused (with the reason)."""
+    """What a launch did: entries queued (or joined), answered at once from the store, and refused (why)."""
 
     run_ids: list[str]
     refused: list[tuple[str, str]]
+    reused: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """One line for the page: ``Queued 2 run(s): a, b; 1 answered at once from an identical finished run``."""
+        queued = [r for r in self.run_ids if r not in self.reused]
+        parts = []
+        if queued:
+            parts.append(f"Queued {len(queued)} run(s): {', '.join(queued)}")
+        if self.reused:
+            parts.append(
+                f"{len(self.reused)} answered at once from an identical finished run: {', '.join(self.reused)}"
+            )
+        return "; ".join(parts) or "Nothing was queued"
 
 
 def make_specs(
@@ -106,11 +120,15 @@ def describe_spec(spec: FinetuneSpec) -> str:
     return f"{model}, freeze {spec.freeze}, seed {spec.seed}"
 
 
-def launch(store: RunStore, specs: list, owner: str) -> LaunchResult:
-    """Validate every spec, queue the valid ones (one run each) and wake the runner.
+def launch(store: RunStore, specs: list, owner: str, force: bool = False) -> LaunchResult:
+    """Validate every spec, then launch the valid ones through the store and wake the runner.
+
+    The store answers a spec whose identical computation already finished at once (an entry that reuses it),
+    joins one queued or running, or queues a new run; ``force`` ("train again") always queues a new one. Past
+    the per-user limit the store refuses: what was launched before stays, the rest is listed as refused.
 
     Raises:
-        CGCNNError: no combination at all, or none valid (the message lists why).
+        CGCNNError: no combination at all, or none valid or accepted (the message lists why).
     """
     if not specs:
         raise CGCNNError("choose at least one model, one freeze depth and one seed")
@@ -127,14 +145,23 @@ def launch(store: RunStore, specs: list, owner: str) -> LaunchResult:
             refused.append((describe_spec(spec), str(exc)))
         else:
             valid.append(spec)
-    if not valid:
+    ids, reused = [], []
+    for k, spec in enumerate(valid):
+        try:
+            record = store.launch(spec.to_dict(), owner=owner, force=force)
+        except LimitExceeded as exc:
+            refused.extend((describe_spec(s), str(exc)) for s in valid[k:])
+            break
+        ids.append(record.id)
+        if record.source_run_id is not None and record.status == "done":
+            reused.append(record.id)
+    if not ids:
         reasons = "; ".join(f"{label}: {why}" for label, why in refused)
         raise CGCNNError(f"nothing was queued: {reasons}")
-    ids = [store.create_run(spec.to_dict(), owner=owner, status="queued") for spec in valid]
     runner = start_runner(store)
     if runner is not None:
         runner.wake()
-    return LaunchResult(ids, refused)
+    return LaunchResult(ids, refused, reused)
 
 
 def save_upload(store: RunStore, data: bytes, filename: str) -> tuple[Path, Any]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +87,7 @@ def run_label(record: RunRecord) -> str:
     Everything that tells two runs apart in a list: model, freeze depth, target, split sizes, epochs, seed and
     owner (plus the saved name), so runs of different protocols never look alike.
     """
-    model = "scratch" if is_scratch(record.pretrained) else record.pretrained
+    model = model_label(record)
     sizes = "/".join(str(n) for n in (record.n_train, record.n_val, record.n_test))
     epochs = (record.spec.get("hyperparams") or {}).get("epochs", "?")
     name = f" «{record.name}»" if record.name else ""
@@ -154,7 +156,7 @@ def runs_frame(records: list[RunRecord]) -> pd.DataFrame:
             {
                 "id": r.id,
                 "test_mae": r.test_mae,
-                "pretrained": "scratch" if is_scratch(r.pretrained) else r.pretrained,
+                "pretrained": model_label(r),
                 "freeze": r.freeze,
                 "target": r.target,
                 "sizes": f"{r.n_train}/{r.n_val}/{r.n_test}",
@@ -169,6 +171,124 @@ def runs_frame(records: list[RunRecord]) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
+
+
+def model_label(record: RunRecord) -> str:
+    """The pretrained model of a run, ``scratch`` for none."""
+    return "scratch" if is_scratch(record.pretrained) else str(record.pretrained)
+
+
+def eta_text(seconds: float | None, ahead: int) -> str:
+    """A queued run's wait in words: ``about 3 min, 5 runs ahead`` (``next in line`` with nothing ahead)."""
+    where = "next in line" if ahead <= 0 else f"{ahead} run{'s' if ahead != 1 else ''} ahead"
+    if seconds is None or math.isnan(seconds):
+        return f"queued, {where}"
+    if seconds < 60:
+        return f"about {max(5, round(seconds / 5) * 5):.0f} s, {where}"
+    return f"about {math.ceil(seconds / 60):.0f} min, {where}"
+
+
+def reuse_text(entry: RunRecord, computed: RunRecord) -> str:
+    """``reused from run X, trained by Y`` for an entry answered by another run; '' for a run computed itself."""
+    if computed.id == entry.id:
+        return ""
+    return f"reused from run {computed.id}, trained by {computed.owner or 'someone'}"
+
+
+@dataclass
+class RunView:
+    """One entry of a run list with what it shows: the computed run behind it, its epochs, its queue wait."""
+
+    entry: RunRecord
+    computed: RunRecord
+    epochs: pd.DataFrame
+    eta: tuple[float | None, int] | None = None
+
+
+def queue_etas(store: RunStore, run_ids: list[str], workers: int | None = None) -> dict[str, tuple[float | None, int]]:
+    """``RunStore.queue_eta`` of each queued computation (the page caches this for a few seconds)."""
+    return {run_id: store.queue_eta(run_id, workers=workers) for run_id in run_ids}
+
+
+def run_views(
+    store: RunStore,
+    records: list[RunRecord],
+    etas: Callable[[list[str]], dict[str, tuple[float | None, int]]] | None = None,
+) -> list[RunView]:
+    """The entries with the computed runs behind them, in a few queries whatever the number of runs.
+
+    A page with 100 runs must rerun in well under a second, so this reads every computed run once (entries
+    that reuse the same computation share it), the epochs of unfinished runs in one query (a finished run
+    needs none: its record has the result), and the queue estimate only for queued computations, through
+    ``etas`` (ids → estimates; default :func:`queue_etas`), which a page can cache: each estimate simulates
+    the whole queue.
+    """
+    by_id = {r.id: r for r in records}
+    computed: dict[str, RunRecord] = {}
+    for r in records:
+        source = r.source_run_id
+        if source is None:
+            computed[r.id] = r
+        else:
+            if source not in by_id:
+                by_id[source] = store.resolve(r.id)
+            computed[r.id] = by_id[source]
+    live = {c.id for c in computed.values() if c.status != "done"}
+    epochs = store.epochs_many(sorted(live))
+    groups = {run_id: frame for run_id, frame in epochs.groupby("run_id", sort=False)} if len(epochs) else {}
+    empty = epochs.iloc[0:0]
+    queued = sorted({c.id for c in computed.values() if c.status == "queued"})
+    waits = (etas or (lambda ids: queue_etas(store, ids)))(queued) if queued else {}
+    return [
+        RunView(r, computed[r.id], groups.get(computed[r.id].id, empty), waits.get(computed[r.id].id)) for r in records
+    ]
+
+
+def view_progress(view: RunView) -> tuple[float, str]:
+    """(fraction done, one line) of an entry: its computation's progress, the queue wait, the reuse."""
+    frac, text = run_progress(view.computed, view.epochs)
+    if view.computed.status == "queued" and view.eta is not None:
+        text = eta_text(*view.eta)
+    reused = reuse_text(view.entry, view.computed)
+    return frac, f"{text} · {reused}" if reused else text
+
+
+def compact_frame(views: list[RunView], with_owner: bool = False) -> pd.DataFrame:
+    """One row per run entry: what it is (model, k, target, sizes, epochs, seed), where it stands, its result.
+
+    Columns: ``id``, [``owner``], ``model``, ``k`` (freeze depth), ``target``, ``sizes`` (train/val/test),
+    ``epochs``, ``seed``, ``status``, ``progress`` (0-1), ``state`` (epoch, ETA, reuse, error), ``test MAE``.
+    """
+    rows = []
+    for view in views:
+        r, c = view.entry, view.computed
+        frac, state = view_progress(view)
+        row = {"id": r.id}
+        if with_owner:
+            row["owner"] = r.owner
+        row.update(
+            {
+                "model": model_label(r) + (f" «{r.name}»" if r.name else ""),
+                "k": r.freeze,
+                "target": r.target,
+                "sizes": f"{r.n_train}/{r.n_val}/{r.n_test}",
+                "epochs": (r.spec.get("hyperparams") or {}).get("epochs"),
+                "seed": r.seed,
+                "status": c.status,
+                "progress": round(frac, 3),
+                "state": state,
+                "test MAE": c.test_mae,
+            }
+        )
+        rows.append(row)
+    columns = ["id", *(["owner"] if with_owner else []), "model", "k", "target", "sizes", "epochs", "seed"]
+    columns += ["status", "progress", "state", "test MAE"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def compact_runs(store: RunStore, records: list[RunRecord], with_owner: bool = False) -> pd.DataFrame:
+    """:func:`compact_frame` of ``records`` read from ``store`` (the Fine-tune page's and the teacher's table)."""
+    return compact_frame(run_views(store, records), with_owner=with_owner)
 
 
 def table2_cells(records: list[RunRecord] | pd.DataFrame) -> pd.DataFrame:

@@ -1,0 +1,95 @@
+"""Class (teacher): a password unlocks anyone's runs, the queue, the worker count and a pinned protocol."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+import app_ui
+from cgcnn.app import class_settings, classroom, teacher
+
+app_ui.setup("Class (teacher)")
+
+
+def unlock() -> None:
+    st.markdown("The teacher's panel: cancel or delete anyone's run, clear the queue, set the workers, pin a protocol.")
+    with st.form("teacher_login"):
+        typed = st.text_input("Teacher password", type="password", key="teacher_password")
+        if st.form_submit_button("Unlock"):
+            if teacher.check_password(typed, app_ui.teacher_secret()):
+                st.session_state["is_teacher"] = True
+                st.rerun()
+            else:
+                st.error(teacher.REFUSED)
+
+
+def runs_panel(store) -> None:
+    st.subheader("Every run of the class")
+    records = store.list_runs()
+    frame = teacher.class_frame(store)
+    st.dataframe(
+        frame,
+        hide_index=True,
+        width="stretch",
+        height=min(38 + 35 * len(frame), 460),
+        column_config={"progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0)},
+    )
+    labels = {r.id: f"{r.id} · {r.owner or '—'} · {r.status}" for r in records}
+    chosen = st.multiselect("Runs", list(labels), format_func=labels.get, key="class_runs")
+    a, b, c = st.columns(3)
+    if a.button("Cancel selected", key="class_cancel", disabled=not chosen):
+        for run_id, status in teacher.cancel_runs(store, chosen, is_teacher=True).items():
+            st.toast(f"run {run_id}: {status}")
+    if b.button("Delete selected", key="class_delete", disabled=not chosen):
+        for run_id, outcome in teacher.delete_runs(store, chosen, is_teacher=True).items():
+            st.toast(f"run {run_id}: {outcome}")
+        st.rerun()
+    if c.button("Clear the queue", key="class_clear"):
+        cleared = teacher.clear_queue(store, is_teacher=True)
+        st.toast(f"{len(cleared)} queued run(s) cancelled")
+
+
+def class_panel(store) -> None:
+    settings = class_settings.load_settings(store.home)
+    left, right = st.columns(2)
+    with left:
+        workers = st.number_input(
+            "Workers (runs training at once)", 1, 64, classroom.worker_count(store.home) or 1, key="class_workers"
+        )
+        if st.button("Set workers", key="class_set_workers"):
+            teacher.set_workers(store, int(workers), is_teacher=True)
+            st.toast(f"{int(workers)} worker(s)")
+        runner = classroom.start_runner(store)  # applies the teacher's count
+        if runner is not None:
+            pool = runner.pool_status()
+            st.caption(f"Workers now: {pool['workers']} started, {pool['busy']} training, {pool['ready']} ready.")
+        else:
+            st.caption("This server only queues runs (CGCNN_WORKERS=0): another process drains the queue.")
+    with right:
+        options = ["(not pinned)", *class_settings.PRESETS]
+        current = settings.pinned_preset or "(not pinned)"
+        choice = st.selectbox(
+            "Pin the class to one protocol",
+            options,
+            index=options.index(current),
+            format_func=lambda k: (
+                k
+                if k not in class_settings.PRESETS
+                else class_settings.PRESETS[k].title + f" ({class_settings.PRESETS[k].describe()})"
+            ),
+            key="class_preset",
+        )
+        if st.button("Apply", key="class_pin"):
+            teacher.pin_preset(store, None if choice == "(not pinned)" else choice, is_teacher=True)
+            st.toast("protocol pinned" if choice != "(not pinned)" else "protocol unpinned")
+    if st.button("Leave teacher mode", key="class_lock"):
+        st.session_state["is_teacher"] = False
+        st.rerun()
+
+
+with app_ui.boundary("the class page"):
+    store = app_ui.store()
+    if not app_ui.is_teacher():
+        unlock()
+    else:
+        class_panel(store)
+        runs_panel(store)
