@@ -59,7 +59,9 @@ def launch_form(store) -> None:
     else:
         st.info(f"The teacher pinned the class to one protocol: **{preset.title}** ({preset.describe()}).")
     models = [SCRATCH, *app_ui.model_choices()]
-    with st.form("ft_form"):
+    # Not an st.form: Enter in a number box would submit it (a student typing 150 queued a run), and the depth
+    # choices must follow the chosen models. Widgets rerun the page; only the button queues.
+    with st.container(border=True):
         c1, c2, c3 = st.columns(3)
         chosen = c1.multiselect(
             "Pretrained model(s)",
@@ -68,7 +70,7 @@ def launch_form(store) -> None:
             format_func=lambda m: "scratch (no pretraining)" if m == SCRATCH else m,
             key="ft_models",
         )
-        depths = launch.freeze_choices(models, store)
+        depths = launch.freeze_choices(chosen or models, store)
         freezes = c2.multiselect("Freeze depth(s)", depths, default=[min(2, depths[-1])], key="ft_freezes")
         if preset is None:
             target = c3.selectbox(
@@ -93,12 +95,14 @@ def launch_form(store) -> None:
             key="ft_force",
             help="An identical finished run is normally reused at once; tick this to compute a fresh one.",
         )
-        submitted = st.form_submit_button("Queue runs", type="primary")
+        specs = launch.make_specs(chosen, freezes, target, sizes, epochs, seeds, data=data_path)
+        if specs:
+            st.caption(plain.markdown(launch.preview(store, specs).summary()))
+        submitted = st.button("Queue runs", type="primary", key="ft_submit")
     if submitted:
         if not user:
             st.error("Enter your display name in the sidebar first: runs are recorded under it.")
             return
-        specs = launch.make_specs(chosen, freezes, target, sizes, epochs, seeds, data=data_path)
         try:
             result = launch.launch(store, specs, owner=user, force=force)
         except CGCNNError as exc:
@@ -135,12 +139,22 @@ def run_actions(store, view: tables.RunView) -> None:
     if entry.is_active and cols[1].button("Cancel", key=f"cancel_{entry.id}"):
         status = store.request_cancel(entry.id, force=is_teacher and entry.owner != user)
         st.toast(plain.markdown(f"run {entry.id}: {status}"))
+    asking = f"confirm_delete_{entry.id}"
     if not entry.is_active and cols[2].button("Delete run", key=f"delete_{entry.id}"):
-        if is_teacher and entry.owner != user:  # the teacher's delete; a student's only hides their entry
-            store.delete(entry.id)
-        else:
-            store.hide(entry.id)
-        st.rerun()
+        st.session_state[asking] = True
+    if st.session_state.get(asking):  # a delete is not undone: ask once more
+        st.warning(plain.markdown(f"Delete run {entry.id} with its curves and checkpoint? This cannot be undone."))
+        yes, no = st.columns([1, 4])
+        if yes.button("Yes, delete", key=f"delete_yes_{entry.id}", type="primary"):
+            st.session_state.pop(asking, None)
+            if is_teacher and entry.owner != user:  # the teacher's delete; a student's only hides their entry
+                store.delete(entry.id)
+            else:
+                store.hide(entry.id)
+            st.rerun()
+        if no.button("Keep it", key=f"delete_no_{entry.id}"):
+            st.session_state.pop(asking, None)
+            st.rerun()
     if entry.status == "done" and entry.source_run_id is None:
         name = cols[0].text_input("Save to the zoo as", value=entry.name or "", key=f"name_{entry.id}")
         if cols[3].button("Save name", key=f"save_{entry.id}"):

@@ -23,6 +23,7 @@ from cgcnn.analysis import viz  # noqa: E402
 from cgcnn.data.datasets import load_default_dataset  # noqa: E402
 from cgcnn.data.graph import structure_to_graph  # noqa: E402
 from cgcnn.runs.store import RunStore  # noqa: E402
+from cgcnn.zoo import model_config  # noqa: E402
 
 PAGES = {
     "app.py": "Crystal graph transfer-learning explorer",
@@ -85,12 +86,22 @@ def test_scratch_with_freeze_is_refused_before_queueing():
     store = RunStore()
     before = len(store.list_runs())
     at = page("app_pages/2_Fine_tune.py", user="bob")
-    at.multiselect(key="ft_models").set_value(["none"])
+    at.multiselect(key="ft_models").set_value(["none"]).run()
+    assert [int(o) for o in at.multiselect(key="ft_freezes").options] == [0]  # depths follow the chosen models
+    at.multiselect(key="ft_models").set_value(["none", "formation-energy-per-atom"]).run()
+    n_conv = model_config("formation-energy-per-atom").n_conv
+    assert [int(o) for o in at.multiselect(key="ft_freezes").options] == list(range(n_conv + 1))
     at.multiselect(key="ft_freezes").set_value([1])
+    at.number_input(key="ft_train").set_value(40)
+    at.number_input(key="ft_val").set_value(20)
+    at.number_input(key="ft_test").set_value(20)
+    at.number_input(key="ft_epochs").set_value(1).run()
     next(b for b in at.button if b.label == "Queue runs").click().run()
     assert not at.exception
-    assert any("nothing pretrained to freeze" in e.value for e in at.error)
-    assert len(store.list_runs()) == before
+    assert any("nothing pretrained to freeze" in w.value for w in at.warning)  # the scratch run is refused
+    runs = store.list_runs()
+    assert len(runs) == before + 1  # the formation-energy run is queued
+    store.request_cancel(runs[0].id, force=True)  # the next test's run must not wait behind it
 
 
 def test_launch_needs_a_name():
@@ -139,6 +150,11 @@ def test_tiny_finetune_through_the_ui_then_compare():
     assert "carol-bandgap" in zoo.dataframe[0].value["name"].tolist()
 
     at.button(key=f"delete_{record.id}").click().run()
+    assert store.exists(record.id)  # nothing is deleted before the confirmation
+    at.button(key=f"delete_no_{record.id}").click().run()
+    assert store.exists(record.id)
+    at.button(key=f"delete_{record.id}").click().run()
+    at.button(key=f"delete_yes_{record.id}").click().run()
     assert not store.exists(record.id)
 
 

@@ -280,3 +280,25 @@ def test_no_request_leaves_localhost_on_any_page(browser, server):
     finally:
         context.close()
     assert outside == [], sorted(set(outside))[:10]
+
+
+def test_enter_in_a_number_box_does_not_queue(browser, server):
+    """Typing 150 in *Train crystals* and pressing Enter only updates the preview; the button queues."""
+    from cgcnn.runs.store import RunStore
+
+    def queued_150() -> int:
+        return sum(1 for r in RunStore(Path(server.home) / "runs.sqlite").list_runs() if r.n_train == 150)
+
+    page = browser.new_page(viewport={"width": 1400, "height": 1100})
+    try:
+        page.goto(f"{server.url}/Fine_tune?user=demo&token={DEMO_TOKEN}", wait_until="domcontentloaded")
+        wait_until_idle(page)
+        box = page.get_by_label("Train crystals")
+        box.fill("150")
+        box.press("Enter")
+        page.get_by_text(re.compile(r"Queues \d+ run")).first.wait_for(timeout=60_000)
+        wait_until_idle(page)
+        time.sleep(2.0)
+        assert queued_150() == 0
+    finally:
+        page.close()
