@@ -219,3 +219,15 @@ def test_read_config_reads_the_header_only(tmp_path):
     config, params = read_config(path)
     assert (config.n_conv, config.targets, params) == (2, ["a", "b"], GraphParams())
     assert read_config(original_checkpoint_path("band-gap"))[0].n_conv == 4
+
+
+def test_original_checkpoints_load_from_many_threads_at_once():
+    """Sessions of one server load models concurrently; the allowance for numpy scalars must hold for each."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from cgcnn.nn.checkpoint import safe_torch_load
+
+    path = original_checkpoint_path("semi-metal-classification")
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda _: safe_torch_load(path), range(32)))
+    assert all("state_dict" in r for r in results)

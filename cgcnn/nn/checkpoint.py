@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import pickle
+import threading
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -93,6 +94,10 @@ def upgrade(data: dict, name: str) -> dict:
 # Globals a weights-only load may meet in the original checkpoints: a NumPy float64 scalar (pickled under
 # its NumPy 1 module path) and its dtype. Nothing callable beyond constructing these values.
 _SAFE_GLOBALS = [(_numpy_scalar, "numpy.core.multiarray.scalar"), np.dtype, np.dtypes.Float64DType]
+#: ``torch.serialization.safe_globals`` edits one process-wide list and restores it on exit, so two threads (two
+#: students' sessions in one Streamlit server) loading at once could each drop the other's allowance: a valid
+#: original checkpoint was then refused. Loads take this lock.
+_LOAD_LOCK = threading.Lock()
 
 
 def safe_torch_load(path: str | Path) -> dict:
@@ -108,7 +113,7 @@ def safe_torch_load(path: str | Path) -> dict:
         # A zip (every torch.save since 1.6) is memory-mapped: tensors are read only when used, after the checks,
         # and a compressed record (gigabytes of zeros in a small file) cannot be mapped and is refused unread.
         # The original checkpoints use the older uncompressed format, whose size is its file's size.
-        with torch.serialization.safe_globals(_SAFE_GLOBALS):
+        with _LOAD_LOCK, torch.serialization.safe_globals(_SAFE_GLOBALS):
             data = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
     except pickle.UnpicklingError as exc:
         if "GLOBAL" not in str(exc):  # not a pickle of objects at all: random bytes, a text file, ...
