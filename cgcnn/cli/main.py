@@ -16,6 +16,8 @@ import warnings
 from cgcnn import __version__
 from cgcnn.cli.data import add_data_parser
 from cgcnn.cli.evaluate import add_evaluate_parser
+from cgcnn.cli.explain import add_explain_parser
+from cgcnn.cli.options import isolated_reader
 from cgcnn.cli.pretrain import add_pretrain_parsers
 from cgcnn.cli.probe import add_probe_parsers
 from cgcnn.cli.sweep import add_experiment_parsers
@@ -52,7 +54,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         files,
         widen_radius=args.widen_radius,
         max_atoms=max_atoms,
-        read=_isolated_reader(max_atoms),
+        read=isolated_reader(max_atoms),
         clamp=args.clamp,
     )
     targets = predictor.targets
@@ -85,28 +87,6 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     if failed:
         print(f"{failed} of {len(results)} file(s) failed", file=sys.stderr)
     return 1 if failed else 0
-
-
-def _isolated_reader(max_atoms: int):
-    """Read a crystal file in the capped parser pool (files given to the CLI may come from anyone)."""
-    from pathlib import Path
-
-    from cgcnn.data.crystal_io import MAX_FILE_BYTES
-    from cgcnn.data.parse_pool import shared_pool
-    from cgcnn.errors import CrystalInputError
-
-    def read(path: Path):
-        try:
-            if path.stat().st_size > MAX_FILE_BYTES:
-                raise CrystalInputError(
-                    f"{path.name}: {path.stat().st_size / 1e6:.0f} MB is too large for a crystal file"
-                )
-            data = path.read_bytes()
-        except OSError as exc:
-            raise CrystalInputError(f"{path.name}: cannot read the file ({exc.strerror})") from None
-        return shared_pool().parse(path.name, data, max_atoms=max_atoms)
-
-    return read
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -149,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_predict)
 
     add_evaluate_parser(sub)
+    add_explain_parser(sub)
     add_data_parser(sub)
     add_train_parsers(sub)
     add_pretrain_parsers(sub)

@@ -30,3 +30,25 @@ def add_split_seed(p: argparse.ArgumentParser, help_text: str = "which canonical
 def add_data(p: argparse.ArgumentParser) -> None:
     """``--data``: a user's CGCNN folder or zip instead of the embedded dataset."""
     p.add_argument("--data", help="a CGCNN folder (id_prop.csv + CIFs) or a zip of one; default: embedded MP data")
+
+
+def isolated_reader(max_atoms: int):
+    """A reader of crystal files that parses in the capped parser pool (files given to the CLI may come from anyone)."""
+    from pathlib import Path
+
+    from cgcnn.data.crystal_io import MAX_FILE_BYTES
+    from cgcnn.data.parse_pool import shared_pool
+    from cgcnn.errors import CrystalInputError
+
+    def read(path: Path):
+        try:
+            if path.stat().st_size > MAX_FILE_BYTES:
+                raise CrystalInputError(
+                    f"{path.name}: {path.stat().st_size / 1e6:.0f} MB is too large for a crystal file"
+                )
+            data = path.read_bytes()
+        except OSError as exc:
+            raise CrystalInputError(f"{path.name}: cannot read the file ({exc.strerror})") from None
+        return shared_pool().parse(path.name, data, max_atoms=max_atoms)
+
+    return read

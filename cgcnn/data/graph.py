@@ -282,6 +282,8 @@ class GraphBatch:
         node_features: ``(N, F)``; edge_features: ``(E, G)`` Gaussian-expanded distances;
         edge_src, edge_dst: ``(E,)`` long, batch-global atom indices; edge_mask: ``(E,)`` bool;
         crystal_index: ``(N,)`` long, which crystal each atom belongs to.
+        edge_scale: ``(E,)`` float or None: a factor on each edge's message in every convolution (None: 1). Only
+            attribution sets it (0 removes an edge's message; its gradient at 1 is gradient × input).
     """
 
     node_features: torch.Tensor
@@ -292,6 +294,7 @@ class GraphBatch:
     crystal_index: torch.Tensor
     n_crystals: int
     max_neighbors: int
+    edge_scale: torch.Tensor | None = None
 
     @property
     def n_atoms(self) -> int:

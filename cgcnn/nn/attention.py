@@ -135,7 +135,8 @@ class AttentionConv(nn.Module):
         coef = torch.softmax(score, dim=1).masked_fill(~mask, 0.0)  # (N, M, H)
 
         core = edge_dense(atom_fea, batch, self.fc_core, self.bn1)  # (E, HC)
-        messages = (F.softplus(core).view(n, m, h, c) * coef.unsqueeze(-1)).sum(dim=1)  # (N, H, C)
+        weight = coef if batch.edge_scale is None else coef * batch.edge_scale.view(n, m, 1)  # attribution
+        messages = (F.softplus(core).view(n, m, h, c) * weight.unsqueeze(-1)).sum(dim=1)  # (N, H, C)
         summed = messages.reshape(n, h * c)
         if self.fc_heads is not None:
             summed = self.fc_heads(summed)

@@ -132,6 +132,9 @@ class GatedConv(nn.Module):
         gated = edge_dense(atom_fea, batch, self.fc_full, self.bn1)  # (E, 2C)
         nbr_filter, nbr_core = gated.chunk(2, dim=1)
         gate = torch.sigmoid(nbr_filter)
-        summed = (gate * F.softplus(nbr_core)).view(n, m, c).sum(dim=1)
+        message = gate * F.softplus(nbr_core)  # (E, C)
+        if batch.edge_scale is not None:  # attribution: scale (0: remove) each edge's message
+            message = message * batch.edge_scale.unsqueeze(1)
+        summed = message.view(n, m, c).sum(dim=1)
         out = F.softplus(atom_fea + self.bn2(summed))
         return (out, gate.mean(dim=1, keepdim=True)) if return_edge_weights else out
