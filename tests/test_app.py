@@ -10,6 +10,7 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from cgcnn.data.graph import GraphParams
@@ -224,3 +225,22 @@ def test_representations_page_probe_and_map():
     next(b for b in at.button if b.label == "Run probes").click().run()
     no_problems(at)
     assert len(at.get("plotly_chart")) == 2  # probe lines and the PCA map
+
+
+def test_viewer_colours_edges_by_occlusion_attribution():
+    from cgcnn.analysis.attribution import attribute
+    from cgcnn.zoo import load_model
+
+    at = page("app_pages/4_Crystal_viewer.py")
+    at.text_input(key="view_query").set_value("mp-22862").run()
+    at.selectbox(key="view_model").set_value("own-attention").run()
+    at.radio(key="view_mode").set_value("One atom's edges").run()
+    at.radio(key="view_colour_by").set_value("occlusion attribution").run()
+    no_problems(at)
+    assert "occlusion attribution" in at.session_state["viewer_html"]
+    table = at.dataframe[-1].value
+    predictor = load_model("own-attention")
+    graph = predictor.graph(load_default_dataset().structure("mp-22862"))
+    expected = attribute(predictor, graph).edge_occlusion[:12]  # atom 0's edges
+    assert np.allclose(sorted(table["coefficient"]), sorted(expected), atol=1e-6)
+    assert any("How to read this" in e.label for e in at.expander)

@@ -13,6 +13,7 @@ import pandas as pd
 from pymatgen.core import Structure
 
 from cgcnn.analysis import explain, viz
+from cgcnn.analysis.attribution import attribute
 from cgcnn.data.graph import GraphParams, structure_to_graph
 from cgcnn.nn.predictor import Predictor
 
@@ -41,6 +42,7 @@ def crystal_view(
     color_atoms: bool = False,
     width: int = 720,
     height: int = 460,
+    attribution: bool = False,
 ) -> CrystalView:
     """The 3D view of ``structure``, its edges coloured by ``predictor``'s weights in convolution ``layer``.
 
@@ -52,9 +54,12 @@ def crystal_view(
         head: attention head to show (None or beyond the model's heads: their mean).
         focus: draw only this atom's edges.
         top_k: draw each atom's ``top_k`` strongest edges.
-        color_atoms: colour atoms by their contribution (see :func:`cgcnn.analysis.explain.atom_contributions`).
+        color_atoms: colour atoms by their contribution (see :func:`cgcnn.analysis.explain.atom_contributions`),
+            or with ``attribution`` by their occlusion attribution.
         width: width of the scene in pixels.
         height: height of the scene in pixels.
+        attribution: colour edges (and atoms) by occlusion attribution (:mod:`cgcnn.analysis.attribution`:
+            how much removing the edge's message changes the prediction) instead of the layer's weights.
 
     Raises:
         CGCNNError: a crystal the graph builder refuses.
@@ -73,6 +78,10 @@ def crystal_view(
         info.update(prediction=prediction, contrib_mean=mean, units=predictor.card.units, target=predictor.targets[0])
         if color_atoms:
             atom_values = contrib
+        if attribution:
+            result = attribute(predictor, graph)
+            values, label = result.edge_occlusion, f"occlusion attribution ({predictor.card.units})"
+            atom_values = result.atom_occlusion if color_atoms else None
     scene = viz.scene_from_structure(
         structure,
         graph,
@@ -81,7 +90,7 @@ def crystal_view(
         top_k=top_k,
         atom_values=atom_values,
         value_label=label,
-        atom_value_label="atom contribution",
+        atom_value_label="atom occlusion" if attribution else "atom contribution",
     )
     info.update(
         drawn_edges=len(scene.edges),
