@@ -41,7 +41,19 @@ def test_overtime_calls_back_once(store):
     assert calls == [1] and beat.overtime
 
 
-def test_direct_finetune_past_the_time_limit_is_stopped_and_marked(store, monkeypatch):
+@pytest.fixture(params=["default", "ignored"])
+def sigint(request):
+    """SIGINT as in a terminal, or ignored as in a job a non-interactive shell starts in the background (CI)."""
+    import signal
+
+    previous = signal.getsignal(signal.SIGINT)
+    if request.param == "ignored":
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    yield request.param
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_direct_finetune_past_the_time_limit_is_stopped_and_marked(store, monkeypatch, sigint):
     from cgcnn.training.finetune import FinetuneSpec, run_finetune
 
     monkeypatch.setenv("CGCNN_MAX_RUN_SECONDS", "1")

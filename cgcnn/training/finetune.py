@@ -193,8 +193,16 @@ def run_finetune(
         beat.start()
     elif store is not None and run_id is not None:
         store.mark_running(run_id)
+
+    def stop_check() -> bool:
+        # The time limit, checked after every epoch: interrupt_main above cannot reach a process that ignores
+        # SIGINT (a job started in the background by a non-interactive shell, as CI does).
+        if beat is not None and beat.overtime:
+            raise CGCNNError(overtime_message(current_limits().max_run_seconds))
+        return bool(should_stop and should_stop())
+
     try:
-        outcome = _run(spec, store, run_id, on_epoch, should_stop, progress, started)
+        outcome = _run(spec, store, run_id, on_epoch, stop_check, progress, started)
     except BaseException as exc:  # record why the run ended, then let the caller see the error
         if store is not None and run_id is not None:
             message = str(exc) if isinstance(exc, CGCNNError) else f"{type(exc).__name__}: {exc}"
