@@ -237,28 +237,13 @@ class ParsePool:
         from cgcnn.settings import current_limits
 
         seconds = float(seconds if seconds is not None else current_limits().parse_seconds)
-        worker = self._acquire()
-        try:
-            worker.outbox.send(("file", name, bytes(data), max_atoms))
-            if not worker.inbox.poll(seconds):
-                self._discard(worker)
-                self.killed += 1
-                raise CrystalInputError(
-                    f"{name}: parsing took longer than {seconds:g} s and was stopped (set by CGCNN_PARSE_SECONDS)"
-                )
-            kind, value = worker.inbox.recv()
-        except (EOFError, OSError, BrokenPipeError):
-            self._discard(worker)
-            raise CrystalInputError(f"{name}: the parser ran out of memory or crashed on this file") from None
-        except CrystalInputError:
-            raise
-        except BaseException:
-            self._discard(worker)
-            raise
-        self._idle.put(worker)
-        if kind == "error":
-            raise CrystalInputError(value)
-        return value
+        return self._request(
+            ("file", name, bytes(data), max_atoms),
+            seconds,
+            CrystalInputError,
+            too_slow=f"{name}: parsing took longer than {seconds:g} s and was stopped (set by CGCNN_PARSE_SECONDS)",
+            crashed=f"{name}: the parser ran out of memory or crashed on this file",
+        )
 
     def read_zip(self, path, seconds_per_file: float | None = None, seconds: float | None = None) -> int:
         """Parse a CGCNN-folder zip in a worker; returns the number of usable crystals.
@@ -279,26 +264,41 @@ class ParsePool:
         per_file = float(seconds_per_file if seconds_per_file is not None else limits.parse_seconds)
         total = float(seconds if seconds is not None else (limits.max_run_seconds or 1800.0))
         name = os.path.basename(str(path))
+        value = self._request(
+            ("zip", name, str(path), per_file),
+            total,
+            DatasetError,
+            too_slow=f"{name}: reading the zip took longer than {total:g} s and was stopped",
+            crashed=f"{name}: the parser ran out of memory or crashed on this zip",
+        )
+        return int(value)
+
+    def _request(self, message: tuple, seconds: float, error: type[Exception], too_slow: str, crashed: str):
+        """Send ``message`` to an idle worker and return its answer, waiting at most ``seconds``.
+
+        A worker that is too slow is killed and replaced (``error(too_slow)``), one that dies is replaced
+        (``error(crashed)``); an answer of kind ``error`` is raised as ``error`` with the worker's message.
+        """
         worker = self._acquire()
         try:
-            worker.outbox.send(("zip", name, str(path), per_file))
-            if not worker.inbox.poll(total):
+            worker.outbox.send(message)
+            if not worker.inbox.poll(seconds):
                 self._discard(worker)
                 self.killed += 1
-                raise DatasetError(f"{name}: reading the zip took longer than {total:g} s and was stopped")
+                raise error(too_slow)
             kind, value = worker.inbox.recv()
-        except (EOFError, OSError):
+        except (EOFError, OSError):  # BrokenPipeError included
             self._discard(worker)
-            raise DatasetError(f"{name}: the parser ran out of memory or crashed on this zip") from None
-        except DatasetError:
+            raise error(crashed) from None
+        except error:
             raise
         except BaseException:
             self._discard(worker)
             raise
         self._idle.put(worker)
         if kind == "error":
-            raise DatasetError(value)
-        return int(value)
+            raise error(value)
+        return value
 
     def parse_many(
         self, files: Sequence[tuple[str, bytes]], seconds: float | None = None, max_atoms: int | None = None
