@@ -73,8 +73,31 @@ def setup(title: str) -> str:
         elif not typed and "user" in st.query_params:
             del st.query_params["user"]
         st.caption("Runs you launch are recorded under this name." if me.name else "Enter a name to launch runs.")
+        _presentation_toggle()
     st.title(title)
     return me.name
+
+
+def _presentation_toggle() -> None:
+    """The sidebar's presentation-mode switch, kept in the URL as ``?present=1`` so a projector link opens in it."""
+    wanted = st.query_params.get("present") == "1" or bool(st.session_state.get("present", False))
+    on = st.toggle(
+        "Presentation mode",
+        value=wanted,
+        key="present_toggle",
+        help="Larger text in tables, heatmaps and diagrams, the 3D view zoomed to fit and fixed colour ranges: "
+        "for a projector. Kept in the page address (?present=1).",
+    )
+    st.session_state["present"] = on
+    if on and st.query_params.get("present") != "1":
+        st.query_params["present"] = "1"
+    elif not on and "present" in st.query_params:
+        del st.query_params["present"]
+
+
+def presenting() -> bool:
+    """Whether presentation mode is on (set by :func:`setup` from the sidebar toggle or ``?present=1``)."""
+    return bool(st.session_state.get("present", False))
 
 
 def identity():
@@ -94,6 +117,8 @@ def link_params() -> dict[str, str]:
     params = {"token": st.session_state.get("token", "")}
     if st.session_state.get("user"):
         params["user"] = st.session_state["user"]
+    if presenting():
+        params["present"] = "1"
     return {k: v for k, v in params.items() if v}
 
 
