@@ -49,7 +49,7 @@ def home() -> None:
         left, right = st.columns([2, 3])
         with left:
             st.metric("Crystals", f"{len(data):,}")
-            st.dataframe(tables.dataset_glance(data), hide_index=True, width="stretch")
+            app_ui.table(tables.dataset_glance(data))
         with right:
             sample = next((i for i in SAMPLE_IDS if i in data), str(data.ids[0]))
             formula = data.formulas[data.index_of(sample)]
@@ -60,10 +60,10 @@ def home() -> None:
             if not classroom.local_3dmol_available():
                 st.warning("The offline 3D viewer library is missing: run `make` (it copies 3Dmol.js into static/).")
             st.iframe(sample_scene(sample), height=390)
-        st.plotly_chart(label_histograms(), width="stretch")
+        app_ui.chart(label_histograms())
 
         st.subheader("Models available")
-        st.dataframe(tables.cards_frame(app_ui.store()), hide_index=True, width="stretch")
+        app_ui.table(tables.cards_frame(app_ui.store()))
 
         st.subheader("Citations")
         st.markdown(

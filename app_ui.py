@@ -100,6 +100,33 @@ def presenting() -> bool:
     return bool(st.session_state.get("present", False))
 
 
+def style():
+    """The :class:`~cgcnn.analysis.style.DisplayStyle` of this session (projector sizes in presentation mode)."""
+    from cgcnn.analysis.style import display_style
+
+    return display_style(presenting())
+
+
+def chart(fig, key: str | None = None, container=None, **kwargs):
+    """``st.plotly_chart`` at full width with this session's font sizes (see :func:`style`)."""
+    from cgcnn.analysis.style import style_figure
+
+    return (container or st).plotly_chart(style_figure(fig, style()), width="stretch", key=key, **kwargs)
+
+
+def table(frame, container=None, **kwargs) -> None:
+    """A table: an interactive grid on a screen; in presentation mode a static table with large text that wraps
+    instead of scrolling columns off-screen (long tables stay a grid)."""
+    from cgcnn.analysis.style import styled_table
+
+    where = container or st
+    look = style()
+    if look.presenting and len(frame) <= look.max_styled_rows:
+        where.table(styled_table(frame, look))
+    else:
+        where.dataframe(frame, hide_index=True, width="stretch", **kwargs)
+
+
 def identity():
     """This session's :class:`~cgcnn.app.identity.Identity` (set by :func:`setup`)."""
     from cgcnn.app.identity import Identity

@@ -12,14 +12,16 @@ app_ui.setup("Model zoo")
 with app_ui.boundary("the model zoo"):
     store = app_ui.store()
     cards = tables.cards_frame(store)
-    st.dataframe(cards, hide_index=True, width="stretch")
+    app_ui.table(cards)
 
     names = cards["name"].tolist()
     default = names.index("formation-energy-per-atom") if "formation-energy-per-atom" in names else 0
     name = st.selectbox("Model", names, index=default, key="zoo_model")
     predictor = app_ui.model(name)
     card = predictor.card
-    left, right = st.columns([2, 3])
+    look = app_ui.style()
+    # On a projector the diagram gets the full width, so its larger box labels fit.
+    left, right = (st.container(), st.container()) if look.presenting else st.columns([2, 3])
     with left:
         md = plain.markdown
         st.markdown(f"### {md(card.name)}")
@@ -39,7 +41,8 @@ with app_ui.boundary("the model zoo"):
             "Freeze depth (embedding + first k convolutions frozen)", 0, n_conv, min(2, n_conv), key="zoo_freeze"
         )
         layers, report = tables.layer_frame(predictor, freeze)
-        st.plotly_chart(viz.layer_diagram(layers, f"Transfer of {card.name} with freeze {freeze}"), width="stretch")
+        title = f"Transfer of {card.name} with freeze {freeze}"
+        app_ui.chart(viz.layer_diagram(layers, title, font_size=look.diagram_px), key="zoo_diagram")
         a, b = st.columns(2)
         a.metric("Frozen parameters", f"{report.frozen_params:,}")
         b.metric("Trainable parameters", f"{report.trainable_params:,}")
@@ -47,4 +50,4 @@ with app_ui.boundary("the model zoo"):
             "Frozen: pretrained and not trained. Kept: pretrained weights, trained further. Re-initialised: fresh "
             "weights (the deeper convolutions and the head, as in the study; freeze 0 keeps every convolution)."
         )
-        st.dataframe(layers, hide_index=True, width="stretch")
+        app_ui.table(layers)

@@ -124,11 +124,12 @@ def run_detail(store, view: tables.RunView, can_act: bool) -> None:
     a, b = st.columns(2)
     if computed.status == "done":
         curves, parity = app_ui.done_run_figures(computed.id, units, computed.finished_at or 0.0)
-        a.plotly_chart(curves, width="stretch", key="ft_curve_mae")
-        b.plotly_chart(parity, width="stretch", key="ft_parity")
+        app_ui.chart(curves, key="ft_curve_mae", container=a)
+        app_ui.chart(parity, key="ft_parity", container=b)
     elif len(view.epochs):
-        a.plotly_chart(viz.curves_figure(view.epochs, "mae", units=units), width="stretch", key="ft_curve_mae")
-        b.plotly_chart(viz.curves_figure(view.epochs, "loss"), width="stretch", key="ft_curve_loss")
+        row_px = app_ui.style().legend_row_px
+        app_ui.chart(viz.curves_figure(view.epochs, "mae", units=units, legend_row_px=row_px), "ft_curve_mae", a)
+        app_ui.chart(viz.curves_figure(view.epochs, "loss", legend_row_px=row_px), "ft_curve_loss", b)
     if can_act:
         run_actions(store, view)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 import app_ui
-from cgcnn.analysis import viz
+from cgcnn.analysis import style, viz
 from cgcnn.app import tables
 from cgcnn.data.datasets import TARGET_UNITS
 from cgcnn.experiments import study
@@ -13,6 +13,7 @@ from cgcnn.experiments import study
 user = app_ui.setup("Compare runs")
 with app_ui.boundary("the compare page"):
     store = app_ui.store()
+    look = app_ui.style()
     records = store.list_runs()
     finished = [r for r in records if r.status in ("done", "cancelled", "failed")]
     by_id = {r.id: r for r in records}
@@ -34,12 +35,13 @@ with app_ui.boundary("the compare page"):
         units = TARGET_UNITS.get(by_id[chosen[0]].target or "", "")
         table = tables.runs_frame([by_id[i] for i in chosen])
         st.subheader("Test MAE of the chosen runs")
-        st.dataframe(table, hide_index=True, width="stretch")
+        app_ui.table(tables.on_screen_runs(table))
         if len({tables.protocol_of(by_id[i]) for i in chosen}) > 1:
             st.warning("These runs use different protocols (target, sizes, epochs or data): compare MAEs with care.")
         mae_tab, loss_tab = st.tabs(["MAE curves", "Loss curves"])
-        mae_tab.plotly_chart(viz.curves_figure(epochs, "mae", labels, units), width="stretch", key="cmp_mae")
-        loss_tab.plotly_chart(viz.curves_figure(epochs, "loss", labels), width="stretch", key="cmp_loss")
+        row_px = look.legend_row_px
+        app_ui.chart(viz.curves_figure(epochs, "mae", labels, units, legend_row_px=row_px), "cmp_mae", mae_tab)
+        app_ui.chart(viz.curves_figure(epochs, "loss", labels, legend_row_px=row_px), "cmp_loss", loss_tab)
         st.download_button(
             "Download these runs (CSV)", table.to_csv(index=False), "runs.csv", "text/csv", key="cmp_csv_runs"
         )
@@ -66,9 +68,17 @@ with app_ui.boundary("the compare page"):
             "study's numbers only."
         )
     panel = "shipped results (5 seeds per cell)" if shipped else "this server's runs"
-    st.plotly_chart(viz.table2_heatmap(cells, study_cells, source=panel), width="stretch", key="cmp_table2")
+    heatmap = viz.table2_heatmap(
+        cells,
+        study_cells,
+        source=panel,
+        font_size=look.heatmap_px,
+        zrange=style.TABLE2_MAE_RANGE_EV if look.fixed_ranges else None,
+        stacked=look.presenting,
+    )
+    app_ui.chart(heatmap, key="cmp_table2")
     comparison = tables.table2_comparison(cells)
-    st.dataframe(comparison, hide_index=True, width="stretch")
+    app_ui.table(comparison)
     st.download_button(
         "Download Table 2 comparison (CSV)", comparison.to_csv(index=False), "table2.csv", "text/csv", key="cmp_csv"
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 import app_ui
-from cgcnn.analysis import probe, viz
+from cgcnn.analysis import probe, style, viz
 from cgcnn.app import plain, tables
 from cgcnn.data.datasets import TARGET_UNITS
 
@@ -51,8 +51,8 @@ with app_ui.boundary("the representations page"):
         for line in errors:
             st.error(plain.markdown(line))
         if len(frame):
-            st.plotly_chart(viz.probe_figure(frame, TARGET_UNITS.get(args[1], "")), width="stretch", key="rep_probe")
-            st.dataframe(frame, hide_index=True, width="stretch")
+            app_ui.chart(viz.probe_figure(frame, TARGET_UNITS.get(args[1], "")), key="rep_probe")
+            app_ui.table(frame)
     else:
         st.caption("Choose models and press *Run probes* (a few seconds per model).")
 
@@ -66,9 +66,10 @@ with app_ui.boundary("the representations page"):
     n = c4.number_input("Crystals", 50, 3000, 400, step=50, key="rep_map_n")
     frame, ratios = feature_map(model_name, depth, color, int(n))
     share = " + ".join(f"{r:.0%}" for r in ratios)
-    event = st.plotly_chart(
-        viz.pca_figure(frame, color, f"{model_name}, {depth}: PCA ({share} of the variance)"),
-        width="stretch",
+    # on a projector the colours keep one meaning: the label's range over the whole dataset, not this sample's
+    fixed = style.fixed_range(data.labels[color]) if app_ui.style().fixed_ranges else None
+    event = app_ui.chart(
+        viz.pca_figure(frame, color, f"{model_name}, {depth}: PCA ({share} of the variance)", color_range=fixed),
         on_select="rerun",
         selection_mode="points",
         key="rep_map",

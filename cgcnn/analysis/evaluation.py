@@ -134,6 +134,15 @@ def evaluate_model(
     return EvaluationResult(target, column, ids, y_true, y_pred, std, members, failures, metrics)
 
 
+def target_units(model: Predictor | Ensemble, target: str) -> str:
+    """Units of one of the model's outputs, from its card (a multi-output card lists them comma-separated)."""
+    card = model.members[0].card if isinstance(model, Ensemble) else model.card
+    if ", " in card.units and target in card.targets:
+        parts = card.units.split(", ")
+        return parts[card.targets.index(target)] if len(parts) == len(card.targets) else card.units
+    return card.units
+
+
 def parity_png(result: EvaluationResult, path: Path | str, units: str = "", title: str = "") -> Path:
     """Write a parity plot (prediction against label, with the y = x line) as a PNG; returns its path."""
     import matplotlib

@@ -459,7 +459,11 @@ def _layout(fig: go.Figure, title: str = "", height: int = 380) -> go.Figure:
 
 
 def curves_figure(
-    epochs: pd.DataFrame, metric: str = "mae", labels: dict[str, str] | None = None, units: str = ""
+    epochs: pd.DataFrame,
+    metric: str = "mae",
+    labels: dict[str, str] | None = None,
+    units: str = "",
+    legend_row_px: int = 22,
 ) -> go.Figure:
     """Train (dashed) and validation (solid) curves per run from ``RunStore.epochs_many`` (or ``epochs``).
 
@@ -468,6 +472,7 @@ def curves_figure(
         metric: ``mae`` or ``loss``.
         labels: run id → legend label.
         units: appended to the y axis title.
+        legend_row_px: height of one legend entry (larger with presentation mode's larger legend text).
     """
     fig = go.Figure()
     frame = epochs if "run_id" in epochs.columns else epochs.assign(run_id="run")
@@ -493,7 +498,7 @@ def curves_figure(
                     )
                 )
     title = "MAE" if metric == "mae" else "loss (MSE, normalised)"
-    plot_px, row_px = 300, 22
+    plot_px, row_px = 300, legend_row_px
     legend_px = 20 + row_px * n_runs  # one row per run, so no entry is cut and none covers the axis title
     fig.update_layout(legend={"orientation": "v", "yanchor": "top", "y": -70 / plot_px, "x": 0})
     fig.update_xaxes(title="epoch")
@@ -504,7 +509,10 @@ def curves_figure(
 
 
 def parity_figure(predictions: pd.DataFrame, units: str = "", title: str = "Test set: predicted vs true") -> go.Figure:
-    """Parity plot of ``RunStore.predictions`` (``crystal_id``, ``y_true``, ``y_pred``) with the MAE."""
+    """Parity plot of ``RunStore.predictions`` (``crystal_id``, ``y_true``, ``y_pred``) with the MAE.
+
+    An optional ``y_std`` column (a seed ensemble's spread) is drawn as error bars.
+    """
     frame = predictions.dropna(subset=["y_true", "y_pred"])
     fig = go.Figure()
     if len(frame):
@@ -517,6 +525,7 @@ def parity_figure(predictions: pd.DataFrame, units: str = "", title: str = "Test
                 y=frame["y_pred"],
                 mode="markers",
                 marker={"size": 5, "opacity": 0.6},
+                error_y={"array": frame["y_std"], "thickness": 1} if "y_std" in frame else None,
                 text=[_plain(c) for c in frame["crystal_id"]],
                 hovertemplate="%{text}<br>true %{x:.3f}<br>pred %{y:.3f}<extra></extra>",
                 name=f"MAE {mae:.3f}",
@@ -537,7 +546,12 @@ HEATMAP_COLORSCALE = [[0.0, "#c7e9c0"], [0.5, "#fff7bc"], [1.0, "#fdae6b"]]
 
 
 def table2_heatmap(
-    cells: pd.DataFrame, study: pd.DataFrame | None = None, source: str = "this server's runs", font_size: int = 14
+    cells: pd.DataFrame,
+    study: pd.DataFrame | None = None,
+    source: str = "this server's runs",
+    font_size: int = 14,
+    zrange: tuple[float, float] | None = None,
+    stacked: bool = False,
 ) -> go.Figure:
     """Heatmap of test MAE (pretrained model × freeze depth): mean ± std over seeds, study numbers beside.
 
@@ -546,14 +560,21 @@ def table2_heatmap(
         study: columns ``row``, ``freeze``, ``mae`` (the study's numbers), drawn as a second panel.
         source: title of the left panel: where ``cells`` come from (shipped results or this server's runs).
         font_size: cell text size (at least 14 px so a projector shows it; larger in presentation mode).
+        zrange: fixed (min, max) of the colour scale (presentation mode: colours compare across sources);
+            default: the range of the values shown.
+        stacked: panels above each other, each at full width (presentation mode: large cell text fits).
     """
     panels = [(source, cells, "mean")] + ([("the study (one seed)", study, "mae")] if study is not None else [])
-    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[p[0] for p in panels], shared_yaxes=True)
+    grid = {"rows": len(panels), "cols": 1, "shared_xaxes": True, "vertical_spacing": 0.12} if stacked else {
+        "rows": 1, "cols": len(panels), "shared_yaxes": True}  # fmt: skip
+    fig = make_subplots(**grid, subplot_titles=[p[0] for p in panels])
     rows = list(dict.fromkeys(([*study["row"]] if study is not None else []) + [*cells["row"]]))
     freezes = sorted(set(cells["freeze"]).union(study["freeze"] if study is not None else []))
     all_values = pd.concat([p[1][p[2]] for p in panels if len(p[1])]) if any(len(p[1]) for p in panels) else None
     zmin = float(all_values.min()) if all_values is not None and len(all_values) else 0.0
     zmax = float(all_values.max()) if all_values is not None and len(all_values) else 1.0
+    if zrange is not None:
+        zmin, zmax = float(zrange[0]), float(zrange[1])
     for col, (_, frame, column) in enumerate(panels, start=1):
         z, text = [], []
         for row in rows:
@@ -585,13 +606,15 @@ def table2_heatmap(
                 colorbar={"title": "test MAE"},
                 hoverongaps=False,
             ),
-            row=1,
-            col=col,
+            row=col if stacked else 1,
+            col=1 if stacked else col,
         )
     fig.update_annotations(font={"size": font_size})  # the panel titles
     fig.update_xaxes(tickfont={"size": font_size})
     fig.update_yaxes(tickfont={"size": font_size})
-    return _layout(fig, "Band gap test MAE (eV) by pretrained model and freeze depth", height=120 + 70 * len(rows))
+    row_px = max(70, 3 * font_size + 16)  # two lines of cell text
+    height = 120 + row_px * len(rows) * (len(panels) if stacked else 1)
+    return _layout(fig, "Band gap test MAE (eV) by pretrained model and freeze depth", height=height)
 
 
 def cell_text(mean: float, std: float | None, n: int) -> str:
@@ -706,15 +729,22 @@ def probe_figure(frame: pd.DataFrame, units: str = "") -> go.Figure:
     return _layout(fig, "How much of the label a linear probe reads from each depth")
 
 
-def pca_figure(frame: pd.DataFrame, color: str, title: str = "") -> go.Figure:
-    """2-D map of crystal features (columns ``x``, ``y``, ``id``, ``formula`` and ``color``); hover shows them."""
+def pca_figure(
+    frame: pd.DataFrame, color: str, title: str = "", color_range: tuple[float, float] | None = None
+) -> go.Figure:
+    """2-D map of crystal features (columns ``x``, ``y``, ``id``, ``formula`` and ``color``); hover shows them.
+
+    ``color_range`` fixes the colour scale (presentation mode: the label's range over the whole dataset, so a
+    colour means the same value whatever sample or model is shown); default: the sample's range.
+    """
+    fixed = {"cmin": color_range[0], "cmax": color_range[1]} if color_range is not None else {}
     fig = go.Figure(
         go.Scattergl(
             x=frame["x"],
             y=frame["y"],
             mode="markers",
             marker={"size": 6, "color": frame[color], "colorscale": VALUE_COLORSCALE, "showscale": True,
-                    "colorbar": {"title": color}},
+                    "colorbar": {"title": color}, **fixed},
             customdata=np.stack([frame["id"], frame["formula"]], axis=1),
             hovertemplate="%{customdata[1]} (%{customdata[0]})<br>" + color + " %{marker.color:.3f}<extra></extra>",
         )

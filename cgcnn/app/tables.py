@@ -173,6 +173,16 @@ def runs_frame(records: list[RunRecord]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+#: Columns of :func:`runs_frame` shown on the Compare page (the CSV keeps every column): the ones that tell runs
+#: apart and the test MAE, few enough that none is clipped at 1280 px.
+ON_SCREEN_RUN_COLUMNS = ["id", "test_mae", "pretrained", "freeze", "target", "sizes", "epochs", "seed", "owner"]
+
+
+def on_screen_runs(frame: pd.DataFrame) -> pd.DataFrame:
+    """The :data:`ON_SCREEN_RUN_COLUMNS` of a :func:`runs_frame` (all of them for an empty frame)."""
+    return frame[[c for c in ON_SCREEN_RUN_COLUMNS if c in frame.columns]]
+
+
 def model_label(record: RunRecord) -> str:
     """The pretrained model of a run, ``scratch`` for none."""
     return "scratch" if is_scratch(record.pretrained) else str(record.pretrained)

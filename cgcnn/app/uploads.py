@@ -127,12 +127,16 @@ def predict_uploads(predictors: dict[str, Any], files: list[tuple[str, bytes]]) 
     """Predict every uploaded crystal with every model; a bad file is reported by name, the others go on.
 
     Args:
-        predictors: model name → :class:`~cgcnn.nn.predictor.Predictor`.
+        predictors: model name → :class:`~cgcnn.nn.predictor.Predictor`, or an
+            :class:`~cgcnn.nn.predictor.Ensemble` (a seed ensemble, as ``predict --model run:A,run:B``).
         files: ``(file name, bytes)``; zips are opened (see :func:`expand_uploads`).
 
     Returns:
-        ``(table with file, formula, atoms and one column per model and target, [error lines])``.
+        ``(table with file, formula, atoms and one column per model and target, [error lines])``. An
+        ensemble gives its mean, then ``± std`` (the members' spread, ddof 1), then each member's value.
     """
+    from cgcnn.nn.predictor import Ensemble
+
     from cgcnn.data.graph import structure_to_graph
 
     errors: list[str] = []
@@ -156,11 +160,23 @@ def predict_uploads(predictors: dict[str, Any], files: list[tuple[str, bytes]]) 
                 if line not in errors:
                     errors.append(line)
                 bad_rows.add(k)
-        values = predictor.predict_graphs(graphs) if graphs else np.zeros((0, len(predictor.targets)))
-        units = predictor.card.units
-        for k, row_values in zip(where, values, strict=True):
+        n_targets = len(predictor.targets)
+        if isinstance(predictor, Ensemble):
+            members = predictor.predict_members(graphs) if graphs else np.zeros((2, 0, n_targets))
+            values, spread, names = members.mean(axis=0), members.std(axis=0, ddof=1), predictor.names
+            units = predictor.members[0].card.units
+        else:
+            members = spread = None
+            values = predictor.predict_graphs(graphs) if graphs else np.zeros((0, n_targets))
+            names, units = [], predictor.card.units
+        suffix = f" ({units})" if units else ""
+        for n, (k, row_values) in enumerate(zip(where, values, strict=True)):
             for t, target in enumerate(predictor.targets):
-                column = model_name if len(predictor.targets) == 1 else f"{model_name}:{target}"
-                rows[k][f"{column} ({units})" if units else column] = float(row_values[t])
+                column = model_name if n_targets == 1 else f"{model_name}:{target}"
+                rows[k][f"{column}{suffix}"] = float(row_values[t])
+                if spread is not None and members is not None:
+                    rows[k][f"{column} ±{suffix}"] = float(spread[n, t])
+                    for m, member in enumerate(names):
+                        rows[k][f"{column} · {member}"] = float(members[m, n, t])
     frame = pd.DataFrame([r for k, r in enumerate(rows) if k not in bad_rows or len(r) > 3])
     return frame, errors

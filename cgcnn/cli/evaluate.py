@@ -18,7 +18,7 @@ failed (as predict).
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from cgcnn.analysis.evaluation import evaluate_model, parity_png
+    from cgcnn.analysis.evaluation import evaluate_model, parity_png, target_units
     from cgcnn.analysis.metrics import json_safe
     from cgcnn.nn.predictor import Ensemble
     from cgcnn.settings import atom_limit
@@ -32,9 +32,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     for crystal_id, reason in result.failures:
         print(f"error: {crystal_id}: {reason}", file=sys.stderr)
     if args.out:
-        card = model.members[0].card if isinstance(model, Ensemble) else model.card
-        units = card.units.split(", ")[card.targets.index(result.target)] if ", " in card.units else card.units
-        parity_png(result, args.out, units=units)
+        parity_png(result, args.out, units=target_units(model, result.target))
     metrics = {"target": result.target, "label": result.label_column, **result.metrics}
     if isinstance(model, Ensemble):
         metrics["members"] = model.names

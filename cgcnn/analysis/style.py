@@ -1,0 +1,124 @@
+"""Text sizes and colour ranges of tables and figures, for a screen or for a projector (presentation mode).
+
+A projector at the back of a classroom needs cell text of at least 16 px and colour scales that do not
+rescale between views (the same colour must mean the same number when a teacher switches a choice). Every
+size lives here, in :func:`display_style`, so the pages only pass ``presenting`` and nothing else knows a
+pixel count. No Streamlit: pages get the style from ``app_ui.style()``.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import pandas as pd
+import plotly.graph_objects as go
+
+#: Band-gap test MAE (eV) mapped onto the Table 2 heatmap's colour scale in presentation mode: the shipped
+#: 5-seed cells (about 0.53-0.68 eV) and the study's numbers (0.77-1.44 eV) both fall inside.
+TABLE2_MAE_RANGE_EV = (0.5, 1.5)
+#: Percentiles of a label over the whole default dataset that bound a fixed colour range (outliers saturate).
+LABEL_RANGE_PERCENTILES = (2.0, 98.0)
+
+
+@dataclass(frozen=True)
+class DisplayStyle:
+    """How large text is drawn and whether colour ranges are fixed.
+
+    Attributes:
+        presenting: presentation mode (projector) is on.
+        text_px: base text of figures (hover, annotations) and of tables in presentation mode.
+        heatmap_px: cell text, panel titles and tick labels of heatmaps.
+        diagram_px: box labels of diagrams (the Model zoo's layer diagram).
+        axis_title_px: axis titles of plots.
+        tick_px: tick labels of plots.
+        legend_px: legend entries.
+        title_px: figure titles.
+        fixed_ranges: colour scales use fixed ranges (:data:`TABLE2_MAE_RANGE_EV`, a label's range over the
+            default data) instead of the range of what is shown, so colours compare across views.
+        max_styled_rows: tables longer than this stay interactive (scrolling) even when presenting.
+    """
+
+    presenting: bool
+    text_px: int
+    heatmap_px: int
+    diagram_px: int
+    axis_title_px: int
+    tick_px: int
+    legend_px: int
+    title_px: int
+    fixed_ranges: bool
+    max_styled_rows: int = 60
+
+    @property
+    def legend_row_px(self) -> int:
+        """Height of one vertical legend entry (plotly draws about 1.6 lines per entry)."""
+        return round(self.legend_px * 1.8)
+
+
+def display_style(presenting: bool) -> DisplayStyle:
+    """The sizes for a screen (``presenting=False``) or a projector (``True``: every text at least 16 px)."""
+    if presenting:
+        return DisplayStyle(True, text_px=18, heatmap_px=18, diagram_px=18, axis_title_px=18, tick_px=16,
+                            legend_px=16, title_px=20, fixed_ranges=True)  # fmt: skip
+    return DisplayStyle(False, text_px=14, heatmap_px=14, diagram_px=13, axis_title_px=14, tick_px=12,
+                        legend_px=12, title_px=16, fixed_ranges=False)  # fmt: skip
+
+
+def style_figure(fig: go.Figure, style: DisplayStyle) -> go.Figure:
+    """``fig`` with the style's font sizes on axes, legend and title (a copy; the screen style returns ``fig``).
+
+    A copy, because pages cache figures and share them between sessions: one teacher's projector must not
+    change a student's screen. Heatmap cell text and diagram labels are sized by their own builders
+    (``font_size`` of :func:`~cgcnn.analysis.viz.table2_heatmap` and :func:`~cgcnn.analysis.viz.layer_diagram`).
+    """
+    if not style.presenting:
+        return fig
+    fig = copy.deepcopy(fig)
+    fig.update_layout(
+        font={"size": style.text_px},
+        legend={"font": {"size": style.legend_px}},
+        title={"font": {"size": style.title_px}},
+        hoverlabel={"font": {"size": style.text_px}},
+    )
+    fig.update_xaxes(title_font={"size": style.axis_title_px}, tickfont={"size": style.tick_px})
+    fig.update_yaxes(title_font={"size": style.axis_title_px}, tickfont={"size": style.tick_px})
+    for trace in fig.data:  # colour bars of heatmaps and scatter markers
+        if getattr(trace, "colorbar", None) is not None:
+            trace.update(colorbar={"tickfont": {"size": style.tick_px}, "title": {"font": {"size": style.tick_px}}})
+        marker = getattr(trace, "marker", None)
+        if marker is not None and getattr(marker, "colorbar", None) is not None and marker.showscale:
+            trace.update(marker={"colorbar": {"tickfont": {"size": style.tick_px},
+                                              "title": {"font": {"size": style.tick_px}}}})  # fmt: skip
+    return fig
+
+
+def styled_table(frame: pd.DataFrame, style: DisplayStyle, digits: int = 4):
+    """A pandas ``Styler`` of ``frame`` for a static table: no index, floats to ``digits`` significant digits,
+    every cell and header at ``style.text_px``.
+
+    Used in presentation mode, where an interactive grid's fixed 14 px canvas text cannot be enlarged and its
+    columns scroll off-screen; a static table wraps instead, so no column is clipped.
+    """
+    floats = [c for c in frame.columns if pd.api.types.is_float_dtype(frame[c])]
+    size = f"{style.text_px}px"
+    return (
+        frame.style.hide(axis="index")
+        .format({c: (lambda v, d=digits: "" if pd.isna(v) else f"{v:.{d}g}") for c in floats})
+        .set_properties(**{"font-size": size})
+        .set_table_styles([{"selector": "th", "props": [("font-size", size)]}])
+    )
+
+
+def fixed_range(values: pd.Series | None, percentiles: tuple[float, float] = LABEL_RANGE_PERCENTILES):
+    """``(low, high)`` percentiles of ``values`` (NaN skipped): a colour range that does not follow a sample.
+
+    Returns None when there are no finite values.
+    """
+    if values is None:
+        return None
+    finite = pd.to_numeric(values, errors="coerce").dropna()
+    if finite.empty:
+        return None
+    low, high = (float(finite.quantile(p / 100.0)) for p in percentiles)
+    return (low, high) if high > low else (low, low + 1.0)
