@@ -115,8 +115,10 @@ def chart(fig, key: str | None = None, container=None, **kwargs):
 
 
 def table(frame, container=None, **kwargs) -> None:
-    """A table: an interactive grid on a screen; in presentation mode a static table with large text that wraps
-    instead of scrolling columns off-screen (long tables stay a grid)."""
+    """A table: an interactive grid on a screen, a static table with large text in presentation mode.
+
+    The static table wraps instead of scrolling columns off-screen; long tables stay a grid.
+    """
     from cgcnn.analysis.style import styled_table
 
     where = container or st

@@ -38,8 +38,7 @@ with app_ui.boundary("the predict page"):
             st.multiselect("Runs", list(by_id), format_func=lambda i: tables.run_label(by_id[i]), key="pred_members")
         )
     files = st.file_uploader(
-        "Crystal files: CIF, POSCAR or pymatgen JSON, or a .zip of them (a zip with id_prop.csv labels is also "
-        "scored)",
+        "Crystal files: CIF, POSCAR or pymatgen JSON, or a .zip of them (a zip with id_prop.csv labels is also scored)",
         accept_multiple_files=True,
         key="pred_files",
         help=f"Up to {uploads.MAX_PREDICT_FILES} crystals, {uploads.MAX_UPLOAD_MB} MB per upload. A zip of a CGCNN "

@@ -108,8 +108,8 @@ def test_formation_energy_metrics_have_no_clamped_column():
     from cgcnn.analysis.evaluation import EvaluationResult
 
     y = np.array([-1.0, -0.5, 0.2])
-    result = EvaluationResult("formation_energy_per_atom", "target", ["a", "b", "c"], y, y + 0.1,
-                              metrics={"n": 3, "mae": 0.1, "mae_by_quintile": [0.1] * 5, "mae_clamped": 0.3})  # fmt: skip
+    metrics = {"n": 3, "mae": 0.1, "mae_by_quintile": [0.1] * 5, "mae_clamped": 0.3}
+    result = EvaluationResult("formation_energy_per_atom", "target", ["a", "b", "c"], y, y + 0.1, metrics=metrics)
     assert "mae_clamped" not in scoring.metrics_frame({"m": result}).columns
 
 

@@ -94,8 +94,9 @@ def style_figure(fig: go.Figure, style: DisplayStyle) -> go.Figure:
 
 
 def styled_table(frame: pd.DataFrame, style: DisplayStyle, digits: int = 4):
-    """A pandas ``Styler`` of ``frame`` for a static table: no index, floats to ``digits`` significant digits,
-    every cell and header at ``style.text_px``.
+    """A pandas ``Styler`` of ``frame`` for a static table, every cell and header at ``style.text_px``.
+
+    No index; floats to ``digits`` significant digits.
 
     Used in presentation mode, where an interactive grid's fixed 14 px canvas text cannot be enlarged and its
     columns scroll off-screen; a static table wraps instead, so no column is clipped.

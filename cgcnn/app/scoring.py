@@ -81,7 +81,8 @@ def score_upload(
 
     Args:
         store: the run store (the upload is kept under its home, parsed once).
-        name, data: the uploaded zip.
+        name: the uploaded zip's file name.
+        data: its bytes.
         models: model name → model or seed ensemble.
         target: for a multi-output model, the output the labels hold (ignored by single-output models).
         max_atoms: refuse larger crystals (default: the server's ``CGCNN_MAX_ATOMS``).

@@ -135,9 +135,8 @@ def predict_uploads(predictors: dict[str, Any], files: list[tuple[str, bytes]]) 
         ``(table with file, formula, atoms and one column per model and target, [error lines])``. An
         ensemble gives its mean, then ``± std`` (the members' spread, ddof 1), then each member's value.
     """
-    from cgcnn.nn.predictor import Ensemble
-
     from cgcnn.data.graph import structure_to_graph
+    from cgcnn.nn.predictor import Ensemble
 
     errors: list[str] = []
     parsed: list[tuple[str, Any]] = []
