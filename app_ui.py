@@ -124,7 +124,7 @@ def table(frame, container=None, **kwargs) -> None:
     where = container or st
     look = style()
     if look.presenting and len(frame) <= look.max_styled_rows:
-        where.table(styled_table(frame, look))
+        where.table(styled_table(frame, look, text=plain.markdown))  # cells render as Markdown
     else:
         where.dataframe(frame, hide_index=True, width="stretch", **kwargs)
 

@@ -9,6 +9,8 @@ pixel count. No Streamlit: pages get the style from ``app_ui.style()``.
 from __future__ import annotations
 
 import copy
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pandas as pd
@@ -93,21 +95,46 @@ def style_figure(fig: go.Figure, style: DisplayStyle) -> go.Figure:
     return fig
 
 
-def styled_table(frame: pd.DataFrame, style: DisplayStyle, digits: int = 4):
+#: Cell text wraps at spaces and hyphens (and after underscores, see :func:`styled_table`).
+WRAPPING = {"white-space": "normal", "overflow-wrap": "break-word"}
+#: Zero-width space: lets ``formation_energy_per_atom`` wrap after each underscore in a static table.
+_BREAK = "\u200b"
+
+
+def styled_table(frame: pd.DataFrame, style: DisplayStyle, text: Callable[[str], str] | None = None, digits: int = 4):
     """A pandas ``Styler`` of ``frame`` for a static table, every cell and header at ``style.text_px``.
 
-    No index; floats to ``digits`` significant digits.
+    No index; floats to ``digits`` significant digits; text wraps at spaces, hyphens and underscores
+    (``formation_energy_per_atom``), so the table fits its column instead of pushing columns off-screen.
 
-    Used in presentation mode, where an interactive grid's fixed 14 px canvas text cannot be enlarged and its
-    columns scroll off-screen; a static table wraps instead, so no column is clipped.
+    Args:
+        frame: the table.
+        style: sizes (see :func:`display_style`).
+        text: how strings (cells and headers) are made safe to show: Streamlit renders a static table's cells
+            as Markdown, so pages pass :func:`cgcnn.app.plain.markdown` (user text must stay inert).
+        digits: significant digits of floats.
     """
-    floats = [c for c in frame.columns if pd.api.types.is_float_dtype(frame[c])]
+    safe = text or str
+
+    def cell(value: object) -> str:
+        if isinstance(value, float):
+            return "" if math.isnan(value) else f"{value:.{digits}g}"
+        return safe(str(value)).replace("_", "_" + _BREAK)
+
     size = f"{style.text_px}px"
+    props = [*WRAPPING.items(), ("font-size", size)]
     return (
         frame.style.hide(axis="index")
-        .format({c: (lambda v, d=digits: "" if pd.isna(v) else f"{v:.{d}g}") for c in floats})
-        .set_properties(**{"font-size": size})
-        .set_table_styles([{"selector": "th", "props": [("font-size", size)]}])
+        .format(cell)
+        .format_index(lambda v: safe(str(v)).replace("_", "_" + _BREAK), axis=1)
+        .set_properties(**WRAPPING, **{"font-size": size})
+        .set_table_styles(
+            [
+                {"selector": "th", "props": props},
+                {"selector": "td *", "props": props},  # the cells' Markdown paragraphs set their own
+                {"selector": "th *", "props": props},
+            ]
+        )
     )
 
 
