@@ -303,3 +303,88 @@ def test_enter_in_a_number_box_does_not_queue(browser, server):
         assert queued_150() == 0
     finally:
         page.close()
+
+
+# ------------------------------------------------------------------------------------------- presentation mode (issue 11)
+
+CLIPPED_JS = r"""
+() => {
+  const out = [];
+  for (const el of document.querySelectorAll('[data-testid="stTable"], [data-testid="stDataFrame"]')) {
+    const limit = Math.min(el.getBoundingClientRect().right, window.innerWidth);
+    const grid = el.querySelector('.dvn-scroller');
+    if (grid && grid.scrollWidth > grid.clientWidth + 1) out.push('grid scrolls sideways: ' + grid.scrollWidth);
+    for (const cell of el.querySelectorAll('th, td')) {
+      const r = cell.getBoundingClientRect();
+      if (r.width > 0 && r.right > limit + 1) out.push('cell past the edge: ' + cell.innerText.slice(0, 30));
+    }
+    for (const box of el.querySelectorAll('*')) {
+      if (box.scrollWidth > box.clientWidth + 1 && getComputedStyle(box).overflowX !== 'visible')
+        out.push('scrolls sideways: ' + box.tagName + ' ' + box.scrollWidth + ' > ' + box.clientWidth);
+    }
+  }
+  if (document.documentElement.scrollWidth > window.innerWidth) out.push('the page scrolls sideways');
+  return out;
+}
+"""
+
+SMALLEST_TEXT_JS = r"""
+() => {
+  const px = el => parseFloat(getComputedStyle(el).fontSize);
+  const heat = Array.from(document.querySelectorAll('[data-testid="stPlotlyChart"] text'))
+    .filter(t => /^\d\.\d{3}/.test(t.textContent)).map(px);
+  const cells = Array.from(document.querySelectorAll('[data-testid="stTable"] td p, [data-testid="stTable"] th'))
+    .filter(t => t.innerText.trim()).map(px);
+  return {heatmap: heat.length ? Math.min(...heat) : null, cells: cells.length ? Math.min(...cells) : null};
+}
+"""
+
+
+def open_compare(browser, server, present: bool):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    flag = "&present=1" if present else ""
+    page.goto(f"{server.url}/Compare_runs?user=demo&token={DEMO_TOKEN}{flag}", wait_until="domcontentloaded")
+    wait_until_idle(page)
+    page.get_by_text(re.compile("demo-band-gap|formation-energy")).first.wait_for(timeout=60_000)
+    table = "stTable" if present else "stDataFrame"
+    page.wait_for_function(f"document.querySelectorAll('[data-testid=\"{table}\"]').length >= 2", timeout=60_000)
+    page.wait_for_function(
+        "document.querySelectorAll('[data-testid=\"stPlotlyChart\"] .main-svg').length > 0", timeout=60_000
+    )
+    time.sleep(1.5)  # grids measure their columns after they mount
+    return page
+
+
+@pytest.mark.parametrize("present", [False, True], ids=["screen", "presentation"])
+def test_compare_has_no_clipped_table_column_at_1280px(browser, server, present):
+    """Issue 11: the test MAE column sat off-screen at 1280-1400 px; no column may be clipped, on a projector too."""
+    page = open_compare(browser, server, present)
+    try:
+        assert page.evaluate(CLIPPED_JS) == []
+        if present:
+            sizes = page.evaluate(SMALLEST_TEXT_JS)
+            assert sizes["heatmap"] is not None and sizes["heatmap"] >= 16, sizes  # was about 7 px
+            assert sizes["cells"] is not None and sizes["cells"] >= 16, sizes
+            shoot(page, "compare_presentation")
+    finally:
+        page.close()
+
+
+def test_presentation_mode_survives_page_links(browser, server):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    try:
+        page.goto(f"{server.url}/?user=demo&token={DEMO_TOKEN}&present=1", wait_until="domcontentloaded")
+        wait_until_idle(page)
+        page.locator('[data-testid="stPageLink-NavLink"]', has_text="Model zoo").first.click()  # a link in the page
+        page.wait_for_url(re.compile(r"/Model_zoo\?"), timeout=60_000)
+        wait_until_idle(page)
+        page.wait_for_function("window.location.search.includes('present=1')", timeout=30_000)
+        assert page.get_by_role("switch", name="Presentation mode").is_checked()
+        page.locator('[data-testid="stSidebarNav"] a', has_text="Compare runs").first.click()  # the sidebar's
+        page.wait_for_url(re.compile(r"/Compare_runs"), timeout=60_000)
+        wait_until_idle(page)
+        page.wait_for_function("window.location.search.includes('present=1')", timeout=30_000)
+        assert page.get_by_role("switch", name="Presentation mode").is_checked()
+        page.locator('[data-testid="stTable"]').first.wait_for(timeout=60_000)  # presentation tables there too
+    finally:
+        page.close()
