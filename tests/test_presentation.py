@@ -136,3 +136,15 @@ def test_pca_map_colours_use_the_labels_range_over_the_dataset():
     marker = pca["data"][0]["marker"]
     expected = style.fixed_range(load_default_dataset().labels[color])
     assert (marker["cmin"], marker["cmax"]) == pytest.approx(expected)
+
+
+def test_static_tables_show_user_text_literally():
+    """A static table's cells render as Markdown: a run name must not become a link (see cgcnn.app.plain)."""
+    import pandas as pd
+
+    from cgcnn.app import plain
+
+    frame = pd.DataFrame({"name": ["[EVIL](http://evil.example)"], "mae_by_x": [0.123456]})
+    html = style.styled_table(frame, style.display_style(True), text=plain.markdown).to_html()
+    assert "\\[EVIL\\]" in html and "](http" not in html
+    assert "0.1235" in html and "font-size: 18px" in html
