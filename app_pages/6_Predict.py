@@ -60,7 +60,11 @@ with app_ui.boundary("the predict page"):
     st.session_state["pred_table"] = table
     if len(table):
         st.success(f"Predicted {len(table)} crystal(s) with {len(models)} model(s).")
-        app_ui.table(table)
+        main, members = uploads.split_members(table)
+        app_ui.table(main)
+        if len(members.columns) > 1:
+            with st.expander("Each ensemble member's prediction"):
+                app_ui.table(members)
         st.download_button("Download predictions (CSV)", table.to_csv(index=False), "predictions.csv", "text/csv")
     for line in errors:
         st.error(plain.markdown(line))
@@ -76,10 +80,11 @@ with app_ui.boundary("the predict page"):
             st.caption(
                 "As `python -m cgcnn evaluate`: labels in the model's units; bias = mean prediction − label; "
                 "mae Q1…Q5 = MAE in each fifth of the crystals sorted by label (Q1 lowest); mae_clamped = MAE "
-                "with negative predictions set to 0."
+                "with negative predictions set to 0. Scored outputs: "
+                + plain.markdown(scoring.targets_line(scores.results))
             )
             app_ui.table(scoring.metrics_frame(scores.results))
-            shown = st.selectbox("Parity plot of", list(scores.results), key="pred_parity_model")
+            shown = st.selectbox("Parity plot of", scoring.best_first(scores.results), key="pred_parity_model")
             result = scores.results[shown]
             units = target_units(models[shown], result.target)
             title = f"{shown} on {labelled[0]}: predicted vs label"

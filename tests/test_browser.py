@@ -305,7 +305,7 @@ def test_enter_in_a_number_box_does_not_queue(browser, server):
         page.close()
 
 
-# ------------------------------------------------------------------------------------------- presentation mode (issue 11)
+# ------------------------------------------------------------------------------------ presentation mode (issue 11)
 
 CLIPPED_JS = r"""
 () => {

@@ -95,9 +95,9 @@ def test_labelled_zip_is_scored_like_the_cli(labelled_zip, capsys):
     for key in ("n", "rmse", "r2", "spearman", "bias", "failures", "mae_clamped"):
         assert metrics[key] == pytest.approx(cli[key]), key
     assert metrics["mae_by_quintile"] == pytest.approx(cli["mae_by_quintile"])
-    shown = scoring.metrics_frame(scores.results)
-    assert shown.loc[0, "mae"] == cli["mae"] and "mae_clamped" in shown.columns  # band gap: clamping applies
-    assert [f"mae Q{k}" for k in range(1, 6)] == [c for c in shown.columns if c.startswith("mae Q")]
+    shown = scoring.metrics_frame(scores.results).set_index("metric")["band-gap"]
+    assert shown["mae"] == cli["mae"] and shown["mae_clamped"] == cli["mae_clamped"]  # band gap: clamping applies
+    assert shown[[f"mae Q{k}" for k in range(1, 6)]].tolist() == pytest.approx(cli["mae_by_quintile"])
     assert any("broken" in e.value for e in at.error)  # the bad file is named
     assert at.get("plotly_chart"), "no parity plot"
     # the predictions table still lists every good crystal of the zip
@@ -110,7 +110,7 @@ def test_formation_energy_metrics_have_no_clamped_column():
     y = np.array([-1.0, -0.5, 0.2])
     metrics = {"n": 3, "mae": 0.1, "mae_by_quintile": [0.1] * 5, "mae_clamped": 0.3}
     result = EvaluationResult("formation_energy_per_atom", "target", ["a", "b", "c"], y, y + 0.1, metrics=metrics)
-    assert "mae_clamped" not in scoring.metrics_frame({"m": result}).columns
+    assert "mae_clamped" not in scoring.metrics_frame({"m": result})["metric"].tolist()
 
 
 def test_an_unlabelled_zip_is_only_predicted(cif_dir):
@@ -162,3 +162,19 @@ def test_ensemble_on_the_page_shows_mean_and_spread_like_the_cli(two_seeds, cif_
 def test_ensemble_of_one_run_is_a_message(two_seeds):
     with pytest.raises(Exception, match="at least two"):
         ensembles.build_ensemble([])
+
+
+def test_ensemble_scored_on_labels_like_the_cli(two_seeds, labelled_zip, capsys):
+    spec = ",".join(f"run:{i}" for i in two_seeds)
+    _, cli = _cli_json(["evaluate", "--model", spec, "--data", str(labelled_zip), "--json"], capsys)
+    at = open_page()
+    at.selectbox(key="pred_ensemble").set_value("pick runs…").run()
+    at.multiselect(key="pred_members").set_value(two_seeds)
+    at.multiselect(key="pred_models").set_value([])
+    at.file_uploader(key="pred_files").set_value([(labelled_zip.name, labelled_zip.read_bytes(), "application/zip")])
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    metrics = at.session_state["pred_scores"].results[ensembles.ensemble_name(2)].metrics
+    assert metrics["mae"] == cli["mae"]
+    assert metrics["spearman_abs_error_std"] == pytest.approx(cli["spearman_abs_error_std"], nan_ok=True)
+    assert len(at.get("table")) + len(at.dataframe) >= 3  # predictions, members, metrics (and calibration)

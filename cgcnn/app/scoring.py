@@ -114,27 +114,46 @@ def score_upload(
 
 
 def metrics_frame(results: dict[str, EvaluationResult]) -> pd.DataFrame:
-    """One row per model: the ``evaluate`` metrics, ``mae_by_quintile`` as five columns (lowest labels first).
+    """The ``evaluate`` metrics with one column per model and one row per metric (narrow enough for a projector).
 
-    ``mae_clamped`` (negative predictions set to 0) is shown only for targets that cannot be negative, and
-    an ensemble's ``spearman_abs_error_std`` (does a larger spread mean a larger error?) when there is one.
+    Rows: ``n``, ``mae``, ``rmse``, ``r2``, ``spearman``, ``bias``, ``failures`` (a classifier: ``accuracy``
+    and ``roc_auc``), ``mae_clamped`` (negative predictions set to 0; only where a target cannot be negative),
+    ``mae Q1`` … ``mae Q5`` (MAE in each fifth of the crystals sorted by label, lowest labels first) and, for
+    an ensemble, ``spearman |error| ~ std`` (does a larger spread mean a larger error?). NaN where a metric
+    does not apply to a model.
     """
-    rows = []
+    columns: dict[str, dict[str, float]] = {}
     for model_name, result in results.items():
         m = result.metrics
-        row: dict[str, Any] = {"model": model_name, "target": result.target}
-        if "accuracy" in m:
-            row.update({k: m.get(k) for k in CLASSIFICATION_COLUMNS})
-        else:
-            row.update({k: m.get(k) for k in REGRESSION_COLUMNS})
+        keys = CLASSIFICATION_COLUMNS if "accuracy" in m else REGRESSION_COLUMNS
+        column = {k: m.get(k) for k in keys}
+        if "accuracy" not in m:
             if result.target in NON_NEGATIVE_TARGETS:
-                row["mae_clamped"] = m.get("mae_clamped")
+                column["mae_clamped"] = m.get("mae_clamped")
             for k, value in enumerate(m.get("mae_by_quintile") or [], start=1):
-                row[f"mae Q{k}"] = value
+                column[f"mae Q{k}"] = value
         if "spearman_abs_error_std" in m:
-            row["spearman |error| ~ std"] = m["spearman_abs_error_std"]
-        rows.append(row)
-    return pd.DataFrame(rows)
+            column["spearman |error| ~ std"] = m["spearman_abs_error_std"]
+        columns[model_name] = {k: float("nan") if v is None else float(v) for k, v in column.items()}
+    order = list(dict.fromkeys(k for column in columns.values() for k in column))
+    frame = pd.DataFrame(columns, index=order, dtype=float)
+    return frame.rename_axis("metric").reset_index()
+
+
+def targets_line(results: dict[str, EvaluationResult]) -> str:
+    """``band-gap: band_gap · own-combined: e_above_hull``: which output of each model was scored."""
+    return " · ".join(f"{name}: {result.target}" for name, result in results.items())
+
+
+def best_first(results: dict[str, EvaluationResult]) -> list[str]:
+    """Model names, lowest MAE first (a classifier: highest accuracy first): the parity plot opens on the best."""
+
+    def key(name: str) -> float:
+        m = results[name].metrics
+        value = -m["accuracy"] if "accuracy" in m else m.get("mae")
+        return float("inf") if value is None or np.isnan(value) else float(value)
+
+    return sorted(results, key=key)
 
 
 def calibration_frame(result: EvaluationResult) -> pd.DataFrame:

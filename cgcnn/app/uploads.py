@@ -179,3 +179,13 @@ def predict_uploads(predictors: dict[str, Any], files: list[tuple[str, bytes]]) 
                         rows[k][f"{column} · {member}"] = float(members[m, n, t])
     frame = pd.DataFrame([r for k, r in enumerate(rows) if k not in bad_rows or len(r) > 3])
     return frame, errors
+
+
+def split_members(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(table without ensemble members' columns, file + members' columns)``: the members go in their own table.
+
+    Member columns are named ``<ensemble> · <member>`` by :func:`predict_uploads`.
+    """
+    members = [c for c in table.columns if " · " in str(c)]
+    main = table.drop(columns=members)
+    return main, table[["file", *members]] if members else table.iloc[:, :0]
