@@ -86,7 +86,7 @@ def _cmd_sweep_summary(args: argparse.Namespace) -> int:
     runs = pd.read_csv(runs_csv)
     store = RunStore(args.store) if args.store else RunStore()
     if args.exclude_twins or args.clamp:
-        return _rescore(folder, runs, store, args.exclude_twins, args.clamp)
+        return _rescore(folder, runs, store, args.exclude_twins, args.clamp, args.pretraining_split_seed)
     errors = store_test_errors(store)
     summary = summarize(runs, lambda run_id: _errors_or_none(errors, run_id))
     summary.to_csv(folder / "summary.csv", index=False)
@@ -98,7 +98,7 @@ def _cmd_sweep_summary(args: argparse.Namespace) -> int:
     return 0
 
 
-def _rescore(folder: Path, runs, store, exclude_twins: bool, clamp: bool) -> int:
+def _rescore(folder: Path, runs, store, exclude_twins: bool, clamp: bool, pre_seed: int | None) -> int:
     """Write rescored_runs.csv and rescored_summary.csv: every variant beside ``all`` on the same runs."""
     from cgcnn.data.datasets import load_default_dataset
     from cgcnn.experiments.rescore import Rescoring, rescore_summary, store_test_predictions, twin_rescoring
@@ -108,6 +108,8 @@ def _rescore(folder: Path, runs, store, exclude_twins: bool, clamp: bool) -> int
         seeds = runs["split_seed"].fillna(0).astype(int).tolist() if "split_seed" in runs else [0]
         dataset = load_default_dataset()
         variants.append(twin_rescoring(dataset, seeds))
+        if pre_seed is not None:
+            variants.append(twin_rescoring(dataset, seeds, pretraining_split_seed=pre_seed))
     if clamp:
         variants.append(Rescoring("clamped", clamp_at=0.0))
     if exclude_twins and clamp:
@@ -150,6 +152,12 @@ def add_experiment_parsers(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--clamp", action="store_true", help="also score predictions clamped at 0 (band gap); same output files"
+    )
+    p.add_argument(
+        "--pretraining-split-seed",
+        type=int,
+        help="with --exclude-twins: also a variant 'unseen' without every test crystal in the pretraining pool "
+        "of this split seed, by id or as a twin (the committed own models: 0; for runs on other splits)",
     )
     p.add_argument("--store", help="the run store's runs.sqlite (default: $CGCNN_HOME/runs.sqlite)")
     p.set_defaults(func=_cmd_sweep_summary)

@@ -65,10 +65,24 @@ def store_test_predictions(store: RunStore) -> TestPredictions:
     return predictions
 
 
-def twin_rescoring(dataset: CrystalDataset, split_seeds: Iterable[int], clamp_at: float | None = None) -> Rescoring:
-    """Leave out, per split seed, the test crystals with a twin in training or pretraining (see module doc)."""
-    drop = {int(s): frozenset(twin_leaks(dataset, int(s)).leaked) for s in sorted(set(split_seeds))}
-    return Rescoring("without_twins" if clamp_at is None else "without_twins_clamped", drop, clamp_at)
+def twin_rescoring(
+    dataset: CrystalDataset,
+    split_seeds: Iterable[int],
+    clamp_at: float | None = None,
+    pretraining_split_seed: int | None = None,
+) -> Rescoring:
+    """Leave out, per split seed, the test crystals with a twin in training or pretraining (see module doc).
+
+    ``pretraining_split_seed``: the split whose test block the pretraining left out, when it is not the
+    fine-tune's own (then the crystals in the pretraining pool by id are left out too, and the variant is
+    named ``unseen``: only test crystals no model learnt from, in any form).
+    """
+    drop = {
+        int(s): frozenset(twin_leaks(dataset, int(s), pretraining_split_seed=pretraining_split_seed).leaked)
+        for s in sorted(set(split_seeds))
+    }
+    name = "without_twins" if pretraining_split_seed is None else "unseen"
+    return Rescoring(name if clamp_at is None else f"{name}_clamped", drop, clamp_at)
 
 
 def rescore_runs(
