@@ -126,7 +126,8 @@ def test_the_card_records_the_twins_left_out(tmp_path, dataset):
     assert new.details["split"]["twins_dropped"] == len(with_label)
     assert new.details["data"]["twins_of_band_gap_test_block"] == 0
     assert old.details["data"]["twins_of_band_gap_test_block"] == len(with_label)
-    assert new.details["data"]["overlaps_band_gap_test_block"] == old.details["data"]["overlaps_band_gap_test_block"] == 0
+    assert new.details["data"]["overlaps_band_gap_test_block"] == 0
+    assert old.details["data"]["overlaps_band_gap_test_block"] == 0
 
 
 def test_matched_ids_take_the_crystals_and_roles_of_another_model(tmp_path, dataset, half_labelled_ids):
