@@ -73,9 +73,11 @@ def test_pretraining_ids_hold_no_twin_of_the_band_gap_test_block():
         assert not set(new) & (test | twin_ids)
         assert set(old) - set(new) == twin_ids & set(ds.with_target(target))
         assert new == [cid for cid in old if cid not in twin_ids]  # same canonical order, twins left out
-    assert len(pretraining_ids(ds, "formation_energy_per_atom", 0, exclude_twins=False)) - len(
-        pretraining_ids(ds, "formation_energy_per_atom", 0)
-    ) == 25
+    assert (
+        len(pretraining_ids(ds, "formation_energy_per_atom", 0, exclude_twins=False))
+        - len(pretraining_ids(ds, "formation_energy_per_atom", 0))
+        == 25
+    )
 
 
 def test_data_info_reports_the_groups(capsys):
