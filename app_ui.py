@@ -221,3 +221,32 @@ def done_run_figures(run_id: str, units: str, finished_at: float):
     return viz.curves_figure(s.epochs(run_id), "mae", units=units), viz.parity_figure(
         s.predictions(run_id, "test"), units
     )
+
+
+# --------------------------------------------------------------------------------------------------- warm start
+
+
+def warm_up() -> None:
+    """Import and load, once, what every page needs, before the server takes its first session (``serve.py``).
+
+    A cold Streamlit process pays for its imports (torch, pymatgen, plotly, pandas: about 8–13 s on 2 cores) inside
+    the first session's first page, while every other session queues behind it. Done here, ahead of time, the first
+    student's page costs what any other page does. Only ``cache_resource`` entries are filled (they are
+    process-wide); ``cache_data`` needs the running server. Then ``gc.freeze()`` moves these long-lived objects out
+    of the collector's reach, so Python's automatic full collections stay short while sessions run.
+    """
+    import gc
+
+    from cgcnn.analysis import viz
+    from cgcnn.app import tables
+    from cgcnn.data.datasets import TARGET_UNITS
+    from cgcnn.data.graph import GraphParams, structure_to_graph
+
+    data = dataset()
+    structure = data.structure(str(data.ids[0]))
+    viz.crystal_scene_html(structure, structure_to_graph(structure, GraphParams()))
+    viz.histograms_figure(data.labels, TARGET_UNITS)
+    tables.cards_frame(store())
+    model("formation-energy-per-atom")  # the Fine-tune page's default choice
+    gc.collect()
+    gc.freeze()
