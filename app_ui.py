@@ -45,6 +45,7 @@ def setup(title: str) -> str:
     st.set_page_config(page_title=f"{title} · CGCNN explorer", page_icon=FAVICON, layout="wide")
     token = st.query_params.get("token") or st.session_state.get("token") or ident.new_token()
     st.session_state["token"] = token
+    mark_active()
     if st.query_params.get("token") != token:
         st.query_params["token"] = token
     wanted = (st.query_params.get("user") or st.session_state.get("user", "")).strip()
@@ -182,6 +183,25 @@ def store():
     from cgcnn.app.classroom import run_store
 
     return run_store()
+
+
+@st.cache_resource
+def active_sessions():
+    """Sessions seen lately on this server (one registry per process): polling views slow down as they grow."""
+    from cgcnn.app.polling import ActiveSessions
+
+    return ActiveSessions()
+
+
+def mark_active() -> None:
+    """Count this session as active (a page run or a poll): see :mod:`cgcnn.app.polling`."""
+    active_sessions().seen(st.session_state.get("token", ""))
+
+
+def poll_seconds() -> float:
+    """Interval for a polling fragment now (:mod:`cgcnn.app.polling`); counts this session as active."""
+    mark_active()
+    return active_sessions().poll_seconds()
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
