@@ -121,3 +121,5 @@ def test_cli_rescores_a_folder_from_a_store(tmp_path, capsys):
     runs.assign(run_id=["nope"] * len(runs)).to_csv(empty / "runs.csv", index=False)
     assert main(["sweep-summary", str(empty), "--exclude-twins", "--store", str(store.path)]) != 0
     assert "per-crystal test predictions" in capsys.readouterr().err
+    assert main(["sweep-summary", str(empty), "--exclude-twins", "--store", str(tmp_path / "typo.sqlite")]) != 0
+    assert "no such run store" in capsys.readouterr().err and not (tmp_path / "typo.sqlite").exists()

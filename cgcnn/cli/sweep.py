@@ -84,6 +84,8 @@ def _cmd_sweep_summary(args: argparse.Namespace) -> int:
     if not runs_csv.is_file():
         raise CGCNNError(f"{folder} has no runs.csv (a folder written by `sweep --out`)")
     runs = pd.read_csv(runs_csv)
+    if args.store and not Path(args.store).is_file():
+        raise CGCNNError(f"--store {args.store}: no such run store file")
     store = RunStore(args.store) if args.store else RunStore()
     if args.exclude_twins or args.clamp:
         return _rescore(folder, runs, store, args.exclude_twins, args.clamp, args.pretraining_split_seed)
