@@ -207,7 +207,9 @@ def parse_view(
 
     model, model_shape = default.model, None
     wanted = text("model")
-    if wanted is not None:
+    if wanted == NO_MODEL:  # its label has a comma: not an ensemble
+        model = NO_MODEL
+    elif wanted is not None:
         names = list(dict.fromkeys(p.strip() for p in wanted.split(",") if p.strip()))
         if not names or names[0] not in models:
             bad("model")
