@@ -368,7 +368,8 @@ def scene_html(
     """A self-contained HTML fragment: the 3Dmol.js viewer of ``scene`` and its legend and colour bars.
 
     One ``addSphere`` per atom and ghost, one ``addCylinder`` per edge, one ``addLine`` per cell edge. The view
-    is centred on everything drawn and zoomed to fit it (``zoomTo``), then by ``zoom``.
+    is turned slightly off the axes, centred on everything drawn and zoomed to fit it (``zoomTo``), then by
+    ``zoom``.
 
     Args:
         scene: what to draw.
@@ -400,6 +401,8 @@ def scene_html(
                 "toCap": 1,
             }
         )
+    view.rotate(-20, "x")  # a slight oblique view: a cubic cell seen straight down an axis looks flat
+    view.rotate(25, "y")
     view.zoomTo()
     if zoom != 1.0:
         view.zoom(float(zoom))
