@@ -365,6 +365,7 @@ def test_compare_has_no_clipped_table_column_at_1280px(browser, server, present)
             sizes = page.evaluate(SMALLEST_TEXT_JS)
             assert sizes["heatmap"] is not None and sizes["heatmap"] >= 16, sizes  # was about 7 px
             assert sizes["cells"] is not None and sizes["cells"] >= 16, sizes
+            page.locator('[data-testid="stPlotlyChart"]').last.scroll_into_view_if_needed()  # the Table 2 heatmap
             shoot(page, "compare_presentation")
     finally:
         page.close()
