@@ -52,6 +52,7 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
         "val_fraction": args.val_fraction,
         "test_fraction": args.test_fraction,
         "ids": _train_ids(args.train_ids),
+        "split": args.split,
         "hyperparams": hyper,
         "name": args.name,
     }
@@ -81,6 +82,7 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
 
 def add_pretrain_parsers(sub: argparse._SubParsersAction) -> None:
     """Register ``pretrain``."""
+    from cgcnn.data.splits import ELEMENT_FAMILIES
     from cgcnn.nn.model import ModelConfig
     from cgcnn.training.pretrain import DEFAULT_TARGETS
     from cgcnn.training.train import TrainConfig
@@ -114,6 +116,14 @@ def add_pretrain_parsers(sub: argparse._SubParsersAction) -> None:
         "--train-ids",
         default="pretraining",
         help="'pretraining' (default), 'matched:NAME' (the crystals of zoo model NAME) or a file of ids",
+    )
+    p.add_argument(
+        "--split",
+        default="random",
+        help="random (default); chemistry:FAMILY: every crystal containing an element of FAMILY is the test "
+        f"block and none is trained on (FAMILY: {', '.join(ELEMENT_FAMILIES)}, or elements joined by '+', e.g. "
+        "Fe+Co+Ni; --test-fraction unused); random-like:FAMILY: a random split with the same block sizes (the "
+        "control that makes the two test MAEs comparable)",
     )
     p.add_argument("--out-dir", help="folder to write to (default: the zoo folder, pretrained/)")
     p.add_argument("--threads", type=int, help="torch threads")
