@@ -5,6 +5,10 @@ the target are shuffled once with ``numpy.random.default_rng(split_seed)``; the 
 canonical order is the test block, the next the validation block, the rest the training block. Asking for
 fewer crystals takes a prefix of each block, so a smaller study never sees a crystal that a larger study with
 the same seed used for another role.
+
+Splits by chemistry (:func:`rule_split`) measure distribution shift inside the default data: ``chemistry:FAMILY``
+makes every crystal containing an element of FAMILY the test block, so the model is tested only on chemistry
+it never trained on; ``random-like:FAMILY`` is its control, a random split with exactly the same block sizes.
 """
 
 from __future__ import annotations
