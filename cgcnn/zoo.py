@@ -167,7 +167,9 @@ def write_shift_penalty(penalty: dict, folder: Path | None = None) -> list[str]:
             continue
         data = json.loads(card_path.read_text())
         data["shift_penalty"] = penalty
-        card_path.write_text(json.dumps(data, indent=2) + "\n")
+        tmp = card_path.with_suffix(".json.tmp")  # replaced in one step: a crash leaves the old card intact
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+        tmp.replace(card_path)
         names.append(str(data.get("name", card_path.stem)))
     return names
 

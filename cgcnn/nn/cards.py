@@ -84,15 +84,17 @@ def shift_penalty(random_card: ModelCard, shifted_card: ModelCard) -> dict:
         raise ValueError(f"the two splits have different block sizes: {sizes[0]} vs {sizes[1]}")
     random_mae = float(random_card.details["test_mae"][target])
     shifted_mae = float(shifted_card.details["test_mae"][target])
-    elements = ", ".join(rules[1].get("family_elements", []))
+    symbols = list(rules[1].get("family_elements", []))
+    elements = ", ".join(symbols[:-1]) + f" or {symbols[-1]}" if len(symbols) > 1 else "".join(symbols)
     units = shifted_card.units.split(", ")[0]
     n_test = int(sizes[1]["test"])
     ratio = shifted_mae / random_mae
     statement = (
         f"Measured on one pair of models trained with this project's recipe: on {n_test} crystals containing "
-        f"{elements} ({family}) that the model never saw, the {target.replace('_', ' ')} MAE is "
-        f"{shifted_mae:.3f} {units}, {ratio:.1f}x the {random_mae:.3f} {units} on {n_test} randomly held-out "
-        "crystals; expect card MAEs to understate the error on chemistry unlike the training data."
+        f"{elements} ({family}), a chemistry absent from the training data, the {target.replace('_', ' ')} MAE "
+        f"is {shifted_mae:.3f} {units}, {ratio:.2f}x (+{shifted_mae - random_mae:.3f} {units}) the "
+        f"{random_mae:.3f} {units} on {n_test} crystals held out at random; expect this card's MAE to "
+        "understate the error on chemistry unlike the training data."
     )
     return {
         "family": family,
