@@ -30,7 +30,7 @@ $(STATIC_JS):
 	$(install_3dmol)
 
 run: $(VENV)/.installed $(STATIC_JS)
-	$(VENV)/bin/streamlit run app.py
+	$(PY) serve.py
 
 test: $(VENV)/.installed $(STATIC_JS)
 	$(VENV)/bin/ruff check .

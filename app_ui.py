@@ -45,6 +45,7 @@ def setup(title: str) -> str:
     st.set_page_config(page_title=f"{title} · CGCNN explorer", page_icon=FAVICON, layout="wide")
     token = st.query_params.get("token") or st.session_state.get("token") or ident.new_token()
     st.session_state["token"] = token
+    mark_active()
     if st.query_params.get("token") != token:
         st.query_params["token"] = token
     wanted = (st.query_params.get("user") or st.session_state.get("user", "")).strip()
@@ -184,6 +185,25 @@ def store():
     return run_store()
 
 
+@st.cache_resource
+def active_sessions():
+    """Sessions seen lately on this server (one registry per process): polling views slow down as they grow."""
+    from cgcnn.app.polling import ActiveSessions
+
+    return ActiveSessions()
+
+
+def mark_active() -> None:
+    """Count this session as active (a page run or a poll): see :mod:`cgcnn.app.polling`."""
+    active_sessions().seen(st.session_state.get("token", ""))
+
+
+def poll_seconds() -> float:
+    """Interval for a polling fragment now (:mod:`cgcnn.app.polling`); counts this session as active."""
+    mark_active()
+    return active_sessions().poll_seconds()
+
+
 @st.cache_data(show_spinner=False, max_entries=64)
 def crystal_graph(crystal_id: str, params_key: str, _params):
     """The graph of a default-dataset crystal under some graph parameters (cached by id and parameters)."""
@@ -221,3 +241,32 @@ def done_run_figures(run_id: str, units: str, finished_at: float):
     return viz.curves_figure(s.epochs(run_id), "mae", units=units), viz.parity_figure(
         s.predictions(run_id, "test"), units
     )
+
+
+# --------------------------------------------------------------------------------------------------- warm start
+
+
+def warm_up() -> None:
+    """Import and load, once, what every page needs, before the server takes its first session (``serve.py``).
+
+    A cold Streamlit process pays for its imports (torch, pymatgen, plotly, pandas: about 8–13 s on 2 cores) inside
+    the first session's first page, while every other session queues behind it. Done here, ahead of time, the first
+    student's page costs what any other page does. Only ``cache_resource`` entries are filled (they are
+    process-wide); ``cache_data`` needs the running server. Then ``gc.freeze()`` moves these long-lived objects out
+    of the collector's reach, so Python's automatic full collections stay short while sessions run.
+    """
+    import gc
+
+    from cgcnn.analysis import viz
+    from cgcnn.app import tables
+    from cgcnn.data.datasets import TARGET_UNITS
+    from cgcnn.data.graph import GraphParams, structure_to_graph
+
+    data = dataset()
+    structure = data.structure(str(data.ids[0]))
+    viz.crystal_scene_html(structure, structure_to_graph(structure, GraphParams()))
+    viz.histograms_figure(data.labels, TARGET_UNITS)
+    tables.cards_frame(store())
+    model("formation-energy-per-atom")  # the Fine-tune page's default choice
+    gc.collect()
+    gc.freeze()

@@ -14,8 +14,6 @@ from cgcnn.runs.store import RunNotFound
 from cgcnn.settings import current_limits
 from cgcnn.training.transfer import SCRATCH
 
-POLL_S = 2.0
-
 user = app_ui.setup("Fine-tune")
 is_teacher = app_ui.is_teacher()
 
@@ -181,10 +179,12 @@ def runs_section(store) -> None:
     records = shown_runs()
     first = [records]  # the fragment's first draw uses these; its polls read the store again
     live = any(r.is_active for r in records)
+    poll_s = app_ui.poll_seconds()  # longer as the class grows (cgcnn.app.polling)
 
-    @st.fragment(run_every=POLL_S if live else None)
+    @st.fragment(run_every=poll_s if live else None)
     def runs_table() -> None:
         with app_ui.boundary("the run list"):
+            app_ui.mark_active()
             recs = first.pop() if first else shown_runs()
             counts = store.counts()
             st.caption(
@@ -213,7 +213,7 @@ def runs_section(store) -> None:
     by_id = {r.id: r for r in records}
     chosen = st.selectbox("Open a run", list(by_id), format_func=lambda i: tables.run_label(by_id[i]), key="ft_open")
 
-    @st.fragment(run_every=POLL_S if by_id[chosen].is_active else None)
+    @st.fragment(run_every=poll_s if by_id[chosen].is_active else None)
     def opened_run() -> None:
         with app_ui.boundary("the opened run"), st.container(border=True):
             try:

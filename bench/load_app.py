@@ -220,17 +220,35 @@ def run_bench(
             started = time.monotonic()
             with AppServer(home, env={"CGCNN_WORKERS": str(workers)}) as app:
                 startup = time.monotonic() - started
+                rss_before = rss_mb(app.proc.pid)
                 t0 = time.monotonic()
                 logs = asyncio.run(drive(app.url, store, sessions, plan, max_seconds))
                 wall = time.monotonic() - t0
+                rss_after = rss_mb(app.proc.pid)
             report = summarise(logs, store, sessions)
         finally:
             if old is None:
                 os.environ.pop("CGCNN_HOME", None)
             else:
                 os.environ["CGCNN_HOME"] = old
-    report.update(workers=workers, startup_s=round(startup, 1), wall_s=round(wall, 1))
+    report.update(
+        workers=workers,
+        startup_s=round(startup, 1),
+        wall_s=round(wall, 1),
+        server_rss_mb_before=rss_before,
+        server_rss_mb_after=rss_after,
+    )
     return report, logs
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of the app's server process in MB (NaN where /proc is not there): does memory build up?"""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            kb = next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+    except (OSError, StopIteration, ValueError):
+        return math.nan
+    return round(kb / 1024, 1)
 
 
 def clean_json(value):
@@ -261,7 +279,8 @@ def main(argv: list[str] | None = None) -> int:
     report, logs = run_bench(args.sessions, args.workers, plan, args.max_seconds)
     print(
         f"{report['sessions']} sessions, {report['workers']} workers: app up in {report['startup_s']} s, "
-        f"wall {report['wall_s']} s, {report['reruns']} reruns"
+        f"wall {report['wall_s']} s, {report['reruns']} reruns; server memory {report['server_rss_mb_before']} MB "
+        f"-> {report['server_rss_mb_after']} MB"
     )
     print(
         f"  rerun p50 {report['rerun_p50_s']} s, p95 {report['rerun_p95_s']} s, max {report['rerun_max_s']} s; "

@@ -22,7 +22,7 @@ def free_port() -> int:
 
 
 class AppServer:
-    """``streamlit run app.py`` on 127.0.0.1 in a child process (for the browser tests and the load bench).
+    """``python serve.py`` (``streamlit run app.py``, warmed up) on 127.0.0.1 in a child process.
 
     Use as a context manager; the server is stopped (its process group) on exit.
 
@@ -57,7 +57,7 @@ class AppServer:
         self.home.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "CGCNN_HOME": str(self.home), **self.env}
         cmd = [
-            sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+            sys.executable, "serve.py", "--server.headless", "true",
             "--server.address", "127.0.0.1", "--server.port", str(self.port),
             "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
         ]  # fmt: skip

@@ -17,6 +17,14 @@ def read(mp_id: str) -> Structure:
         return Structure.from_file(CIF_DIR / f"{mp_id}.cif")
 
 
+@pytest.fixture
+def store(tmp_path: Path):
+    """An empty run store of its own for one test."""
+    from cgcnn.runs.store import RunStore
+
+    return RunStore(tmp_path / "runs.sqlite")
+
+
 @pytest.fixture(scope="session")
 def cif_dir() -> Path:
     return CIF_DIR

@@ -4,18 +4,11 @@ from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
 from cgcnn.errors import CGCNNError
 from cgcnn.runs.heartbeat import Heartbeat
-from cgcnn.runs.store import RunStore
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> RunStore:
-    return RunStore(tmp_path / "runs.sqlite")
 
 
 def test_beats_while_the_main_thread_is_busy(store):

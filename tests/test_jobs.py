@@ -21,11 +21,6 @@ FAST = {"poll_s": 0.05, "heartbeat_s": 0.2, "env": ENV}
 TARGET = "job_targets:succeed"
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> RunStore:
-    return RunStore(tmp_path / "runs.sqlite")
-
-
 def runner_for(store: RunStore, target: str, **kwargs) -> JobRunner:
     options = {**FAST, "max_workers": 2, **kwargs}
     return JobRunner(store, target=f"job_targets:{target}", **options)

@@ -39,11 +39,6 @@ SPEC = {
 }
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> RunStore:
-    return RunStore(tmp_path / "runs.sqlite")
-
-
 def spec(**changes) -> dict:
     return {**SPEC, **changes}
 

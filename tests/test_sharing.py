@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
 
@@ -22,11 +21,6 @@ SPEC = {
     "seed": 7,
     "hyperparams": {"lr": 0.01, "epochs": 3, "batch_size": 64},
 }
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> RunStore:
-    return RunStore(tmp_path / "runs.sqlite")
 
 
 def spec(**changes) -> dict:
