@@ -258,7 +258,7 @@ def warm_up() -> None:
     import gc
 
     from cgcnn.analysis import viz
-    from cgcnn.app import tables
+    from cgcnn.app import tables, viewer
     from cgcnn.data.datasets import TARGET_UNITS
     from cgcnn.data.graph import GraphParams, structure_to_graph
 
@@ -268,5 +268,6 @@ def warm_up() -> None:
     viz.histograms_figure(data.labels, TARGET_UNITS)
     tables.cards_frame(store())
     model("formation-energy-per-atom")  # the Fine-tune page's default choice
+    model(viewer.PREFERRED_MODELS[0])  # the viewer's first view
     gc.collect()
     gc.freeze()

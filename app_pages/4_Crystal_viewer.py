@@ -1,4 +1,8 @@
-"""Crystal & attention viewer: a crystal in 3D with its graph edges, coloured by a model's edge weights."""
+"""Crystal & attention viewer: a crystal in 3D with its graph edges, coloured by a model's edge weights.
+
+One source of truth (see :mod:`cgcnn.app.viewer`): each run builds one ``ViewState`` from the address and the
+widgets, writes it back into both, and draws only from it.
+"""
 
 from __future__ import annotations
 
@@ -6,109 +10,72 @@ import streamlit as st
 
 import app_ui
 from cgcnn.app import classroom, plain, tables, uploads, viewer
-from cgcnn.zoo import model_config
 
-NO_MODEL = "(graph only, no model)"
 HEIGHT = 520
+SOURCES = ["Default dataset", "Upload a file"]
 
 
 @st.cache_data(show_spinner="Building the 3D scene…", max_entries=32)
-def build_view(
-    crystal_id: str | None,
-    upload: tuple[str, bytes] | None,
-    model_name: str,
-    layer: int,
-    head: int | None,
-    focus: int | None,
-    top_k: int | None,
-    color_atoms: bool,
-    attribution: bool = False,
-):
-    """(html, edge table, info dict) of one view; cached on every choice."""
-    structure = uploads.structure_from_upload(*upload) if upload is not None else app_ui.dataset().structure(crystal_id)
-    predictor = None if model_name == NO_MODEL else app_ui.model(model_name)
-    view = viewer.crystal_view(
-        structure, predictor, layer, head, focus, top_k, color_atoms, height=HEIGHT - 60, attribution=attribution
+def build_view(upload: tuple[str, bytes] | None, state: viewer.ViewState, height: int, zoom: float):
+    """(html, edge table, info dict) of one view; cached on the file and the whole state."""
+    structure = (
+        uploads.structure_from_upload(*upload) if upload is not None else app_ui.dataset().structure(state.crystal)
     )
+    view = viewer.view_of_state(structure, state, app_ui.model, height=height, zoom=zoom)
     return view.html, view.table, view.info
 
 
-user = app_ui.setup("Crystal & attention viewer")
-with app_ui.boundary("the viewer"):
-    data = app_ui.dataset()
-    if not classroom.local_3dmol_available():
-        st.warning("The offline 3D viewer library is missing: run `make` (it copies 3Dmol.js into static/).")
-    left, right = st.columns([1, 2])
-    crystal_id, upload = None, None
-    with left:
-        source = st.radio("Crystal", ["Default dataset", "Upload a file"], horizontal=True, key="view_source")
-        if source == "Default dataset":
-            wanted = st.session_state.pop("open_crystal", None) or st.query_params.get("crystal")
-            query = st.text_input("Search by formula or id", value=wanted or "", key="view_query")
-            matches = tables.search_crystals(data, query)
-            if matches.empty:
-                st.warning(plain.markdown(f"No crystal matches {query!r}; showing all."))
-                matches = tables.search_crystals(data, "")
-            options = matches["id"].tolist()
-            described = matches["formula"] + " (" + matches["atoms"].astype(str) + " atoms)"
-            labels = dict(zip(matches["id"], described, strict=True))
-            index = options.index(wanted) if wanted in options else 0
-            crystal_id = st.selectbox(
-                "Crystal", options, index=index, format_func=lambda i: f"{i} · {labels[i]}", key="view_crystal"
-            )
-        else:
-            file = st.file_uploader("A crystal file (CIF, POSCAR, pymatgen JSON)", key="view_upload")
-            if file is None:
-                st.info("Upload a file to view it.")
-                st.stop()
-            upload = (file.name, file.getvalue())
-        model_names = [NO_MODEL, *tables.model_choices(app_ui.store())]
-        model_name = st.selectbox("Model", model_names, index=min(3, len(model_names) - 1), key="view_model")
-        layer, head, focus, top_k, color_atoms, attribution = 0, None, None, None, False, False
-        if model_name != NO_MODEL:
-            n_conv = model_config(model_name, app_ui.store()).n_conv
-            layer = st.slider("Convolution layer", 1, n_conv, n_conv, key="view_layer") - 1
-            mode = st.radio(
-                "Edges shown", ["One atom's edges", "Every atom's strongest edges", "All edges"], key="view_mode"
-            )
-            if mode == "One atom's edges":
-                focus = int(st.number_input("Atom index", 0, 10_000, 0, key="view_atom"))
-            elif mode == "Every atom's strongest edges":
-                top_k = st.slider("Strongest edges per atom", 1, 12, 2, key="view_topk")
-            colour_by = st.radio(
-                "Colour by", ["the layer's attention or gate", "occlusion attribution"], key="view_colour_by"
-            )
-            attribution = colour_by == "occlusion attribution"
-            color_atoms = st.toggle("Colour atoms too", key="view_contrib")
-    html, table, info = build_view(crystal_id, upload, model_name, layer, None, focus, top_k, color_atoms, attribution)
-    if info.get("n_heads", 1) > 1:
-        with left:
-            head = st.selectbox("Attention head", list(range(info["n_heads"])), key="view_head")
-        html, table, info = build_view(
-            crystal_id, upload, model_name, layer, head, focus, top_k, color_atoms, attribution
-        )
-    if focus is not None and focus >= info["n_atoms"]:
-        st.error(f"This crystal has {info['n_atoms']} atoms: choose an atom index from 0 to {info['n_atoms'] - 1}.")
-        st.stop()
-    st.session_state["viewer_html"] = html
+@st.cache_resource(show_spinner=False)
+def crystal_index() -> viewer.CrystalIndex:
+    return viewer.CrystalIndex.of(app_ui.dataset())
+
+
+@st.cache_data(ttl=10, show_spinner=False)
+def model_shape(name: str) -> viewer.ModelShape:
+    return viewer.model_shape(name, app_ui.store())
+
+
+@st.cache_data(ttl=10, show_spinner=False)
+def ensemble_options(first: str) -> list[str]:
+    return viewer.ensemble_options(first, app_ui.store())
+
+
+def sync_address(state: viewer.ViewState) -> None:
+    """The view's keys of the address follow ``state``; every other key (user, token, present) stays."""
+    wanted = state.to_params()
+    for key in viewer.URL_KEYS:
+        if key in wanted and st.query_params.get(key) != wanted[key]:
+            st.query_params[key] = wanted[key]
+        elif key not in wanted and key in st.query_params:
+            del st.query_params[key]
+
+
+def show_view(left, right, state: viewer.ViewState, upload: tuple[str, bytes] | None, present: bool) -> None:
+    """The 3D view, prediction, colour notes and edge table of ``state`` (nothing else decides them)."""
+    html, table, info = build_view(upload, state, HEIGHT + 120 if present else HEIGHT - 60, 1.1)
+    st.session_state["viewer_html"], st.session_state["viewer_info"] = html, info
     with right:
         st.markdown(
             f"**{plain.markdown(info['formula'])}** · {info['n_atoms']} atoms · "
             f"{info['drawn_edges']} of {info['graph_edges']} "
             f"graph edges drawn · {info['ghosts']} neighbour atoms in adjacent cells (translucent)"
         )
-        st.iframe(html, height=HEIGHT + 40, alt=f"3D view of {info['formula']} and its crystal graph")
+        st.iframe(html, height=(HEIGHT + 300 if present else HEIGHT + 80), alt=f"3D view of {info['formula']}")
         if info.get("truncated"):
             st.caption("Large cell: only the first edges are drawn.")
     with left:
         if "prediction" in info:
-            st.metric(plain.markdown(f"Prediction: {info['target']}"), f"{info['prediction']:.3f} {info['units']}")
-            kind = info["kind"]
+            units = info["units"]
+            spread = f" ± {info['std']:.3f}" if "std" in info else ""
+            st.metric(plain.markdown(f"Prediction: {info['target']}"), f"{info['prediction']:.3f}{spread} {units}")
+            if "members" in info:
+                each = ", ".join(f"{name} {value:.3f}" for name, value in info["members"].items())
+                st.caption(plain.markdown(f"Mean ± std over {len(info['members'])} models (seed ensemble): {each}."))
             st.caption(
                 ("Edge colour: occlusion attribution, the prediction minus the prediction without that edge's "
-                 "message (model units; the same for every layer). " if attribution else
-                 "Edge colour and thickness: attention coefficient of the chosen layer and head. " if kind ==
-                 "attention" else "Gated convolutions have no attention: edges show the mean filter gate "
+                 "message (model units; the same for every layer). " if state.colour == "occlusion" else
+                 "Edge colour and thickness: attention coefficient of the chosen layer and head. " if info["kind"]
+                 == "attention" else "Gated convolutions have no attention: edges show the mean filter gate "
                  "σ(·) of the chosen layer (0–1), how much each neighbour's message passes. ")
                 + "Atom contribution: the model's head applied to that atom's final feature alone (what the "
                 f"model predicts for a crystal of atoms like it); their mean is {info['contrib_mean']:.3f}, the "
@@ -123,15 +90,114 @@ with app_ui.boundary("the viewer"):
                 "changes the prediction.\n"
                 "- **Occlusion attribution** does: remove that edge's message in every layer and predict again; "
                 "the colour is the prediction minus that. Atoms: remove every message the atom sends.\n"
+                "- Edges and atoms have **separate colour bars** (different colour maps). *Fixed colour range "
+                "across layers* keeps one edge range for every layer, so layers compare by colour.\n"
                 "- Attention and attribution often disagree: on 15 test crystals their rank correlation was 0.86 "
                 "for the study's attention model but about 0.5 for the edge-aware and 4-head ones "
-                "(`python -m cgcnn explain` prints both)."
+                "(`python -m cgcnn explain` prints both).\n"
+                "- The page address holds this view: copy it to share exactly what you see."
             )
-    if model_name != NO_MODEL and len(table):
+    focus = state.atom if state.edges == "atom" and state.members else None
+    if state.members and len(table):
         st.subheader("Edges drawn" + (f" of atom {focus} ({info['species'][focus]})" if focus is not None else ""))
         st.dataframe(table, hide_index=True, width="stretch")
     elif len(table):
         with st.expander("Edges of the crystal graph"):
             st.dataframe(table.drop(columns=["coefficient"]), hide_index=True, width="stretch")
-    if len(table) and model_name != NO_MODEL and table["coefficient"].notna().all():
+    if len(table) and state.members and table["coefficient"].notna().all():
         st.caption("Rows sorted by coefficient, strongest first; image = lattice translation of the neighbour.")
+
+
+user = app_ui.setup("Crystal & attention viewer")
+with app_ui.boundary("the viewer"):
+    data = app_ui.dataset()
+    index = crystal_index()
+    present = app_ui.presenting()
+    if not classroom.local_3dmol_available():
+        st.warning("The offline 3D viewer library is missing: run `make` (it copies 3Dmol.js into static/).")
+    models = [viewer.NO_MODEL, *app_ui.model_choices()]
+    default = viewer.ViewState(crystal=index.default, model=viewer.default_model(models), fixed_range=present)
+
+    # Another page opened a crystal here; a new search shows its first match.
+    opened = st.session_state.pop("open_crystal", None)
+    if opened:
+        st.session_state["view_crystal"], st.session_state["view_source"] = str(opened), SOURCES[0]
+    query = st.session_state.get("view_query", "")
+    matches = tables.search_crystals(data, query)
+    if query != st.session_state.get("view_query_seen", "") and not matches.empty:
+        st.session_state["view_crystal"] = str(matches["id"].iloc[0])
+    st.session_state["view_query_seen"] = query
+
+    # The one state: the address, overridden by what the user just changed, checked, then shown by every widget.
+    def parse(params, n_atoms=lambda crystal: None):
+        return viewer.parse_view(params, index.n_atoms, models, model_shape, default, ensemble_options, n_atoms)
+
+    from_address, ignored = parse(st.query_params.to_dict(), index.n_atoms.get)
+    state, _ = parse({**from_address.to_params(), **viewer.params_from_widgets(st.session_state)})
+    for key, value in viewer.widget_values(state).items():
+        st.session_state[key] = value
+    sync_address(state)
+    st.session_state["viewer_state"] = state
+
+    left, right = st.columns([1, 2])
+    upload = None
+    with left:
+        if ignored:
+            st.caption(plain.markdown("Not understood in the address, so shown as default: " + ", ".join(ignored)))
+        source = st.radio("Crystal", SOURCES, horizontal=True, key="view_source")
+        if source == SOURCES[0]:
+            st.text_input("Search by formula or id", key="view_query")
+            if matches.empty:
+                st.warning(plain.markdown(f"No crystal matches {query!r}; showing all."))
+                matches = tables.search_crystals(data, "")
+            options = matches["id"].tolist()
+            if state.crystal not in options:
+                options = [state.crystal, *options]
+            sizes = index.n_atoms
+            formulas = dict(zip(matches["id"], matches["formula"], strict=True))
+            formulas.setdefault(state.crystal, index.formulas[state.crystal])
+            st.selectbox(
+                "Crystal", options, format_func=lambda i: f"{i} · {formulas[i]} ({sizes[i]} atoms)", key="view_crystal"
+            )
+        else:
+            file = st.file_uploader("A crystal file (CIF, POSCAR, pymatgen JSON)", key="view_upload")
+            if file is not None:
+                upload = (file.name, file.getvalue())
+        st.selectbox("Model", models, key="view_model")
+        if state.members:
+            st.multiselect(
+                "Seed ensemble: average with",
+                ensemble_options(state.members[0]),
+                key="view_ensemble",
+                placeholder="other runs of this target",
+                help="Models of the same target (e.g. one fine-tune recipe with several seeds): the prediction "
+                "becomes their mean ± std, as `python -m cgcnn predict --model run:A,run:B`. The picture stays "
+                "the first model's.",
+            )
+            st.slider("Convolution layer", 1, model_shape(state.members[0]).n_conv, key="view_layer")
+            if state.heads > 1:
+                st.selectbox(
+                    "Attention head",
+                    list(range(state.heads + 1)),
+                    format_func=lambda h: "mean of the heads" if h == 0 else f"head {h}",
+                    key="view_head",
+                )
+            st.radio("Edges shown", list(viewer.EDGE_MODES.values()), key="view_mode")
+            if state.edges == "atom":
+                st.number_input("Atom index", 0, 10_000, key="view_atom")
+            elif state.edges == "top":
+                st.slider("Strongest edges per atom", 1, viewer.MAX_TOP_K, key="view_topk")
+            st.radio("Colour edges by", list(viewer.COLOURINGS.values()), key="view_colour_by")
+            st.toggle("Colour atoms too", key="view_contrib")
+            st.toggle(
+                "Fixed colour range across layers",
+                key="view_fixed",
+                help="One edge colour range over every layer of this model and crystal, so the same colour is the "
+                "same weight in every layer (on by default in presentation mode).",
+            )
+
+    if source == SOURCES[1] and upload is None:
+        with right:
+            st.info("Upload a file to view it.")
+    else:
+        show_view(left, right, state, upload, present)

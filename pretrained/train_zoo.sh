@@ -10,7 +10,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
-COMMON=(--epochs 50 --milestones 40 --seed 0 --split-seed 0 --threads 1)
+# --keep-twins: these models predate the structure check, so their pretraining sets exclude the band-gap test
+# block by id only (20 of its crystals have a twin in them); drop the flag to train new models without the twins.
+COMMON=(--epochs 50 --milestones 40 --seed 0 --split-seed 0 --threads 1 --keep-twins)
 WHICH=${1:-all}
 
 if [[ $WHICH == all || $WHICH == gated ]]; then

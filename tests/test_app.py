@@ -7,6 +7,7 @@ own job runner (worker processes, as in the server); the compare page then shows
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -261,3 +262,200 @@ def test_viewer_colours_edges_by_occlusion_attribution():
     expected = attribute(predictor, graph).edge_occlusion[:12]  # atom 0's edges
     assert np.allclose(sorted(table["coefficient"]), sorted(expected), atol=1e-6)
     assert any("How to read this" in e.label for e in at.expander)
+
+
+# --------------------------------------------------------------------------------------------------- viewer (issue 11)
+
+VIEWER = "app_pages/4_Crystal_viewer.py"
+
+
+def cli_prediction(model: str, crystal: Path | str) -> float:
+    """What ``python -m cgcnn predict --model MODEL FILE`` prints: its library call (for an ensemble, the mean).
+
+    A dataset crystal (an id) goes through the same call with the dataset's structure as the file's content: a
+    CIF written out and read back would move atoms by float noise, and cubic SrTiO3 has a distance tie at the
+    12-neighbour cut, so the graph would change.
+    """
+    from cgcnn.nn.predictor import predict_files
+    from cgcnn.zoo import load_model_or_ensemble
+
+    read = None if isinstance(crystal, Path) else (lambda path: load_default_dataset().structure(path.name))
+    kwargs = {"read": read} if read else {}
+    (result,) = predict_files(load_model_or_ensemble(model), [Path(crystal)], **kwargs)
+    assert not result.error, result.error
+    return float(result.values[0])
+
+
+def shown_crystal(at: AppTest, upload: Path | None) -> Path | str:
+    """The crystal the page shows: the uploaded file, or the dataset crystal's id."""
+    return upload if upload is not None else at.selectbox(key="view_crystal").value
+
+
+def assert_view_follows_widgets(at: AppTest, upload: Path | None = None) -> None:
+    """Prediction, colour bars and edges are those of the widgets' values (issue 11, item 1)."""
+    from cgcnn.app.viewer import COLOURINGS, EDGE_MODES, NO_MODEL
+
+    no_problems(at)
+    model = at.selectbox(key="view_model").value
+    extra = at.multiselect(key="view_ensemble").value if model != NO_MODEL else []
+    html, info = at.session_state["viewer_html"], at.session_state["viewer_info"]
+    assert at.query_params["model"] == ",".join([model, *extra])  # the address says what the widgets say
+    if model == NO_MODEL:
+        assert not at.metric and "data-for" not in html
+        return
+    shown = at.metric[0].value.split()
+    expected = cli_prediction(",".join([model, *extra]), shown_crystal(at, upload))
+    assert float(shown[0]) == pytest.approx(expected, abs=5.01e-4), (model, shown, expected)
+    assert info["prediction"] == pytest.approx(expected, abs=1e-4)
+    assert (shown[1] == "±") == bool(extra)
+    assert f"Prediction: {model_config(model).targets[0]}" == at.metric[0].label.replace("\\", "")
+    mode = at.radio(key="view_mode").value
+    if mode == EDGE_MODES["all"]:
+        assert info["drawn_edges"] == info["graph_edges"]
+    elif mode == EDGE_MODES["top"]:
+        assert info["drawn_edges"] == at.slider(key="view_topk").value * info["n_atoms"]
+    else:
+        assert info["drawn_edges"] == 12
+    atoms_coloured = at.toggle(key="view_contrib").value
+    assert ('data-for="atoms"' in html) == atoms_coloured  # the atoms' colour bar
+    assert ('class="cgcnn-element"' in html) == (not atoms_coloured)  # element chips only while atoms show elements
+    layer = at.slider(key="view_layer").value
+    if at.radio(key="view_colour_by").value == COLOURINGS["occlusion"]:
+        assert info["edge_label"].startswith("occlusion attribution")
+    else:
+        kind = "gate" if model_config(model).conv == "gated" else "attention"
+        assert info["edge_label"].startswith(f"{kind} (conv {layer}")
+    assert f"<b>Edges</b>: {info['edge_label']}" in html
+
+
+def test_viewer_opens_on_a_perovskite_with_the_4_head_model():
+    at = page(VIEWER)
+    no_problems(at)
+    crystal = at.selectbox(key="view_crystal").value
+    assert load_default_dataset().structure(crystal).composition.reduced_formula == "SrTiO3"
+    assert at.selectbox(key="view_model").value == "own-attention-4head"
+    assert len(at.selectbox(key="view_head").options) == 5  # the mean, then heads 1 to 4
+    assert at.radio(key="view_mode").value != "All edges"
+    assert at.session_state["viewer_info"]["value_range"][1] > at.session_state["viewer_info"]["value_range"][0]
+    assert "zoomTo()" in at.session_state["viewer_html"] and "width: 100%" in at.session_state["viewer_html"]
+    assert_view_follows_widgets(at)
+
+
+def test_viewer_every_mode_switch_shows_the_cli_prediction():
+    """Issue 11 item 1: attention model + All edges + coloured atoms, then a file: nothing stale survives."""
+    import subprocess
+
+    cif = ROOT / "tests" / "data" / "cifs" / "mp-2260.cif"
+    at = page(VIEWER)
+    at.selectbox(key="view_model").set_value("own-attention").run()
+    at.radio(key="view_mode").set_value("All edges").run()
+    at.toggle(key="view_contrib").set_value(True).run()
+    assert_view_follows_widgets(at)
+    at.radio(key="view_source").set_value("Upload a file").run()
+    no_problems(at)
+    # the old page stopped before the model's widgets while no file was chosen: the server kept their old values
+    # while the browser dropped them and showed the defaults, so the next picture used hidden choices
+    assert at.selectbox(key="view_model").value == "own-attention"
+    assert at.radio(key="view_mode").value == "All edges" and at.toggle(key="view_contrib").value
+    at.file_uploader(key="view_upload").set_value([(cif.name, cif.read_bytes(), "chemical/x-cif")]).run()
+    assert_view_follows_widgets(at, upload=cif)
+    out = subprocess.run(
+        [sys.executable, "-m", "cgcnn", "predict", "--model", "own-attention", str(cif)],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    ).stdout.splitlines()  # fmt: skip
+    assert at.metric[0].value == f"{float(out[1].split(',')[1]):.3f} eV/atom"  # the real CLI, to the digit shown
+    for change in (
+        lambda: at.selectbox(key="view_model").set_value("band-gap"),
+        lambda: at.radio(key="view_colour_by").set_value("occlusion attribution"),
+        lambda: at.toggle(key="view_contrib").set_value(False),
+        lambda: at.radio(key="view_mode").set_value("One atom's edges"),
+        lambda: at.radio(key="view_source").set_value("Default dataset"),
+        lambda: at.selectbox(key="view_model").set_value("own-attention-4head"),
+        lambda: at.radio(key="view_colour_by").set_value("the layer's attention or gate"),
+        lambda: at.slider(key="view_layer").set_value(2),
+    ):
+        change().run()
+        on_file = at.radio(key="view_source").value == "Upload a file"
+        assert_view_follows_widgets(at, upload=cif if on_file else None)
+    assert at.selectbox(key="view_crystal").value == at.query_params["crystal"]  # back on the dataset's crystal
+
+
+def viewer_at(**params: str) -> AppTest:
+    at = AppTest.from_file(str(ROOT / VIEWER), default_timeout=120)
+    at.query_params.update({"user": "alice", "token": "test-token-of-alice-0123456789", **params})
+    return at.run()
+
+
+def test_viewer_view_lives_in_the_address():
+    """A shared link reopens the same view; the sign-in and presentation keys stay in the address."""
+    at = viewer_at(crystal="mp-22862", model="own-attention-4head", layer="2", head="3", edges="atom", atom="5",
+                   colour="weights", atoms="1", fixed="1")  # fmt: skip
+    no_problems(at)
+    assert at.selectbox(key="view_crystal").value == "mp-22862"
+    assert at.slider(key="view_layer").value == 2
+    assert at.selectbox(key="view_head").value == "head 3" or at.session_state["view_head"] == 3
+    assert at.radio(key="view_mode").value == "One atom's edges" and at.number_input(key="view_atom").value == 5
+    assert at.toggle(key="view_contrib").value and at.toggle(key="view_fixed").value
+    info = at.session_state["viewer_info"]
+    assert info["edge_label"] == "attention (conv 2, head 3)" and info["atom_label"].startswith("contribution")
+    assert "(fixed over all layers)" in at.session_state["viewer_html"]
+    assert_view_follows_widgets(at)
+    at.slider(key="view_layer").set_value(4).run()
+    at.radio(key="view_mode").set_value("Every atom's strongest edges").run()
+    no_problems(at)
+    params = dict(at.query_params)
+    assert params["layer"] == "4" and params["edges"] == "top" and params["head"] == "3"
+    assert params["user"] == "alice" and params["token"] == "test-token-of-alice-0123456789"
+    again = viewer_at(**{k: v for k, v in params.items() if k not in ("user", "token")})  # the shared link
+    assert again.session_state["viewer_state"] == at.session_state["viewer_state"]
+    assert (
+        again.session_state["viewer_html"].split("<script>", 1)[0]
+        == at.session_state["viewer_html"].split("<script>", 1)[0]
+    )
+
+
+def test_viewer_bad_address_values_fall_back_to_defaults():
+    at = viewer_at(crystal="no-such-crystal", model="../../etc/passwd", layer="99", head="x", edges="tangle",
+                   k="0", atom="-3", colour="red", atoms="maybe", fixed="2")  # fmt: skip
+    no_problems(at)
+    default = page(VIEWER).session_state["viewer_state"]
+    assert at.session_state["viewer_state"] == default
+    note = " ".join(c.value for c in at.caption).replace("\\", "")
+    assert "Not understood in the address" in note and "layer=99" in note
+    assert dict(at.query_params)["model"] == default.model  # the address is corrected
+    at = viewer_at(crystal="mp-22862", model="own-attention", layer="0", edges="atom", atom="8")  # 8 atoms: 0-7
+    no_problems(at)
+    assert at.slider(key="view_layer").value == 4 and at.number_input(key="view_atom").value == 0
+
+
+def test_viewer_presentation_mode_fixes_the_colour_range_and_enlarges_the_view():
+    at = viewer_at(present="1")
+    no_problems(at)
+    assert at.toggle(key="view_fixed").value
+    assert "(fixed over all layers)" in at.session_state["viewer_html"]
+    assert dict(at.query_params)["present"] == "1"
+    normal = page(VIEWER).session_state["viewer_html"]
+    height = re.compile(r"height: (\d+)px")
+    assert int(height.search(at.session_state["viewer_html"]).group(1)) > int(height.search(normal).group(1))
+
+
+def test_viewer_ensemble_shows_mean_and_std():
+    """Issue 12: a seed ensemble (``predict --model A,B``) shows mean ± std and each member."""
+    at = viewer_at(crystal="mp-22862", model="own-attention,own-attention-4head")
+    no_problems(at)
+    assert at.multiselect(key="view_ensemble").value == ["own-attention-4head"]
+    assert "own-attention-4head" in at.multiselect(key="view_ensemble").options
+    value, pm, std, _ = at.metric[0].value.split()
+    from cgcnn.nn.predictor import predict_files
+    from cgcnn.zoo import load_model_or_ensemble
+
+    (result,) = predict_files(
+        load_model_or_ensemble("own-attention,own-attention-4head"), [Path("mp-22862")],
+        read=lambda path: load_default_dataset().structure(path.name),
+    )  # fmt: skip
+    assert pm == "±" and float(value) == pytest.approx(result.values[0], abs=5.01e-4)
+    assert float(std) == pytest.approx(result.std[0], abs=5.01e-4)
+    assert any("seed ensemble" in c.value for c in at.caption)
+    assert_view_follows_widgets(at)
+    at.multiselect(key="view_ensemble").set_value([]).run()
+    assert "±" not in at.metric[0].value and at.query_params["model"] == "own-attention"

@@ -303,3 +303,154 @@ def test_enter_in_a_number_box_does_not_queue(browser, server):
         assert queued_150() == 0
     finally:
         page.close()
+
+
+# ------------------------------------------------------------------------------------------- crystal viewer (issue 11)
+
+
+def viewer_frame(page):
+    return page.locator('iframe[title^="3D view"]').first.content_frame
+
+
+def viewer_document(page):
+    """The 3D view's frame (a playwright ``Frame``: it can evaluate script), once 3Dmol has drawn into it."""
+    frame = page.locator('iframe[title^="3D view"]').first.element_handle().content_frame()
+    frame.wait_for_function("() => !!window.cgcnnViewer", timeout=60_000)
+    return frame
+
+
+def shown_view(page) -> dict:
+    """What a user sees: the widgets' values, the prediction, the colour bars and the edge count."""
+    values = page.evaluate(
+        """() => {
+          const out = {radios: [], toggles: {}};
+          for (const box of document.querySelectorAll('[data-testid="stSelectbox"]')) {
+            const label = box.querySelector('label');
+            const input = box.querySelector('input');
+            if (label && input) out[label.innerText.trim()] = input.value;
+          }
+          for (const input of document.querySelectorAll('input[type=radio]:checked')) {
+            out.radios.push((input.closest('label') || input.parentElement).innerText.trim());
+          }
+          for (const input of document.querySelectorAll('input[type=checkbox]')) {
+            out.toggles[(input.closest('label') || input.parentElement).innerText.trim()] = input.checked;
+          }
+          const metric = document.querySelector('[data-testid="stMetricValue"]');
+          out.prediction = metric ? metric.innerText.trim() : null;
+          return out;
+        }"""
+    )
+    frame = viewer_frame(page)
+    values["edge_bar"] = frame.locator('[data-for="edges"]').all_inner_texts()
+    values["atom_bar"] = frame.locator('[data-for="atoms"]').count()
+    values["summary"] = page.get_by_text(re.compile(r"graph edges drawn")).first.inner_text()
+    return values
+
+
+def settle(page, timeout_s: float = 90.0) -> dict:
+    """Wait until the script has run and what is shown stops changing (the 3D frame reloads after the script)."""
+    wait_until_idle(page, timeout_s)
+    deadline = time.monotonic() + timeout_s
+    last, same = None, 0
+    while time.monotonic() < deadline:
+        time.sleep(0.7)
+        try:
+            now = shown_view(page) if page.locator('[data-testid="stStatusWidget"]').count() == 0 else None
+        except Exception:  # the frame is being replaced
+            now = None
+        same = same + 1 if now is not None and now == last else 0
+        last = now
+        if same >= 2:
+            return now
+    raise AssertionError("the viewer kept changing")
+
+
+def pick(page, label: str, option: str) -> None:
+    box = page.locator('[data-testid="stSelectbox"]').filter(has=page.get_by_text(label, exact=True)).first
+    box.click()
+    page.get_by_role("option", name=option, exact=True).click()
+
+
+def test_viewer_after_mode_switches_shows_the_clis_prediction(browser, server):
+    """Issue 11, item 1, as a user saw it: attention model, All edges and coloured atoms, then a file.
+
+    The old page stopped before its model widgets while no file was chosen; the browser then showed them at their
+    defaults (band-gap, one atom's edges, atoms by element) while the server drew and predicted with the old
+    choices: FePt showed own-attention's formation energy under the band-gap label.
+    """
+    from cgcnn.nn.predictor import predict_files
+    from cgcnn.zoo import load_model_or_ensemble
+
+    cif = Path(__file__).parent / "data" / "cifs" / "mp-2260.cif"
+    page = browser.new_page(viewport={"width": 1400, "height": 1100})
+    try:
+        page.goto(f"{server.url}/Crystal_viewer?user=demo&token={DEMO_TOKEN}", wait_until="domcontentloaded")
+        settle(page)
+        pick(page, "Model", "own-attention")
+        settle(page)
+        page.get_by_text("All edges", exact=True).click()
+        settle(page)
+        page.get_by_text("Colour atoms too", exact=True).click()
+        settle(page)
+        page.get_by_text("Upload a file", exact=True).click()
+        wait_until_idle(page)
+        page.locator("input[type=file]").set_input_files(str(cif))
+        shown = settle(page)
+        model = shown["Model"]
+        (expected,) = predict_files(load_model_or_ensemble(model), [cif])
+        assert shown["prediction"].split()[0] == f"{expected.values[0]:.3f}", (shown, expected.values)
+        all_edges = "All edges" in shown["radios"]
+        assert ("24 of 24 graph edges" in shown["summary"]) == all_edges, shown
+        assert (shown["atom_bar"] == 1) == shown["toggles"]["Colour atoms too"], shown
+        assert shown["edge_bar"][0].startswith("Edges: attention (conv 4)"), shown
+        assert (model, all_edges, shown["toggles"]["Colour atoms too"]) == ("own-attention", True, True)  # kept
+    finally:
+        page.close()
+
+
+def test_viewer_png_export(browser, server):
+    """The *Download PNG* button under the 3D view saves the canvas as a PNG file (rendered in the browser)."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1100}, accept_downloads=True)
+    try:
+        page.goto(f"{server.url}/Crystal_viewer?user=demo&token={DEMO_TOKEN}", wait_until="domcontentloaded")
+        settle(page)
+        frame = viewer_document(page)
+        uri = frame.evaluate("() => cgcnnPngURI()")
+        assert uri.startswith("data:image/png;base64,")
+        import base64
+
+        png = base64.b64decode(uri.split(",", 1)[1])
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and distinct_colours(png) > 10
+        with page.expect_download(timeout=30_000) as download:
+            frame.locator(".cgcnn-png").click()
+        saved = Path(download.value.path()).read_bytes()
+        assert download.value.suggested_filename.endswith(".png") and saved[:8] == b"\x89PNG\r\n\x1a\n"
+        assert distinct_colours(saved) > 10
+    finally:
+        page.close()
+
+
+def test_viewer_first_view_fills_the_frame(browser, server):
+    """It opens on cubic SrTiO3 with the 4-head attention model, centred and filling the 3D frame."""
+    from PIL import Image
+
+    page = browser.new_page(viewport={"width": 1400, "height": 1100})
+    try:
+        page.goto(f"{server.url}/Crystal_viewer?user=demo&token={DEMO_TOKEN}", wait_until="domcontentloaded")
+        shown = settle(page)
+        assert shown["Model"] == "own-attention-4head" and shown["Attention head"] == "head 1"
+        assert "SrTiO3" in shown["Crystal"] and "All edges" not in shown["radios"]
+        frame = viewer_document(page)
+        time.sleep(1.5)
+        canvas = Image.open(io.BytesIO(frame.locator("canvas").first.screenshot())).convert("L")
+        width, height = canvas.size
+        ink = canvas.point(lambda v: 255 if v < 235 else 0).getbbox()  # everything that is not background
+        assert ink is not None
+        left, top, right, bottom = ink
+        assert max((right - left) / width, (bottom - top) / height) > 0.6, (ink, canvas.size)
+        assert (
+            abs((left + right) / 2 - width / 2) < 0.12 * width and abs((top + bottom) / 2 - height / 2) < 0.12 * height
+        )
+        shoot(page, "viewer")
+    finally:
+        page.close()

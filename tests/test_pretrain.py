@@ -10,7 +10,7 @@ from cgcnn.cli.main import main
 from cgcnn.data.datasets import load_default_dataset
 from cgcnn.data.graph import GraphParams, GraphSet
 from cgcnn.data.graph_cache import get_graphs
-from cgcnn.data.splits import canonical_blocks, pretraining_ids
+from cgcnn.data.splits import canonical_blocks, pretraining_ids, twins_of_test_block
 from cgcnn.errors import CGCNNError
 from cgcnn.training.pretrain import PretrainSpec, PretrainStopped, pretrain, resolve_split, resume_path, split_ids
 from cgcnn.training.train import LabelledGraphs, TrainConfig, train_model
@@ -90,14 +90,44 @@ def test_split_is_deterministic_disjoint_and_excludes_the_band_gap_test_block(da
     with pytest.raises(CGCNNError, match="too few"):
         split_ids(ids[:3], 0, 0.1, 0.1)
 
-    spec = PretrainSpec.from_dict({"targets": ["formation_energy_per_atom", "log10_K_VRH"]})
-    split, origin = resolve_split(spec, dataset)
-    everything = set(split.train + split.val + split.test)
-    assert not everything & set(canonical_blocks(dataset, "band_gap", 0).test)
-    assert everything == set(pretraining_ids(dataset, "formation_energy_per_atom")) | set(
-        pretraining_ids(dataset, "log10_K_VRH")
-    )
-    assert "band-gap" in origin["rule"]
+    targets = ["formation_energy_per_atom", "log10_K_VRH"]
+    for exclude_twins in (True, False):
+        spec = PretrainSpec.from_dict({"targets": targets, "exclude_twins": exclude_twins})
+        split, origin = resolve_split(spec, dataset)
+        everything = set(split.train + split.val + split.test)
+        assert not everything & set(canonical_blocks(dataset, "band_gap", 0).test)
+        assert everything == {cid for t in targets for cid in pretraining_ids(dataset, t, 0, exclude_twins)}
+        assert "band-gap" in origin["rule"]
+    assert origin.get("twins_dropped") is None  # the id-only rule drops none
+
+
+def test_pretraining_sets_drop_the_twins_of_the_test_block_and_say_how_many(dataset):
+    twins = twins_of_test_block(dataset, 0)
+    split, origin = resolve_split(PretrainSpec(), dataset)  # new specs: the twin rule
+    assert not set(split.train + split.val + split.test) & twins
+    assert origin["twins_dropped"] == len(twins) == 25 and "structure twins" in origin["rule"]
+    # the spec says so, and a spec stored before the rule (no key) reads as the id-only rule it was trained with
+    assert PretrainSpec().to_dict()["exclude_twins"] is True
+    assert PretrainSpec.from_dict(PretrainSpec().to_dict()).exclude_twins is True
+    assert PretrainSpec.from_dict({"targets": ["log10_K_VRH"]}).exclude_twins is False
+    assert PretrainSpec(ids="matched:own-combined").exclude_twins is False  # follows its source
+
+
+def test_the_card_records_the_twins_left_out(tmp_path, dataset):
+    """A tiny pretraining on the crystals that have a twin: the test block of that subset has twins outside it."""
+    groups = dataset.metadata["duplicate_groups"]
+    subset = dataset.subset(sorted({cid for g in groups for cid in g}), name="twins only")
+    twins = twins_of_test_block(subset, 0)
+    assert twins  # some test crystal of the subset has its twin outside the subset's test block
+    spec = {"targets": ["formation_energy_per_atom"], "epochs": 1, **TINY}
+    new = pretrain(PretrainSpec.from_dict({**spec, "exclude_twins": True}), tmp_path / "new.pt", dataset=subset)
+    old = pretrain(PretrainSpec.from_dict(spec), tmp_path / "old.pt", dataset=subset)
+    with_label = twins & set(subset.with_target("formation_energy_per_atom"))
+    assert new.details["split"]["twins_dropped"] == len(with_label)
+    assert new.details["data"]["twins_of_band_gap_test_block"] == 0
+    assert old.details["data"]["twins_of_band_gap_test_block"] == len(with_label)
+    assert new.details["data"]["overlaps_band_gap_test_block"] == 0
+    assert old.details["data"]["overlaps_band_gap_test_block"] == 0
 
 
 def test_matched_ids_take_the_crystals_and_roles_of_another_model(tmp_path, dataset, half_labelled_ids):

@@ -415,7 +415,7 @@ def test_concurrent_claims_never_take_a_run_twice(tmp_path):
     for p in procs:
         p.start()
     go.set()
-    claimed = [out.get(timeout=60) for _ in procs]
+    claimed = [out.get(timeout=180) for _ in procs]
     for p in procs:
         p.join(30)
     flat = [run_id for part in claimed for run_id in part]

@@ -32,8 +32,11 @@ from cgcnn.data.graph import CrystalGraph
 
 #: Where the app serves its copy of 3Dmol.js (``static/3Dmol-min.js`` with static serving on).
 LOCAL_3DMOL_URL = "/app/static/3Dmol-min.js"
-#: Colour scale of edge and atom values (plotly name).
+#: Colour scale of values in figures, and of the crystal scene's edge values (plotly name).
 VALUE_COLORSCALE = "Viridis"
+#: Colour scale of the crystal scene's per-atom values: another map than the edges', so a student never reads an
+#: atom's colour on the edges' bar (both are shown, each labelled).
+ATOM_COLORSCALE = "Bluered"
 
 _CELL_EDGES = [(0, 1), (0, 2), (0, 4), (1, 3), (1, 5), (2, 3), (2, 6), (3, 7), (4, 5), (4, 6), (5, 7), (6, 7)]
 
@@ -57,8 +60,10 @@ def element_color(symbol: str) -> str:
     return _jmol_colors().get(symbol, "#808080")
 
 
-def value_colors(values: np.ndarray, vmin: float | None = None, vmax: float | None = None) -> list[str]:
-    """Map values to ``#rrggbb`` colours on :data:`VALUE_COLORSCALE` (``vmin``..``vmax``, default min..max)."""
+def value_colors(
+    values: np.ndarray, vmin: float | None = None, vmax: float | None = None, colorscale: str = VALUE_COLORSCALE
+) -> list[str]:
+    """Map values to ``#rrggbb`` colours on ``colorscale`` (``vmin``..``vmax``, default min..max)."""
     values = np.asarray(values, dtype=float)
     if values.size == 0:
         return []
@@ -66,7 +71,7 @@ def value_colors(values: np.ndarray, vmin: float | None = None, vmax: float | No
     hi = float(np.nanmax(values)) if vmax is None else vmax
     t = np.zeros_like(values) if hi - lo < 1e-12 else np.clip((values - lo) / (hi - lo), 0.0, 1.0)
     t = np.nan_to_num(t, nan=0.0)
-    return [_rgb_to_hex(c) for c in sample_colorscale(VALUE_COLORSCALE, t.tolist())]
+    return [_rgb_to_hex(c) for c in sample_colorscale(colorscale, t.tolist())]
 
 
 def _rgb_to_hex(rgb: str) -> str:
@@ -74,8 +79,8 @@ def _rgb_to_hex(rgb: str) -> str:
     return "#{:02x}{:02x}{:02x}".format(*(round(float(p)) for p in parts[:3]))
 
 
-def _gradient_css(n: int = 9) -> str:
-    stops = value_colors(np.linspace(0.0, 1.0, n), 0.0, 1.0)
+def _gradient_css(n: int = 9, colorscale: str = VALUE_COLORSCALE) -> str:
+    stops = value_colors(np.linspace(0.0, 1.0, n), 0.0, 1.0, colorscale)
     return ", ".join(stops)
 
 
@@ -123,6 +128,7 @@ class Scene:
         cell_lines: the 12 edges of the unit cell as (start, end) points.
         legend: element symbol → colour of the elements present.
         value_range: (min, max) of the colour bar of edge values, None without values.
+        value_range_fixed: True when ``value_range`` was given (e.g. over every layer), not the drawn edges'.
         value_label: what the edge values are (for the colour bar).
         atom_value_range: (min, max) of the per-atom value colour bar, None when atoms are coloured by element.
         atom_value_label: what the per-atom values are.
@@ -137,6 +143,7 @@ class Scene:
     legend: dict[str, str] = field(default_factory=dict)
     value_range: tuple[float, float] | None = None
     value_label: str = ""
+    value_range_fixed: bool = False
     atom_value_range: tuple[float, float] | None = None
     atom_value_label: str = ""
     n_graph_edges: int = 0
@@ -217,6 +224,7 @@ def build_scene(
     value_label: str = "edge value",
     atom_value_label: str = "atom value",
     max_edges: int = 4000,
+    value_range: tuple[float, float] | None = None,
 ) -> Scene:
     """Atoms, ghost atoms, edges and cell of one crystal (see the module docstring).
 
@@ -234,6 +242,8 @@ def build_scene(
         value_label: colour bar title of the edge values.
         atom_value_label: colour bar title of the atom values.
         max_edges: draw at most this many edges (a huge cell must not freeze the browser).
+        value_range: (min, max) of the edges' colour bar; default: the drawn edges' own range. Give one range
+            for several scenes (e.g. every layer of a model) so that one colour means one value in all of them.
     """
     lattice = np.asarray(lattice, dtype=float)
     frac = np.asarray(frac_coords, dtype=float)
@@ -252,7 +262,7 @@ def build_scene(
     atom_range = None
     if atom_values is not None:
         atom_values = np.asarray(atom_values, dtype=float)
-        atom_colors = value_colors(atom_values)
+        atom_colors = value_colors(atom_values, colorscale=ATOM_COLORSCALE)
         atom_range = (float(np.nanmin(atom_values)), float(np.nanmax(atom_values)))
     else:
         atom_colors = [legend[s] for s in species]
@@ -271,15 +281,18 @@ def build_scene(
     chosen = select_edges(graph, values, focus_atom, top_k, dedupe)
     truncated = len(chosen) > max_edges
     chosen = chosen[:max_edges]
-    value_range = None
+    fixed = value_range is not None and values is not None
     if values is not None and len(chosen):
         drawn = values[chosen]
-        value_range = (float(drawn.min()), float(drawn.max()))
+        if value_range is None:
+            value_range = (float(drawn.min()), float(drawn.max()))
+        value_range = (float(value_range[0]), float(value_range[1]))
         colors = value_colors(drawn, *value_range)
         span = value_range[1] - value_range[0]
         t = np.zeros_like(drawn) if span < 1e-12 else (drawn - value_range[0]) / span
-        radii = 0.05 + 0.17 * t
+        radii = 0.05 + 0.17 * np.clip(t, 0.0, 1.0)
     else:
+        value_range = None
         colors = ["#9a9a9a"] * len(chosen)
         radii = np.full(len(chosen), 0.06)
 
@@ -326,6 +339,7 @@ def build_scene(
         legend=legend,
         value_range=value_range,
         value_label=value_label if values is not None else "",
+        value_range_fixed=fixed,
         atom_value_range=atom_range,
         atom_value_label=atom_value_label if atom_values is not None else "",
         n_graph_edges=int(graph.edge_mask.sum()),
@@ -343,10 +357,28 @@ def _p(xyz: tuple[float, float, float]) -> dict[str, float]:
     return {"x": xyz[0], "y": xyz[1], "z": xyz[2]}
 
 
-def scene_html(scene: Scene, js_url: str = LOCAL_3DMOL_URL, width: int = 640, height: int = 480) -> str:
+def scene_html(
+    scene: Scene,
+    js_url: str = LOCAL_3DMOL_URL,
+    width: int | str = 640,
+    height: int = 480,
+    zoom: float = 1.0,
+    png_name: str | None = None,
+) -> str:
     """A self-contained HTML fragment: the 3Dmol.js viewer of ``scene`` and its legend and colour bars.
 
-    One ``addSphere`` per atom and ghost, one ``addCylinder`` per edge, one ``addLine`` per cell edge.
+    One ``addSphere`` per atom and ghost, one ``addCylinder`` per edge, one ``addLine`` per cell edge. The view
+    is turned slightly off the axes, centred on everything drawn and zoomed to fit it (``zoomTo``), then by
+    ``zoom``.
+
+    Args:
+        scene: what to draw.
+        js_url: where the browser loads 3Dmol.js from (the app's own copy: the page works offline).
+        width: pixels, or a CSS width such as ``"100%"`` (the scene then fills its frame).
+        height: pixels.
+        zoom: extra zoom after fitting (> 1 fills more of the frame).
+        png_name: with a name, a *Download PNG* button under the view saves the scene as that file (the
+            browser renders it with ``viewer.pngURI()``: nothing leaves the machine).
     """
     import py3Dmol
 
@@ -369,31 +401,81 @@ def scene_html(scene: Scene, js_url: str = LOCAL_3DMOL_URL, width: int = 640, he
                 "toCap": 1,
             }
         )
+    view.rotate(-20, "x")  # a slight oblique view: a cubic cell seen straight down an axis looks flat
+    view.rotate(25, "y")
     view.zoomTo()
+    if zoom != 1.0:
+        view.zoom(float(zoom))
+    view.startjs += "window.cgcnnViewer = viewer_UNIQUEID;\n"  # for the PNG button (and tests)
     viewer = view._make_html()
-    return viewer + legend_html(scene)
+    return viewer + legend_html(scene) + (png_button_html(png_name) if png_name else "")
+
+
+#: The PNG button's script: the canvas as a data URI (3Dmol keeps its drawing buffer), saved through a link.
+_PNG_JS = """<script>
+function cgcnnPngURI() {
+  if (!window.cgcnnViewer) { return null; }
+  window.cgcnnViewer.render();
+  return window.cgcnnViewer.pngURI();
+}
+function cgcnnSavePng(name) {
+  var uri = cgcnnPngURI();
+  if (!uri) { return; }
+  var link = document.createElement("a");
+  link.href = uri;
+  link.download = name;
+  document.body.appendChild(link);
+  link.click();
+  link.remove();
+}
+</script>"""
+
+
+def png_button_html(file_name: str) -> str:
+    """A *Download PNG* button that saves the scene above it (see :func:`scene_html`) as ``file_name``."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in file_name) or "crystal.png"
+    return (
+        _PNG_JS + '<button type="button" class="cgcnn-png" '
+        f'onclick="cgcnnSavePng(\'{safe}\')" style="margin-top:6px;font-size:13px;padding:3px 10px;'
+        'border:1px solid #999;border-radius:4px;background:#f6f6f6;cursor:pointer">Download PNG</button>'
+    )
+
+
+def _short(value: float) -> str:
+    """A colour bar's end as a student reads it: 3 significant digits, and 0 for float noise like 1e-25."""
+    return "0" if abs(value) < 5e-4 else f"{value:.3g}"
 
 
 def legend_html(scene: Scene) -> str:
-    """Element chips and colour bars of a scene, as HTML (shown under the viewer)."""
-    chips = "".join(
-        f'<span style="display:inline-flex;align-items:center;margin-right:12px">'
-        f'<span style="width:14px;height:14px;border-radius:7px;background:{color};display:inline-block;'
-        f'border:1px solid #666;margin-right:4px"></span>{html_lib.escape(symbol)}</span>'
-        for symbol, color in scene.legend.items()
-    )
-    parts = [f'<div class="cgcnn-legend" style="font-family:sans-serif;font-size:13px;margin-top:6px">{chips}']
+    """Element chips (while atoms are coloured by element) and one labelled colour bar per coloured thing.
+
+    Edges and atoms have different colour maps (:data:`VALUE_COLORSCALE`, :data:`ATOM_COLORSCALE`), so each
+    bar is named for what it colours; the element chips go once atoms take a value's colour instead.
+    """
+    parts = ['<div class="cgcnn-legend" style="font-family:sans-serif;font-size:13px;margin-top:6px">']
     if scene.atom_value_range is None:
+        parts.extend(
+            f'<span class="cgcnn-element" style="display:inline-flex;align-items:center;margin-right:12px">'
+            f'<span style="width:14px;height:14px;border-radius:7px;background:{color};display:inline-block;'
+            f'border:1px solid #666;margin-right:4px"></span>{html_lib.escape(symbol)}</span>'
+            for symbol, color in scene.legend.items()
+        )
         parts.append('<span style="color:#666">(atoms coloured by element; translucent = periodic image)</span>')
-    for label, rng in ((scene.value_label, scene.value_range), (scene.atom_value_label, scene.atom_value_range)):
+    bars = (
+        ("Edges", scene.value_label, scene.value_range, VALUE_COLORSCALE,
+         " (fixed over all layers)" if scene.value_range_fixed else ""),
+        ("Atoms", scene.atom_value_label, scene.atom_value_range, ATOM_COLORSCALE, ""),
+    )  # fmt: skip
+    for what, label, rng, colorscale, note in bars:
         if rng is None:
             continue
         parts.append(
-            '<div class="cgcnn-colorbar" style="margin-top:6px;display:flex;align-items:center;gap:6px">'
-            f"<span>{html_lib.escape(label)}:</span><span>{rng[0]:.3g}</span>"
+            f'<div class="cgcnn-colorbar" data-for="{what.lower()}" '
+            'style="margin-top:6px;display:flex;align-items:center;gap:6px">'
+            f"<span><b>{what}</b>: {html_lib.escape(label)}{note}</span><span>{_short(rng[0])}</span>"
             f'<span style="width:180px;height:12px;display:inline-block;'
-            f'background:linear-gradient(to right, {_gradient_css()})"></span>'
-            f"<span>{rng[1]:.3g}</span></div>"
+            f'background:linear-gradient(to right, {_gradient_css(colorscale=colorscale)})"></span>'
+            f"<span>{_short(rng[1])}</span></div>"
         )
     parts.append("</div>")
     return "".join(parts)

@@ -1,35 +1,389 @@
-"""The crystal viewer's computation: a crystal's graph, one layer's edge weights and the 3D scene to draw.
+"""The crystal viewer's state and computation: what is shown, and the 3D scene, table and numbers of it.
 
-The viewer page picks a crystal, a model, a layer, a head and how many edges to show; :func:`crystal_view`
-turns those choices into the HTML of the 3D scene, the table of drawn edges and the facts the page prints.
+One source of truth. :class:`ViewState` is everything the viewer shows (crystal, model, layer, head, atom, edge
+mode, colouring). The page builds it once per run, from the address (``?crystal=...&model=...``: a shared link
+reopens the same view) overridden by the widgets the user just changed, validates it here
+(:func:`parse_view`; a bad value falls back to its default and is named, never a traceback), writes it back
+into the widgets and the address, and draws only from it (:func:`view_of_state`). So the controls, the picture,
+the colour bars and the prediction cannot disagree, whatever the order of mode switches.
+
+The prediction is the one ``python -m cgcnn predict`` prints: the same graph parameters and the same
+:class:`~cgcnn.nn.predictor.Predictor` / :class:`~cgcnn.nn.predictor.Ensemble` call.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from pymatgen.core import Structure
 
 from cgcnn.analysis import explain, viz
 from cgcnn.analysis.attribution import attribute
 from cgcnn.data.graph import GraphParams, structure_to_graph
-from cgcnn.nn.predictor import Predictor
+from cgcnn.errors import CGCNNError
+from cgcnn.nn.predictor import Ensemble, Predictor
+
+#: The model choice that draws the crystal graph alone.
+NO_MODEL = "(graph only, no model)"
+#: Edge modes: URL value → the radio's label.
+EDGE_MODES = {"atom": "One atom's edges", "top": "Every atom's strongest edges", "all": "All edges"}
+#: Edge colourings: URL value → the radio's label.
+COLOURINGS = {"weights": "the layer's attention or gate", "occlusion": "occlusion attribution"}
+#: The viewer opens on the first of these formulas the dataset holds (its smallest cell): a cubic perovskite
+#: shows corner-sharing octahedra in 5 atoms; a spinel is the fallback.
+DEFAULT_FORMULAS = ("SrTiO3", "BaTiO3", "CaTiO3", "MgAl2O4")
+#: The viewer opens with the first of these models on offer: attention with 4 heads, so the head selector shows.
+PREFERRED_MODELS = ("own-attention-4head", "own-attention", "band-gap")
+#: Most edges per atom in *Every atom's strongest edges* (the graph has 12 neighbours per atom).
+MAX_TOP_K = 12
+#: Widget keys of the page, one per field of :class:`ViewState` (the ensemble's extra members have their own).
+WIDGET_KEYS = {
+    "crystal": "view_crystal",
+    "model": "view_model",
+    "ensemble": "view_ensemble",
+    "layer": "view_layer",
+    "head": "view_head",
+    "atom": "view_atom",
+    "edges": "view_mode",
+    "k": "view_topk",
+    "colour": "view_colour_by",
+    "atoms": "view_contrib",
+    "fixed": "view_fixed",
+}
+#: Query parameters the viewer owns (the page keeps every other one, e.g. ``user``, ``token``, ``present``).
+URL_KEYS = ("crystal", "model", "layer", "head", "atom", "edges", "k", "colour", "atoms", "fixed")
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """What the controls of a model depend on: its convolutions and attention heads (1 for gated models)."""
+
+    n_conv: int
+    n_heads: int = 1
+
+
+@dataclass(frozen=True)
+class ViewState:
+    """Everything the viewer shows.
+
+    Attributes:
+        crystal: id of a default-dataset crystal (kept while a file is shown, so switching back finds it).
+        model: a zoo name, :data:`NO_MODEL`, or several names joined by commas: a seed ensemble (as ``predict
+            --model run:A,run:B``); its first member colours the picture.
+        layer: convolution shown, counted from 1 as on the slider.
+        head: attention head from 1; None: the mean of the heads (and the only choice of a 1-head model).
+        atom: the atom whose edges *One atom's edges* draws.
+        edges: a key of :data:`EDGE_MODES`.
+        top_k: edges per atom in *Every atom's strongest edges*.
+        colour: a key of :data:`COLOURINGS`.
+        colour_atoms: atoms take a value's colour (contribution or occlusion) instead of their element's.
+        fixed_range: one edge colour range over every layer of this model and crystal, so layers compare.
+        heads: the model's attention heads (set by :func:`parse_view`; the address names a head only when
+            there is a choice).
+    """
+
+    crystal: str
+    model: str = NO_MODEL
+    layer: int = 1
+    head: int | None = None
+    atom: int = 0
+    edges: str = "top"
+    top_k: int = 2
+    colour: str = "weights"
+    colour_atoms: bool = False
+    fixed_range: bool = False
+    heads: int = 1
+
+    @property
+    def members(self) -> list[str]:
+        """The model names (one, or an ensemble's several; none without a model)."""
+        return [] if self.model == NO_MODEL else [m for m in self.model.split(",") if m]
+
+    def to_params(self) -> dict[str, str]:
+        """The query parameters of this view (every key of :data:`URL_KEYS` that applies)."""
+        params = {"crystal": self.crystal, "model": self.model}
+        if self.model == NO_MODEL:
+            return params
+        params.update(
+            layer=str(self.layer), atom=str(self.atom), edges=self.edges, k=str(self.top_k), colour=self.colour,
+            atoms="1" if self.colour_atoms else "0", fixed="1" if self.fixed_range else "0",
+        )  # fmt: skip
+        if self.heads > 1:
+            params["head"] = "mean" if self.head is None else str(self.head)
+        return params
+
+
+@dataclass(frozen=True)
+class CrystalIndex:
+    """The default dataset as the viewer needs it: atoms and formula per crystal id, and the crystal it opens on."""
+
+    n_atoms: dict[str, int]
+    formulas: dict[str, str]
+    default: str
+
+    @classmethod
+    def of(cls, dataset) -> CrystalIndex:
+        """Index of a :class:`~cgcnn.data.datasets.CrystalDataset` (``ids``, ``formulas``, ``offsets``)."""
+        ids = [str(i) for i in dataset.ids]
+        sizes = [int(n) for n in np.diff(dataset.offsets)]
+        formulas = [str(f) for f in dataset.formulas]
+        return cls(
+            dict(zip(ids, sizes, strict=True)),
+            dict(zip(ids, formulas, strict=True)),
+            default_crystal(ids, formulas, sizes),
+        )
+
+
+def default_crystal(ids: Sequence[str], formulas: Sequence[str], n_atoms: Sequence[int]) -> str:
+    """The crystal the viewer opens on: the smallest cell of the first of :data:`DEFAULT_FORMULAS` present.
+
+    Deterministic (ties go to the first id in dataset order); a dataset without any of them opens on its first
+    crystal of 3 atoms or more, else its first.
+    """
+    formulas = [str(f) for f in formulas]
+    for formula in DEFAULT_FORMULAS:
+        hits = [k for k, f in enumerate(formulas) if f == formula]
+        if hits:
+            return str(ids[min(hits, key=lambda k: (int(n_atoms[k]), k))])
+    several = [k for k, n in enumerate(n_atoms) if int(n) >= 3]
+    return str(ids[several[0] if several else 0])
+
+
+def default_model(models: Sequence[str]) -> str:
+    """The first of :data:`PREFERRED_MODELS` on offer, else the first model, else :data:`NO_MODEL`."""
+    for name in PREFERRED_MODELS:
+        if name in models:
+            return name
+    real = [m for m in models if m != NO_MODEL]
+    return real[0] if real else NO_MODEL
+
+
+def parse_view(
+    params: Mapping[str, Any],
+    crystals: Container[str],
+    models: Sequence[str],
+    shape: Callable[[str], ModelShape],
+    default: ViewState,
+    ensemble_members: Callable[[str], Container[str]] = lambda first: (),
+    n_atoms: Callable[[str], int | None] = lambda crystal: None,
+) -> tuple[ViewState, list[str]]:
+    """The :class:`ViewState` that ``params`` (query parameters, or widget values as strings) ask for.
+
+    Every value is checked against what can be shown; a bad one (unknown crystal or model, a layer the model
+    lacks, text where a number goes) takes its default and is listed, so the page can say what it ignored.
+
+    Args:
+        params: values by :data:`URL_KEYS`; missing keys take their defaults.
+        crystals: ids that can be shown.
+        models: model names on offer (may include :data:`NO_MODEL`).
+        shape: a model's convolutions and heads (may raise ``CGCNNError`` for a model it cannot read).
+        default: the view shown when nothing is asked; its ``layer`` and ``head`` are replaced by the chosen
+            model's defaults (last layer; head 1 of a multi-head model).
+        ensemble_members: names that may join a model in an ensemble.
+        n_atoms: atoms of a crystal (None: unknown, not checked).
+
+    Returns:
+        ``(state, ignored)`` where ``ignored`` names each ``key=value`` that was replaced by its default.
+    """
+    ignored: list[str] = []
+
+    def text(key: str) -> str | None:
+        value = params.get(key)
+        return None if value is None else str(value)
+
+    def bad(key: str) -> None:
+        ignored.append(f"{key}={text(key)}")
+
+    crystal = text("crystal")
+    if crystal is None:
+        crystal = default.crystal
+    elif crystal not in crystals:
+        bad("crystal")
+        crystal = default.crystal
+
+    model, model_shape = default.model, None
+    wanted = text("model")
+    if wanted == NO_MODEL:  # its label has a comma: not an ensemble
+        model = NO_MODEL
+    elif wanted is not None:
+        names = list(dict.fromkeys(p.strip() for p in wanted.split(",") if p.strip()))
+        if not names or names[0] not in models:
+            bad("model")
+        else:
+            allowed = ensemble_members(names[0]) if len(names) > 1 else ()
+            extra = [n for n in names[1:] if n in allowed]
+            if len(extra) < len(names) - 1:
+                ignored.append(f"model={wanted} (members {', '.join(n for n in names[1:] if n not in extra)})")
+            model = ",".join([names[0], *extra]) if names[0] != NO_MODEL else NO_MODEL
+    if model != NO_MODEL:
+        try:
+            model_shape = shape(model.split(",")[0])
+        except CGCNNError:
+            bad("model")
+            model = default_model([m for m in models if m != model.split(",")[0]])
+            model_shape = shape(model) if model != NO_MODEL else None
+    n_conv = model_shape.n_conv if model_shape else 1
+    n_heads = model_shape.n_heads if model_shape else 1
+
+    def integer(key: str, fallback: int, low: int, high: int | None) -> int:
+        value = text(key)
+        if value is None:
+            return fallback
+        try:
+            number = int(value)
+        except ValueError:
+            number = None
+        if number is None or number < low or (high is not None and number > high):
+            bad(key)
+            return fallback
+        return number
+
+    def choice(key: str, options: Container[str], fallback: str) -> str:
+        value = text(key)
+        if value is None:
+            return fallback
+        if value not in options:
+            bad(key)
+            return fallback
+        return value
+
+    def flag(key: str, fallback: bool) -> bool:
+        value = text(key)
+        if value is None:
+            return fallback
+        if value.lower() not in ("0", "1", "true", "false"):
+            bad(key)
+            return fallback
+        return value.lower() in ("1", "true")
+
+    head: int | None = None
+    if n_heads > 1:
+        head = None if text("head") == "mean" else integer("head", 1, 1, n_heads)
+    atoms = n_atoms(crystal)
+    state = ViewState(
+        crystal=crystal,
+        model=model,
+        layer=integer("layer", n_conv, 1, n_conv),
+        head=head,
+        atom=integer("atom", default.atom, 0, None if atoms is None else atoms - 1),
+        edges=choice("edges", EDGE_MODES, default.edges),
+        top_k=integer("k", default.top_k, 1, MAX_TOP_K),
+        colour=choice("colour", COLOURINGS, default.colour),
+        colour_atoms=flag("atoms", default.colour_atoms),
+        fixed_range=flag("fixed", default.fixed_range),
+        heads=n_heads,
+    )
+    return state, ignored
+
+
+def widget_values(state: ViewState) -> dict[str, Any]:
+    """The page's widget values (by key of :data:`WIDGET_KEYS`) that show ``state``."""
+    members = state.members
+    return {
+        "view_crystal": state.crystal,
+        "view_model": members[0] if members else NO_MODEL,
+        "view_ensemble": members[1:],
+        "view_layer": state.layer,
+        "view_head": 0 if state.head is None else state.head,
+        "view_atom": state.atom,
+        "view_mode": EDGE_MODES[state.edges],
+        "view_topk": state.top_k,
+        "view_colour_by": COLOURINGS[state.colour],
+        "view_contrib": state.colour_atoms,
+        "view_fixed": state.fixed_range,
+    }
+
+
+def params_from_widgets(values: Mapping[str, Any]) -> dict[str, str]:
+    """Query parameters from the page's widget values (the inverse of :func:`widget_values`; absent keys skipped)."""
+    out: dict[str, str] = {}
+    modes = {label: key for key, label in EDGE_MODES.items()}
+    colourings = {label: key for key, label in COLOURINGS.items()}
+    if values.get("view_crystal") is not None:
+        out["crystal"] = str(values["view_crystal"])
+    if values.get("view_model") is not None:
+        first = str(values["view_model"])
+        extra = [str(m) for m in values.get("view_ensemble") or [] if str(m) != first]
+        out["model"] = ",".join([first, *extra]) if first != NO_MODEL else NO_MODEL
+    simple = {"view_layer": "layer", "view_atom": "atom", "view_topk": "k"}
+    for key, name in simple.items():
+        if values.get(key) is not None:
+            out[name] = str(int(values[key]))
+    if values.get("view_head") is not None:
+        out["head"] = "mean" if int(values["view_head"]) == 0 else str(int(values["view_head"]))
+    if values.get("view_mode") in modes:
+        out["edges"] = modes[values["view_mode"]]
+    if values.get("view_colour_by") in colourings:
+        out["colour"] = colourings[values["view_colour_by"]]
+    for key, name in (("view_contrib", "atoms"), ("view_fixed", "fixed")):
+        if values.get(key) is not None:
+            out[name] = "1" if values[key] else "0"
+    return out
+
+
+def ensemble_options(first: str, store=None) -> list[str]:
+    """Models that can join ``first`` in a seed ensemble: other saved models and finished runs of its target.
+
+    Runs are offered as ``run:ID`` (as ``predict --model run:A,run:B`` takes them), named runs by their name.
+    """
+    from cgcnn.runs.store import RunStore
+    from cgcnn.zoo import list_cards
+
+    if first == NO_MODEL:
+        return []
+    store = store or RunStore()
+    cards = {c.name: c for c in list_cards(store)}
+    mine = cards.get(first)
+    if mine is None:
+        return []
+    names = [n for n, c in cards.items() if n != first and c.targets == mine.targets and c.task == mine.task]
+    named_runs = {c.details.get("run_id") for c in cards.values() if c.kind == "run"}
+    for record in store.list_runs(status="done"):
+        if record.checkpoint_path and record.id not in named_runs and [str(record.target)] == mine.targets:
+            names.append(f"run:{record.id}")
+    return names
 
 
 @dataclass
 class CrystalView:
     """One view of a crystal: the scene's HTML, its edge table and what the page says about it.
 
-    ``info`` holds ``n_atoms``, ``formula``, ``drawn_edges``, ``graph_edges``, ``ghosts``, ``truncated`` and
-    ``species``; with a model also ``n_layers``, ``n_heads``, ``kind`` (``attention`` or ``gate``),
-    ``prediction``, ``contrib_mean``, ``units`` and ``target``.
+    ``info`` holds ``n_atoms``, ``formula``, ``drawn_edges``, ``graph_edges``, ``ghosts``, ``truncated``,
+    ``species``, ``edge_label`` and ``atom_label`` (what the two colour bars show, '' when none); with a model
+    also ``n_layers``, ``n_heads``, ``kind`` (``attention`` or ``gate``), ``prediction``, ``contrib_mean``,
+    ``units``, ``target``, ``value_range`` (the edges' colour range) and, for an ensemble, ``std`` and
+    ``members`` (each member's prediction, by name).
     """
 
     html: str
     table: pd.DataFrame
     info: dict[str, Any] = field(default_factory=dict)
+
+
+def predict_one(model: Predictor | Ensemble, structure: Structure) -> tuple[float, float | None, dict[str, float]]:
+    """``(prediction, std or None, {member: prediction})`` of one crystal, first target, as ``predict`` prints it.
+
+    The same calls as :func:`cgcnn.nn.predictor.predict_files` (the CLI): the model's graph parameters, then
+    ``predict_graphs`` (one model) or ``predict_members`` with their mean and std, ddof 1 (an ensemble).
+    """
+    graph = structure_to_graph(structure, model.graph_params)
+    if isinstance(model, Ensemble):
+        members = model.predict_members([graph])[:, 0, 0]
+        return (
+            float(members.mean()),
+            float(members.std(ddof=1)),
+            dict(zip(model.names, map(float, members), strict=True)),
+        )
+    return float(model.predict_graphs([graph])[0, 0]), None, {}
+
+
+def layer_values(layers: list[np.ndarray], head: int | None) -> list[np.ndarray]:
+    """Each layer's edge values for one head (from 0), or the mean of the heads (``head`` None or too large)."""
+    return [w[:, head] if head is not None and head < w.shape[1] else w.mean(axis=1) for w in layers]
 
 
 def crystal_view(
@@ -40,9 +394,13 @@ def crystal_view(
     focus: int | None = None,
     top_k: int | None = None,
     color_atoms: bool = False,
-    width: int = 720,
+    width: int | str = "100%",
     height: int = 460,
     attribution: bool = False,
+    fixed_range: bool = False,
+    ensemble: Ensemble | None = None,
+    zoom: float = 1.0,
+    png_name: str | None = None,
 ) -> CrystalView:
     """The 3D view of ``structure``, its edges coloured by ``predictor``'s weights in convolution ``layer``.
 
@@ -51,37 +409,52 @@ def crystal_view(
         predictor: the model whose edge weights colour the edges; None draws the graph alone (built with the
             original CGCNN graph parameters).
         layer: convolution index from 0 (clamped to the model's last).
-        head: attention head to show (None or beyond the model's heads: their mean).
+        head: attention head to show, from 0 (None or beyond the model's heads: their mean).
         focus: draw only this atom's edges.
         top_k: draw each atom's ``top_k`` strongest edges.
         color_atoms: colour atoms by their contribution (see :func:`cgcnn.analysis.explain.atom_contributions`),
             or with ``attribution`` by their occlusion attribution.
-        width: width of the scene in pixels.
+        width: width of the scene (pixels or CSS, default: its frame's).
         height: height of the scene in pixels.
         attribution: colour edges (and atoms) by occlusion attribution (:mod:`cgcnn.analysis.attribution`:
             how much removing the edge's message changes the prediction) instead of the layer's weights.
+        fixed_range: the edges' colour range spans every layer's values (of this head), not this layer's drawn
+            edges: the same colour is the same weight in every layer.
+        ensemble: a seed ensemble ``predictor`` belongs to: the prediction is its mean, with ``std`` and
+            ``members``; the picture stays ``predictor``'s.
+        zoom: extra zoom after fitting the scene to its frame.
+        png_name: file name of the *Download PNG* button (None: no button).
 
     Raises:
         CGCNNError: a crystal the graph builder refuses.
     """
     info: dict[str, Any] = {"n_atoms": len(structure), "formula": structure.composition.reduced_formula}
     graph = structure_to_graph(structure, predictor.graph_params if predictor is not None else GraphParams())
-    values, atom_values, label = None, None, ""
+    values, atom_values, label, value_range = None, None, "", None
     if predictor is not None:
         layers, kind = explain.edge_weight_layers(predictor, graph)
         info.update(n_layers=len(layers), n_heads=layers[0].shape[1], kind=kind)
         layer = min(layer, len(layers) - 1)
-        chosen = layers[layer]
-        values = chosen[:, head] if head is not None and head < chosen.shape[1] else chosen.mean(axis=1)
-        label = f"{'attention' if kind == 'attention' else 'gate'} (conv {layer + 1})"
-        contrib, mean, prediction = explain.atom_contributions(predictor, graph)
+        per_layer = layer_values(layers, head)
+        values = per_layer[layer]
+        which = "" if layers[0].shape[1] == 1 else (f", head {head + 1}" if head is not None else ", mean of heads")
+        label = f"{'attention' if kind == 'attention' else 'gate'} (conv {layer + 1}{which})"
+        if fixed_range:
+            real = np.concatenate([v[graph.edge_mask] for v in per_layer])
+            value_range = (float(real.min()), float(real.max())) if real.size else None
+        contrib, mean, _ = explain.atom_contributions(predictor, graph)
+        prediction, std, members = predict_one(ensemble if ensemble is not None else predictor, structure)
         info.update(prediction=prediction, contrib_mean=mean, units=predictor.card.units, target=predictor.targets[0])
+        if std is not None:
+            info.update(std=std, members=members)
+        atom_label = f"contribution ({predictor.card.units})" if predictor.card.units else "contribution"
         if color_atoms:
             atom_values = contrib
         if attribution:
             result = attribute(predictor, graph)
-            values, label = result.edge_occlusion, f"occlusion attribution ({predictor.card.units})"
+            values, label, value_range = result.edge_occlusion, f"occlusion attribution ({predictor.card.units})", None
             atom_values = result.atom_occlusion if color_atoms else None
+            atom_label = f"occlusion ({predictor.card.units})"
     scene = viz.scene_from_structure(
         structure,
         graph,
@@ -90,7 +463,8 @@ def crystal_view(
         top_k=top_k,
         atom_values=atom_values,
         value_label=label,
-        atom_value_label="atom occlusion" if attribution else "atom contribution",
+        atom_value_label=atom_label if atom_values is not None else "",
+        value_range=value_range,
     )
     info.update(
         drawn_edges=len(scene.edges),
@@ -98,5 +472,65 @@ def crystal_view(
         ghosts=len(scene.ghosts),
         truncated=scene.truncated,
         species=[a.element for a in scene.atoms],
+        edge_label=scene.value_label if scene.value_range is not None else "",
+        atom_label=scene.atom_value_label if scene.atom_value_range is not None else "",
+        value_range=scene.value_range,
     )
-    return CrystalView(viz.scene_html(scene, width=width, height=height), viz.edge_table(scene), info)
+    html = viz.scene_html(scene, width=width, height=height, zoom=zoom, png_name=png_name)
+    return CrystalView(html, viz.edge_table(scene), info)
+
+
+def view_of_state(
+    structure: Structure,
+    state: ViewState,
+    load: Callable[[str], Predictor],
+    height: int = 460,
+    zoom: float = 1.0,
+) -> CrystalView:
+    """The :class:`CrystalView` of ``state`` for ``structure`` (a dataset crystal or an uploaded file).
+
+    Args:
+        structure: the crystal shown.
+        state: what to show (see :class:`ViewState`); nothing else decides the picture or the numbers.
+        load: a model by name (the app's cached loader; :func:`cgcnn.zoo.load_model` works too).
+        height: scene height in pixels.
+        zoom: extra zoom after fitting (presentation mode fills the frame).
+
+    Raises:
+        CGCNNError: the atom index is not in the crystal, ensemble members that do not fit together, or a
+            crystal the graph builder refuses.
+    """
+    members = [load(name) for name in state.members]
+    if state.edges == "atom" and members and not 0 <= state.atom < len(structure):
+        raise CGCNNError(f"This crystal has {len(structure)} atoms: choose an atom index from 0 to "
+                         f"{len(structure) - 1}.")  # fmt: skip
+    name = f"{structure.composition.reduced_formula}_{state.members[0] if members else 'graph'}"
+    name = name.replace(":", "-")
+    return crystal_view(
+        structure,
+        members[0] if members else None,
+        state.layer - 1,
+        None if state.head is None else state.head - 1,
+        state.atom if state.edges == "atom" and members else None,
+        state.top_k if state.edges == "top" and members else None,
+        state.colour_atoms,
+        height=height,
+        attribution=state.colour == "occlusion",
+        fixed_range=state.fixed_range,
+        ensemble=Ensemble(members) if len(members) > 1 else None,
+        zoom=zoom,
+        png_name=f"{name}_conv{state.layer}.png" if members else f"{name}.png",
+    )
+
+
+def model_shape(name: str, store=None) -> ModelShape:
+    """Convolutions and attention heads of a zoo model, read from its checkpoint's config (no weights loaded).
+
+    Raises:
+        CGCNNError: a name the zoo does not know, or a run without a model.
+    """
+    from cgcnn.zoo import model_config
+
+    config = model_config(name, store)
+    heads = int(config.conv_options.get("heads", 1)) if config.conv != "gated" else 1
+    return ModelShape(n_conv=int(config.n_conv), n_heads=max(heads, 1))

@@ -90,6 +90,8 @@ def summarize(dataset: Any) -> dict[str, Any]:
         info["rejected"] = [list(r) for r in dataset.rejected[:20]]
     # structure-equivalent crystals found by `data build-default` (None: built before that check existed)
     info["duplicate_groups"] = meta.get("duplicate_groups")
+    if "twins_of_test_block" in meta:  # test crystals (band gap, seed 0) with a twin in training or pretraining
+        info["twins_of_test_block"] = meta["twins_of_test_block"]
     return info
 
 
@@ -107,6 +109,13 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(f"  {target:28} {n:6d}   ({src})")
     if "protocol_split_seed0" in info and "sizes" in info["protocol_split_seed0"]:
         print(f"protocol split (band gap, seed 0): {info['protocol_split_seed0']['content_hash'][:16]}")
+    if info["duplicate_groups"] is not None:
+        groups = info["duplicate_groups"]
+        line = f"structure-equivalent groups: {len(groups)} ({sum(len(g) for g in groups)} crystals)"
+        if "twins_of_test_block" in info:
+            leaks = info["twins_of_test_block"]
+            line += f"; band-gap test crystals (seed 0) with a twin in training or pretraining: {leaks['n_leaked']}"
+        print(line)
     for cid, reason in info.get("rejected", []):
         print(f"  rejected {cid}: {reason}")
     return 0

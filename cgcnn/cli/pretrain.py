@@ -12,12 +12,13 @@ from cgcnn.errors import CGCNNError
 PRETRAIN_HELP = """\
 Pretrain a CGCNN on several targets at once and write NAME.pt and its card NAME.json to the zoo folder
 (pretrained/ by default). Crystals: by default every crystal having one of the targets, minus the canonical
-band-gap test block of --split-seed (so a band-gap fine-tune never tests on a pretraining crystal); a crystal
-missing some labels still teaches the others. The crystals get their own validation/test split (recorded on
-the card). The training state is saved after every epoch to NAME.resume.pt: run the same command again to
-continue an interrupted run (--no-resume to start over). --split chemistry:FAMILY tests on every crystal
-containing an element of FAMILY and trains on none of them; --split random-like:FAMILY is its same-size random
-control (compare the two with `python -m cgcnn shift-penalty`).
+band-gap test block of --split-seed and every structure twin of a crystal in it (so a band-gap fine-tune never
+tests on a pretraining crystal, under its own or another id; --keep-twins: by id only, as the committed zoo
+models were); a crystal missing some labels still teaches the others. The crystals get their own
+validation/test split (recorded on the card). The training state is saved after every epoch to NAME.resume.pt:
+run the same command again to continue an interrupted run (--no-resume to start over). --split
+chemistry:FAMILY tests on every crystal containing an element of FAMILY and trains on none of them; --split
+random-like:FAMILY is its same-size random control (compare the two with `python -m cgcnn shift-penalty`).
 """
 
 
@@ -54,6 +55,7 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
         "val_fraction": args.val_fraction,
         "test_fraction": args.test_fraction,
         "ids": _train_ids(args.train_ids),
+        "exclude_twins": not args.keep_twins,
         "split": args.split,
         "hyperparams": hyper,
         "name": args.name,
@@ -140,6 +142,12 @@ def add_pretrain_parsers(sub: argparse._SubParsersAction) -> None:
         "--train-ids",
         default="pretraining",
         help="'pretraining' (default), 'matched:NAME' (the crystals of zoo model NAME) or a file of ids",
+    )
+    p.add_argument(
+        "--keep-twins",
+        action="store_true",
+        help="with --train-ids pretraining: exclude the band-gap test block by id only, keeping its structure "
+        "twins (the rule the committed zoo models were trained with; default: drop the twins)",
     )
     p.add_argument(
         "--split",

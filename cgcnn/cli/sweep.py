@@ -84,7 +84,12 @@ def _cmd_sweep_summary(args: argparse.Namespace) -> int:
     if not runs_csv.is_file():
         raise CGCNNError(f"{folder} has no runs.csv (a folder written by `sweep --out`)")
     runs = pd.read_csv(runs_csv)
-    errors = store_test_errors(RunStore())
+    if args.store and not Path(args.store).is_file():
+        raise CGCNNError(f"--store {args.store}: no such run store file")
+    store = RunStore(args.store) if args.store else RunStore()
+    if args.exclude_twins or args.clamp:
+        return _rescore(folder, runs, store, args.exclude_twins, args.clamp, args.pretraining_split_seed)
+    errors = store_test_errors(store)
     summary = summarize(runs, lambda run_id: _errors_or_none(errors, run_id))
     summary.to_csv(folder / "summary.csv", index=False)
     missing = summary["ci_low"].isna().sum() - 1  # the baseline row never has one
@@ -92,6 +97,34 @@ def _cmd_sweep_summary(args: argparse.Namespace) -> int:
         print(f"{missing} cell(s) without a bootstrap CI: their runs' test predictions are not in the run store",
               file=sys.stderr)  # fmt: skip
     print(summary.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    return 0
+
+
+def _rescore(folder: Path, runs, store, exclude_twins: bool, clamp: bool, pre_seed: int | None) -> int:
+    """Write rescored_runs.csv and rescored_summary.csv: every variant beside ``all`` on the same runs."""
+    from cgcnn.data.datasets import load_default_dataset
+    from cgcnn.experiments.rescore import Rescoring, rescore_summary, store_test_predictions, twin_rescoring
+
+    variants = []
+    if exclude_twins:
+        seeds = runs["split_seed"].fillna(0).astype(int).tolist() if "split_seed" in runs else [0]
+        dataset = load_default_dataset()
+        variants.append(twin_rescoring(dataset, seeds))
+        if pre_seed is not None:
+            variants.append(twin_rescoring(dataset, seeds, pretraining_split_seed=pre_seed))
+    if clamp:
+        variants.append(Rescoring("clamped", clamp_at=0.0))
+    if exclude_twins and clamp:
+        variants.append(twin_rescoring(dataset, seeds, clamp_at=0.0))
+    per_run, per_cell = rescore_summary(runs, store_test_predictions(store), variants)
+    per_run.to_csv(folder / "rescored_runs.csv", index=False)
+    per_cell.to_csv(folder / "rescored_summary.csv", index=False)
+    if len(per_run) < len(runs):
+        print(f"{len(runs) - len(per_run)} of {len(runs)} runs have no per-crystal test predictions in the run "
+              "store and are left out of every variant", file=sys.stderr)  # fmt: skip
+    print(f"wrote {folder / 'rescored_runs.csv'}, {folder / 'rescored_summary.csv'}", file=sys.stderr)
+    shown = ["pretrained", "freeze", "n"] + [c for c in per_cell.columns if c.startswith(("mean_mae_", "p_holm_"))]
+    print(per_cell[shown].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     return 0
 
 
@@ -108,9 +141,27 @@ def add_experiment_parsers(sub: argparse._SubParsersAction) -> None:
         "sweep-summary",
         help="rewrite a sweep folder's summary.csv from its runs.csv (after a statistics change)",
         description="Recomputes summary.csv (t-test, Holm, sign test; the bootstrap CI where the run store "
-        "holds the runs' per-crystal test predictions) from FOLDER/runs.csv, without training anything.",
+        "holds the runs' per-crystal test predictions) from FOLDER/runs.csv, without training anything. With "
+        "--exclude-twins and/or --clamp it re-scores the stored test predictions instead and writes the "
+        "variants side by side (rescored_runs.csv, rescored_summary.csv).",
     )
     p.add_argument("folder", help="a folder written by `sweep --out`")
+    p.add_argument(
+        "--exclude-twins",
+        action="store_true",
+        help="re-score without the test crystals that have a structure twin in training or pretraining; writes "
+        "rescored_runs.csv and rescored_summary.csv (summary.csv is left as it is)",
+    )
+    p.add_argument(
+        "--clamp", action="store_true", help="also score predictions clamped at 0 (band gap); same output files"
+    )
+    p.add_argument(
+        "--pretraining-split-seed",
+        type=int,
+        help="with --exclude-twins: also a variant 'unseen' without every test crystal in the pretraining pool "
+        "of this split seed, by id or as a twin (the committed own models: 0; for runs on other splits)",
+    )
+    p.add_argument("--store", help="the run store's runs.sqlite (default: $CGCNN_HOME/runs.sqlite)")
     p.set_defaults(func=_cmd_sweep_summary)
 
     p = sub.add_parser(

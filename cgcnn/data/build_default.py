@@ -15,6 +15,7 @@ is refused unless forced.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import hashlib
 import io
 import json
@@ -23,6 +24,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import textwrap
 import warnings
 import zipfile
 from collections import Counter
@@ -34,8 +36,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cgcnn.data.datasets import DEFAULT_ASSET_NAME, DatasetError, dataset_from_arrays, read_asset, write_asset
-from cgcnn.data.dedup import duplicate_groups
+from cgcnn.data.datasets import (
+    DEFAULT_ASSET_NAME,
+    CrystalDataset,
+    DatasetError,
+    dataset_from_arrays,
+    read_asset,
+    write_asset,
+)
+from cgcnn.data.dedup import GROUPS_KEY, duplicate_groups
+from cgcnn.data.leakage import twin_leaks
 
 MATMINER_REQUIREMENT = "matminer==0.4.2"
 JARVIS_REQUIREMENT = "jarvis-leaderboard==2024.10.30"
@@ -533,12 +543,24 @@ def build_default_dataset(out_dir: Path, work_dir: Path | None = None, force: bo
                 f"the rebuilt dataset has content hash {new_hash[:12]}…, the frozen {target} has "
                 f"{old_hash[:12]}…; models depend on the frozen one (use --force to replace it)"
             )
-    metadata["duplicate_groups"] = duplicate_groups(dataset)  # structure-equivalent crystals (cgcnn.data.dedup)
+    add_duplicate_metadata(dataset, metadata)
     metadata["content_hash"] = write_asset(dataset, target, metadata)
     (out_dir / "README.md").write_text(render_readme(metadata, target))
     metadata["path"] = str(target)
     metadata["size_bytes"] = target.stat().st_size
     return metadata
+
+
+def add_duplicate_metadata(dataset: CrystalDataset, metadata: dict[str, Any]) -> None:
+    """Record the structure-equivalent crystals (``duplicate_groups``) and the twins of the split-0 test block.
+
+    The groups (see :mod:`cgcnn.data.dedup`) are computed on the whole dataset; ``twins_of_test_block`` counts,
+    per set, the band-gap test crystals of the canonical split (seed 0, the study's 1000/1000/1000) that have
+    a twin there (see :func:`cgcnn.data.leakage.twin_leaks`). Both are metadata, outside the content hash.
+    """
+    metadata[GROUPS_KEY] = duplicate_groups(dataset)
+    with_groups = dataclasses.replace(dataset, metadata={**dataset.metadata, GROUPS_KEY: metadata[GROUPS_KEY]})
+    metadata["twins_of_test_block"] = twin_leaks(with_groups, split_seed=0).to_dict()
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -547,10 +569,29 @@ def build_default_dataset(out_dir: Path, work_dir: Path | None = None, force: bo
 
 
 def _duplicates_text(meta: dict[str, Any]) -> str:
-    groups = meta.get("duplicate_groups")
+    """The README paragraph on structure-equivalent crystals and the twins of the band-gap test block."""
+    groups = meta.get(GROUPS_KEY)
+    lead = (
+        "Structure-equivalent crystals (pymatgen `StructureMatcher` on reduced structures, bucketed by formula; the\n"
+        "groups are in the file's metadata as `duplicate_groups` and in `data info --json`): "
+    )
     if groups is None:
-        return "not checked in this build"
-    return f"{len(groups)} groups holding {sum(len(g) for g in groups)} crystals"
+        return lead + "not checked in this build."
+    text = lead + f"{len(groups)} groups holding {sum(len(g) for g in groups)} crystals."
+    leaks = meta.get("twins_of_test_block")
+    if leaks:
+        n = leaks["n_with_twin_in"]
+        ids = ", ".join(f"`{cid}`" for cid in leaks["leaked"])
+        text += f"""
+
+Crystals of the band-gap test block (split seed 0, {leaks["n_test"]} crystals) that have a twin under another id:
+
+- in the pretraining pool of the committed zoo models (every crystal outside the test block): {n["pretraining"]}
+- in the {leaks["n_train"]}-crystal fine-tune training set of the study protocol: {n["finetune_train"]}
+- in the validation block: {n["validation"]}; in the test block itself: {n["test"]}
+
+{textwrap.fill(f"The {leaks['n_leaked']} with a twin in training or pretraining: {ids}.", width=112)}"""
+    return text
 
 
 def render_readme(meta: dict[str, Any], asset: Path) -> str:
@@ -652,9 +693,11 @@ Detailed counters (the ids of every conflict are in the file's metadata):
 |---|---|
 {count_lines}
 
-Structure-equivalent crystals (pymatgen `StructureMatcher` on reduced structures, bucketed by formula; the
-groups are in the file's metadata as `duplicate_groups` and in `data info --json`): {_duplicates_text(meta)}.
-Splits stay as they are (by id); pretraining sets exclude the twins of the band-gap test block.
+{_duplicates_text(meta)}
+
+Splits stay as they are (by id), so shipped results stay comparable; pretraining sets exclude the twins of the
+band-gap test block (`cgcnn.data.splits.pretraining_ids`), and `python -m cgcnn sweep-summary FOLDER
+--exclude-twins` re-scores stored runs without the test crystals that have a twin in training or pretraining.
 
 Rejected crystals:
 

@@ -10,10 +10,14 @@ crystals of the same reduced formula can match, so the comparison is bucketed by
 from __future__ import annotations
 
 import warnings
+import weakref
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 
 from cgcnn.data.datasets import CrystalDataset
+
+#: Metadata key under which ``data build-default`` stores the groups of the whole dataset.
+GROUPS_KEY = "duplicate_groups"
 
 #: StructureMatcher tolerances (pymatgen's defaults): fractional length, site and angle (degrees).
 MATCH_TOLERANCES = {"ltol": 0.2, "stol": 0.3, "angle_tol": 5.0}
@@ -61,3 +65,30 @@ def twins(groups: list[list[str]], ids: Iterable[str]) -> set[str]:
         if wanted.intersection(group):
             out.update(cid for cid in group if cid not in wanted)
     return out
+
+
+#: Groups computed on the fly, per dataset object and id selection (datasets without stored groups).
+_computed: weakref.WeakKeyDictionary[CrystalDataset, dict[frozenset[str], list[list[str]]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def groups_for(dataset: CrystalDataset, ids: Iterable[str]) -> list[list[str]]:
+    """The duplicate groups that hold any of ``ids``: from the dataset's metadata when it has them.
+
+    ``data build-default`` stores the groups of the whole default dataset (a subset keeps its parent's
+    metadata, so its groups may name crystals it lacks; callers intersect with what they use). A dataset
+    without stored groups (a user's folder, an older asset) gets them computed for the formula buckets of
+    ``ids`` only, which is enough to find every twin of ``ids``, and cached per dataset object.
+    """
+    wanted = set(ids)
+    stored = dataset.metadata.get(GROUPS_KEY)
+    if stored is None:
+        cache = _computed.setdefault(dataset, {})
+        key = frozenset(wanted)
+        if key not in cache:
+            formulas = {str(dataset.formulas[dataset.index_of(cid)]) for cid in wanted}
+            bucket = [str(cid) for cid, f in zip(dataset.ids, dataset.formulas, strict=True) if str(f) in formulas]
+            cache[key] = duplicate_groups(dataset, bucket)
+        stored = cache[key]
+    return [list(g) for g in stored if wanted.intersection(g)]

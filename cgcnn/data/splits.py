@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from cgcnn.data.datasets import CrystalDataset, DatasetError
+from cgcnn.data.dedup import groups_for, twins
 
 #: The study protocol: band-gap crystals per split (test, validation, train).
 PROTOCOL_TARGET = "band_gap"
@@ -162,17 +163,28 @@ def protocol_split(dataset: CrystalDataset, split_seed: int = 0) -> Split:
     return make_split(dataset, PROTOCOL_TARGET, PROTOCOL_SIZE, PROTOCOL_SIZE, PROTOCOL_SIZE, split_seed)
 
 
-def pretraining_ids(dataset: CrystalDataset, target: str, split_seed: int = 0) -> list[str]:
-    """Ids with ``target`` minus the canonical band-gap test block (same dataset, same seed).
+def pretraining_ids(dataset: CrystalDataset, target: str, split_seed: int = 0, exclude_twins: bool = True) -> list[str]:
+    """Ids with ``target`` minus the canonical band-gap test block (same dataset, same seed) and its twins.
 
     A model pretrained on these ids has never seen a crystal on which a band-gap fine-tune with this seed
-    is evaluated. (The whole test block is excluded, whatever ``n_test`` a study later uses.) Order: the
-    canonical order of ``target``.
+    is evaluated. (The whole test block is excluded, whatever ``n_test`` a study later uses.) Excluding by id
+    is not enough: Materials Project lists some structures twice, so ``exclude_twins`` (the rule since the
+    structure check) also drops every crystal structure-equivalent to one in the test block (see
+    :mod:`cgcnn.data.dedup`). ``exclude_twins=False`` is the earlier, id-only rule that the committed zoo models
+    were pretrained with. Order: the canonical order of ``target``.
     """
     excluded: set[str] = set()
     if PROTOCOL_TARGET in dataset.labels.columns:
         excluded = set(canonical_blocks(dataset, PROTOCOL_TARGET, split_seed).test)
+        if exclude_twins:
+            excluded |= twins_of_test_block(dataset, split_seed)
     return [cid for cid in canonical_order(dataset, target, split_seed) if cid not in excluded]
+
+
+def twins_of_test_block(dataset: CrystalDataset, split_seed: int = 0) -> set[str]:
+    """Crystals outside the band-gap test block of ``split_seed`` that are structure twins of one inside it."""
+    test = canonical_blocks(dataset, PROTOCOL_TARGET, split_seed).test
+    return twins(groups_for(dataset, test), test) & set(dataset.ids.tolist())
 
 
 def first_n_canonical(dataset: CrystalDataset, target: str, n: int, split_seed: int = 0) -> Split:

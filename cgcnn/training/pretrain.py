@@ -4,8 +4,9 @@ The study pretrains a CGCNN on several Materials Project properties together and
 :func:`pretrain` does that on the default dataset:
 
 - crystals: by default the union, over the targets, of :func:`cgcnn.data.splits.pretraining_ids` (every crystal
-  with the target, minus the canonical band-gap test block of the same ``split_seed``), so no pretrained model
-  has seen a crystal on which a band-gap fine-tune is tested; or an explicit id list; or ``matched:NAME``,
+  with the target, minus the canonical band-gap test block of the same ``split_seed`` and, with
+  ``exclude_twins``, minus every structure twin of a crystal in that block), so no pretrained model has seen a
+  crystal on which a band-gap fine-tune is tested; or an explicit id list; or ``matched:NAME``,
   exactly the crystals (and roles) another zoo model was pretrained on (the study's control: one target on the
   data of the combined model);
 - a crystal missing some labels still teaches the others (the trainer's masked MSE); each target has its
@@ -85,6 +86,10 @@ class PretrainSpec:
         ids: ``"pretraining"`` (see the module docstring), ``"matched:NAME"``, or an explicit list of ids.
         split: how those crystals are cut: ``random``, ``chemistry:FAMILY`` or ``random-like:FAMILY`` (see
             :func:`cgcnn.data.splits.rule_split`).
+        exclude_twins: with ``ids="pretraining"``, also leave out the structure twins of the band-gap test block
+            (:mod:`cgcnn.data.dedup`). True for new pretrainings; a stored spec without the key predates the
+            rule (the committed zoo models) and reads as False, so its split is still reproduced. Always False
+            for other ``ids`` (an explicit list is used as given; ``matched:`` follows its source).
         hyperparams: further :class:`~cgcnn.training.train.TrainConfig` fields (batch_size, lr, optimizer, threads...).
         name: the model's zoo name (not part of the fingerprint).
     """
@@ -97,10 +102,13 @@ class PretrainSpec:
     test_fraction: float = 0.1
     ids: str | list[str] = "pretraining"
     split: str = "random"
+    exclude_twins: bool = True
     hyperparams: dict[str, Any] = field(default_factory=dict)
     name: str = ""
 
     def __post_init__(self) -> None:
+        if self.ids != "pretraining":
+            self.exclude_twins = False  # an explicit list is taken as given; matched: follows its source
         model = self.model
         if not model.targets:
             raise CGCNNError("pretraining needs at least one target")
@@ -162,6 +170,8 @@ class PretrainSpec:
         data["ids"] = self.ids if isinstance(self.ids, str) else list(self.ids)
         if data["split"] == "random":  # left out, so the specs and fingerprints of earlier cards stay as they were
             del data["split"]
+        if not self.exclude_twins:  # the id-only rule: stored as it always was, so old fingerprints still match
+            data.pop("exclude_twins")
         return data
 
     @classmethod
@@ -179,6 +189,7 @@ class PretrainSpec:
             options["heads"] = heads
         names = {f.name for f in dataclasses.fields(cls)} - {"model"}
         rest = {k: v for k, v in data.items() if k in names}
+        rest.setdefault("exclude_twins", False)  # stored before the twin rule: the id-only rule it was trained with
         return cls(model=ModelConfig.original_checkpoints(**model, conv_options=options), **rest)
 
     def fingerprint(self) -> str:
@@ -233,13 +244,20 @@ def resolve_split(spec: PretrainSpec, dataset: CrystalDataset, zoo_dir: Path | N
     label = "+".join(spec.targets)
     labelled = dataset.labels[spec.targets].notna().any(axis=1)
     if spec.ids == "pretraining":
-        ids = sorted({cid for t in spec.targets for cid in pretraining_ids(dataset, t, spec.split_seed)})
+        ids = sorted(
+            {cid for t in spec.targets for cid in pretraining_ids(dataset, t, spec.split_seed, spec.exclude_twins)}
+        )
         split = split_ids(ids, spec.split_seed, spec.val_fraction, spec.test_fraction, label)
         rule = (
             f"union over the targets of datasets.pretraining_ids(split_seed={spec.split_seed}) (the band-gap "
-            "test block removed); sorted, permuted by default_rng(split_seed); test, validation, training blocks"
+            f"test block removed{' and its structure twins' if spec.exclude_twins else ''}); sorted, permuted by "
+            "default_rng(split_seed); test, validation, training blocks"
         )
-        return _by_rule(spec, dataset, ids, split, {"rule": rule}, label)
+        origin: dict[str, Any] = {"rule": rule}
+        if spec.exclude_twins:
+            by_id = {cid for t in spec.targets for cid in pretraining_ids(dataset, t, spec.split_seed, False)}
+            origin["twins_dropped"] = len(by_id) - len(ids)  # twins of the test block the id rule would keep
+        return _by_rule(spec, dataset, ids, split, origin, label)
     if isinstance(spec.ids, str) and spec.ids.startswith("matched:"):
         source = spec.ids.split(":", 1)[1]
         card_path = (zoo_dir or _zoo_dir()) / f"{source}.json"
@@ -470,6 +488,7 @@ def _card(
                 "labels": counts,
                 "skipped": [list(f) for f in failures],
                 "overlaps_band_gap_test_block": _band_gap_overlap(dataset, split, spec.split_seed),
+                "twins_of_band_gap_test_block": _band_gap_twins(dataset, split, spec.split_seed),
             },
             "split": {
                 **origin,
@@ -505,3 +524,13 @@ def _band_gap_overlap(dataset: CrystalDataset, split: Split, split_seed: int) ->
         return 0
     blocked = set(canonical_blocks(dataset, PROTOCOL_TARGET, split_seed).test)
     return sum(1 for cid in split.train + split.val + split.test if cid in blocked)
+
+
+def _band_gap_twins(dataset: CrystalDataset, split: Split, split_seed: int) -> int:
+    """Crystals of the pretraining set that are structure twins of the band-gap test block (0 with the twin rule)."""
+    from cgcnn.data.splits import PROTOCOL_TARGET, twins_of_test_block
+
+    if PROTOCOL_TARGET not in dataset.labels.columns:
+        return 0
+    twins = twins_of_test_block(dataset, split_seed)
+    return sum(1 for cid in split.train + split.val + split.test if cid in twins)
