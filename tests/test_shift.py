@@ -100,15 +100,18 @@ def test_random_like_split_has_the_chemistry_block_sizes_and_random_matches_pret
 
 
 def test_iron_triad_split_of_the_default_data(dataset):
-    ids = pretraining_ids(dataset, "formation_energy_per_atom")
+    # the rule the shift pair was trained with (train_zoo.sh: --keep-twins, the band-gap test block left out by id)
+    ids = pretraining_ids(dataset, "formation_energy_per_atom", 0, exclude_twins=False)
     elements = dataset_elements(dataset, ids)
     # the atomic numbers and the stored reduced formulas name the same elements, crystal by crystal
     assert all(elements[cid] == elements_of_formula(dataset.formulas[dataset.index_of(cid)]) for cid in ids)
-    spec = {"targets": ["formation_energy_per_atom"]}
+    spec = {"targets": ["formation_energy_per_atom"], "exclude_twins": False}
     chem, origin = resolve_split(PretrainSpec.from_dict({**spec, "split": "chemistry:iron-triad"}), dataset)
     control, _ = resolve_split(PretrainSpec.from_dict({**spec, "split": "random-like:iron-triad"}), dataset)
     assert origin["n_family"] == len(chem.test) == 690 and origin["family_elements"] == ["Co", "Fe", "Ni"]
     assert chem.sizes == control.sizes == (4085, 531, 690)
+    shipped = _pair()  # the committed pair's cards record exactly these splits
+    assert [c.details["split"]["hash"] for c in shipped] == [control.content_hash, chem.content_hash]
     assert all(elements[cid] & {"Fe", "Co", "Ni"} for cid in chem.test)
     assert not any(elements[cid] & {"Fe", "Co", "Ni"} for cid in chem.train + chem.val)
     band_gap_test = set(canonical_blocks(dataset, "band_gap", 0).test)
