@@ -33,6 +33,8 @@ with app_ui.boundary("the model zoo"):
         )
         if card.notes:
             st.info(md(card.notes))
+        if card.shift_penalty:
+            st.warning(f"**Shift penalty {card.shift_penalty['ratio']}x.** {md(card.shift_penalty['statement'])}")
         with st.expander("All card details"):
             st.json(card.to_dict())
     with right:

@@ -25,7 +25,7 @@ from cgcnn.analysis import viz  # noqa: E402
 from cgcnn.data.datasets import load_default_dataset  # noqa: E402
 from cgcnn.data.graph import structure_to_graph  # noqa: E402
 from cgcnn.runs.store import RunStore  # noqa: E402
-from cgcnn.zoo import model_config  # noqa: E402
+from cgcnn.zoo import load_model, model_config  # noqa: E402
 
 PAGES = {
     "app.py": "Crystal graph transfer-learning explorer",
@@ -82,6 +82,23 @@ def test_zoo_layer_diagram_follows_freeze_depth():
     frame = at.dataframe[1].value
     assert frame["state"].tolist()[:5] == ["frozen"] * 4 + ["kept"] * 0 + ["re-initialised"]
     assert {m.label for m in at.metric} == {"Frozen parameters", "Trainable parameters"}
+
+
+def test_zoo_states_the_shift_penalty_of_own_models_and_a_caveat_for_the_originals():
+    at = page("app_pages/1_Model_zoo.py")
+    table = at.dataframe[0].value
+    own, original = table[table["kind"] == "own"], table[table["kind"] == "original"]
+    assert len(own) >= 5 and own["shift penalty"].str.endswith("x").all() and original["shift penalty"].isna().all()
+    assert not [w for w in at.warning if "Shift penalty" in w.value]  # an original checkpoint is shown first
+    assert any("all of Materials Project" in i.value for i in at.info)
+    at.selectbox(key="zoo_model").set_value("own-combined").run()
+    no_problems(at)
+    penalty = load_model("own-combined").card.shift_penalty
+    shown = [w.value for w in at.warning if "Shift penalty" in w.value]
+    assert (
+        len(shown) == 1 and f"Shift penalty {penalty['ratio']}x" in shown[0] and "absent from the training" in shown[0]
+    )
+    assert own["shift penalty"].eq(f"{penalty['ratio']}x").all()
 
 
 def test_scratch_with_freeze_is_refused_before_queueing():

@@ -32,7 +32,7 @@ def model_choices(store: RunStore | None = None, include_classifier: bool = Fals
 
 
 def cards_frame(store: RunStore | None = None) -> pd.DataFrame:
-    """The zoo as a table (one row per model)."""
+    """The zoo as a table (one row per model; ``shift penalty``: shifted / random test MAE, own models only)."""
     from cgcnn.zoo import list_cards
 
     return pd.DataFrame(
@@ -46,6 +46,7 @@ def cards_frame(store: RunStore | None = None) -> pd.DataFrame:
                 "MAE": c.mae,
                 "metric": c.mae_metric,
                 "task": c.task,
+                "shift penalty": f"{c.shift_penalty['ratio']}x" if c.shift_penalty else None,
             }
             for c in list_cards(store)
         ]

@@ -16,7 +16,9 @@ band-gap test block of --split-seed and every structure twin of a crystal in it 
 tests on a pretraining crystal, under its own or another id; --keep-twins: by id only, as the committed zoo
 models were); a crystal missing some labels still teaches the others. The crystals get their own
 validation/test split (recorded on the card). The training state is saved after every epoch to NAME.resume.pt:
-run the same command again to continue an interrupted run (--no-resume to start over).
+run the same command again to continue an interrupted run (--no-resume to start over). --split
+chemistry:FAMILY tests on every crystal containing an element of FAMILY and trains on none of them; --split
+random-like:FAMILY is its same-size random control (compare the two with `python -m cgcnn shift-penalty`).
 """
 
 
@@ -54,6 +56,7 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
         "test_fraction": args.test_fraction,
         "ids": _train_ids(args.train_ids),
         "exclude_twins": not args.keep_twins,
+        "split": args.split,
         "hyperparams": hyper,
         "name": args.name,
     }
@@ -81,8 +84,31 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_shift_penalty(args: argparse.Namespace) -> int:
+    from cgcnn.nn.cards import ModelCard, shift_penalty
+    from cgcnn.zoo import pretrained_dir, write_shift_penalty
+
+    cards = []
+    for path in (args.random, args.shifted):
+        try:
+            cards.append(ModelCard.from_dict(json.loads(Path(path).read_text())))
+        except (OSError, ValueError, TypeError) as exc:
+            raise CGCNNError(f"{path}: not a readable model card ({type(exc).__name__})") from None
+    try:
+        penalty = shift_penalty(*cards)
+    except (ValueError, KeyError) as exc:
+        raise CGCNNError(f"not a shift pair: {exc}") from None
+    print(json.dumps(penalty, indent=2))
+    if args.write:
+        folder = Path(args.out_dir) if args.out_dir else pretrained_dir()
+        names = write_shift_penalty(penalty, folder)
+        print(f"wrote shift_penalty on {len(names)} card(s) in {folder}: {', '.join(names)}", file=sys.stderr)
+    return 0
+
+
 def add_pretrain_parsers(sub: argparse._SubParsersAction) -> None:
     """Register ``pretrain``."""
+    from cgcnn.data.splits import ELEMENT_FAMILIES
     from cgcnn.nn.model import ModelConfig
     from cgcnn.training.pretrain import DEFAULT_TARGETS
     from cgcnn.training.train import TrainConfig
@@ -123,9 +149,30 @@ def add_pretrain_parsers(sub: argparse._SubParsersAction) -> None:
         help="with --train-ids pretraining: exclude the band-gap test block by id only, keeping its structure "
         "twins (the rule the committed zoo models were trained with; default: drop the twins)",
     )
+    p.add_argument(
+        "--split",
+        default="random",
+        help="random (default); chemistry:FAMILY: every crystal containing an element of FAMILY is the test "
+        f"block and none is trained on (FAMILY: {', '.join(ELEMENT_FAMILIES)}, or elements joined by '+', e.g. "
+        "Fe+Co+Ni; --test-fraction unused); random-like:FAMILY: a random split with the same block sizes (the "
+        "control that makes the two test MAEs comparable)",
+    )
     p.add_argument("--out-dir", help="folder to write to (default: the zoo folder, pretrained/)")
     p.add_argument("--threads", type=int, help="torch threads")
     p.add_argument("--no-resume", action="store_true", help="start over even if a resume file exists")
     p.add_argument("--quiet", action="store_true", help="no per-epoch lines on stderr")
     p.add_argument("--json", action="store_true", help="print one JSON summary")
     p.set_defaults(func=_cmd_pretrain)
+
+    p = sub.add_parser(
+        "shift-penalty",
+        help="the distribution-shift penalty of a random-like/chemistry pretraining pair; --write puts it on the cards",
+        description="Compare two cards written by `pretrain --split random-like:FAMILY` and `--split "
+        "chemistry:FAMILY` (same recipe, same block sizes): prints shifted MAE / random MAE and their difference. "
+        "--write stores it as shift_penalty on every own card in the zoo folder (the weights files are untouched).",
+    )
+    p.add_argument("--random", required=True, help="card (JSON) of the random-like:FAMILY model")
+    p.add_argument("--shifted", required=True, help="card (JSON) of the chemistry:FAMILY model")
+    p.add_argument("--write", action="store_true", help="write the penalty on every own card")
+    p.add_argument("--out-dir", help="zoo folder whose cards --write updates (default: pretrained/)")
+    p.set_defaults(func=_cmd_shift_penalty)

@@ -5,12 +5,18 @@ the target are shuffled once with ``numpy.random.default_rng(split_seed)``; the 
 canonical order is the test block, the next the validation block, the rest the training block. Asking for
 fewer crystals takes a prefix of each block, so a smaller study never sees a crystal that a larger study with
 the same seed used for another role.
+
+Splits by chemistry (:func:`rule_split`) measure distribution shift inside the default data: ``chemistry:FAMILY``
+makes every crystal containing an element of FAMILY the test block, so the model is tested only on chemistry
+it never trained on; ``random-like:FAMILY`` is its control, a random split with exactly the same block sizes.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -196,3 +202,157 @@ def first_n_canonical(dataset: CrystalDataset, target: str, n: int, split_seed: 
     n_test = min(n, len(blocks.test))
     n_val = min(n - n_test, len(blocks.val))
     return make_split(dataset, target, n - n_test - n_val, n_val, n_test, split_seed)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Distribution shift: splits by chemistry
+# --------------------------------------------------------------------------------------------------------------
+
+#: Named element families a chemistry split can hold out (``chemistry:NAME``). A family can also be written as
+#: its elements joined by ``+`` (``chemistry:Fe+Co+Ni``).
+ELEMENT_FAMILIES: dict[str, tuple[str, ...]] = {
+    "halogens": ("F", "Cl", "Br", "I", "At"),
+    "iron-triad": ("Fe", "Co", "Ni"),
+    "platinum-group": ("Ru", "Rh", "Pd", "Os", "Ir", "Pt"),
+    "coinage-metals": ("Cu", "Ag", "Au"),
+    "alkali-metals": ("Li", "Na", "K", "Rb", "Cs"),
+    "alkaline-earth-metals": ("Be", "Mg", "Ca", "Sr", "Ba"),
+    "lanthanides": ("La", "Ce", "Pr", "Nd", "Pm", "Sm", "Eu", "Gd", "Tb", "Dy", "Ho", "Er", "Tm", "Yb", "Lu"),
+    "actinides": ("Ac", "Th", "Pa", "U", "Np", "Pu"),
+}
+#: The split kinds (``--split`` of ``pretrain``): ``random``; ``chemistry:FAMILY`` (every crystal containing an
+#: element of FAMILY is the test block, none of them is trained or validated on); ``random-like:FAMILY`` (a
+#: random split with exactly the block sizes of ``chemistry:FAMILY``: its control).
+SPLIT_KINDS = ("random", "chemistry", "random-like")
+
+_ELEMENT_SYMBOL = re.compile(r"[A-Z][a-z]?")
+
+
+@dataclass(frozen=True)
+class SplitRule:
+    """A named way to cut a set of crystals into training, validation and test blocks.
+
+    Attributes:
+        kind: one of :data:`SPLIT_KINDS`.
+        family: the held-out element family's name (``iron-triad`` or ``Fe+Co+Ni``); empty for ``random``.
+        elements: the family's element symbols.
+    """
+
+    kind: str = "random"
+    family: str = ""
+    elements: frozenset[str] = frozenset()
+
+    def __str__(self) -> str:
+        return self.kind if self.kind == "random" else f"{self.kind}:{self.family}"
+
+
+def parse_split_rule(text: str) -> SplitRule:
+    """``random``, ``chemistry:FAMILY`` or ``random-like:FAMILY`` -> :class:`SplitRule`.
+
+    Raises:
+        DatasetError: an unknown kind or family, or an element symbol that does not exist.
+    """
+    kind, _, family = text.strip().partition(":")
+    if kind not in SPLIT_KINDS:
+        raise DatasetError(f"unknown split {text!r}: use random, chemistry:FAMILY or random-like:FAMILY")
+    if kind == "random":
+        if family:
+            raise DatasetError(f"the random split takes no family, got {text!r}")
+        return SplitRule()
+    return SplitRule(kind=kind, family=family, elements=family_elements(family))
+
+
+def family_elements(family: str) -> frozenset[str]:
+    """The element symbols of a family: a name of :data:`ELEMENT_FAMILIES` or symbols joined by ``+``.
+
+    Raises:
+        DatasetError: an unknown name or element.
+    """
+    if family in ELEMENT_FAMILIES:
+        return frozenset(ELEMENT_FAMILIES[family])
+    symbols = [s.strip() for s in family.split("+") if s.strip()]
+    known = _element_symbols()
+    if not symbols or any(s not in known for s in symbols):
+        raise DatasetError(
+            f"unknown element family {family!r}: use one of {', '.join(ELEMENT_FAMILIES)} or elements joined "
+            "by '+', e.g. Fe+Co+Ni"
+        )
+    return frozenset(symbols)
+
+
+def elements_of_formula(formula: str) -> frozenset[str]:
+    """Element symbols of a formula such as ``Fe2O3`` or ``LiCoO2`` (no brackets, as reduced formulas are)."""
+    return frozenset(_ELEMENT_SYMBOL.findall(formula))
+
+
+def dataset_elements(dataset: CrystalDataset, ids: Iterable[str]) -> dict[str, frozenset[str]]:
+    """Element symbols of each crystal in ``ids``, read from its atomic numbers (exact, no formula parsing)."""
+    from pymatgen.core import Element
+
+    out = {}
+    for cid in ids:
+        _, numbers, _ = dataset.arrays(cid)
+        out[cid] = frozenset(Element.from_Z(int(z)).symbol for z in np.unique(numbers))
+    return out
+
+
+def family_members(elements_by_id: Mapping[str, Iterable[str]], elements: Iterable[str]) -> list[str]:
+    """Sorted ids of the crystals containing at least one of ``elements``."""
+    family = set(elements)
+    return sorted(cid for cid, present in elements_by_id.items() if family & set(present))
+
+
+def rule_split(
+    rule: SplitRule,
+    elements_by_id: Mapping[str, Iterable[str]],
+    split_seed: int,
+    val_fraction: float,
+    test_fraction: float,
+    label: str = "pretraining",
+) -> Split:
+    """Cut the crystals of ``elements_by_id`` by ``rule``; the same seed always gives the same split.
+
+    Every kind permutes the sorted ids by ``default_rng(split_seed)`` (the rule of ``pretrain``'s own split)
+    and takes blocks of ``n_val = round(n * val_fraction)`` validation crystals:
+
+    - ``random``: test = the first ``round(n * test_fraction)``, then validation, then training;
+    - ``chemistry``: test = every crystal containing a family element (``test_fraction`` is not used);
+      validation = the first ``n_val`` of the others, training = the rest. No family crystal is trained or
+      validated on, so the test block measures the error on chemistry the model never saw;
+    - ``random-like``: a random split with exactly the chemistry split's block sizes (test = the first
+      ``n_family`` of the permutation), so the two test MAEs differ only by *which* crystals are tested.
+
+    Raises:
+        DatasetError: too few crystals for three non-empty blocks, or a family with no crystal.
+    """
+    ordered = sorted(elements_by_id)
+    perm = np.random.default_rng(split_seed).permutation(len(ordered))
+    order = [ordered[i] for i in perm]
+    n_val = round(len(order) * val_fraction)
+    if rule.kind == "random":
+        n_test = round(len(order) * test_fraction)
+    else:
+        members = family_members(elements_by_id, rule.elements)
+        if not members:
+            raise DatasetError(f"no crystal contains an element of {rule.family} ({', '.join(sorted(rule.elements))})")
+        n_test = len(members)
+    if n_test < 1 or n_val < 1 or len(order) - n_test - n_val < 2:
+        raise DatasetError(f"{len(order)} crystals are too few for a training/validation/test split by {rule}")
+    if rule.kind == "chemistry":
+        held_out = set(members)
+        test = tuple(cid for cid in order if cid in held_out)
+        rest = [cid for cid in order if cid not in held_out]
+        return Split(label, split_seed, train=tuple(rest[n_val:]), val=tuple(rest[:n_val]), test=test)
+    return Split(
+        label,
+        split_seed,
+        train=tuple(order[n_test + n_val :]),
+        val=tuple(order[n_test : n_test + n_val]),
+        test=tuple(order[:n_test]),
+    )
+
+
+def _element_symbols() -> frozenset[str]:
+    from pymatgen.core import Element
+
+    return frozenset(e.symbol for e in Element)

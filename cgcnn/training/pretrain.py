@@ -12,7 +12,10 @@ The study pretrains a CGCNN on several Materials Project properties together and
 - a crystal missing some labels still teaches the others (the trainer's masked MSE); each target has its
   own normaliser (fitted ignoring NaN) and its own test MAE;
 - its own deterministic validation/test split of those crystals (see :func:`split_ids`), recorded on the card
-  with its hash and the test ids, so the card's numbers can be re-evaluated;
+  with its hash and the test ids, so the card's numbers can be re-evaluated; or a split by chemistry
+  (``split="chemistry:iron-triad"``: every crystal containing Fe, Co or Ni is the test block and none is
+  trained on) and its random control of the same block sizes (``"random-like:iron-triad"``), whose two test
+  MAEs measure how much worse a model does on chemistry it never saw (the cards' ``shift_penalty``);
 - resumable: after every epoch the whole training state goes to ``NAME.resume.pt`` beside the output, and a
   second call continues from it (the result is the same as an uninterrupted run).
 """
@@ -37,7 +40,7 @@ import torch
 
 from cgcnn.data.datasets import TARGET_UNITS, CrystalDataset, load_default_dataset
 from cgcnn.data.graph import GraphParams
-from cgcnn.data.splits import Split, pretraining_ids
+from cgcnn.data.splits import Split, dataset_elements, family_members, parse_split_rule, pretraining_ids, rule_split
 from cgcnn.errors import CGCNNError
 from cgcnn.nn.cards import ModelCard
 from cgcnn.nn.checkpoint import save_checkpoint
@@ -81,6 +84,8 @@ class PretrainSpec:
         split_seed: the band-gap test block that is excluded *and* the permutation of the validation/test split.
         val_fraction, test_fraction: shares of the crystals in the validation and test blocks.
         ids: ``"pretraining"`` (see the module docstring), ``"matched:NAME"``, or an explicit list of ids.
+        split: how those crystals are cut: ``random``, ``chemistry:FAMILY`` or ``random-like:FAMILY`` (see
+            :func:`cgcnn.data.splits.rule_split`).
         exclude_twins: with ``ids="pretraining"``, also leave out the structure twins of the band-gap test block
             (:mod:`cgcnn.data.dedup`). True for new pretrainings; a stored spec without the key predates the
             rule (the committed zoo models) and reads as False, so its split is still reproduced. Always False
@@ -96,6 +101,7 @@ class PretrainSpec:
     val_fraction: float = 0.1
     test_fraction: float = 0.1
     ids: str | list[str] = "pretraining"
+    split: str = "random"
     exclude_twins: bool = True
     hyperparams: dict[str, Any] = field(default_factory=dict)
     name: str = ""
@@ -120,6 +126,9 @@ class PretrainSpec:
             0 < self.val_fraction < 1 and 0 < self.test_fraction < 1 and self.val_fraction + self.test_fraction < 1
         ):
             raise CGCNNError("validation and test fractions must be in (0, 1) and leave crystals for training")
+        rule = parse_split_rule(self.split)
+        if rule.kind != "random" and isinstance(self.ids, str) and self.ids.startswith("matched:"):
+            raise CGCNNError(f"--split {self.split} cannot be combined with {self.ids}, which fixes the roles")
 
     @property
     def targets(self) -> list[str]:
@@ -159,6 +168,8 @@ class PretrainSpec:
         rest = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "model"}
         data = {**model, **copy.deepcopy(rest)}
         data["ids"] = self.ids if isinstance(self.ids, str) else list(self.ids)
+        if data["split"] == "random":  # left out, so the specs and fingerprints of earlier cards stay as they were
+            del data["split"]
         if not self.exclude_twins:  # the id-only rule: stored as it always was, so old fingerprints still match
             data.pop("exclude_twins")
         return data
@@ -246,7 +257,7 @@ def resolve_split(spec: PretrainSpec, dataset: CrystalDataset, zoo_dir: Path | N
         if spec.exclude_twins:
             by_id = {cid for t in spec.targets for cid in pretraining_ids(dataset, t, spec.split_seed, False)}
             origin["twins_dropped"] = len(by_id) - len(ids)  # twins of the test block the id rule would keep
-        return split, origin
+        return _by_rule(spec, dataset, ids, split, origin, label)
     if isinstance(spec.ids, str) and spec.ids.startswith("matched:"):
         source = spec.ids.split(":", 1)[1]
         card_path = (zoo_dir or _zoo_dir()) / f"{source}.json"
@@ -276,7 +287,26 @@ def resolve_split(spec: PretrainSpec, dataset: CrystalDataset, zoo_dir: Path | N
         raise CGCNNError(f"{len(unknown)} id(s) not in the dataset, e.g. {unknown[0]!r}")
     ids = [cid for cid in spec.ids if labelled[cid]]
     split = split_ids(ids, spec.split_seed, spec.val_fraction, spec.test_fraction, label)
-    return split, {"rule": f"explicit list of {len(spec.ids)} ids ({len(ids)} with a label); split as above"}
+    origin = {"rule": f"explicit list of {len(spec.ids)} ids ({len(ids)} with a label); split as above"}
+    return _by_rule(spec, dataset, ids, split, origin, label)
+
+
+def _by_rule(
+    spec: PretrainSpec, dataset: CrystalDataset, ids: list[str], random_split: Split, origin: dict, label: str
+) -> tuple[Split, dict]:
+    """``random_split`` for the random rule (as always), else the split of ``spec.split`` on the same crystals."""
+    rule = parse_split_rule(spec.split)
+    if rule.kind == "random":
+        return random_split, origin
+    elements = dataset_elements(dataset, ids)
+    split = rule_split(rule, elements, spec.split_seed, spec.val_fraction, spec.test_fraction, label)
+    shift = {
+        "split_rule": str(rule),
+        "family": rule.family,
+        "family_elements": sorted(rule.elements),
+        "n_family": len(family_members(elements, rule.elements)),
+    }
+    return split, {**origin, **shift}
 
 
 # --------------------------------------------------------------------------------------------------------------
