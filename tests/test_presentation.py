@@ -58,7 +58,16 @@ def table_font_px(at: AppTest) -> list[int]:
 
 def test_every_presentation_size_is_projector_sized():
     on, off = style.display_style(True), style.display_style(False)
-    for name in ("text_px", "heatmap_px", "diagram_px", "axis_title_px", "tick_px", "legend_px", "title_px"):
+    for name in (
+        "text_px",
+        "table_px",
+        "heatmap_px",
+        "diagram_px",
+        "axis_title_px",
+        "tick_px",
+        "legend_px",
+        "title_px",
+    ):
         assert getattr(on, name) >= MIN_PX, name
         assert getattr(on, name) >= getattr(off, name), name
     assert on.fixed_ranges and not off.fixed_ranges
@@ -144,7 +153,7 @@ def test_static_tables_show_user_text_literally():
 
     from cgcnn.app import plain
 
-    frame = pd.DataFrame({"name": ["[EVIL](http://evil.example)"], "mae_by_x": [0.123456]})
+    frame = pd.DataFrame({"name": ["[EVIL](http://evil.example)"], "mae_by_x": [0.123456], "note": [None]})
     html = style.styled_table(frame, style.display_style(True), text=plain.markdown).to_html()
     assert "\\[EVIL\\]" in html and "](http" not in html
-    assert "0.1235" in html and "font-size: 18px" in html
+    assert "0.1235" in html and "font-size: 16px" in html and "None" not in html

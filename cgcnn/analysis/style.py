@@ -29,7 +29,9 @@ class DisplayStyle:
 
     Attributes:
         presenting: presentation mode (projector) is on.
-        text_px: base text of figures (hover, annotations) and of tables in presentation mode.
+        text_px: base text of figures (hover, annotations).
+        table_px: cell and header text of static tables (presentation mode; 16 px lets the zoo's 9 columns
+            fit at 1280 px).
         heatmap_px: cell text, panel titles and tick labels of heatmaps.
         diagram_px: box labels of diagrams (the Model zoo's layer diagram).
         axis_title_px: axis titles of plots.
@@ -43,6 +45,7 @@ class DisplayStyle:
 
     presenting: bool
     text_px: int
+    table_px: int
     heatmap_px: int
     diagram_px: int
     axis_title_px: int
@@ -61,9 +64,9 @@ class DisplayStyle:
 def display_style(presenting: bool) -> DisplayStyle:
     """The sizes for a screen (``presenting=False``) or a projector (``True``: every text at least 16 px)."""
     if presenting:
-        return DisplayStyle(True, text_px=18, heatmap_px=18, diagram_px=18, axis_title_px=18, tick_px=16,
+        return DisplayStyle(True, text_px=18, table_px=16, heatmap_px=18, diagram_px=18, axis_title_px=18, tick_px=16,
                             legend_px=16, title_px=20, fixed_ranges=True)  # fmt: skip
-    return DisplayStyle(False, text_px=14, heatmap_px=14, diagram_px=13, axis_title_px=14, tick_px=12,
+    return DisplayStyle(False, text_px=14, table_px=14, heatmap_px=14, diagram_px=13, axis_title_px=14, tick_px=12,
                         legend_px=12, title_px=16, fixed_ranges=False)  # fmt: skip
 
 
@@ -102,7 +105,7 @@ _BREAK = "\u200b"
 
 
 def styled_table(frame: pd.DataFrame, style: DisplayStyle, text: Callable[[str], str] | None = None, digits: int = 4):
-    """A pandas ``Styler`` of ``frame`` for a static table, every cell and header at ``style.text_px``.
+    """A pandas ``Styler`` of ``frame`` for a static table, every cell and header at ``style.table_px``.
 
     No index; floats to ``digits`` significant digits; text wraps at spaces, hyphens and underscores
     (``formation_energy_per_atom``), so the table fits its column instead of pushing columns off-screen.
@@ -117,11 +120,13 @@ def styled_table(frame: pd.DataFrame, style: DisplayStyle, text: Callable[[str],
     safe = text or str
 
     def cell(value: object) -> str:
+        if value is None:
+            return ""
         if isinstance(value, float):
             return "" if math.isnan(value) else f"{value:.{digits}g}"
         return safe(str(value)).replace("_", "_" + _BREAK)
 
-    size = f"{style.text_px}px"
+    size = f"{style.table_px}px"
     props = [*WRAPPING.items(), ("font-size", size)]
     return (
         frame.style.hide(axis="index")
