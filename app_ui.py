@@ -249,6 +249,20 @@ def model_choices() -> list[str]:
     return names(store())
 
 
+@st.cache_data(ttl=10, show_spinner=False)
+def cards():
+    """The zoo's model cards as a table, shared by every session for 10 s (saving a run adds one)."""
+    from cgcnn.app.tables import cards_frame
+
+    return cards_frame(store())
+
+
+def zoo_changed() -> None:
+    """Drop the shared model lists at once after a run is saved under a name (else they refresh within 10 s)."""
+    cards.clear()
+    model_choices.clear()
+
+
 @st.cache_data(ttl=3, show_spinner=False)
 def queue_etas(run_ids: tuple[str, ...], workers: int) -> dict:
     """Queue estimates of queued runs, shared by every session for 3 s (each one simulates the whole queue)."""

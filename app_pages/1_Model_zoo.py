@@ -10,8 +10,7 @@ from cgcnn.app import plain, tables
 
 app_ui.setup("Model zoo")
 with app_ui.boundary("the model zoo"):
-    store = app_ui.store()
-    cards = tables.cards_frame(store)
+    cards = app_ui.cards()
     app_ui.table(cards)
 
     names = cards["name"].tolist()

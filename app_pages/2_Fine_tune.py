@@ -162,6 +162,7 @@ def run_actions(store, view: tables.RunView) -> None:
             except CGCNNError as exc:
                 st.error(plain.markdown(str(exc)))
             else:
+                app_ui.zoo_changed()
                 st.toast(plain.markdown(f"run {entry.id} saved as {saved!r}") if saved else "name cleared")
 
 

@@ -15,7 +15,7 @@ from a rerun request to its ``script_finished`` message, per page (fragment reru
 (or cancelled), lost (a launch that left no run, or a run still unfinished at the end), and how many entries
 were answered by reuse. Only 127.0.0.1 is contacted.
 
-    python bench/load_app.py --sessions 10 [--workers 2] [--json]
+    python bench/load_app.py --sessions 10 [--workers 2] [--ramp SECONDS] [--json]
 
 With ``--json`` the last line is one compact JSON object (NaN as null) with the keys ``sessions``,
 ``rerun_p50_s``, ``rerun_p95_s``, ``rerun_max_s``, ``jobs_done``, ``jobs_failed``, ``jobs_lost``, ``reused``
@@ -54,6 +54,7 @@ class Plan:
     epochs: int = 2
     distinct: int = 3
     page_every_s: float = 10.0
+    ramp_s: float = 0.0  # sessions arrive spread evenly over this many seconds (0: all at the same instant)
     model: str = "formation-energy-per-atom"
     freeze: int = 2
 
@@ -76,9 +77,12 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))]
 
 
-async def student(k: int, url: str, plan: Plan, all_done: asyncio.Event, deadline: float) -> SessionLog:
+async def student(
+    k: int, n_sessions: int, url: str, plan: Plan, all_done: asyncio.Event, deadline: float
+) -> SessionLog:
     """One simulated student (see the module docstring)."""
     log = SessionLog(f"student-{k:02d}")
+    await asyncio.sleep(plan.ramp_s * k / max(1, n_sessions - 1))  # arrivals spread over --ramp seconds
     session = StreamlitSession(url)
     await session.connect()
     try:
@@ -123,10 +127,11 @@ async def student(k: int, url: str, plan: Plan, all_done: asyncio.Event, deadlin
             if due:
                 fid = due[0]
                 await record(await session.rerun(fragment_id=fid))
-                if fid in session.fragments:
-                    next_poll[fid] = time.monotonic() + session.fragments[fid]
-                else:
-                    next_poll.pop(fid, None)
+                # A fragment may end its polling with a full rerun (st.rerun), which registers the page's fragments
+                # anew: poll only those the server registers now (it silently drops a request for a gone one).
+                next_poll.pop(fid, None)
+                later = time.monotonic()
+                next_poll = {f: next_poll.get(f, later + s) for f, s in session.fragments.items()}
                 continue
             await asyncio.sleep(0.1)
     except Exception as exc:  # a broken session is a result of the bench, not a crash of it
@@ -159,7 +164,7 @@ async def drive(url: str, store, n: int, plan: Plan, max_seconds: float) -> list
     deadline = time.monotonic() + max_seconds
     names = [f"student-{k:02d}" for k in range(n)]
     watcher = asyncio.create_task(watch_jobs(store, names, all_done, deadline, grace_s=120.0))
-    logs = await asyncio.gather(*(student(k, url, plan, all_done, deadline) for k in range(n)))
+    logs = await asyncio.gather(*(student(k, n, url, plan, all_done, deadline) for k in range(n)))
     all_done.set()
     await watcher
     return list(logs)
@@ -272,10 +277,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--distinct", type=int, default=3, help="distinct specs among the sessions (seeds)")
     parser.add_argument("--page-every", type=float, default=10.0, help="seconds between page changes")
+    parser.add_argument(
+        "--ramp", type=float, default=0.0, help="seconds over which the sessions arrive (default 0: all at once)"
+    )
     parser.add_argument("--json", action="store_true", help="print the results as one JSON line, last")
     args = parser.parse_args(argv)
 
-    plan = Plan(tuple(args.sizes), args.epochs, args.distinct, args.page_every)
+    plan = Plan(tuple(args.sizes), args.epochs, args.distinct, args.page_every, args.ramp)
     report, logs = run_bench(args.sessions, args.workers, plan, args.max_seconds)
     print(
         f"{report['sessions']} sessions, {report['workers']} workers: app up in {report['startup_s']} s, "

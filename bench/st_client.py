@@ -190,6 +190,8 @@ class StreamlitSession:
 
     async def rerun(self, fragment_id: str = "", widgets: dict[str, WidgetState] | None = None) -> RunResult:
         """Ask for a rerun of the current page (or one fragment) and wait for ``script_finished``."""
+        if fragment_id and fragment_id not in self.fragments:  # the server would drop it without an answer
+            raise ProtocolError(f"fragment {fragment_id} is not registered on this page any more")
         if not fragment_id:
             self.widgets = {k: w for k, w in self.widgets.items() if k in self.states}
             self.fragments = {}
