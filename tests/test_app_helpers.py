@@ -189,3 +189,22 @@ def test_compare_opens_on_my_latest_protocol_only():
     assert tables.default_comparison(records, "carol") == ["d", "b", "a"]
     label = tables.run_label(records[2])
     assert "150/20/20" in label and "30 ep" in label and "alice" in label and "k0" in label
+
+
+def test_training_speed_ignores_tiny_runs_and_set_up_time(tmp_path):
+    from cgcnn.app import launch
+
+    store = RunStore(tmp_path / "runs.sqlite")
+    assert launch.seconds_per_crystal_epoch(store) == launch.FALLBACK_SECONDS_PER_CRYSTAL_EPOCH
+    base = {"pretrained": "band-gap", "freeze": 1, "target": "band_gap", "n_test": 20, "data": None}
+    demo = store.create_run({**base, "n_train": 40, "n_val": 20, "hyperparams": {"epochs": 3}}, status="running")
+    store.finish(demo, "done", test_mae=1.0, seconds=12.0)  # 60 crystals x 3 epochs in 12 s: mostly fixed costs
+    assert launch.seconds_per_crystal_epoch(store) == launch.FALLBACK_SECONDS_PER_CRYSTAL_EPOCH
+    real = store.create_run({**base, "n_train": 1000, "n_val": 1000, "hyperparams": {"epochs": 30}}, status="running")
+    store.update(real, setup_seconds=5.0)
+    store.finish(real, "done", test_mae=0.5, seconds=65.0)
+    assert launch.seconds_per_crystal_epoch(store) == pytest.approx(60.0 / (2000 * 30))
+
+
+def test_durations_read_as_people_say_them():
+    assert [tables.format_seconds(s) for s in (42, 185, 1800, 5400)] == ["42 s", "3 min 5 s", "30 min", "1 h 30 min"]

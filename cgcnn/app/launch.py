@@ -144,14 +144,23 @@ def format_duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+#: Runs with less work than this (crystals × epochs) do not set the speed: their fixed costs per epoch (a test
+#: pass, checkpoints) dominate, and a 40-crystal demo would make the study's default look 20x slower than it is.
+MIN_CRYSTAL_EPOCHS_FOR_SPEED = 10_000
+
+
 def seconds_per_crystal_epoch(store: RunStore) -> float:
-    """Training speed on this server: the median over recent finished runs, or a measured default."""
+    """Training speed on this server: the median over recent finished runs of real size, or a measured default.
+
+    A run's set-up (loading data, building graphs) is left out where the store recorded it.
+    """
     rates = []
     for record in store.list_runs(status="done", limit=50):
         epochs = (record.spec.get("hyperparams") or {}).get("epochs")
         crystals = (record.n_train or 0) + (record.n_val or 0)
-        if record.source_run_id is None and record.seconds and epochs and crystals:
-            rates.append(record.seconds / (epochs * crystals))
+        work = (epochs or 0) * crystals
+        if record.source_run_id is None and record.seconds and work >= MIN_CRYSTAL_EPOCHS_FOR_SPEED:
+            rates.append(max(record.seconds - (record.setup_seconds or 0.0), 0.0) / work)
     return float(statistics.median(rates)) if rates else FALLBACK_SECONDS_PER_CRYSTAL_EPOCH
 
 

@@ -142,7 +142,8 @@ def format_seconds(seconds: float) -> str:
     if seconds < 60:
         return f"{seconds:.0f} s"
     if seconds < 3600:
-        return f"{int(seconds // 60)} min {int(seconds % 60)} s"
+        minutes, rest = int(seconds // 60), int(seconds % 60)
+        return f"{minutes} min {rest} s" if rest else f"{minutes} min"
     return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
 
 
