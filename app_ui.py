@@ -130,6 +130,23 @@ def table(frame, container=None, **kwargs) -> None:
         where.dataframe(frame, hide_index=True, width="stretch", **kwargs)
 
 
+def runs_table(frame, height: int | None = None) -> None:
+    """A live table of runs: a progress bar per run on a screen, a projector-sized table in presentation mode.
+
+    In presentation mode the progress shows as a percentage: the grid's progress bars cannot be enlarged.
+    """
+    from cgcnn.app.tables import progress_as_percent
+
+    if presenting():
+        table(progress_as_percent(frame))
+        return
+    columns = {
+        "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0),
+        "test MAE": st.column_config.NumberColumn("test MAE", format="%.4f"),
+    }
+    st.dataframe(frame, hide_index=True, width="stretch", height=height, column_config=columns)
+
+
 def identity():
     """This session's :class:`~cgcnn.app.identity.Identity` (set by :func:`setup`)."""
     from cgcnn.app.identity import Identity

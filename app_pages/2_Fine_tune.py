@@ -196,15 +196,8 @@ def runs_section(store) -> None:
             if not recs:
                 st.info("No runs yet." if everyone else "You have no runs yet: queue one above.")
                 return
-            st.dataframe(
-                tables.compact_frame(views_of(store, recs), with_owner=everyone),
-                hide_index=True,
-                width="stretch",
-                height=min(38 + 35 * len(recs), 420),
-                column_config={
-                    "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0),
-                    "test MAE": st.column_config.NumberColumn("test MAE", format="%.4f"),
-                },
+            app_ui.runs_table(
+                tables.compact_frame(views_of(store, recs), with_owner=everyone), height=min(38 + 35 * len(recs), 420)
             )
             if live and not any(r.is_active for r in recs):
                 st.rerun()  # everything ended: a full rerun stops the polling

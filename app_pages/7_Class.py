@@ -26,13 +26,7 @@ def runs_panel(store) -> None:
     st.subheader("Every run of the class")
     records = store.list_runs()
     frame = teacher.class_frame(store)
-    st.dataframe(
-        frame,
-        hide_index=True,
-        width="stretch",
-        height=min(38 + 35 * len(frame), 460),
-        column_config={"progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0)},
-    )
+    app_ui.runs_table(frame, height=min(38 + 35 * len(frame), 460))
     labels = {r.id: f"{r.id} · {r.owner or '—'} · {r.status}" for r in records}
     chosen = st.multiselect("Runs", list(labels), format_func=labels.get, key="class_runs")
     a, b, c = st.columns(3)

@@ -157,3 +157,26 @@ def test_static_tables_show_user_text_literally():
     html = style.styled_table(frame, style.display_style(True), text=plain.markdown).to_html()
     assert "\\[EVIL\\]" in html and "](http" not in html
     assert "0.1235" in html and "font-size: 16px" in html and "None" not in html
+
+
+def test_fine_tune_run_list_is_projector_sized_with_progress_as_text():
+    from cgcnn.runs.store import RunStore
+
+    spec = {"pretrained": "band-gap", "freeze": 1, "target": "band_gap", "n_train": 40, "n_val": 20, "n_test": 20,
+            "seed": 123, "hyperparams": {"epochs": 2}}  # fmt: skip
+    RunStore().create_run(spec, owner="erin")  # queued; CGCNN_WORKERS=0, so it stays queued
+    at = open_page("app_pages/2_Fine_tune.py")
+    assert at.get("table") and not at.dataframe, "presentation mode shows the run list as a static table"
+    assert min(table_font_px(at)) >= MIN_PX
+    screen = open_page("app_pages/2_Fine_tune.py", present=False)
+    assert screen.dataframe and not screen.get("table")  # the interactive grid, with its progress bars
+
+
+def test_progress_reads_as_a_percentage_where_no_bar_can_be_drawn():
+    import pandas as pd
+
+    from cgcnn.app.tables import progress_as_percent
+
+    frame = pd.DataFrame({"id": ["a", "b", "c"], "progress": [0.0, 0.456, None]})
+    assert progress_as_percent(frame)["progress"].tolist() == ["0%", "46%", ""]
+    assert progress_as_percent(frame.drop(columns="progress")).equals(frame.drop(columns="progress"))

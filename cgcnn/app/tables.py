@@ -147,6 +147,13 @@ def format_seconds(seconds: float) -> str:
     return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
 
 
+def progress_as_percent(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with its ``progress`` column (0-1) as text (``45%``), for tables that cannot draw bars."""
+    if "progress" not in frame.columns:
+        return frame
+    return frame.assign(progress=[f"{100 * p:.0f}%" if pd.notna(p) else "" for p in frame["progress"]])
+
+
 def runs_frame(records: list[RunRecord]) -> pd.DataFrame:
     """A table of runs for listings and CSV export.
 
