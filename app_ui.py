@@ -144,7 +144,7 @@ def runs_table(frame, height: int | None = None) -> None:
         "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0),
         "test MAE": st.column_config.NumberColumn("test MAE", format="%.4f"),
     }
-    st.dataframe(frame, hide_index=True, width="stretch", height=height, column_config=columns)
+    table(frame, height=height, column_config=columns)
 
 
 def identity():
@@ -245,8 +245,7 @@ def mark_active() -> None:
 
 
 def poll_seconds() -> float:
-    """Interval for a polling fragment now (:mod:`cgcnn.app.polling`); counts this session as active."""
-    mark_active()
+    """Interval for a polling fragment now (:mod:`cgcnn.app.polling`); :func:`setup` counted this session."""
     return active_sessions().poll_seconds()
 
 

@@ -13,10 +13,10 @@ import time
 from pathlib import Path
 
 import pytest
+from browser_support import chromium, wait_until_idle
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path(os.environ.get("CGCNN_CHROMIUM", "/usr/bin/chromium"))
 DEMO_TOKEN = "browser-test-token-of-demo-0123456789"  # the display name 'demo' is claimed by this token
 PAGES = {
     "": "home",
@@ -32,17 +32,7 @@ PAGES = {
 
 @pytest.fixture(scope="module")
 def browser():
-    if not CHROMIUM.exists():
-        pytest.skip(f"headless Chromium not found at {CHROMIUM} (apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=["--use-gl=swiftshader", "--enable-unsafe-swiftshader", "--no-sandbox", "--disable-dev-shm-usage"],
-        )
-        yield browser
-        browser.close()
+    yield from chromium()
 
 
 @pytest.fixture(scope="module")
@@ -70,19 +60,6 @@ def server(tmp_path_factory, browser):
             os.environ["CGCNN_HOME"] = old
     with AppServer(home, env={"CGCNN_WORKERS": "1"}) as app:
         yield app
-
-
-def wait_until_idle(page, timeout_s: float = 90.0) -> None:
-    """Wait until the script has run: a title is shown and the 'running' status widget is gone."""
-    page.wait_for_selector("h1", timeout=timeout_s * 1000)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if page.locator('[data-testid="stStatusWidget"]').count() == 0:
-            time.sleep(0.5)
-            if page.locator('[data-testid="stStatusWidget"]').count() == 0:
-                return
-        time.sleep(0.3)
-    raise AssertionError("the page kept running")
 
 
 def distinct_colours(png: bytes) -> int:

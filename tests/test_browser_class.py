@@ -7,29 +7,19 @@ headless Chromium or Playwright (see ``tests/test_browser.py``).
 
 from __future__ import annotations
 
-import os
 import time
-from pathlib import Path
 
 import pytest
+from browser_support import chromium, wait_until_idle
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path(os.environ.get("CGCNN_CHROMIUM", "/usr/bin/chromium"))
 PASSWORD = "chalk and blackboard"
 
 
 @pytest.fixture(scope="module")
 def browser():
-    if not CHROMIUM.exists():
-        pytest.skip(f"headless Chromium not found at {CHROMIUM} (apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox", "--disable-dev-shm-usage"]
-        )
-        yield browser
-        browser.close()
+    yield from chromium()
 
 
 @pytest.fixture(scope="module")
@@ -49,24 +39,11 @@ def server(tmp_path_factory, browser):
         yield app
 
 
-def settle(page, timeout_s: float = 60.0) -> None:
-    """Wait until the page's script has finished (no 'running' status widget for a moment)."""
-    page.wait_for_selector("h1", timeout=timeout_s * 1000)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if page.locator('[data-testid="stStatusWidget"]').count() == 0:
-            time.sleep(0.5)
-            if page.locator('[data-testid="stStatusWidget"]').count() == 0:
-                return
-        time.sleep(0.3)
-    raise AssertionError("the page kept running")
-
-
 def try_password(page, password: str) -> None:
     page.get_by_label("Teacher password").fill(password)
     page.get_by_role("button", name="Unlock").click()
     time.sleep(1.0)
-    settle(page)
+    wait_until_idle(page, 60.0)
 
 
 def test_student_refused_teacher_clears_the_queue(browser, server):
@@ -76,8 +53,8 @@ def test_student_refused_teacher_clears_the_queue(browser, server):
         s_page, t_page = student.new_page(), teacher.new_page()
         s_page.goto(f"{server.url}/Class?user=mallory", wait_until="domcontentloaded")
         t_page.goto(f"{server.url}/Class?user=teacher", wait_until="domcontentloaded")
-        settle(s_page)
-        settle(t_page)
+        wait_until_idle(s_page, 60.0)
+        wait_until_idle(t_page, 60.0)
 
         try_password(s_page, "blackboard")
         s_page.get_by_text("Wrong password.").wait_for(timeout=30_000)
@@ -89,7 +66,7 @@ def test_student_refused_teacher_clears_the_queue(browser, server):
         assert t_page.locator('[data-testid="stAlertContentError"]').count() == 0
         # the teacher's unlock stays in the teacher's browser: the student's page is still locked
         s_page.reload(wait_until="domcontentloaded")
-        settle(s_page)
+        wait_until_idle(s_page, 60.0)
         assert s_page.get_by_role("button", name="Clear the queue").count() == 0
 
         t_page.get_by_role("button", name="Clear the queue").click()
