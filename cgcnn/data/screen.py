@@ -70,12 +70,13 @@ def screen_text(name: str, text: str, fmt: str, limits: ScreenLimits) -> str:
         fmt: ``cif``, ``poscar`` or ``json``.
         limits: what is allowed.
 
+    The file's size is checked before it is decoded, by :func:`cgcnn.data.crystal_io.read_crystal_bytes`
+    (the one caller; ``limits.max_bytes`` is its cap).
+
     Raises:
-        CrystalInputError: too large, too many lines, or a cell that is too small, too large, or holds too many
-            atoms once its symmetry operations are applied.
+        CrystalInputError: too many lines, or a cell that is too small, too large, or holds too many atoms once
+            its symmetry operations are applied.
     """
-    if len(text.encode("utf-8", errors="replace")) > limits.max_bytes:
-        raise CrystalInputError(f"{name}: {len(text) / 1e6:.1f} MB is too large for a crystal file")
     text = compact_text(text)
     lines = text.count("\n")
     if lines > limits.max_lines:
