@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 import app_ui
-from cgcnn.analysis import probe, style, viz
+from cgcnn.analysis import figures, probe, style
 from cgcnn.app import plain, tables
 from cgcnn.data.datasets import TARGET_UNITS
 
@@ -51,7 +51,7 @@ with app_ui.boundary("the representations page"):
         for line in errors:
             st.error(plain.markdown(line))
         if len(frame):
-            app_ui.chart(viz.probe_figure(frame, TARGET_UNITS.get(args[1], "")), key="rep_probe")
+            app_ui.chart(figures.probe_figure(frame, TARGET_UNITS.get(args[1], "")), key="rep_probe")
             app_ui.table(frame)
     else:
         st.caption("Choose models and press *Run probes* (a few seconds per model).")
@@ -69,7 +69,7 @@ with app_ui.boundary("the representations page"):
     # on a projector the colours keep one meaning: the label's range over the whole dataset, not this sample's
     fixed = style.fixed_range(data.labels[color]) if app_ui.style().fixed_ranges else None
     event = app_ui.chart(
-        viz.pca_figure(frame, color, f"{model_name}, {depth}: PCA ({share} of the variance)", color_range=fixed),
+        figures.pca_figure(frame, color, f"{model_name}, {depth}: PCA ({share} of the variance)", color_range=fixed),
         on_select="rerun",
         selection_mode="points",
         key="rep_map",

@@ -75,7 +75,7 @@ def style_figure(fig: go.Figure, style: DisplayStyle) -> go.Figure:
 
     A copy, because pages cache figures and share them between sessions: one teacher's projector must not
     change a student's screen. Heatmap cell text and diagram labels are sized by their own builders
-    (``font_size`` of :func:`~cgcnn.analysis.viz.table2_heatmap` and :func:`~cgcnn.analysis.viz.layer_diagram`).
+    (``font_size`` of :func:`~cgcnn.analysis.figures.table2_heatmap` and :func:`~cgcnn.analysis.figures.layer_diagram`).
     """
     if not style.presenting:
         return fig
