@@ -38,10 +38,9 @@ def browser():
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, browser):
     """The app on 127.0.0.1 with its own home, holding one finished tiny fine-tune by 'demo'."""
-    from app_server import AppServer
-
     from cgcnn.runs.store import RunStore
     from cgcnn.training.finetune import FinetuneSpec, run_finetune
+    from devtools.app_server import AppServer
 
     home = tmp_path_factory.mktemp("browser_home")
     old = os.environ.get("CGCNN_HOME")
@@ -141,9 +140,8 @@ HOSTILE_NAMES = {
 @pytest.fixture(scope="module")
 def hostile_server(tmp_path_factory, browser):
     """The app with runs whose names and owners were stored before names were validated (legacy data)."""
-    from app_server import AppServer
-
     from cgcnn.runs.store import RunStore
+    from devtools.app_server import AppServer
 
     home = tmp_path_factory.mktemp("hostile_home")
     store = RunStore(home / "runs.sqlite")
