@@ -145,15 +145,17 @@ def hostile_server(tmp_path_factory, browser):
 
     home = tmp_path_factory.mktemp("hostile_home")
     store = RunStore(home / "runs.sqlite")
+    # fmt: off
     for kind, name in HOSTILE_NAMES.items():
         spec = {"pretrained": "band-gap", "freeze": 2, "target": "band_gap", "n_train": 40, "n_val": 20,
-                "n_test": 20, "hyperparams": {"epochs": 2}}  # fmt: skip
+                "n_test": 20, "hyperparams": {"epochs": 2}}
         run = store.create_run(spec, owner=name, status="done")
         store.set_name(run, f"{name} {kind}")
         for epoch in (1, 2):
             store.add_epoch(run, epoch, 1.0 / epoch, 0.5, 1.1 / epoch, 0.6, 0.1)
     spec = {"pretrained": "band-gap", "freeze": 2, "target": "band_gap", "n_train": 40, "n_val": 20, "n_test": 20,
-            "hyperparams": {"epochs": 2}}  # fmt: skip
+            "hyperparams": {"epochs": 2}}
+    # fmt: on
     store.create_run(spec, owner="alice", status="done")  # same protocol: Compare opens on all of them
     with AppServer(home, env={"CGCNN_WORKERS": "0"}) as app:
         yield app
