@@ -46,3 +46,10 @@ def test_docs_pages_have_no_giant_lines():
     for page in (ROOT / "docs").glob("*.md"):
         long_lines = [n for n, line in enumerate(page.read_text(encoding="utf-8").splitlines(), 1) if len(line) > 300]
         assert long_lines == [], f"{page.name}: lines over 300 characters: {long_lines}"
+
+
+def test_sphinx_roles_render_as_code_on_the_site():
+    from tools.griffe_sphinx_roles import roles_to_code
+
+    text = "Calls :func:`~cgcnn.training.finetune.run_finetune` with a :class:`FinetuneSpec` (see :mod:`cgcnn.zoo`)."
+    assert roles_to_code(text) == "Calls `run_finetune` with a `FinetuneSpec` (see `cgcnn.zoo`)."
