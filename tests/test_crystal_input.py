@@ -133,12 +133,14 @@ def test_five_bad_files_get_the_same_sentence_on_every_surface(tmp_path, limited
         assert sentences == first, surface
 
 
-def test_the_size_sentence_and_the_format_from_a_name_live_in_one_module():
+def test_the_size_sentence_the_format_from_a_name_and_the_disorder_check_live_in_one_module():
     sources = {p: p.read_text() for p in (ROOT / "cgcnn").rglob("*.py")}
     sentence = [p.name for p, text in sources.items() for _ in re.finditer("too large for a crystal file", text)]
     assert sentence == ["crystal_io.py"]  # once in the whole package
     by_name = [p.name for p, text in sources.items() if re.search(r"endswith\(\(?\"\.json\"", text)]
     assert by_name == ["crystal_io.py"]
+    disorder = [p.name for p, text in sources.items() if ".is_ordered" in text]
+    assert disorder == ["crystal_io.py"]  # the graph builder and the dataset build tool ask it
 
 
 def test_one_cif_rule_set_reads_the_test_crystals_as_pymatgen_did():

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from pymatgen.core import Structure
 
+from cgcnn.data.screen import check_structure, screen_limits, screen_text
 from cgcnn.errors import CrystalInputError, UnknownElementError
 
 #: Files larger than this are refused before parsing (a CIF of a real crystal is a few kB).
@@ -163,10 +164,8 @@ def read_crystal_bytes(name: str, data: bytes, max_atoms: int | None = None) -> 
         CrystalInputError: too large, refused by the screen, unreadable, disordered, or over a limit once
             parsed.
     """
-    from cgcnn.data.screen import check_structure, screen_limits, screen_text
-
     limits = screen_limits(max_atoms)
-    check_size(name, len(data), limits.max_bytes)
+    check_size(name, len(data))
     fmt = crystal_format(name)
     text = screen_text(name, data.decode("utf-8", errors="replace"), fmt, limits)
     try:
