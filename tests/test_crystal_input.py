@@ -81,6 +81,12 @@ def check_reasons(sentences: dict[str, str], surface: str) -> None:
     assert len(set(s.split(": ", 1)[1] for s in sentences.values())) == len(REASONS), surface
 
 
+def error_lines(stderr: str) -> dict[str, str]:
+    """The CLI's ``error: <name>: <reason>`` lines, as ``{name: "<name>: <reason>"}``."""
+    lines = [line.removeprefix("error: ") for line in stderr.splitlines() if line.startswith("error: ")]
+    return {line.split(": ", 1)[0]: line for line in lines}
+
+
 @pytest.fixture
 def limited(monkeypatch):
     monkeypatch.setenv("CGCNN_MAX_ATOMS", str(MAX_ATOMS))
@@ -99,8 +105,26 @@ def test_five_bad_files_get_the_same_sentence_on_every_surface(tmp_path, limited
     for name, data in files.items():
         (tmp_path / name).write_bytes(data)
     assert main(["predict", "--model", "band-gap", *(str(tmp_path / n) for n in files)]) == 1
-    lines = [line.removeprefix("error: ") for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
-    surfaces["cli"] = {line.split(": ", 1)[0]: line for line in lines}
+    surfaces["cli"] = error_lines(capsys.readouterr().err)
+
+    # python -m cgcnn explain FILE: exit code 2 and the sentence
+    explain = {}
+    for name in files:
+        assert main(["explain", "--model", "band-gap", str(tmp_path / name)]) == 2
+        explain[name] = capsys.readouterr().err.strip().removeprefix("error: ")
+    surfaces["explain"] = explain
+
+    # python -m cgcnn evaluate --data FOLDER: each bad CIF is a failure named by its id
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    for good in ("mp-30", "mp-2260"):
+        (folder / f"{good}.cif").write_bytes((CIF_DIR / f"{good}.cif").read_bytes())
+    (folder / "id_prop.csv").write_text("".join(f"{Path(n).stem},1.0\n" for n in [*files, "mp-30", "mp-2260"]))
+    assert main(["evaluate", "--model", "band-gap", "--data", str(folder), "--json"]) == 1
+    by_id = error_lines(capsys.readouterr().err)  # "<id>: <reason>"
+    surfaces["evaluate --data"] = {f"{cid}.cif": line.replace(": ", ".cif: ", 1) for cid, line in by_id.items()}
 
     # the Predict page's function: a good file is predicted, each bad one is an error line
     table, errors = predict_uploads({"band-gap": load_model("band-gap")}, [("good.cif", GOOD.encode()), *files.items()])
