@@ -151,6 +151,9 @@ def _assemble(
     that takes longer is rejected by name and the others go on. ``cif_bytes`` gives a CIF's bytes (None: no
     such file) and may refuse it with a :class:`~cgcnn.errors.CrystalInputError` (too large, unreadable).
     """
+    from cgcnn.settings import current_limits
+
+    max_atoms = current_limits().max_atoms  # one limit for the whole folder, read once
     entries: list[tuple[str, Structure]] = []
     rejected: list[tuple[str, str]] = []
     numeric = label_frame.apply(pd.to_numeric, errors="coerce")
@@ -173,7 +176,7 @@ def _assemble(
                 rejected.append((cid, f"no CIF file {name}"))
                 continue
             with time_limit(file_seconds, name):
-                entries.append((cid, read_crystal_bytes(name, data)))
+                entries.append((cid, read_crystal_bytes(name, data, max_atoms)))
         except CrystalInputError as exc:
             rejected.append((cid, str(exc).removeprefix(f"{name}: ")))
     labelled = set(label_frame.index)

@@ -141,6 +141,17 @@ class Ensemble:
         """Every member's predictions, ``(n_members, n_crystals, n_targets)``."""
         return np.stack([m.predict_graphs(graphs, clamp=clamp) for m in self.members])
 
+    def predict_spread(
+        self, graphs: list[CrystalGraph], clamp: bool = False
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(mean, std, members)``: the members' mean and spread ``(n_crystals, n_targets)``, and each member.
+
+        The spread is the standard deviation with ddof 1: the members are a sample of seeds, and two of them
+        already give a finite, unbiased variance. The one place an ensemble's spread is computed.
+        """
+        members = self.predict_members(graphs, clamp=clamp)
+        return members.mean(axis=0), members.std(axis=0, ddof=1), members
+
     def predict_graphs(self, graphs: list[CrystalGraph], batch_size: int = 256, clamp: bool = False) -> np.ndarray:
         """The members' mean, ``(n_crystals, n_targets)`` (as :meth:`Predictor.predict_graphs`)."""
         return self.predict_members(graphs, clamp=clamp).mean(axis=0)
@@ -224,8 +235,7 @@ def predict_crystals(
             good.append(result)
         results.append(result)
     if graphs and isinstance(predictor, Ensemble):
-        members = predictor.predict_members(graphs, clamp=clamp)
-        means, stds = members.mean(axis=0), members.std(axis=0, ddof=1)
+        means, stds, members = predictor.predict_spread(graphs, clamp=clamp)
         for k, result in enumerate(good):
             result.values, result.std, result.members = means[k], stds[k], members[:, k]
     elif graphs:
