@@ -27,8 +27,18 @@ MIN_CRYSTALS_FOR_SPEED = 300
 RECENT_EPOCHS = 200
 RECENT_SETUPS = 20
 
-#: Epochs of a run whose spec does not say (the training default).
-DEFAULT_EPOCHS = 30
+
+def epochs_of(hyperparams: dict | None) -> int:
+    """The epochs a stored run asked for (its spec's ``hyperparams``; 0 when it does not say).
+
+    Specs write their epochs out (:meth:`cgcnn.training.finetune.FinetuneSpec.to_dict`), since what the
+    training default is belongs to the training layer, not to the store; a hand-made spec without them is
+    estimated by its set-up only.
+    """
+    try:
+        return max(0, int((hyperparams or {}).get("epochs") or 0))
+    except (TypeError, ValueError):
+        return 0
 
 
 @dataclass(frozen=True)
@@ -59,7 +69,7 @@ def speed_from(epochs: Iterable[tuple[float, int]], setups: Iterable[float] = ()
     """The speed from recent epochs ``(seconds, crystals of its run)`` and recent set-up times.
 
     The median per-crystal rate (one slow epoch on a busy machine does not double every estimate), over
-    epochs of runs of real size (:data:`MIN_CRYSTALS_FOR_SPEED`); the fallback when there is none.
+    epochs of runs of real size (:data:`MIN_CRYSTALS_FOR_SPEED`); the measured fallback when there is none.
     """
     rates = sorted(float(s) / int(n) for s, n in epochs if s is not None and n and int(n) >= MIN_CRYSTALS_FOR_SPEED)
     setup_list = [float(s) for s in setups if s is not None]
@@ -71,12 +81,21 @@ def speed_from(epochs: Iterable[tuple[float, int]], setups: Iterable[float] = ()
     return Speed(median, setup, measured=True)
 
 
-def remaining_seconds(speed: Speed, crystals: int, epochs: int, epoch_seconds: Sequence[float] = ()) -> float:
-    """Seconds a running run still needs: its own mean epoch time once it has one, else the server's speed."""
-    done = len(epoch_seconds)
+def remaining_seconds(
+    crystals: int, epochs: int, epoch_seconds: Sequence[float] = (), speed: Speed | None = None
+) -> float:
+    """Seconds a started run still needs: its own mean epoch time once it has one, else the server's speed.
+
+    Args:
+        crystals: the run's training + validation crystals.
+        epochs: the epochs it asked for.
+        epoch_seconds: the seconds of its recorded epochs.
+        speed: the server's speed (default: the fallback), used before the run's first epoch.
+    """
+    done = [float(s) for s in epoch_seconds if s is not None]
     if done:
-        return max(0, int(epochs) - done) * (sum(epoch_seconds) / done)
-    return speed.run_seconds(crystals, epochs)
+        return max(0, int(epochs) - len(epoch_seconds)) * (sum(done) / len(done))
+    return (speed or Speed(FALLBACK_SECONDS_PER_CRYSTAL_EPOCH)).run_seconds(crystals, epochs)
 
 
 @dataclass(frozen=True)
@@ -148,10 +167,11 @@ def simulate_queue(
 
 
 def format_duration(seconds: float) -> str:
-    """``40 s``, ``3 min``, ``1 h 05 min``: the one way a duration (estimate or measured) is written."""
+    """``42 s``, ``3 min 5 s``, ``30 min``, ``1 h 30 min``: the one way a duration (estimate or measured) is written."""
     seconds = max(0.0, float(seconds))
-    if seconds < 90:
+    if seconds < 60:
         return f"{seconds:.0f} s"
     if seconds < 3600:
-        return f"{seconds / 60:.0f} min"
+        minutes, rest = int(seconds // 60), int(seconds % 60)
+        return f"{minutes} min {rest} s" if rest else f"{minutes} min"
     return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"

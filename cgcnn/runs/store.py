@@ -626,8 +626,8 @@ class RunStore(RunResults):
                 ).fetchone()
             if (source is None or source[1] != "done") and limit and active >= limit:
                 raise LimitExceeded(
-                    f"{owner or 'you'} already has {active} runs queued or running, this server's limit "
-                    f"(set by CGCNN_MAX_QUEUED_PER_USER is {limit}); wait for one to finish or cancel one"
+                    f"{owner or 'you'} already has {active} run(s) queued or running, this server's limit of "
+                    f"{limit} per person (set by CGCNN_MAX_QUEUED_PER_USER); wait for one to finish or cancel one"
                 )
             run_id = self._insert_run(conn, self._run_values(spec_json, owner, None, "queued"))
             if source is not None:
@@ -637,28 +637,43 @@ class RunStore(RunResults):
 
         return self.get(self._write(go))
 
+    def speed(self) -> estimates.Speed:
+        """This server's training speed, learned from the epochs it recorded (:mod:`cgcnn.runs.estimates`)."""
+        epochs = self._read(
+            "SELECT e.seconds, COALESCE(r.n_train, 0) + COALESCE(r.n_val, 0) FROM epochs e "
+            "JOIN runs r ON r.id = e.run_id WHERE e.seconds IS NOT NULL "
+            "AND COALESCE(r.n_train, 0) + COALESCE(r.n_val, 0) >= ? ORDER BY e.rowid DESC LIMIT ?",
+            (estimates.MIN_CRYSTALS_FOR_SPEED, estimates.RECENT_EPOCHS),
+        )
+        setups = self._read(
+            "SELECT setup_seconds FROM runs WHERE setup_seconds IS NOT NULL AND source_run_id IS NULL "
+            "ORDER BY started_at DESC LIMIT ?",
+            (estimates.RECENT_SETUPS,),
+        )
+        return estimates.speed_from(((r[0], r[1]) for r in epochs), (r[0] for r in setups))
+
     def queue_eta(self, run_id: str, workers: int | None = None) -> tuple[float | None, int]:
         """Seconds until a run should finish, and how many queued computations will start before it.
 
         The estimate replays the fair queue (:meth:`claim_next`) on ``workers`` workers (default: as many as
-        runs are running now, at least one) with each run's cost from :meth:`speed`
-        (:func:`cgcnn.runs.estimates.simulate_queue`). An entry that reuses a computation is answered for that
+        runs are running now, at least one), each run costing what :meth:`speed` says (a running one: its
+        own epoch times once it has some). An entry that reuses a computation is answered for that
         computation. An ended run is ``(0.0, 0)``.
 
         Returns:
-            ``(seconds, runs_ahead)``; seconds is None while no epoch has been recorded to estimate from.
+            ``(seconds, runs_ahead)``; seconds is None only when the run was claimed while this looked.
         """
         record = self.resolve(run_id)
         if not record.is_active:
             return 0.0, 0
-        rate, setup = self._epoch_rate()
+        speed = self.speed()
         running = self._read(
-            "SELECT r.id, r.owner, r.n_train, r.hyperparams, "
-            "(SELECT COUNT(*) FROM epochs e WHERE e.run_id = r.id) FROM runs r "
+            "SELECT r.id, r.owner, COALESCE(r.n_train, 0) + COALESCE(r.n_val, 0), r.hyperparams, "
+            "(SELECT json_group_array(e.seconds) FROM epochs e WHERE e.run_id = r.id) FROM runs r "
             "WHERE r.status = 'running' AND r.source_run_id IS NULL"
         )
         queued = self._read(
-            "SELECT r.id, r.owner, r.n_train, r.hyperparams FROM runs r "
+            "SELECT r.id, r.owner, COALESCE(r.n_train, 0) + COALESCE(r.n_val, 0), r.hyperparams FROM runs r "
             "WHERE r.status = 'queued' AND r.source_run_id IS NULL ORDER BY r.created_at, r.rowid"
         )
         last_served = {
@@ -668,36 +683,24 @@ class RunStore(RunResults):
                 "GROUP BY owner"
             )
         }
-
-        def cost(n_train: int | None, hyperparams: str | None, done_epochs: int = 0) -> float:
-            epochs = int((loads(hyperparams) or {}).get("epochs", 30))
-            left = max(0, epochs - done_epochs)
-            return (rate or 0.0) * max(1, n_train or 1) * left + (setup if done_epochs == 0 else 0.0)
-
-        seconds, ahead = estimates.simulate_queue(
+        return estimates.simulate_queue(
             record.id,
-            [estimates.QueuedWork(str(r[0]), str(r[1]), cost(r[2], r[3], int(r[4]))) for r in running],
-            [estimates.QueuedWork(str(r[0]), str(r[1]), cost(r[2], r[3])) for r in queued],
+            [
+                estimates.QueuedWork(
+                    str(r[0]),
+                    str(r[1]),
+                    estimates.remaining_seconds(r[2], estimates.epochs_of(loads(r[3])), loads(r[4]) or [], speed),
+                )
+                for r in running
+            ],
+            [
+                estimates.QueuedWork(str(r[0]), str(r[1]), speed.run_seconds(r[2], estimates.epochs_of(loads(r[3]))))
+                for r in queued
+            ],
             last_served,
             time.time(),
             workers,
         )
-        return (None if rate is None else seconds), ahead
-
-    def _epoch_rate(self) -> tuple[float | None, float]:
-        """Seconds per epoch per training crystal over the last 200 recorded epochs, and the mean setup time."""
-        rows = self._read(
-            "SELECT e.seconds, r.n_train FROM epochs e JOIN runs r ON r.id = e.run_id "
-            "WHERE e.seconds IS NOT NULL AND r.n_train > 0 ORDER BY e.rowid DESC LIMIT 200"
-        )
-        setup_rows = self._read(
-            "SELECT AVG(setup_seconds) FROM (SELECT setup_seconds FROM runs WHERE setup_seconds IS NOT NULL "
-            "ORDER BY started_at DESC LIMIT 20)"
-        )
-        setup = float(setup_rows[0][0] or 0.0) if setup_rows else 0.0
-        if not rows:
-            return None, setup
-        return sum(float(s) / int(n) for s, n in rows) / len(rows), setup
 
     def set_name(self, run_id: str, name: str | None) -> None:
         """Give a run a unique name (saving it to the zoo), or clear it with None.
