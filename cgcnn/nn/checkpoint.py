@@ -34,7 +34,7 @@ from cgcnn.data.elements import original_table
 from cgcnn.data.graph import GraphParams
 from cgcnn.errors import CGCNNError, CheckpointError
 from cgcnn.nn.cards import ModelCard
-from cgcnn.nn.conv import CONV_LAYERS
+from cgcnn.nn.layers import CONV_LAYERS
 from cgcnn.nn.model import CrystalGraphConvNet, ModelConfig
 from cgcnn.nn.normalizer import Normalizer
 from cgcnn.nn.predictor import Predictor
