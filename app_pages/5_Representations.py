@@ -34,12 +34,14 @@ with app_ui.boundary("the representations page"):
     )
     with st.form("probe_form"):
         c1, c2, c3, c4 = st.columns([3, 2, 1, 1])
+        # fmt: off
         chosen = c1.multiselect(
             "Models", names, default=[n for n in ("formation-energy-per-atom", "bulk-moduli") if n in names],
             key="rep_models",
-        )  # fmt: skip
+        )
         target = c2.selectbox("Label", targets, index=targets.index("band_gap") if "band_gap" in targets else 0,
-                              key="rep_target")  # fmt: skip
+                              key="rep_target")
+        # fmt: on
         n_train = c3.number_input("Train", 20, 5000, 500, step=100, key="rep_train")
         n_test = c4.number_input("Test", 10, 1000, 500, step=100, key="rep_test")
         go = st.form_submit_button("Run probes")

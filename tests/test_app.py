@@ -13,19 +13,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from streamlit.testing.v1 import AppTest
 
-from cgcnn.data.graph import GraphParams
+from cgcnn.analysis import crystal_scene
+from cgcnn.data.datasets import load_default_dataset
+from cgcnn.data.graph import GraphParams, structure_to_graph
+from cgcnn.runs.store import RunStore
+from cgcnn.zoo import load_model, model_config
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # app_ui.py lives beside app.py, as under `streamlit run app.py`
-
-from streamlit.testing.v1 import AppTest  # noqa: E402
-
-from cgcnn.analysis import crystal_scene  # noqa: E402
-from cgcnn.data.datasets import load_default_dataset  # noqa: E402
-from cgcnn.data.graph import structure_to_graph  # noqa: E402
-from cgcnn.runs.store import RunStore  # noqa: E402
-from cgcnn.zoo import load_model, model_config  # noqa: E402
 
 PAGES = {
     "app.py": "Crystal graph transfer-learning explorer",

@@ -13,8 +13,9 @@ from cgcnn.data.datasets import load_default_dataset
 from cgcnn.zoo import load_model
 
 MODELS = [viewer.NO_MODEL, "band-gap", "own-attention", "own-attention-4head"]
+# fmt: off
 SHAPES = {"band-gap": viewer.ModelShape(4, 1), "own-attention": viewer.ModelShape(4, 1),
-          "own-attention-4head": viewer.ModelShape(4, 4)}  # fmt: skip
+          "own-attention-4head": viewer.ModelShape(4, 4)}
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +29,8 @@ def parse(params, default=None):
         params, {"mp-5229", "mp-22862"}, MODELS, SHAPES.__getitem__, default,
         ensemble_members=lambda first: {"own-attention", "own-attention-4head"} - {first} if "own" in first else (),
         n_atoms={"mp-5229": 5, "mp-22862": 8}.get,
-    )  # fmt: skip
+    )
+# fmt: on
 
 
 def test_default_view_is_the_cubic_perovskite(dataset):

@@ -128,16 +128,18 @@ def test_mismatched_values_are_refused(nacl):
         crystal_scene.scene_from_structure(structure, graph, np.zeros(5))
 
 
+# Data frames written as tables:
+# fmt: off
 def test_figures_build():
     epochs = pd.DataFrame(
         {"run_id": ["a"] * 3 + ["b"] * 3, "epoch": [1, 2, 3] * 2, "train_loss": np.arange(6.0), "val_loss": 1.0,
          "train_mae": 0.5, "val_mae": 0.4, "seconds": 1.0, "lr": 0.003}
-    )  # fmt: skip
+    )
     assert len(figures.curves_figure(epochs, "mae").data) == 4
     preds = pd.DataFrame({"crystal_id": ["x", "y"], "split": "test", "y_true": [1.0, 2.0], "y_pred": [1.5, 2.0]})
     assert "MAE 0.250" in figures.parity_figure(preds, "eV").layout.title.text
     cells = pd.DataFrame({"row": ["combined"], "pretrained": ["own-combined"], "freeze": [1], "mean": [0.8],
-                          "std": [0.01], "n": [3]})  # fmt: skip
+                          "std": [0.01], "n": [3]})
     study = pd.DataFrame({"row": ["combined", "scratch"], "freeze": [1, 0], "mae": [0.82, 0.812]})
     fig = figures.table2_heatmap(cells, study)
     assert len(fig.data) == 2 and "0.800 ± 0.010" in str(fig.data[0].text)
@@ -151,12 +153,12 @@ def test_layer_diagram_counts_convolutions_from_one_like_the_slider():
         {"layer": ["embedding", "convs.0", "convs.1", "conv_to_fc", "fcs.0", "fc_out"],
          "params": [5952, 22144, 22144, 8320, 16512, 129], "state": ["frozen", "frozen", "kept", "re-initialised",
                                                                       "re-initialised", "re-initialised"]}
-    )  # fmt: skip
+    )
     fig = figures.layer_diagram(layers)
     texts = [a.text for a in fig.layout.annotations if a.text]
     assert [t.split("<br>")[0] for t in texts] == [
         "<b>embedding</b>", "<b>conv 1</b>", "<b>conv 2</b>", "<b>pool → dense</b>", "<b>dense 2</b>", "<b>output</b>"
-    ]  # fmt: skip
+    ]
     assert "22.1k" in texts[1] and "convs.0" not in "".join(texts)
     hover = fig.data[0].hovertext
     assert hover[1] == "conv 1 (convs.0): 22,144 parameters, frozen"
@@ -165,7 +167,7 @@ def test_layer_diagram_counts_convolutions_from_one_like_the_slider():
 
 def test_heatmap_is_readable_and_names_its_source():
     cells = pd.DataFrame({"row": ["scratch", "combined"], "pretrained": ["none", "own-combined"], "freeze": [0, 1],
-                          "mean": [0.588, 0.553], "std": [np.nan, 0.012], "n": [1, 5]})  # fmt: skip
+                          "mean": [0.588, 0.553], "std": [np.nan, 0.012], "n": [1, 5]})
     fig = figures.table2_heatmap(cells, source="shipped results (5 seeds per cell)")
     assert fig.layout.annotations[0].text == "shipped results (5 seeds per cell)"
     assert fig.data[0].textfont.size >= 14 and fig.data[0].textfont.color == "black"
@@ -175,7 +177,7 @@ def test_heatmap_is_readable_and_names_its_source():
 
 def test_curves_have_one_legend_entry_per_run_and_room_for_all():
     epochs = pd.DataFrame({"run_id": np.repeat([f"r{i}" for i in range(12)], 2), "epoch": [1, 2] * 12,
-                           "train_mae": 1.0, "val_mae": 0.5, "train_loss": 1.0, "val_loss": 1.0})  # fmt: skip
+                           "train_mae": 1.0, "val_mae": 0.5, "train_loss": 1.0, "val_loss": 1.0})
     fig = figures.curves_figure(epochs, "mae")
     assert sum(1 for trace in fig.data if trace.showlegend is not False) == 12
     assert fig.layout.margin.b >= 22 * 12  # the legend has a row per run below the axis title
