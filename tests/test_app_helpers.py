@@ -13,7 +13,7 @@ from cgcnn.analysis import explain
 from cgcnn.app import classroom, launch, tables, uploads
 from cgcnn.data.graph import structure_to_graph
 from cgcnn.errors import CGCNNError
-from cgcnn.nn.conv import CONV_LAYERS
+from cgcnn.nn.layers import CONV_LAYERS
 from cgcnn.nn.model import CrystalGraphConvNet, ModelConfig
 from cgcnn.runs import estimates
 from cgcnn.runs.store import RunStore

@@ -20,7 +20,7 @@ import torch
 
 from cgcnn.data.datasets import TARGET_UNITS, CrystalDataset, load_default_dataset
 from cgcnn.data.folders import read_cgcnn_folder, read_zip_once
-from cgcnn.data.graph import GraphParams, GraphSet
+from cgcnn.data.graph import BuildOptions, GraphParams, GraphSet
 from cgcnn.data.splits import Split, make_split
 from cgcnn.errors import CGCNNError
 from cgcnn.nn.cards import ModelCard
@@ -297,7 +297,7 @@ def _run(
         torch.set_num_threads(config.threads)
     pretrained = None if spec.is_scratch else cached_model(spec.pretrained)
     params = pretrained.graph_params if pretrained is not None else GraphParams()
-    params = dataclasses.replace(params, max_atoms=current_limits().max_atoms)  # the server's atom limit
+    options = BuildOptions(max_atoms=current_limits().max_atoms)  # the server's atom limit, never saved
 
     if progress:
         progress("loading data", 0.0)
@@ -314,7 +314,12 @@ def _run(
         )
 
     (train, val, test), failures = labelled_split(
-        dataset, split, [target], params, progress=(lambda f: progress("featurising", f)) if progress else None
+        dataset,
+        split,
+        [target],
+        params,
+        progress=(lambda f: progress("featurising", f)) if progress else None,
+        options=options,
     )
     skipped = list(dataset.rejected) + list(failures)  # reported, never silently lost
     model, report = prepare_transfer(
@@ -398,14 +403,17 @@ def labelled_split(
     targets: list[str],
     params: GraphParams,
     progress: Callable[[float], None] | None = None,
+    options: BuildOptions | None = None,
 ) -> tuple[tuple[LabelledGraphs, LabelledGraphs, LabelledGraphs], list[tuple[str, str]]]:
     """Train, validation and test sets of ``split`` with their cached graphs and ``targets`` labels.
+
+    ``options`` are the caller's limits (default :class:`~cgcnn.data.graph.BuildOptions`).
 
     Returns:
         the three sets, and ``(id, reason)`` for each crystal the featuriser refused (left out of its set).
     """
-    graphs, failures = cached_graphs(dataset, list(split.train) + list(split.val) + list(split.test), params,
-                                     progress=progress)  # fmt: skip
+    ids = list(split.train) + list(split.val) + list(split.test)
+    graphs, failures = cached_graphs(dataset, ids, params, progress=progress, options=options)
 
     def labelled(part: list[str]) -> LabelledGraphs:
         keep = [i for i in part if i in graphs]
