@@ -27,6 +27,7 @@ LAYERS: dict[str, int] = {
     "nn": 2,
     "build": 2,
     "runs": 3,
+    "testing": 3,
     "zoo": 4,
     "training": 5,
     "analysis": 5,
