@@ -55,9 +55,14 @@ def is_crystal_name(name: str) -> bool:
     return lower.endswith((".cif", ".json", ".vasp")) or lower.startswith(("poscar", "contcar"))
 
 
+def sentence(name: str, reason: str) -> str:
+    """``"<name>: <reason>"``, the one form of a file's verdict (a ``reason`` that already names it is kept)."""
+    return reason if reason.startswith(f"{name}: ") else f"{name}: {reason}"
+
+
 def input_error(name: str, reason: str) -> CrystalInputError:
-    """The error of one file: ``"<name>: <reason>"`` (``reason`` already naming the file is kept as it is)."""
-    return CrystalInputError(reason if reason.startswith(f"{name}: ") else f"{name}: {reason}")
+    """The error of one file, worded by :func:`sentence`."""
+    return CrystalInputError(sentence(name, reason))
 
 
 def check_size(name: str, n_bytes: int, limit: int = MAX_FILE_BYTES) -> None:

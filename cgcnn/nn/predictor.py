@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from pymatgen.core import Structure
 
-from cgcnn.data.crystal_io import read_structure
+from cgcnn.data.crystal_io import read_structure, sentence
 from cgcnn.data.graph import DEFAULT_MAX_ATOMS, BuildOptions, CrystalGraph, GraphParams, collate, structure_to_graph
 from cgcnn.errors import CGCNNError
 from cgcnn.nn.cards import ModelCard
@@ -191,11 +191,6 @@ def crystal_files(paths: list[str | Path]) -> list[Path]:
     return files
 
 
-def _named(name: str, exc: Exception) -> str:
-    msg = str(exc)
-    return msg if msg.startswith(f"{name}: ") else f"{name}: {msg}"
-
-
 def predict_crystals(
     predictor: Predictor | Ensemble,
     crystals: Sequence[tuple[str, Structure]],
@@ -227,7 +222,7 @@ def predict_crystals(
         try:
             graph = structure_to_graph(structure, params, options=options)
         except CGCNNError as exc:
-            result.error = _named(name, exc)
+            result.error = sentence(name, str(exc))
         else:
             result.formula, result.atoms = structure.composition.reduced_formula, len(structure)
             if graph.radius > params.radius:
@@ -269,7 +264,7 @@ def predict_files(
         try:
             crystals.append((path.name, read(path)))
         except CGCNNError as exc:
-            read_errors[k] = _named(path.name, exc)
+            read_errors[k] = sentence(path.name, str(exc))
     predicted = iter(predict_crystals(predictor, crystals, widen_radius, max_atoms, clamp))
     return [
         CrystalPrediction(name=path.name, error=read_errors[k]) if k in read_errors else next(predicted)
