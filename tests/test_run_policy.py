@@ -253,3 +253,49 @@ def test_the_fair_queue_ranks_case_variants_as_one_owner(home):
     assert store.claim_next() == bob
     _, ahead = store.queue_eta(alice[3])
     assert ahead == 2  # her own two earlier runs, not three "other owners" first
+
+
+# ------------------------------------------------------------------------------------------- named facts
+
+
+def _sources():
+    from pathlib import Path
+
+    package = Path(__file__).resolve().parent.parent / "cgcnn"
+    return {p: p.read_text() for p in package.rglob("*.py")}
+
+
+def test_one_speed_model_and_one_duration_formatter():
+    """Issue 18's named facts: durations are estimated in runs/estimates.py and written by one function."""
+    import re
+
+    defs = {
+        name: sorted(p.name for p, text in _sources().items() if re.search(rf"^\s*def {name}\(", text, re.M))
+        for name in ("format_duration", "format_seconds", "seconds_per_crystal_epoch", "_epoch_rate", "speed_from")
+    }
+    assert defs == {
+        "format_duration": ["estimates.py"],
+        "format_seconds": [],
+        "seconds_per_crystal_epoch": [],
+        "_epoch_rate": [],
+        "speed_from": ["estimates.py"],
+    }
+
+
+def test_ray_jobs_uses_the_public_worker_api():
+    import ast
+    from pathlib import Path
+
+    from cgcnn.runs import ray_jobs
+
+    source = Path(ray_jobs.__file__).read_text()
+    tree = ast.parse(source)
+    private = [
+        (node.module, alias.name)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module in ("cgcnn.runs.jobs", "cgcnn.runs.worker")
+        for alias in node.names
+        if alias.name.startswith("_")
+    ]
+    assert not private
+    assert "reap_stale" not in source  # one reap loop: JobRunner._reap
