@@ -268,7 +268,7 @@ def graph_from_arrays(
             hint = (
                 f"; even {radius:g} Å was not enough"
                 if options.widen_radius
-                else "; pass --widen-radius (widen_radius=True) to search further"
+                else "; pass --widen-radius (BuildOptions(widen_radius=True)) to search further"
             )
             raise NoNeighborsError(
                 f"atom {lonely} (Z={atomic_numbers[lonely]}) has no neighbour within {radius:g} Å, "
