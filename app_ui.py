@@ -130,7 +130,7 @@ def table(frame, container=None, **kwargs) -> None:
         where.dataframe(frame, hide_index=True, width="stretch", **kwargs)
 
 
-def runs_table(frame, height: int | None = None) -> None:
+def runs_table(frame, height: int | None = None, container=None) -> None:
     """A live table of runs: a progress bar per run on a screen, a projector-sized table in presentation mode.
 
     In presentation mode the progress shows as a percentage: the grid's progress bars cannot be enlarged.
@@ -138,13 +138,13 @@ def runs_table(frame, height: int | None = None) -> None:
     from cgcnn.app.tables import progress_as_percent
 
     if presenting():
-        table(progress_as_percent(frame))
+        table(progress_as_percent(frame), container=container)
         return
     columns = {
         "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0),
         "test MAE": st.column_config.NumberColumn("test MAE", format="%.4f"),
     }
-    table(frame, height=height, column_config=columns)
+    table(frame, container=container, height=height, column_config=columns)
 
 
 def identity():

@@ -7,10 +7,12 @@ headless Chromium or Playwright (see ``tests/test_browser.py``).
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
 from browser_support import chromium, wait_until_idle
+from class_runs import spec_dict
 
 pytestmark = pytest.mark.browser
 
@@ -77,3 +79,43 @@ def test_student_refused_teacher_clears_the_queue(browser, server):
     finally:
         student.close()
         teacher.close()
+
+
+def test_stale_pick_cancelled_elsewhere_does_not_break_the_class_page(browser, server):
+    """Issue 24: pick a queued run, a student cancels it, the teacher clicks *Cancel selected* then another button.
+
+    The picker's labels held the status, so the browser sent back a label that no longer existed: a TypeError,
+    and the run table and every button vanished. Picks are run ids now; the toast says what happened.
+    """
+    run_id = server.store.create_run(spec_dict(77, epochs=2), owner="erin", status="queued")
+    context = browser.new_context(viewport={"width": 1280, "height": 1000})
+    errors: list[str] = []
+    try:
+        page = context.new_page()
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(f"{server.url}/Class?user=head-teacher", wait_until="domcontentloaded")
+        wait_until_idle(page, 60.0)
+        try_password(page, PASSWORD)
+        page.get_by_role("button", name="Cancel selected").wait_for(timeout=60_000)
+        picker = page.locator('[data-testid="stMultiSelect"]').first
+        picker.click()
+        page.get_by_role("option", name=re.compile(run_id)).click()
+        page.keyboard.press("Escape")
+        wait_until_idle(page, 60.0)
+        server.store.request_cancel(run_id, force=True)  # a student cancels it meanwhile
+        time.sleep(1.0)
+        page.get_by_role("button", name="Cancel selected").click()
+        page.get_by_text(f"run {run_id} was already cancelled").first.wait_for(timeout=30_000)
+        page.get_by_role("button", name="Clear the queue").click()  # then any button
+        time.sleep(1.0)
+        wait_until_idle(page, 60.0)
+        page.get_by_role("button", name="Delete selected").click()
+        page.get_by_text(f"deleted run {run_id}").first.wait_for(timeout=30_000)
+        wait_until_idle(page, 60.0)
+        assert page.locator('[data-testid="stException"]').count() == 0
+        assert page.locator('[data-testid="stAlertContentError"]').all_inner_texts() == []
+        assert page.locator('[data-testid="stDataFrame"]').count() == 1  # the run table is still there
+        assert page.get_by_role("button", name="Cancel selected").count() == 1
+        assert errors == []
+    finally:
+        context.close()

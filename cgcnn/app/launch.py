@@ -164,12 +164,15 @@ def seconds_per_crystal_epoch(store: RunStore) -> float:
     return float(statistics.median(rates)) if rates else FALLBACK_SECONDS_PER_CRYSTAL_EPOCH
 
 
-def preview(store: RunStore, specs: list[FinetuneSpec]) -> LaunchPreview:
-    """How many runs ``specs`` queue, how many an identical finished run answers at once, and the training time."""
+def preview(store: RunStore, specs: list[FinetuneSpec], force: bool = False) -> LaunchPreview:
+    """How many runs ``specs`` queue, how many an identical finished run answers at once, and the training time.
+
+    With ``force`` (*Train again*) nothing is answered at once: every run trains.
+    """
     rate = seconds_per_crystal_epoch(store)
     reused, seconds = 0, 0.0
     for spec in specs:
-        if store.find_done(compute_spec_key(spec.to_dict())) is not None:
+        if not force and store.find_done(compute_spec_key(spec.to_dict())) is not None:
             reused += 1
             continue
         epochs = int(spec.hyperparams.get("epochs", 30))

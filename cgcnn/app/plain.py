@@ -20,14 +20,22 @@ _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+\-!|~:$=@^&])")
 # patterns while the text still reads the same.
 _AUTOLINK = re.compile(r"(?i)(https?|ftp|mailto|xmpp)(?=\\:)|(www)(?=\.)|(?=\\@)")
 WORD_JOINER = "\u2060"
+# Bidirectional controls (embeddings, overrides, isolates, marks): a legacy name holding U+202E (right-to-left
+# override) showed itself, and everything after it on the line, reversed. They are dropped at display.
+_BIDI_CONTROLS = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
-def markdown(text: object) -> str:
-    """``text`` escaped so that Streamlit's Markdown shows it literally (no link, image, style or HTML)."""
-    escaped = _MARKDOWN_SPECIAL.sub(r"\\\1", str(text))
+def text(value: object) -> str:
+    """``value`` as plain text without bidirectional controls (for tables, pickers and the escapes below)."""
+    return _BIDI_CONTROLS.sub("", str(value))
+
+
+def markdown(value: object) -> str:
+    """``value`` escaped so that Streamlit's Markdown shows it literally (no link, image, style or HTML)."""
+    escaped = _MARKDOWN_SPECIAL.sub(r"\\\1", text(value))
     return _AUTOLINK.sub(lambda m: (m.group(1) or m.group(2) or "") + WORD_JOINER, escaped)
 
 
-def plotly(text: object) -> str:
-    """``text`` escaped for Plotly titles, legends and axis labels (its HTML subset becomes literal text)."""
-    return html.escape(str(text), quote=False)
+def plotly(value: object) -> str:
+    """``value`` escaped for Plotly titles, legends and axis labels (its HTML subset becomes literal text)."""
+    return html.escape(text(value), quote=False)

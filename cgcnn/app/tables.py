@@ -133,7 +133,9 @@ def run_progress(record: RunRecord, epochs: pd.DataFrame) -> tuple[float, str]:
     if record.status == "done":
         mae = f", test MAE {record.test_mae:.4f}" if record.test_mae is not None else ""
         return 1.0, f"done in {format_seconds(record.seconds or 0)}{mae}"
-    return min(done / total, 1.0), f"{record.status}: {record.error or ''}".rstrip(": ")
+    # an error that only repeats the status (a cancel stores "cancelled") is not shown twice
+    detail = record.error if record.error and record.error.strip() != record.status else ""
+    return min(done / total, 1.0), f"{record.status}: {detail}".rstrip(": ")
 
 
 def format_seconds(seconds: float) -> str:
