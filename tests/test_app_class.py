@@ -60,7 +60,7 @@ def healthy(at: AppTest) -> None:
     """No exception, no error box, and the run table and its buttons are still there."""
     assert not at.exception, [e.value for e in at.exception]
     assert not at.error, [e.value for e in at.error]
-    assert len(at.dataframe) == 1
+    assert len(at.table) == 1
     assert {"class_cancel", "class_delete", "class_clear"} <= {b.key for b in at.button}
 
 
@@ -84,7 +84,7 @@ def test_stale_pick_cancelled_elsewhere_then_cancel_and_any_button():
         if not button.disabled:
             button.click().run()
             healthy(at)
-    assert run_id not in at.dataframe[0].value["id"].tolist()  # deleted by the teacher's Delete selected
+    assert run_id not in at.table[0].value["id"].tolist()  # deleted by the teacher's Delete selected
 
 
 def test_clear_the_queue_then_pick_a_just_cancelled_run_and_cancel_it():

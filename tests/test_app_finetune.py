@@ -65,7 +65,7 @@ def test_the_run_just_queued_is_opened():
     at = at.button(key=f"cancel_{second}").click().run()
     assert [t.value.replace("\\", "") for t in at.toast] == [f"cancelled run {second} (it was queued)"]
     assert store.get(second).status == "cancelled"
-    assert "cancelled: cancelled" not in " ".join(at.dataframe[0].value["state"])
+    assert "cancelled: cancelled" not in " ".join(at.table[0].value["state"])
 
 
 def test_preview_with_train_again_says_it_trains():

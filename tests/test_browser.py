@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from browser_support import chromium, wait_until_idle
+from browser_support import CLIPPED_JS, chromium, wait_until_idle
 
 pytestmark = pytest.mark.browser
 
@@ -284,27 +284,6 @@ def test_enter_in_a_number_box_does_not_queue(browser, server):
 
 # ------------------------------------------------------------------------------------ presentation mode (issue 11)
 
-CLIPPED_JS = r"""
-() => {
-  const out = [];
-  for (const el of document.querySelectorAll('[data-testid="stTable"], [data-testid="stDataFrame"]')) {
-    const limit = Math.min(el.getBoundingClientRect().right, window.innerWidth);
-    const grid = el.querySelector('.dvn-scroller');
-    if (grid && grid.scrollWidth > grid.clientWidth + 1) out.push('grid scrolls sideways: ' + grid.scrollWidth);
-    for (const cell of el.querySelectorAll('th, td')) {
-      const r = cell.getBoundingClientRect();
-      if (r.width > 0 && r.right > limit + 1) out.push('cell past the edge: ' + cell.innerText.slice(0, 30));
-    }
-    for (const box of el.querySelectorAll('*')) {
-      if (box.scrollWidth > box.clientWidth + 1 && getComputedStyle(box).overflowX !== 'visible')
-        out.push('scrolls sideways: ' + box.tagName + ' ' + box.scrollWidth + ' > ' + box.clientWidth);
-    }
-  }
-  if (document.documentElement.scrollWidth > window.innerWidth) out.push('the page scrolls sideways');
-  return out;
-}
-"""
-
 SMALLEST_TEXT_JS = r"""
 () => {
   const px = el => parseFloat(getComputedStyle(el).fontSize);
@@ -515,5 +494,38 @@ def test_viewer_first_view_fills_the_frame(browser, server):
             abs((left + right) / 2 - width / 2) < 0.12 * width and abs((top + bottom) / 2 - height / 2) < 0.12 * height
         )
         shoot(page, "viewer")
+    finally:
+        page.close()
+
+
+# ------------------------------------------------------------------------------------------- fine-tune (issue 24)
+
+
+def test_fine_tune_opens_and_follows_the_run_just_queued(browser, server):
+    """Issue 24: after *Queue runs* the old run stayed open and the new one's live curves never showed."""
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    try:
+        page.goto(f"{server.url}/Fine_tune?user=demo&token={DEMO_TOKEN}", wait_until="domcontentloaded")
+        wait_until_idle(page)
+        for label, value in (("Train crystals", "50"), ("Validation crystals", "20"), ("Test crystals", "20")):
+            page.get_by_label(label).fill(value)
+            page.get_by_label(label).press("Tab")
+            wait_until_idle(page)
+        page.get_by_label("Epochs").fill("2")
+        page.get_by_label("Epochs").press("Tab")
+        wait_until_idle(page)
+        page.get_by_role("button", name="Queue runs").click()
+        done = page.get_by_text(re.compile(r"Queued 1 run\(s\): [0-9a-f]{8}")).first
+        done.wait_for(timeout=60_000)
+        run_id = re.search(r"[0-9a-f]{8}", done.inner_text()).group(0)
+        wait_until_idle(page)
+        opened = page.locator('[data-testid="stSelectbox"]').filter(has=page.get_by_text("Open a run", exact=True))
+        assert opened.locator("input").first.input_value().startswith(run_id) or run_id in opened.inner_text()
+        # it is followed: the opened run's detail turns to done with its curves, without a click
+        page.get_by_text(re.compile(rf"{run_id} · .*· done")).first.wait_for(timeout=240_000)
+        page.wait_for_function(
+            "document.querySelectorAll('[data-testid=\"stPlotlyChart\"]').length >= 2", timeout=60_000
+        )
+        assert page.locator('[data-testid="stException"]').count() == 0
     finally:
         page.close()

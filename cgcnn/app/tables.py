@@ -14,6 +14,7 @@ import pandas as pd
 
 from cgcnn.analysis.probe import linear_probe
 from cgcnn.app.launch import PROTOCOL
+from cgcnn.app.plain import text
 from cgcnn.errors import CGCNNError
 from cgcnn.experiments.study import MATCHED_ROW, STUDY_BASELINE, STUDY_TABLE2, STUDY_TABLE3_MATCHED, study_row
 from cgcnn.paths import project_path
@@ -191,7 +192,10 @@ ON_SCREEN_RUN_COLUMNS = ["id", "test_mae", "pretrained", "freeze", "target", "si
 
 def on_screen_runs(frame: pd.DataFrame) -> pd.DataFrame:
     """The :data:`ON_SCREEN_RUN_COLUMNS` of a :func:`runs_frame` (all of them for an empty frame)."""
-    return frame[[c for c in ON_SCREEN_RUN_COLUMNS if c in frame.columns]]
+    shown = frame[[c for c in ON_SCREEN_RUN_COLUMNS if c in frame.columns]]
+    if "owner" in shown.columns:  # a legacy name with a right-to-left override must not reverse the row
+        shown = shown.assign(owner=[text(o) if o else "" for o in shown["owner"]])
+    return shown
 
 
 def model_label(record: RunRecord) -> str:
@@ -305,6 +309,30 @@ def compact_frame(views: list[RunView], with_owner: bool = False) -> pd.DataFram
     columns = ["id", *(["owner"] if with_owner else []), "model", "k", "target", "sizes", "epochs", "seed"]
     columns += ["status", "progress", "state", "test MAE"]
     return pd.DataFrame(rows, columns=columns)
+
+
+def narrow_runs(frame: pd.DataFrame) -> pd.DataFrame:
+    """A :func:`compact_frame` as the run lists show it: few columns that wrap, so nothing scrolls off at 1280 px.
+
+    At 1280-1400 px a page's main column is about 820 px wide, and the twelve columns needed 1,154 px: *state*
+    (ETA, "reused from … trained by …") and *test MAE* were scrolled off. Here what the run is takes two columns
+    (``model`` with its freeze depth, ``protocol``: target, sizes, epochs, seed), the status is left to *state*
+    (which says it in words), progress is a percentage, and user text loses bidirectional controls.
+    """
+    if frame.empty:
+        return frame
+    out = pd.DataFrame({"id": frame["id"]})
+    if "owner" in frame.columns:
+        out["owner"] = [text(o) if o else "" for o in frame["owner"]]
+    out["model"] = [f"{text(m)} k{k}" for m, k in zip(frame["model"], frame["k"], strict=True)]
+    out["protocol"] = [
+        f"{t} · {s} · {e} ep · seed {seed}"
+        for t, s, e, seed in zip(frame["target"], frame["sizes"], frame["epochs"], frame["seed"], strict=True)
+    ]
+    out["progress"] = progress_as_percent(frame)["progress"]
+    out["state"] = [text(v) for v in frame["state"]]
+    out["test MAE"] = frame["test MAE"]
+    return out
 
 
 def compact_runs(store: RunStore, records: list[RunRecord], with_owner: bool = False) -> pd.DataFrame:
