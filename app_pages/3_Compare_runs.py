@@ -78,7 +78,7 @@ with app_ui.boundary("the compare page"):
     )
     app_ui.chart(heatmap, key="cmp_table2")
     comparison = tables.table2_comparison(cells)
-    app_ui.table(comparison)
+    app_ui.table(tables.table2_display(comparison))
     st.download_button(
         "Download Table 2 comparison (CSV)", comparison.to_csv(index=False), "table2.csv", "text/csv", key="cmp_csv"
     )

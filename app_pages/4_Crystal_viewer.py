@@ -9,7 +9,7 @@ from __future__ import annotations
 import streamlit as st
 
 import app_ui
-from cgcnn.app import classroom, plain, tables, uploads, viewer
+from cgcnn.app import classroom, hints, plain, tables, uploads, viewer
 
 HEIGHT = 520
 SOURCES = ["Default dataset", "Upload a file"]
@@ -68,6 +68,8 @@ def show_view(left, right, state: viewer.ViewState, upload: tuple[str, bytes] | 
             units = info["units"]
             spread = f" ± {info['std']:.3f}" if "std" in info else ""
             st.metric(plain.markdown(f"Prediction: {info['target']}"), f"{info['prediction']:.3f}{spread} {units}")
+            if "std" not in info and hints.at_floor(state.model, info["prediction"]):
+                st.caption(plain.markdown(hints.floor_note(state.model)))
             if "members" in info:
                 each = ", ".join(f"{name} {value:.3f}" for name, value in info["members"].items())
                 st.caption(plain.markdown(f"Mean ± std over {len(info['members'])} models (seed ensemble): {each}."))

@@ -400,6 +400,24 @@ def table2_comparison(cells: pd.DataFrame) -> pd.DataFrame:
     return merged.sort_values(["row", "freeze"]).reset_index(drop=True)
 
 
+def significant(value: float, digits: int = 3) -> float:
+    """``value`` rounded to ``digits`` significant digits (NaN stays NaN): 0.012345 → 0.0123."""
+    if value is None or not math.isfinite(value) or value == 0:
+        return value
+    return float(f"{value:.{digits}g}")
+
+
+def table2_display(comparison: pd.DataFrame) -> pd.DataFrame:
+    """:func:`table2_comparison` as the page shows it: standard deviations to 3 significant digits.
+
+    Five seeds say little beyond the second digit of a spread; 4-6 digits only made the column wide. The CSV
+    export keeps every digit.
+    """
+    if "std_mae" not in comparison.columns:
+        return comparison
+    return comparison.assign(std_mae=[significant(v) for v in comparison["std_mae"]])
+
+
 # --------------------------------------------------------------------------------------------------- crystals
 
 
