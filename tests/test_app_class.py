@@ -7,20 +7,16 @@ used the status inside the picker's labels, so the label sent back no longer exi
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
+from streamlit.testing.v1 import AppTest
+
+from cgcnn.app import run_actions, teacher
+from cgcnn.runs.store import RunStore
+from devtools.class_runs import spec_dict
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from class_runs import spec_dict  # noqa: E402
-from streamlit.testing.v1 import AppTest  # noqa: E402
-
-from cgcnn.app import run_actions, teacher  # noqa: E402
-from cgcnn.runs.store import RunStore  # noqa: E402
 
 PASSWORD = "chalk dust and overhead projectors"
 

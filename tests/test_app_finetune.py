@@ -3,18 +3,15 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
+from streamlit.testing.v1 import AppTest
+
+from cgcnn.runs.store import RunStore
+from cgcnn.training.finetune import FinetuneSpec
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from streamlit.testing.v1 import AppTest  # noqa: E402
-
-from cgcnn.runs.store import RunStore  # noqa: E402
-from cgcnn.training.finetune import FinetuneSpec  # noqa: E402
 
 
 @pytest.fixture(autouse=True, scope="module")

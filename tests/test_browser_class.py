@@ -12,7 +12,8 @@ import time
 
 import pytest
 from browser_support import CLIPPED_JS, chromium, wait_until_idle
-from class_runs import make_class, spec_dict
+
+from devtools.class_runs import make_class, spec_dict
 
 pytestmark = pytest.mark.browser
 
@@ -27,10 +28,8 @@ def browser():
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, browser):
     """The app with a teacher password and no workers, holding one queued run by 'bob'."""
-    from app_server import AppServer
-    from class_runs import spec_dict
-
     from cgcnn.runs.store import RunStore
+    from devtools.app_server import AppServer
 
     home = tmp_path_factory.mktemp("class_home")
     store = RunStore(home / "runs.sqlite")

@@ -9,8 +9,9 @@ a link, an image beacon or a red banner, so every page passes user text through 
 
 from __future__ import annotations
 
-import html
 import re
+
+from cgcnn.analysis.markup import plotly_text
 
 # Every character that starts Markdown, GFM, Streamlit directive or LaTeX syntax (CommonMark lets any ASCII
 # punctuation be escaped with a backslash; these are the ones that do something).
@@ -37,5 +38,9 @@ def markdown(value: object) -> str:
 
 
 def plotly(value: object) -> str:
-    """``value`` escaped for Plotly titles, legends and axis labels (its HTML subset becomes literal text)."""
-    return html.escape(text(value), quote=False)
+    """``value`` escaped for Plotly titles, legends and axis labels (its HTML subset becomes literal text).
+
+    The escaping itself is :func:`cgcnn.analysis.markup.plotly_text` (the figures need it too); bidirectional
+    controls are dropped first.
+    """
+    return plotly_text(text(value))

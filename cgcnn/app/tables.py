@@ -95,7 +95,7 @@ def run_label(record: RunRecord) -> str:
     name = f" «{record.name}»" if record.name else ""
     owner = f" · {record.owner}" if record.owner else ""
     protocol = f"{record.target} {sizes} · {epochs} ep · seed {record.seed}"
-    return f"{record.id} · {model} k{record.freeze} · {protocol}{owner}{name}"
+    return text(f"{record.id} · {model} k{record.freeze} · {protocol}{owner}{name}")  # no bidi controls
 
 
 def protocol_of(record: RunRecord) -> tuple:
