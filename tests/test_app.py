@@ -424,15 +424,21 @@ def test_viewer_bad_address_values_fall_back_to_defaults():
     assert at.slider(key="view_layer").value == 4 and at.number_input(key="view_atom").value == 0
 
 
-def test_viewer_presentation_mode_fixes_the_colour_range_and_enlarges_the_view():
+def test_viewer_presentation_mode_fixes_the_colour_range_and_fits_a_projector():
+    """Issue 24: on a 1280x720 projector the 820 px frame put the prediction and colour bars below the fold."""
     at = viewer_at(present="1")
     no_problems(at)
     assert at.toggle(key="view_fixed").value
-    assert "(fixed over all layers)" in at.session_state["viewer_html"]
+    html = at.session_state["viewer_html"]
+    assert "(fixed over all layers)" in html
     assert dict(at.query_params)["present"] == "1"
-    normal = page(VIEWER).session_state["viewer_html"]
     height = re.compile(r"height: (\d+)px")
-    assert int(height.search(at.session_state["viewer_html"]).group(1)) > int(height.search(normal).group(1))
+    assert int(height.search(html).group(1)) <= 360  # the scene fits under the title, prediction and bars
+    assert html.index('class="cgcnn-legend" style="font-family:sans-serif;font-size:16px') < html.index("3Dmol")
+    assert not [c for c in at.caption if "Edge colour" in c.value]  # notes are 16 px body text, not captions
+    assert any("Edge colour" in m.value for m in at.markdown)
+    normal = page(VIEWER).session_state["viewer_html"]
+    assert normal.index("cgcnn-legend") > normal.index("3Dmol") and "font-size:13px" in normal
 
 
 def test_viewer_ensemble_shows_mean_and_std():

@@ -468,6 +468,69 @@ def test_viewer_png_export(browser, server):
         saved = Path(download.value.path()).read_bytes()
         assert download.value.suggested_filename.endswith(".png") and saved[:8] == b"\x89PNG\r\n\x1a\n"
         assert distinct_colours(saved) > 10
+        if os.environ.get("CGCNN_SCREENSHOT_DIR"):
+            Path(os.environ["CGCNN_SCREENSHOT_DIR"], "viewer_download.png").write_bytes(saved)
+        # issue 24: a title line above the 3D picture, the element legend and the colour bar below it
+        canvas_h = frame.evaluate("() => window.cgcnnViewer.getCanvas().height")
+        parts = png_parts(saved, canvas_h)
+        assert parts["title_ink"] > 50, parts  # dark text in the band above the picture
+        assert parts["bar_colours"] >= 40, parts  # one row below the picture runs through a colour gradient
+        assert parts["legend_colours"] >= 2, parts  # element chips
+    finally:
+        page.close()
+
+
+def png_parts(png: bytes, canvas_height: int) -> dict:
+    """What a downloaded viewer PNG holds besides the 3D picture: ink of the title band, the most colours in one
+    row under the picture (a colour bar is a gradient), the saturated colours under it (element chips)."""
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(png)).convert("RGB")
+    width, height = image.size
+    below = height - canvas_height  # title band + legend and bars
+    assert below > 0, (image.size, canvas_height)
+    band = image.crop((0, 0, width, min(below, 40)))
+    pixels = list(band.getdata())
+    title_ink = sum(1 for p in pixels if sum(p) < 200)
+    foot = image.crop((0, height - (below - min(below, 40)) + 1, width, height))
+    rows = [set(foot.crop((0, y, width, y + 1)).getdata()) for y in range(foot.size[1])]
+    chips = {p for p in foot.getdata() if max(p) - min(p) > 60}
+    return {"title_ink": title_ink, "bar_colours": max(map(len, rows), default=0), "legend_colours": len(chips),
+            "size": image.size}  # fmt: skip
+
+
+def test_viewer_on_a_1280x720_projector_shows_prediction_and_colour_bar_above_the_fold(browser, server):
+    """Issue 24: in presentation mode the 820 px frame cropped the crystal and pushed the prediction and the colour
+    bar below the fold of a 1280x720 projector; colour-bar text was 13 px and the notes 14 px captions."""
+    from PIL import Image
+
+    page = browser.new_page(viewport={"width": 1280, "height": 720})
+    try:
+        page.goto(f"{server.url}/Crystal_viewer?user=demo&token={DEMO_TOKEN}&present=1", wait_until="domcontentloaded")
+        settle(page)
+        frame = viewer_document(page)
+        time.sleep(1.5)
+        metric = page.locator('[data-testid="stMetric"]').first.bounding_box()
+        bar = frame.locator('[data-for="edges"]').first.bounding_box()
+        canvas = frame.locator("canvas").first.bounding_box()
+        assert metric is not None and metric["y"] >= 0 and metric["y"] + metric["height"] <= 720, metric
+        assert bar is not None and bar["y"] + bar["height"] <= 720, bar
+        assert canvas["y"] + canvas["height"] <= 720 and canvas["x"] + canvas["width"] <= 1280, canvas
+        shot = Image.open(io.BytesIO(frame.locator("canvas").first.screenshot())).convert("L")
+        ink = shot.point(lambda v: 255 if v < 235 else 0).getbbox()
+        assert ink is not None and ink[0] > 0 and ink[1] > 0 and ink[2] < shot.size[0] and ink[3] < shot.size[1]
+        bar_px = frame.evaluate(
+            "() => parseFloat(getComputedStyle(document.querySelector('[data-for=\"edges\"] span')).fontSize)"
+        )
+        assert bar_px >= 16, bar_px
+        note_px = page.evaluate(
+            """() => Math.min(...Array.from(document.querySelectorAll('[data-testid="stMarkdownContainer"] p'))
+                 .filter(p => p.innerText.startsWith('Edge colour'))
+                 .map(p => parseFloat(getComputedStyle(p).fontSize)))"""
+        )
+        assert note_px >= 16, note_px
+        assert page.locator('[data-testid="stException"]').count() == 0
+        shoot(page, "viewer_presentation")
     finally:
         page.close()
 

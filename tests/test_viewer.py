@@ -122,7 +122,7 @@ def test_edges_and_atoms_have_their_own_colour_maps(dataset):
 def test_png_button_saves_the_canvas():
     structure = load_default_dataset().structure("mp-22862")
     html = viewer.crystal_view(structure, None, 0, png_name="NaCl graph.png").html
-    assert 'class="cgcnn-png"' in html and "pngURI()" in html and "cgcnnSavePng('NaCl_graph.png')" in html
+    assert 'class="cgcnn-png"' in html and "getCanvas()" in html and "cgcnnSavePng('NaCl_graph.png')" in html
     assert "window.cgcnnViewer = viewer_" in html and "link.download = name" in html
     assert crystal_scene.LOCAL_3DMOL_URL in html and "https://" not in html
 
@@ -139,3 +139,25 @@ def test_ensemble_prediction_is_the_clis(dataset):
     view = viewer.view_of_state(structure, viewer.ViewState("mp-22862", "own-attention,own-attention-4head"),
                                 load_model)  # fmt: skip
     assert view.info["prediction"] == pytest.approx(mean) and view.info["std"] == pytest.approx(std)
+
+
+def test_png_carries_a_title_the_element_legend_and_the_colour_bars(dataset):
+    """Issue 24: the downloaded PNG had no colour bar, legend or title; its spec says what the browser adds."""
+    import json
+    import re
+
+    structure = dataset.structure("mp-5229")  # SrTiO3
+    state = viewer.ViewState(crystal="x", model="own-attention-4head", layer=2, head=1, heads=4, colour_atoms=True)
+    view = viewer.view_of_state(structure, state, load_model)
+    spec = json.loads(re.search(r"window.cgcnnPngSpec = (\{.*?\});</script>", view.html).group(1))
+    assert spec["title"] == (
+        f"{structure.composition.reduced_formula} · own-attention-4head · conv 2 · head 1 · "
+        "edges: attention or gate, atoms coloured"
+    )
+    assert [b["what"] for b in spec["bars"]] == ["Edges", "Atoms"] and spec["elements"] == []  # atoms by value
+    assert all(len(b["stops"]) == 9 and b["low"] and b["high"] for b in spec["bars"])
+    plain = viewer.view_of_state(structure, viewer.ViewState(crystal="x"), load_model)
+    spec = json.loads(re.search(r"window.cgcnnPngSpec = (\{.*?\});</script>", plain.html).group(1))
+    assert spec["bars"] == [] and len(spec["elements"]) == len(structure.composition.elements)
+    hostile = crystal_scene.png_button_html("x.png", {"title": "</script><b>", "elements": [], "bars": []})
+    assert "</script><b>" not in hostile and "\\u003c/script>" in hostile

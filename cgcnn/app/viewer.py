@@ -401,6 +401,9 @@ def crystal_view(
     ensemble: Ensemble | None = None,
     zoom: float = 1.0,
     png_name: str | None = None,
+    png_title: str = "",
+    legend_px: int = 13,
+    legend_first: bool = False,
 ) -> CrystalView:
     """The 3D view of ``structure``, its edges coloured by ``predictor``'s weights in convolution ``layer``.
 
@@ -424,6 +427,9 @@ def crystal_view(
             ``members``; the picture stays ``predictor``'s.
         zoom: extra zoom after fitting the scene to its frame.
         png_name: file name of the *Download PNG* button (None: no button).
+        png_title: the PNG's title line (see :func:`png_title`).
+        legend_px: text size of the legend and colour bars.
+        legend_first: legend and colour bars above the 3D view (presentation mode).
 
     Raises:
         CGCNNError: a crystal the graph builder refuses.
@@ -476,8 +482,26 @@ def crystal_view(
         atom_label=scene.atom_value_label if scene.atom_value_range is not None else "",
         value_range=scene.value_range,
     )
-    html = crystal_scene.scene_html(scene, width=width, height=height, zoom=zoom, png_name=png_name)
+    html = crystal_scene.scene_html(
+        scene, width=width, height=height, zoom=zoom, png_name=png_name, png_title=png_title,
+        legend_px=legend_px, legend_first=legend_first,
+    )  # fmt: skip
     return CrystalView(html, crystal_scene.edge_table(scene), info)
+
+
+def png_title(formula: str, state: ViewState) -> str:
+    """The downloaded picture's title: crystal, model, layer, head and colouring.
+
+    E.g. ``SrTiO3 · own-attention-4head · conv 2 · head 1 · edges: attention or gate``.
+    """
+    if not state.members:
+        return f"{formula} · crystal graph (no model)"
+    parts = [formula, state.model.replace(",", " + "), f"conv {state.layer}"]
+    if state.heads > 1:
+        parts.append("mean of heads" if state.head is None else f"head {state.head}")
+    colouring = "occlusion attribution" if state.colour == "occlusion" else "attention or gate"
+    parts.append(f"edges: {colouring}" + (", atoms coloured" if state.colour_atoms else ""))
+    return " · ".join(parts)
 
 
 def view_of_state(
@@ -486,6 +510,8 @@ def view_of_state(
     load: Callable[[str], Predictor],
     height: int = 460,
     zoom: float = 1.0,
+    legend_px: int = 13,
+    legend_first: bool = False,
 ) -> CrystalView:
     """The :class:`CrystalView` of ``state`` for ``structure`` (a dataset crystal or an uploaded file).
 
@@ -495,6 +521,8 @@ def view_of_state(
         load: a model by name (the app's cached loader; :func:`cgcnn.zoo.load_model` works too).
         height: scene height in pixels.
         zoom: extra zoom after fitting (presentation mode fills the frame).
+        legend_px: text size of the legend and colour bars (16 in presentation mode).
+        legend_first: legend and colour bars above the 3D view (presentation mode: above the fold).
 
     Raises:
         CGCNNError: the atom index is not in the crystal, ensemble members that do not fit together, or a
@@ -520,6 +548,9 @@ def view_of_state(
         ensemble=Ensemble(members) if len(members) > 1 else None,
         zoom=zoom,
         png_name=f"{name}_conv{state.layer}.png" if members else f"{name}.png",
+        png_title=png_title(structure.composition.reduced_formula, state),
+        legend_px=legend_px,
+        legend_first=legend_first,
     )
 
 
