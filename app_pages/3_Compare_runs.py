@@ -74,7 +74,7 @@ with app_ui.boundary("the compare page"):
         source=panel,
         font_size=look.heatmap_px,
         zrange=style.TABLE2_MAE_RANGE_EV if look.fixed_ranges else None,
-        stacked=look.presenting,
+        stacked=True,  # side by side, at 1280 px the cells' "mean ± std" overlapped and the scratch cell was cut
     )
     app_ui.chart(heatmap, key="cmp_table2")
     comparison = tables.table2_comparison(cells)

@@ -296,8 +296,8 @@ SMALLEST_TEXT_JS = r"""
 """
 
 
-def open_compare(browser, server, present: bool):
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
+def open_compare(browser, server, present: bool, width: int = 1280):
+    page = browser.new_page(viewport={"width": width, "height": 900})
     flag = "&present=1" if present else ""
     page.goto(f"{server.url}/Compare_runs?user=demo&token={DEMO_TOKEN}{flag}", wait_until="domcontentloaded")
     wait_until_idle(page)
@@ -323,6 +323,44 @@ def test_compare_has_no_clipped_table_column_at_1280px(browser, server, present)
             assert sizes["cells"] is not None and sizes["cells"] >= 16, sizes
             page.locator('[data-testid="stPlotlyChart"]').last.scroll_into_view_if_needed()  # the Table 2 heatmap
             shoot(page, "compare_presentation")
+    finally:
+        page.close()
+
+
+#: Cell texts of the Table 2 heatmap ("0.532 ± 0.012", "0.812") that overlap another, or stick out of their panel.
+HEATMAP_TEXT_JS = r"""
+() => {
+  const out = [];
+  const chart = Array.from(document.querySelectorAll('[data-testid="stPlotlyChart"]')).find(
+    c => c.innerText.includes('Band gap test MAE') || c.querySelector('.heatmaplayer'));
+  if (!chart) return ['no heatmap'];
+  const panels = Array.from(chart.querySelectorAll('rect.nsewdrag')).map(r => r.getBoundingClientRect());
+  const texts = Array.from(chart.querySelectorAll('text')).filter(t => /^\d\.\d{3}/.test(t.textContent))
+    .map(t => [t.textContent, t.getBoundingClientRect()]);
+  if (texts.length < 10) out.push('only ' + texts.length + ' cell texts');
+  const inside = (r, p) =>
+    r.left >= p.left - 1 && r.right <= p.right + 1 && r.top >= p.top - 1 && r.bottom <= p.bottom + 1;
+  for (const [label, r] of texts) {
+    if (!panels.some(p => inside(r, p))) out.push('outside its panel: ' + label);
+  }
+  for (let i = 0; i < texts.length; i++) for (let j = i + 1; j < texts.length; j++) {
+    const [a, b] = [texts[i][1], texts[j][1]];
+    if (a.left < b.right - 1 && b.left < a.right - 1 && a.top < b.bottom - 1 && b.top < a.bottom - 1)
+      out.push('overlap: ' + texts[i][0] + ' / ' + texts[j][0]);
+  }
+  return out;
+}
+"""
+
+
+@pytest.mark.parametrize("width", [1280, 1400])
+def test_compare_heatmap_labels_fit_on_a_screen(browser, server, width):
+    """Issue 24: in screen mode 10 pairs of heatmap labels overlapped and the scratch cell was cut at the left."""
+    page = open_compare(browser, server, present=False, width=width)
+    try:
+        page.locator('[data-testid="stPlotlyChart"]').last.scroll_into_view_if_needed()
+        time.sleep(1.0)
+        assert page.evaluate(HEATMAP_TEXT_JS) == []
     finally:
         page.close()
 
