@@ -78,6 +78,17 @@ def test_zoo_layer_diagram_follows_freeze_depth():
     frame = at.dataframe[1].value
     assert frame["state"].tolist()[:5] == ["frozen"] * 4 + ["kept"] * 0 + ["re-initialised"]
     assert {m.label for m in at.metric} == {"Frozen parameters", "Trainable parameters"}
+    assert frame["layer"].tolist()[:3] == ["embedding", "conv 1", "conv 2"]  # counted from 1, like the diagram
+
+
+def test_zoo_diagram_comes_before_the_card_table_on_a_projector():
+    at = AppTest.from_file(str(ROOT / "app_pages/1_Model_zoo.py"), default_timeout=120)
+    at.query_params["present"] = "1"
+    at.run()
+    no_problems(at)
+    kinds = [getattr(e, "type", "") for e in at.main]  # every element, in page order
+    assert kinds.index("plotly_chart") < len(kinds) - 1 - kinds[::-1].index("table"), kinds  # the zoo's table last
+    assert kinds[-1] == "table" and at.subheader[-1].value == "Every model of the zoo"
 
 
 def test_zoo_states_the_shift_penalty_of_own_models_and_a_caveat_for_the_originals():

@@ -630,3 +630,50 @@ def test_fine_tune_opens_and_follows_the_run_just_queued(browser, server):
         assert page.locator('[data-testid="stException"]').count() == 0
     finally:
         page.close()
+
+
+# ------------------------------------------------------------------------------------------- model zoo (issue 24)
+
+#: Box labels of the zoo's layer diagram that stick out of their box (the shape under the label's centre).
+DIAGRAM_LABELS_JS = r"""
+() => {
+  const chart = document.querySelector('[data-testid="stPlotlyChart"]');
+  const boxes = Array.from(chart.querySelectorAll('.shapelayer path')).map(p => p.getBoundingClientRect());
+  const out = [], seen = [];
+  for (const label of chart.querySelectorAll('.annotation-text')) {
+    const text = label.textContent.trim();
+    if (!text) continue;
+    const r = label.getBoundingClientRect();
+    const cx = (r.left + r.right) / 2, cy = (r.top + r.bottom) / 2;
+    const box = boxes.find(b => b.left <= cx && cx <= b.right && b.top <= cy && cy <= b.bottom);
+    seen.push(text);
+    if (!box) { out.push('no box under: ' + text); continue; }
+    if (r.left < box.left - 1 || r.right > box.right + 1 || r.top < box.top - 1 || r.bottom > box.bottom + 1)
+      out.push('sticks out: ' + text + ' ' + Math.round(r.width) + 'x' + Math.round(r.height) + ' in ' +
+               Math.round(box.width) + 'x' + Math.round(box.height));
+  }
+  return {out, seen};
+}
+"""
+
+
+@pytest.mark.parametrize("present", [False, True], ids=["screen", "presentation"])
+def test_zoo_diagram_labels_fit_at_1280px(browser, server, present):
+    """Issue 24: "embedding" and "pool → dense" were clipped by their boxes on a screen and on a projector."""
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    try:
+        flag = "&present=1" if present else ""
+        page.goto(f"{server.url}/Model_zoo?user=demo&token={DEMO_TOKEN}{flag}", wait_until="domcontentloaded")
+        wait_until_idle(page)
+        page.wait_for_function(
+            "document.querySelectorAll('[data-testid=\"stPlotlyChart\"] .annotation-text').length > 4", timeout=60_000
+        )
+        time.sleep(1.0)
+        found = page.evaluate(DIAGRAM_LABELS_JS)
+        assert found["out"] == [], found
+        assert any("embedding" in t for t in found["seen"]) and any("pool → dense" in t for t in found["seen"])
+        assert not any("convs." in t for t in found["seen"])
+        if present:
+            shoot(page, "zoo_presentation")
+    finally:
+        page.close()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from cgcnn.analysis.markup import plotly_text
+from cgcnn.analysis.markup import plotly_text, strip_bidi
 
 # Every character that starts Markdown, GFM, Streamlit directive or LaTeX syntax (CommonMark lets any ASCII
 # punctuation be escaped with a backslash; these are the ones that do something).
@@ -21,14 +21,11 @@ _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+\-!|~:$=@^&])")
 # patterns while the text still reads the same.
 _AUTOLINK = re.compile(r"(?i)(https?|ftp|mailto|xmpp)(?=\\:)|(www)(?=\.)|(?=\\@)")
 WORD_JOINER = "\u2060"
-# Bidirectional controls (embeddings, overrides, isolates, marks): a legacy name holding U+202E (right-to-left
-# override) showed itself, and everything after it on the line, reversed. They are dropped at display.
-_BIDI_CONTROLS = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 def text(value: object) -> str:
     """``value`` as plain text without bidirectional controls (for tables, pickers and the escapes below)."""
-    return _BIDI_CONTROLS.sub("", str(value))
+    return strip_bidi(value)
 
 
 def markdown(value: object) -> str:
@@ -37,10 +34,6 @@ def markdown(value: object) -> str:
     return _AUTOLINK.sub(lambda m: (m.group(1) or m.group(2) or "") + WORD_JOINER, escaped)
 
 
-def plotly(value: object) -> str:
-    """``value`` escaped for Plotly titles, legends and axis labels (its HTML subset becomes literal text).
-
-    The escaping itself is :func:`cgcnn.analysis.markup.plotly_text` (the figures need it too); bidirectional
-    controls are dropped first.
-    """
-    return plotly_text(text(value))
+#: ``text`` escaped for Plotly titles, legends and axis labels (its HTML subset becomes literal text, bidirectional
+#: controls are dropped); one implementation, in the analysis layer whose figures need it too.
+plotly = plotly_text

@@ -80,6 +80,13 @@ def layer_frame(predictor, freeze: int) -> tuple[pd.DataFrame, Any]:
     return pd.DataFrame(rows), report
 
 
+def named_layers(frame: pd.DataFrame) -> pd.DataFrame:
+    """A :func:`layer_frame` with the layers named as the diagram names them (``conv 1``, not ``convs.0``)."""
+    from cgcnn.analysis.figures import layer_display_name
+
+    return frame.assign(layer=[layer_display_name(name) for name in frame["layer"]])
+
+
 # --------------------------------------------------------------------------------------------------- run views
 
 
