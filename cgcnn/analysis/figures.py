@@ -251,10 +251,11 @@ def layer_diagram(layers: pd.DataFrame, title: str = "", font_size: int = 13) ->
     for k, row in enumerate(layers.itertuples(index=False)):
         color = LAYER_STATE_COLORS.get(row.state, "#999999")
         y = top - k
+        # fmt: off
         fig.add_shape(
             type="rect", x0=0, x1=1, y0=y, y1=y + 0.8, fillcolor=color, line={"color": "#333", "width": 1},
             opacity=0.9,
-        )  # fmt: skip
+        )
         fig.add_annotation(
             x=0.5,
             y=y + 0.4,
@@ -266,7 +267,8 @@ def layer_diagram(layers: pd.DataFrame, title: str = "", font_size: int = 13) ->
             fig.add_annotation(
                 x=0.5, y=y - 0.2, ax=0.5, ay=y, xref="x", yref="y", axref="x", ayref="y", showarrow=True,
                 arrowhead=2, text="",
-            )  # fmt: skip
+            )
+        # fmt: on
     fig.add_trace(  # invisible points carrying the hover text of every box
         go.Scatter(
             x=[0.5] * n,

@@ -13,12 +13,13 @@ import numpy as np
 import pandas as pd
 
 from cgcnn.analysis.probe import linear_probe
-from cgcnn.app.launch import PROTOCOL
 from cgcnn.app.plain import text
 from cgcnn.errors import CGCNNError
 from cgcnn.experiments.study import MATCHED_ROW, STUDY_BASELINE, STUDY_TABLE2, STUDY_TABLE3_MATCHED, study_row
 from cgcnn.paths import project_path
+from cgcnn.runs.estimates import format_duration, remaining_seconds
 from cgcnn.runs.store import RunRecord, RunStore
+from cgcnn.training.protocol import STUDY
 from cgcnn.training.transfer import is_scratch
 
 # --------------------------------------------------------------------------------------------------- models
@@ -126,35 +127,30 @@ def default_comparison(records: list[RunRecord], user: str, limit: int = 5) -> l
 
 
 def run_progress(record: RunRecord, epochs: pd.DataFrame) -> tuple[float, str]:
-    """(fraction done, one line: epoch k/N, ETA, or the final state) of a run."""
-    total = int((record.spec.get("hyperparams") or {}).get("epochs", 30) or 30)
+    """(fraction done, one line: epoch k/N, ETA, or the final state) of a run.
+
+    The time left comes from the one speed model (:func:`cgcnn.runs.estimates.remaining_seconds`: the run's
+    own epoch times), as the queue's ETAs do.
+    """
+    total = max(1, int((record.spec.get("hyperparams") or {}).get("epochs", STUDY.epochs) or STUDY.epochs))
     done = len(epochs)
     if record.status == "queued":
         return 0.0, "queued"
     if record.status == "running":
         if not done:
             return 0.02, "starting: loading data and building graphs"
-        per_epoch = float(epochs["seconds"].dropna().mean()) if epochs["seconds"].notna().any() else math.nan
-        eta = (total - done) * per_epoch if not math.isnan(per_epoch) else math.nan
-        eta_text = f", about {format_seconds(eta)} left" if not math.isnan(eta) else ""
+        seconds = [float(s) for s in epochs["seconds"].dropna()]
+        eta_text = ""
+        if seconds:
+            crystals = (record.n_train or 0) + (record.n_val or 0)
+            eta_text = f", about {format_duration(remaining_seconds(crystals, total, seconds))} left"
         return min(done / total, 0.99), f"epoch {done}/{total}{eta_text}"
     if record.status == "done":
         mae = f", test MAE {record.test_mae:.4f}" if record.test_mae is not None else ""
-        return 1.0, f"done in {format_seconds(record.seconds or 0)}{mae}"
+        return 1.0, f"done in {format_duration(record.seconds or 0)}{mae}"
     # an error that only repeats the status (a cancel stores "cancelled") is not shown twice
     detail = record.error if record.error and record.error.strip() != record.status else ""
     return min(done / total, 1.0), f"{record.status}: {detail}".rstrip(": ")
-
-
-def format_seconds(seconds: float) -> str:
-    """``42 s``, ``3 min 5 s``, ``1 h 02 min``."""
-    seconds = max(0.0, float(seconds))
-    if seconds < 60:
-        return f"{seconds:.0f} s"
-    if seconds < 3600:
-        minutes, rest = int(seconds // 60), int(seconds % 60)
-        return f"{minutes} min {rest} s" if rest else f"{minutes} min"
-    return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
 
 
 def progress_as_percent(frame: pd.DataFrame) -> pd.DataFrame:
@@ -215,9 +211,8 @@ def eta_text(seconds: float | None, ahead: int) -> str:
     where = "next in line" if ahead <= 0 else f"{ahead} run{'s' if ahead != 1 else ''} ahead"
     if seconds is None or math.isnan(seconds):
         return f"queued, {where}"
-    if seconds < 60:
-        return f"about {max(5, round(seconds / 5) * 5):.0f} s, {where}"
-    return f"about {math.ceil(seconds / 60):.0f} min, {where}"
+    rounded = max(5, round(seconds / 5) * 5) if seconds < 60 else math.ceil(seconds / 60) * 60  # no false precision
+    return f"about {format_duration(rounded)}, {where}"
 
 
 def reuse_text(entry: RunRecord, computed: RunRecord) -> str:
@@ -366,7 +361,7 @@ def table2_cells(records: list[RunRecord] | pd.DataFrame) -> pd.DataFrame:
             for r in records
             if r.status == "done" and r.test_mae is not None and not r.spec.get("data")
         ]  # fmt: skip
-    protocol = tuple(PROTOCOL.values())
+    protocol = (STUDY.target, *STUDY.sizes)
     rows = [
         {"row": study_row(r["pretrained"]), "pretrained": r["pretrained"], "freeze": int(r["freeze"]), "mae": r["mae"]}
         for r in rows

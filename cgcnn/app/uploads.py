@@ -45,11 +45,11 @@ def structure_from_upload(name: str, data: bytes):
     return shared_pool().parse(name, data)
 
 
-def graph_params_for_uploads(predictor):
-    """The predictor's graph parameters with the server's atom limit (``CGCNN_MAX_ATOMS``)."""
-    import dataclasses
+def upload_build_options():
+    """How uploaded crystals become graphs: the server's atom limit (``CGCNN_MAX_ATOMS``)."""
+    from cgcnn.data.graph import BuildOptions
 
-    return dataclasses.replace(predictor.graph_params, max_atoms=current_limits().max_atoms)
+    return BuildOptions(max_atoms=current_limits().max_atoms)
 
 
 def expand_uploads(files: list[tuple[str, bytes]]) -> tuple[list[tuple[str, bytes]], list[str]]:
@@ -147,11 +147,12 @@ def predict_uploads(predictors: dict[str, Any], files: list[tuple[str, bytes]]) 
         errors.extend(failed)
     rows = [{"file": n, "formula": s.composition.reduced_formula, "atoms": len(s)} for n, s in parsed]
     bad_rows: set[int] = set()
+    options = upload_build_options()
     for model_name, predictor in predictors.items():
         graphs, where = [], []
         for k, (name, structure) in enumerate(parsed):
             try:
-                graphs.append(structure_to_graph(structure, graph_params_for_uploads(predictor)))
+                graphs.append(structure_to_graph(structure, predictor.graph_params, options=options))
                 where.append(k)
             except CGCNNError as exc:
                 msg = str(exc)

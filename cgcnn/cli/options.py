@@ -11,15 +11,22 @@ def add_model(p: argparse.ArgumentParser, help_text: str = "zoo name, run:ID or 
 
 
 def add_target(p: argparse.ArgumentParser, what: str) -> None:
-    """``--target``, band gap by default; ``what`` says what the label is for."""
-    p.add_argument("--target", default="band_gap", help=f"{what} (default band_gap)")
+    """``--target``, the study protocol's (band gap) by default; ``what`` says what the label is for."""
+    from cgcnn.training.protocol import STUDY
+
+    p.add_argument("--target", default=STUDY.target, help=f"{what} (default {STUDY.target})")
 
 
 def add_sizes(p: argparse.ArgumentParser, roles: tuple[str, ...] = ("train", "val", "test")) -> None:
-    """``--train``, ``--val``, ``--test``: crystals of each role, 1000 each by default (the study's protocol)."""
+    """``--train``, ``--val``, ``--test``: crystals of each role, the study protocol's sizes by default."""
+    from cgcnn.training.protocol import STUDY
+
     words = {"train": "training", "val": "validation", "test": "test"}
+    defaults = {"train": STUDY.n_train, "val": STUDY.n_val, "test": STUDY.n_test}
     for role in roles:
-        p.add_argument(f"--{role}", type=int, default=1000, help=f"{words[role]} crystals (default 1000)")
+        p.add_argument(
+            f"--{role}", type=int, default=defaults[role], help=f"{words[role]} crystals (default {defaults[role]})"
+        )
 
 
 def add_split_seed(p: argparse.ArgumentParser, help_text: str = "which canonical split (default 0)") -> None:

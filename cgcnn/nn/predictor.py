@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +11,7 @@ import torch
 from pymatgen.core import Structure
 
 from cgcnn.data.crystal_io import read_structure
-from cgcnn.data.graph import CrystalGraph, GraphParams, collate, structure_to_graph
+from cgcnn.data.graph import DEFAULT_MAX_ATOMS, BuildOptions, CrystalGraph, GraphParams, collate, structure_to_graph
 from cgcnn.errors import CGCNNError
 from cgcnn.nn.cards import ModelCard
 from cgcnn.nn.model import CrystalGraphConvNet
@@ -49,7 +48,8 @@ class Predictor:
     Attributes:
         model: the network (kept in eval mode by :meth:`predict_graphs`).
         normalizer: maps normalised outputs back to physical units.
-        graph_params: how this model's graphs must be built (radius, neighbours, Gaussians).
+        graph_params: the definition of this model's graphs (radius, neighbours, Gaussians); the limits of
+            where graphs are built (:class:`~cgcnn.data.graph.BuildOptions`) are the caller's.
         card: the model card.
     """
 
@@ -73,9 +73,9 @@ class Predictor:
             return raw.exp()[:, 1:2].double()
         return self.normalizer.denorm(raw.double())
 
-    def graph(self, structure: Structure) -> CrystalGraph:
-        """Build the graph of ``structure`` with this model's graph parameters."""
-        return structure_to_graph(structure, self.graph_params)
+    def graph(self, structure: Structure, options: BuildOptions | None = None) -> CrystalGraph:
+        """Build the graph of ``structure`` with this model's graph parameters (and the caller's ``options``)."""
+        return structure_to_graph(structure, self.graph_params, options=options)
 
     @torch.no_grad()
     def predict_graphs(self, graphs: list[CrystalGraph], batch_size: int = 256, clamp: bool = False) -> np.ndarray:
@@ -116,7 +116,7 @@ class Ensemble:
         for other in self.members[1:]:
             if other.targets != first.targets:
                 raise CGCNNError(f"ensemble members predict different targets ({first.targets} vs {other.targets})")
-            if other.graph_params != first.graph_params:
+            if other.graph_params != first.graph_params:  # the definition only: limits are never saved with a model
                 raise CGCNNError("ensemble members build their graphs differently (radius, neighbours or Gaussians)")
             if other.model.config.classification != first.model.config.classification:
                 raise CGCNNError("an ensemble cannot mix classifiers and regressors")
@@ -182,19 +182,20 @@ def predict_files(
             spread and ``members`` each one (``(n_members, n_targets)``).
         paths: crystal files.
         widen_radius: search past the cutoff for atoms without a neighbour.
-        max_atoms: refuse crystals with more atoms (default: the model's graph parameters).
+        max_atoms: refuse crystals with more atoms (default: :data:`~cgcnn.data.graph.DEFAULT_MAX_ATOMS`).
         read: how a file becomes a structure (the CLI passes one that parses in a capped worker process).
         clamp: clamp negative predictions of non-negative targets at 0 (:func:`clamp_nonnegative`).
     """
-    params = dataclasses.replace(predictor.graph_params, widen_radius=widen_radius)
-    if max_atoms is not None:
-        params = dataclasses.replace(params, max_atoms=int(max_atoms))
+    params = predictor.graph_params
+    options = BuildOptions(
+        max_atoms=DEFAULT_MAX_ATOMS if max_atoms is None else int(max_atoms), widen_radius=widen_radius
+    )
     results, graphs, good = [], [], []
     for path in paths:
         result = FilePrediction(path=path)
         try:
             structure = read(path)
-            graph = structure_to_graph(structure, params)
+            graph = structure_to_graph(structure, params, options=options)
         except CGCNNError as exc:
             msg = str(exc)
             result.error = msg if msg.startswith(path.name) else f"{path.name}: {msg}"
