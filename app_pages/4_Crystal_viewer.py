@@ -84,6 +84,8 @@ def show_view(left, right, state: viewer.ViewState, upload: tuple[str, bytes] | 
         f"graph edges drawn · {info['ghosts']} neighbour atoms in adjacent cells (translucent)"
     )
     with right:
+        if info.get("tie"):  # the prediction depends on how the crystal is written down
+            st.warning(plain.markdown(info["tie"][0].upper() + info["tie"][1:] + "."))
         if present and "prediction" in info:
             prediction(info, state, note)
         if not present:

@@ -574,7 +574,7 @@ def test_viewer_on_a_1280x720_projector_shows_prediction_and_colour_bar_above_th
 
 
 def test_viewer_first_view_fills_the_frame(browser, server):
-    """It opens on cubic SrTiO3 with the 4-head attention model, centred and filling the 3D frame."""
+    """It opens on rutile SnO2 (no neighbour tie) with the 4-head attention model, centred and filling the frame."""
     from PIL import Image
 
     page = browser.new_page(viewport={"width": 1400, "height": 1100})
@@ -582,7 +582,7 @@ def test_viewer_first_view_fills_the_frame(browser, server):
         page.goto(f"{server.url}/Crystal_viewer?user=demo&token={DEMO_TOKEN}", wait_until="domcontentloaded")
         shown = settle(page)
         assert shown["Model"] == "own-attention-4head" and shown["Attention head"] == "head 1"
-        assert "SrTiO3" in shown["Crystal"] and "All edges" not in shown["radios"]
+        assert "SnO2" in shown["Crystal"] and "All edges" not in shown["radios"]
         frame = viewer_document(page)
         time.sleep(1.5)
         canvas = Image.open(io.BytesIO(frame.locator("canvas").first.screenshot())).convert("L")

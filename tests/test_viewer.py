@@ -33,14 +33,24 @@ def parse(params, default=None):
 # fmt: on
 
 
-def test_default_view_is_the_cubic_perovskite(dataset):
+def test_default_view_is_a_crystal_without_a_neighbour_tie(dataset):
+    """Issue 24: the viewer opened on SrTiO3 (mp-5229), whose 12-neighbour cut splits a shell."""
+    from cgcnn.data.graph import GraphParams, neighbour_tie
+
     index = viewer.CrystalIndex.of(dataset)
-    assert index.default == "mp-5229" and index.formulas["mp-5229"] == "SrTiO3" and index.n_atoms["mp-5229"] == 5
+    assert index.default == "mp-856" and index.formulas["mp-856"] == "SnO2" and index.n_atoms["mp-856"] == 6
+    assert neighbour_tie(dataset.structure(index.default), GraphParams()) is None
+    assert neighbour_tie(dataset.structure("mp-5229"), GraphParams()) is not None
+    # the smallest cell of the first formula present, skipping tied ones; then any untied crystal of 3+ atoms
+    ids, formulas, sizes = ["t", "u", "v", "w"], ["SnO2", "SnO2", "SiO2", "GaAs2"], [6, 12, 9, 3]
+    assert viewer.default_crystal(ids, formulas, sizes, lambda c: c == "t") == "u"
+    assert viewer.default_crystal(ids, formulas, sizes, lambda c: c in "tu") == "v"
+    assert viewer.default_crystal(["a", "b", "c"], ["Pd", "NaCl", "GaAs2"], [1, 3, 3], lambda c: c == "b") == "c"
     assert viewer.CrystalIndex.of(dataset).default == index.default  # deterministic
     assert viewer.default_model(MODELS) == "own-attention-4head"
     assert viewer.default_model([viewer.NO_MODEL, "band-gap"]) == "band-gap"
     assert viewer.default_model([viewer.NO_MODEL]) == viewer.NO_MODEL
-    # a dataset without perovskites or spinels opens on its first crystal of 3 atoms or more
+    # a dataset without any of the default formulas opens on its first crystal of 3 atoms or more
     assert viewer.default_crystal(["a", "b", "c"], ["Pd", "NaCl", "GaAs2"], [1, 2, 3]) == "c"
 
 

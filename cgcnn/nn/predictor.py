@@ -148,7 +148,10 @@ class Ensemble:
 
 @dataclass
 class FilePrediction:
-    """Prediction for one crystal file (``values`` is None and ``error`` set when it failed)."""
+    """Prediction for one crystal file (``values`` is None and ``error`` set when it failed).
+
+    ``tie`` is :func:`tie_note` of the crystal ('' without a neighbour tie at the cut).
+    """
 
     path: Path
     values: np.ndarray | None = None
@@ -157,6 +160,25 @@ class FilePrediction:
     note: str = ""
     std: np.ndarray | None = None
     members: np.ndarray | None = None
+    tie: str = ""
+
+
+#: What is said wherever a crystal with a neighbour tie at the cut is predicted (CLI ``predict`` and ``explain``,
+#: the viewer): the same structure written down another way can get another graph and another prediction.
+TIE_NOTE = (
+    "this crystal has tied neighbours at the cutoff: its prediction depends on atom order and coordinate rounding"
+)
+
+
+def tie_note(structure: Structure, params: GraphParams) -> str:
+    """:data:`TIE_NOTE` and where the tie is, when the ``M``-neighbour cut splits a shell; '' otherwise.
+
+    See :func:`cgcnn.data.graph.neighbour_tie`.
+    """
+    from cgcnn.data.graph import neighbour_tie
+
+    tie = neighbour_tie(structure, params)
+    return "" if tie is None else f"{TIE_NOTE} ({tie.describe(params.max_neighbors)})"
 
 
 def crystal_files(paths: list[str | Path]) -> list[Path]:
@@ -201,6 +223,7 @@ def predict_files(
             result.error = msg if msg.startswith(path.name) else f"{path.name}: {msg}"
         else:
             result.formula = structure.composition.reduced_formula
+            result.tie = tie_note(structure, params)
             if graph.radius > params.radius:
                 result.note = f"{path.name}: cutoff widened from {params.radius:g} to {graph.radius:g} Å"
             graphs.append(graph)
