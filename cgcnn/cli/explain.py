@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 EXPLAIN_HELP = """\
@@ -17,12 +18,16 @@ attention says how an atom mixes its neighbours, not how much an edge moves the 
 def _cmd_explain(args: argparse.Namespace) -> int:
     from cgcnn.analysis.attribution import explain_report
     from cgcnn.cli.options import isolated_reader
+    from cgcnn.nn.predictor import tie_note
     from cgcnn.settings import atom_limit
     from cgcnn.zoo import load_model
 
     predictor = load_model(args.model)
     structure = isolated_reader(atom_limit(args.max_atoms))(Path(args.cif))
     report = explain_report(predictor, structure, top=args.top)
+    report["tie"] = tie_note(structure, predictor.graph_params) or None
+    if report["tie"]:
+        print(f"warning: {Path(args.cif).name}: {report['tie']}", file=sys.stderr)
     if args.json:
         print(json.dumps(report, separators=(",", ":")))
         return 0

@@ -76,6 +76,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             if r.error:
                 print(f"error: {r.error}", file=sys.stderr)
                 continue
+            if r.tie:
+                print(f"warning: {r.name}: {r.tie}", file=sys.stderr)
             values = [repr(float(v)) for v in r.values]
             extra = values if len(targets) > 1 else []
             if ensemble:
