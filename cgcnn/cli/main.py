@@ -18,6 +18,7 @@ from cgcnn import __version__
 from cgcnn.cli.data import add_data_parser
 from cgcnn.cli.evaluate import add_evaluate_parser
 from cgcnn.cli.explain import add_explain_parser
+from cgcnn.cli.faithfulness import add_faithfulness_parser
 from cgcnn.cli.options import isolated_reader
 from cgcnn.cli.pretrain import add_pretrain_parsers
 from cgcnn.cli.probe import add_probe_parsers
@@ -167,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_evaluate_parser(sub)
     add_explain_parser(sub)
+    add_faithfulness_parser(sub)
     add_data_parser(sub)
     add_train_parsers(sub)
     add_pretrain_parsers(sub)
