@@ -10,6 +10,7 @@ from cgcnn.analysis import figures
 from cgcnn.app import class_settings, classroom, identity, launch, plain, run_actions, tables, uploads
 from cgcnn.data.datasets import TARGET_UNITS
 from cgcnn.errors import CGCNNError
+from cgcnn.names import name_key
 from cgcnn.runs.estimates import format_duration
 from cgcnn.runs.store import RunNotFound
 from cgcnn.settings import current_limits
@@ -140,7 +141,7 @@ def owner_actions(store, view: tables.RunView) -> None:
     entry = view.entry
     cols = st.columns([2, 1, 1, 1])
     if entry.is_active and cols[1].button("Cancel", key=f"cancel_{entry.id}"):
-        force = is_teacher and entry.owner != user
+        force = is_teacher and entry.owner_key != name_key(user)
         for message in run_actions.cancel_each(store, [entry.id], lambda i: store.request_cancel(i, force=force)):
             st.toast(plain.markdown(message))
     asking = f"confirm_delete_{entry.id}"
@@ -151,7 +152,7 @@ def owner_actions(store, view: tables.RunView) -> None:
         yes, no = st.columns([1, 4])
         if yes.button("Yes, delete", key=f"delete_yes_{entry.id}", type="primary"):
             st.session_state.pop(asking, None)
-            if is_teacher and entry.owner != user:  # the teacher's delete; a student's only hides their entry
+            if is_teacher and entry.owner_key != name_key(user):  # a teacher deletes; a student only hides their entry
                 store.delete(entry.id)
             else:
                 store.hide(entry.id)

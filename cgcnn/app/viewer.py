@@ -24,8 +24,8 @@ from pymatgen.core import Structure
 from cgcnn.analysis import crystal_scene, explain
 from cgcnn.analysis.attribution import attribute
 from cgcnn.data.graph import GraphParams, neighbour_tie, structure_to_graph
-from cgcnn.errors import CGCNNError
-from cgcnn.nn.predictor import Ensemble, Predictor, tie_note
+from cgcnn.errors import CGCNNError, CrystalInputError
+from cgcnn.nn.predictor import Ensemble, Predictor, predict_crystals, tie_note
 
 #: The model choice that draws the crystal graph alone.
 NO_MODEL = "(graph only, no model)"
@@ -382,18 +382,19 @@ class CrystalView:
 def predict_one(model: Predictor | Ensemble, structure: Structure) -> tuple[float, float | None, dict[str, float]]:
     """``(prediction, std or None, {member: prediction})`` of one crystal, first target, as ``predict`` prints it.
 
-    The same calls as :func:`cgcnn.nn.predictor.predict_files` (the CLI): the model's graph parameters, then
-    ``predict_graphs`` (one model) or ``predict_members`` with their mean and std, ddof 1 (an ensemble).
+    The numbers are :func:`cgcnn.nn.predictor.predict_crystals`' (the CLI's and the Predict page's path); this
+    only picks the first target.
+
+    Raises:
+        CGCNNError: a crystal the graph builder refuses.
     """
-    graph = structure_to_graph(structure, model.graph_params)
-    if isinstance(model, Ensemble):
-        members = model.predict_members([graph])[:, 0, 0]
-        return (
-            float(members.mean()),
-            float(members.std(ddof=1)),
-            dict(zip(model.names, map(float, members), strict=True)),
-        )
-    return float(model.predict_graphs([graph])[0, 0]), None, {}
+    (result,) = predict_crystals(model, [(structure.composition.reduced_formula, structure)])
+    if result.error:
+        raise CrystalInputError(result.error)
+    if result.std is None or result.members is None:
+        return float(result.values[0]), None, {}
+    members = dict(zip(model.names, map(float, result.members[:, 0]), strict=True))
+    return float(result.values[0]), float(result.std[0]), members
 
 
 def layer_values(layers: list[np.ndarray], head: int | None) -> list[np.ndarray]:

@@ -12,11 +12,13 @@ import json
 import os
 import sys
 import warnings
+from pathlib import Path
 
 from cgcnn import __version__
 from cgcnn.cli.data import add_data_parser
 from cgcnn.cli.evaluate import add_evaluate_parser
 from cgcnn.cli.explain import add_explain_parser
+from cgcnn.cli.faithfulness import add_faithfulness_parser
 from cgcnn.cli.options import isolated_reader
 from cgcnn.cli.pretrain import add_pretrain_parsers
 from cgcnn.cli.probe import add_probe_parsers
@@ -76,12 +78,12 @@ def _cmd_predict(args: argparse.Namespace) -> int:
                 print(f"error: {r.error}", file=sys.stderr)
                 continue
             if r.tie:
-                print(f"warning: {r.path.name}: {r.tie}", file=sys.stderr)
+                print(f"warning: {r.name}: {r.tie}", file=sys.stderr)
             values = [repr(float(v)) for v in r.values]
             extra = values if len(targets) > 1 else []
             if ensemble:
                 extra = [*extra, repr(float(r.std[0])), *[repr(float(v)) for v in r.members[:, 0]]]
-            writer.writerow([r.path.stem, values[0], *extra, r.formula])
+            writer.writerow([Path(r.name).stem, values[0], *extra, r.formula])
     finally:
         if args.out:
             out.close()
@@ -132,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_evaluate_parser(sub)
     add_explain_parser(sub)
+    add_faithfulness_parser(sub)
     add_data_parser(sub)
     add_train_parsers(sub)
     add_pretrain_parsers(sub)
