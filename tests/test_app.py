@@ -475,6 +475,8 @@ def test_viewer_presentation_mode_fixes_the_colour_range_and_fits_a_projector():
     assert html.index('class="cgcnn-legend" style="font-family:sans-serif;font-size:16px') < html.index("3Dmol")
     assert not [c for c in at.caption if "Edge colour" in c.value]  # notes are 16 px body text, not captions
     assert any("Edge colour" in m.value for m in at.markdown)
+    (edges,) = at.get("table")  # the edge table: static, 16 px, not a 14 px canvas grid
+    assert "font-size: 16px" in edges.proto.arrow_data.styler.styles and not at.dataframe
     normal = page(VIEWER).session_state["viewer_html"]
     assert normal.index("cgcnn-legend") > normal.index("3Dmol") and "font-size:13px" in normal
 
