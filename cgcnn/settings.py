@@ -14,6 +14,7 @@ CGCNN_MAX_RUN_SECONDS          1800       wall time of one run; past it the run 
 CGCNN_PARSE_SECONDS            5          wall time to parse one uploaded crystal file
 CGCNN_PARSE_MEMORY_MB          1024       memory a file-parsing worker may add to its imports
 CGCNN_MAX_ATOMS                20000      atoms of one crystal (after symmetry expansion)
+CGCNN_MAX_PAIRS                4000000    neighbour pairs one graph build may search (~110 bytes each)
 CGCNN_ZIP_MAX_MEMBERS          20000      files in one uploaded zip
 CGCNN_ZIP_MAX_TOTAL_MB         500        uncompressed size of one uploaded zip
 CGCNN_ZIP_MAX_MEMBER_MB        20         uncompressed size of one file inside a zip
@@ -46,6 +47,7 @@ class Limits:
     parse_seconds: float = 5.0
     parse_memory_mb: float = 1024.0
     max_atoms: int = 20_000
+    max_pairs: int = 4_000_000
     zip_max_members: int = 20_000
     zip_max_total_mb: float = 500.0
     zip_max_member_mb: float = 20.0

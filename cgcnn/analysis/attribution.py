@@ -85,16 +85,30 @@ def attribute(predictor: Predictor, graph: CrystalGraph) -> Attribution:
         atom_masks = (src.unsqueeze(0) != torch.arange(graph.n_atoms).unsqueeze(1)).float()  # (N, E)
         atom_occ = full - _occlude(predictor, graph, atom_masks)
 
-        scale = keep_all.clone().requires_grad_(True)
-        batch = _batch(predictor, [graph], scale)
-        features = batch.node_features.clone().requires_grad_(True)
-        batch = dataclasses.replace(batch, node_features=features)
-        _predict(predictor, batch).sum().backward()
-        edge_grad = scale.grad.numpy().copy()
-        atom_grad = (features.grad * features).sum(dim=1).detach().numpy()
+        edge_grad, atom_grad = _gradients(predictor, graph)
     finally:
         model.train(was_training)
     return Attribution(full, edge_occ, atom_occ, edge_grad, atom_grad)
+
+
+def gradient_attribution(predictor: Predictor, graph: CrystalGraph) -> tuple[np.ndarray, np.ndarray]:
+    """Only gradient × input, ``(per edge, per atom)``: one backward pass, for crystals too large for occlusion."""
+    model = predictor.model
+    was_training = model.training
+    model.eval()
+    try:
+        return _gradients(predictor, graph)
+    finally:
+        model.train(was_training)
+
+
+def _gradients(predictor: Predictor, graph: CrystalGraph) -> tuple[np.ndarray, np.ndarray]:
+    scale = torch.ones(len(graph.edge_src), dtype=torch.float32).requires_grad_(True)
+    batch = _batch(predictor, [graph], scale)
+    features = batch.node_features.clone().requires_grad_(True)
+    batch = dataclasses.replace(batch, node_features=features)
+    _predict(predictor, batch).sum().backward()
+    return scale.grad.numpy().copy(), (features.grad * features).sum(dim=1).detach().numpy()
 
 
 def attention_agreement(edge_weights: list[np.ndarray], attribution: np.ndarray, real: np.ndarray) -> float:

@@ -45,6 +45,15 @@ def structure_from_upload(name: str, data: bytes):
     return shared_pool().parse(name, data)
 
 
+def graph_builder_for_upload(name: str):
+    """How the viewer builds an uploaded crystal's graphs: in the parse pool, never in the page process.
+
+    Returns ``build(structure, params) -> CrystalGraph`` (what :func:`cgcnn.data.graph.structure_to_graph` does,
+    under the worker's memory and time caps; a refusal names the file).
+    """
+    return lambda structure, params: shared_pool().build_graph(name, structure, params)
+
+
 def graph_params_for_uploads(predictor):
     """The predictor's graph parameters with the server's atom limit (``CGCNN_MAX_ATOMS``)."""
     import dataclasses
@@ -135,7 +144,6 @@ def predict_uploads(predictors: dict[str, Any], files: list[tuple[str, bytes]]) 
         ``(table with file, formula, atoms and one column per model and target, [error lines])``. An
         ensemble gives its mean, then ``± std`` (the members' spread, ddof 1), then each member's value.
     """
-    from cgcnn.data.graph import structure_to_graph
     from cgcnn.nn.predictor import Ensemble
 
     errors: list[str] = []
@@ -151,7 +159,7 @@ def predict_uploads(predictors: dict[str, Any], files: list[tuple[str, bytes]]) 
         graphs, where = [], []
         for k, (name, structure) in enumerate(parsed):
             try:
-                graphs.append(structure_to_graph(structure, graph_params_for_uploads(predictor)))
+                graphs.append(shared_pool().build_graph(name, structure, graph_params_for_uploads(predictor)))
                 where.append(k)
             except CGCNNError as exc:
                 msg = str(exc)

@@ -22,11 +22,16 @@ import pandas as pd
 from pymatgen.core import Structure
 
 from cgcnn.analysis import explain, viz
-from cgcnn.analysis.attribution import attribute
-from cgcnn.data.graph import GraphParams, structure_to_graph
+from cgcnn.analysis.attribution import attribute, gradient_attribution
+from cgcnn.data.graph import CrystalGraph, GraphParams, structure_to_graph
 from cgcnn.errors import CGCNNError
 from cgcnn.nn.predictor import Ensemble, Predictor
 
+#: How a view builds a crystal's graph (``structure_to_graph``; an upload's goes through the parse pool).
+GraphBuilder = Callable[[Structure, GraphParams], CrystalGraph]
+#: Largest crystal coloured by occlusion (one forward pass per edge: ~13 s for 50 atoms on a busy 2-core box,
+#: growing with the square of the atoms); larger ones get gradient × input, and the page says so.
+OCCLUSION_MAX_ATOMS = 32
 #: The model choice that draws the crystal graph alone.
 NO_MODEL = "(graph only, no model)"
 #: Edge modes: URL value → the radio's label.
@@ -364,13 +369,15 @@ class CrystalView:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-def predict_one(model: Predictor | Ensemble, structure: Structure) -> tuple[float, float | None, dict[str, float]]:
+def predict_one(
+    model: Predictor | Ensemble, structure: Structure, graph_of: GraphBuilder = structure_to_graph
+) -> tuple[float, float | None, dict[str, float]]:
     """``(prediction, std or None, {member: prediction})`` of one crystal, first target, as ``predict`` prints it.
 
     The same calls as :func:`cgcnn.nn.predictor.predict_files` (the CLI): the model's graph parameters, then
     ``predict_graphs`` (one model) or ``predict_members`` with their mean and std, ddof 1 (an ensemble).
     """
-    graph = structure_to_graph(structure, model.graph_params)
+    graph = graph_of(structure, model.graph_params)
     if isinstance(model, Ensemble):
         members = model.predict_members([graph])[:, 0, 0]
         return (
@@ -401,6 +408,7 @@ def crystal_view(
     ensemble: Ensemble | None = None,
     zoom: float = 1.0,
     png_name: str | None = None,
+    graph_of: GraphBuilder = structure_to_graph,
 ) -> CrystalView:
     """The 3D view of ``structure``, its edges coloured by ``predictor``'s weights in convolution ``layer``.
 
@@ -424,12 +432,17 @@ def crystal_view(
             ``members``; the picture stays ``predictor``'s.
         zoom: extra zoom after fitting the scene to its frame.
         png_name: file name of the *Download PNG* button (None: no button).
+        graph_of: how the graph is built (an upload's: in the parse pool, see
+            :func:`cgcnn.app.uploads.graph_builder_for_upload`).
+
+    Occlusion needs one forward pass per edge; past :data:`OCCLUSION_MAX_ATOMS` atoms the colours are
+    gradient × input instead (one backward pass) and ``info["attribution_note"]`` says so.
 
     Raises:
         CGCNNError: a crystal the graph builder refuses.
     """
     info: dict[str, Any] = {"n_atoms": len(structure), "formula": structure.composition.reduced_formula}
-    graph = structure_to_graph(structure, predictor.graph_params if predictor is not None else GraphParams())
+    graph = graph_of(structure, predictor.graph_params if predictor is not None else GraphParams())
     values, atom_values, label, value_range = None, None, "", None
     if predictor is not None:
         layers, kind = explain.edge_weight_layers(predictor, graph)
@@ -443,14 +456,23 @@ def crystal_view(
             real = np.concatenate([v[graph.edge_mask] for v in per_layer])
             value_range = (float(real.min()), float(real.max())) if real.size else None
         contrib, mean, _ = explain.atom_contributions(predictor, graph)
-        prediction, std, members = predict_one(ensemble if ensemble is not None else predictor, structure)
+        prediction, std, members = predict_one(ensemble if ensemble is not None else predictor, structure, graph_of)
         info.update(prediction=prediction, contrib_mean=mean, units=predictor.card.units, target=predictor.targets[0])
         if std is not None:
             info.update(std=std, members=members)
         atom_label = f"contribution ({predictor.card.units})" if predictor.card.units else "contribution"
         if color_atoms:
             atom_values = contrib
-        if attribution:
+        if attribution and graph.n_atoms > OCCLUSION_MAX_ATOMS:
+            edge_grad, atom_grad = gradient_attribution(predictor, graph)
+            values, label, value_range = edge_grad, f"gradient × input ({predictor.card.units})", None
+            atom_values = atom_grad if color_atoms else None
+            atom_label = f"gradient × input ({predictor.card.units})"
+            info["attribution_note"] = (
+                f"Occlusion is computed for crystals of up to {OCCLUSION_MAX_ATOMS} atoms (one prediction per edge); "
+                f"this one has {graph.n_atoms}, so the colours are gradient × input, its one-pass estimate."
+            )
+        elif attribution:
             result = attribute(predictor, graph)
             values, label, value_range = result.edge_occlusion, f"occlusion attribution ({predictor.card.units})", None
             atom_values = result.atom_occlusion if color_atoms else None
@@ -486,6 +508,7 @@ def view_of_state(
     load: Callable[[str], Predictor],
     height: int = 460,
     zoom: float = 1.0,
+    graph_of: GraphBuilder = structure_to_graph,
 ) -> CrystalView:
     """The :class:`CrystalView` of ``state`` for ``structure`` (a dataset crystal or an uploaded file).
 
@@ -495,6 +518,7 @@ def view_of_state(
         load: a model by name (the app's cached loader; :func:`cgcnn.zoo.load_model` works too).
         height: scene height in pixels.
         zoom: extra zoom after fitting (presentation mode fills the frame).
+        graph_of: how the graph is built (see :func:`crystal_view`).
 
     Raises:
         CGCNNError: the atom index is not in the crystal, ensemble members that do not fit together, or a
@@ -520,6 +544,7 @@ def view_of_state(
         ensemble=Ensemble(members) if len(members) > 1 else None,
         zoom=zoom,
         png_name=f"{name}_conv{state.layer}.png" if members else f"{name}.png",
+        graph_of=graph_of,
     )
 
 
