@@ -66,5 +66,10 @@ def is_valid_name(name: str | None, reserved: Iterable[str] = ()) -> bool:
     return name_problem(name or "", reserved) is None
 
 
+def name_key(name: str) -> str:
+    """The key a name is claimed and counted under: NFC, trimmed, case-folded (``Alice`` and ``alice`` are one)."""
+    return unicodedata.normalize("NFC", name or "").strip().casefold()
+
+
 def _allowed(ch: str) -> bool:
     return ch in NAME_PUNCTUATION or unicodedata.category(ch)[0] in "LN"

@@ -20,6 +20,11 @@ CGCNN_ZIP_MAX_TOTAL_MB         500        uncompressed size of one uploaded zip
 CGCNN_ZIP_MAX_MEMBER_MB        20         uncompressed size of one file inside a zip
 CGCNN_ZIP_MAX_RATIO            200        compression ratio of one zip member (zip bombs)
 CGCNN_ZIP_MAX_LABEL_LINES      200000     lines of one id_prop.csv
+CGCNN_SIGN_IN_HOURS            4          lifetime of a student's sign-in token (a class-length period)
+CGCNN_TEACHER_HOURS            2          teacher mode ends this long after the password was typed
+CGCNN_LOGIN_FAILURES           3          wrong passwords (or class codes) before a lockout
+CGCNN_LOCKOUT_SECONDS          60         first lockout; each further one doubles, up to an hour
+CGCNN_MIN_PASSWORD_LENGTH      8          shortest teacher password or class code the server starts with
 =============================  =========  =============================================================
 """
 
@@ -53,6 +58,11 @@ class Limits:
     zip_max_member_mb: float = 20.0
     zip_max_ratio: float = 200.0
     zip_max_label_lines: int = 200_000
+    sign_in_hours: float = 4.0
+    teacher_hours: float = 2.0
+    login_failures: int = 3
+    lockout_seconds: float = 60.0
+    min_password_length: int = 8
 
     @staticmethod
     def variable(field_name: str) -> str:

@@ -19,6 +19,7 @@ from cgcnn.data.graph import GraphParams
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # app_ui.py lives beside app.py, as under `streamlit run app.py`
 
+from sign_in import token_of  # noqa: E402
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from cgcnn.analysis import viz  # noqa: E402
@@ -49,7 +50,7 @@ def page(path: str, user: str | None = "alice") -> AppTest:
     at = AppTest.from_file(str(ROOT / path), default_timeout=120)
     if user:
         at.query_params["user"] = user
-        at.query_params["token"] = f"test-token-of-{user}-0123456789"
+        at.query_params["token"] = token_of(user)
     return at.run()
 
 
@@ -382,12 +383,12 @@ def test_viewer_every_mode_switch_shows_the_cli_prediction():
 
 def viewer_at(**params: str) -> AppTest:
     at = AppTest.from_file(str(ROOT / VIEWER), default_timeout=120)
-    at.query_params.update({"user": "alice", "token": "test-token-of-alice-0123456789", **params})
+    at.query_params.update({"user": "alice", "token": token_of("alice"), **params})
     return at.run()
 
 
 def test_viewer_view_lives_in_the_address():
-    """A shared link reopens the same view; the sign-in and presentation keys stay in the address."""
+    """A shared link reopens the same view; the address holds the view and never the sign-in (issue 23)."""
     at = viewer_at(crystal="mp-22862", model="own-attention-4head", layer="2", head="3", edges="atom", atom="5",
                    colour="weights", atoms="1", fixed="1")  # fmt: skip
     no_problems(at)
@@ -405,8 +406,8 @@ def test_viewer_view_lives_in_the_address():
     no_problems(at)
     params = dict(at.query_params)
     assert params["layer"] == "4" and params["edges"] == "top" and params["head"] == "3"
-    assert params["user"] == "alice" and params["token"] == "test-token-of-alice-0123456789"
-    again = viewer_at(**{k: v for k, v in params.items() if k not in ("user", "token")})  # the shared link
+    assert "user" not in params and "token" not in params and at.session_state["user"] == "alice"
+    again = viewer_at(**params)  # the shared link
     assert again.session_state["viewer_state"] == at.session_state["viewer_state"]
     assert (
         again.session_state["viewer_html"].split("<script>", 1)[0]

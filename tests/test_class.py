@@ -11,6 +11,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from sign_in import token_of  # noqa: E402
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from cgcnn.app import class_settings, classroom, tables, teacher  # noqa: E402
@@ -58,7 +59,7 @@ def page(path: str, user: str | None = "alice") -> AppTest:
     at = AppTest.from_file(str(ROOT / path), default_timeout=120)
     if user:
         at.query_params["user"] = user
-        at.query_params["token"] = f"test-token-of-{user}-0123456789"  # the browser's token that claims the name
+        at.query_params["token"] = token_of(user)  # the browser's token that claims the name
     return at.run()
 
 

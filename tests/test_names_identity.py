@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import time
 
 import pytest
 
 from cgcnn.app import identity, plain
+from cgcnn.errors import CGCNNError
 from cgcnn.names import MAX_NAME_LENGTH, InvalidName, is_valid_name, validate_name
 from cgcnn.runs.store import RunStore
 
@@ -88,11 +90,15 @@ def test_plotly_escape():
 
 # --------------------------------------------------------------------------------------------------- identity
 
-TOKEN_A, TOKEN_B = "token-of-browser-a-0123456789", "token-of-browser-b-0123456789"
+
+def tokens(store: RunStore) -> tuple[str, str]:
+    """Two browsers' tokens, issued by the server at ``store``'s home."""
+    return identity.new_token(store.home), identity.new_token(store.home)
 
 
 def test_second_user_typing_the_first_users_name_is_refused(tmp_path):
     store = RunStore(tmp_path / "runs.sqlite")
+    TOKEN_A, TOKEN_B = tokens(store)
     alice = identity.sign_in(store, "alice", TOKEN_A)
     assert alice.signed_in and identity.sign_in(store, "alice", TOKEN_A) == alice  # a reload
     with pytest.raises(identity.NameClaimed, match="already used"):
@@ -111,6 +117,7 @@ def test_second_user_typing_the_first_users_name_is_refused(tmp_path):
 
 def test_class_code_is_needed_for_a_new_name(tmp_path, monkeypatch):
     store = RunStore(tmp_path / "runs.sqlite")
+    TOKEN_A, TOKEN_B = tokens(store)
     identity.sign_in(store, "early", TOKEN_A)
     monkeypatch.setenv(identity.CLASS_CODE_ENV, "physics-7")
     with pytest.raises(identity.ClassCodeRequired):
@@ -124,7 +131,52 @@ def test_class_code_is_needed_for_a_new_name(tmp_path, monkeypatch):
 
 def test_display_name_and_token_rules(tmp_path):
     store = RunStore(tmp_path / "runs.sqlite")
+    TOKEN_A, _ = tokens(store)
     with pytest.raises(InvalidName):
         identity.sign_in(store, ":red[boss]", TOKEN_A)
-    with pytest.raises(Exception, match="token"):
+    with pytest.raises(identity.TokenRefused, match="not issued by this server"):
         identity.sign_in(store, "dave", "short")
+
+
+def test_only_server_issued_unexpired_tokens_sign_in(tmp_path, monkeypatch):
+    """Issue 23: a client-chosen token is refused; a token expires after CGCNN_SIGN_IN_HOURS."""
+    store = RunStore(tmp_path / "runs.sqlite")
+    made_up = "token-of-browser-a-0123456789abcdef"
+    with pytest.raises(identity.TokenRefused, match="not issued by this server"):
+        identity.sign_in(store, "erin", made_up)
+    other_server = identity.new_token(tmp_path / "elsewhere")  # signed with another server's key
+    with pytest.raises(identity.TokenRefused, match="not issued by this server"):
+        identity.sign_in(store, "erin", other_server)
+    good = identity.new_token(store.home)
+    forged = good[:-1] + ("0" if good[-1] != "0" else "1")
+    with pytest.raises(identity.TokenRefused):
+        identity.sign_in(store, "erin", forged)
+    monkeypatch.setenv("CGCNN_SIGN_IN_HOURS", "3")
+    old = identity.new_token(store.home, now=time.time() - 3 * 3600 - 5)
+    with pytest.raises(identity.TokenRefused, match=r"expired \(3 h .*CGCNN_SIGN_IN_HOURS"):
+        identity.sign_in(store, "erin", old)
+    assert identity.sign_in(store, "erin", good).name == "erin"
+    teacher_token = identity.new_token(store.home, purpose="teacher:x")
+    assert not identity.valid_token(teacher_token, store.home)  # a token of one purpose is no other
+    key_file = store.home / identity.KEY_FILE
+    assert key_file.stat().st_mode & 0o077 == 0  # the signing key is the server user's alone
+
+
+def test_teacher_releases_a_name_from_the_library_and_the_cli(tmp_path, monkeypatch, capsys):
+    from cgcnn.cli.main import main
+
+    monkeypatch.setenv("CGCNN_HOME", str(tmp_path))
+    store = RunStore()
+    lost, new = tokens(store)
+    identity.sign_in(store, "Frank", lost)
+    with pytest.raises(identity.NameClaimed):
+        identity.sign_in(store, "frank", new)
+    with pytest.raises(CGCNNError, match="only the teacher"):
+        identity.release_name(store, "frank", is_teacher=False)
+    assert identity.release_name(store, "FRANK", is_teacher=True)
+    assert identity.sign_in(store, "frank", new).name == "frank"
+    assert main(["names", "release", "Frank"]) == 0
+    assert "released the display name 'Frank'" in capsys.readouterr().out
+    assert main(["names", "release", "Frank"]) == 1
+    assert "nobody holds" in capsys.readouterr().err
+    assert identity.sign_in(store, "frank", lost).name == "frank"

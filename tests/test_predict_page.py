@@ -19,6 +19,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from sign_in import token_of  # noqa: E402
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from cgcnn.app import ensembles, scoring  # noqa: E402
@@ -38,7 +39,7 @@ def _cwd(monkeypatch):
 def open_page() -> AppTest:
     at = AppTest.from_file(PAGE, default_timeout=180)
     at.query_params["user"] = "dana"
-    at.query_params["token"] = "test-token-of-dana-0123456789"
+    at.query_params["token"] = token_of("dana")
     return at.run()
 
 

@@ -17,6 +17,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from sign_in import token_of  # noqa: E402
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from cgcnn.analysis import style  # noqa: E402
@@ -33,7 +34,7 @@ def _cwd(monkeypatch):
 def open_page(path: str, present: bool = True) -> AppTest:
     at = AppTest.from_file(str(ROOT / path), default_timeout=180)
     at.query_params["user"] = "erin"
-    at.query_params["token"] = "test-token-of-erin-0123456789"
+    at.query_params["token"] = token_of("erin")
     if present:
         at.query_params["present"] = "1"
     at.run()
