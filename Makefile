@@ -1,4 +1,5 @@
-# Two entry points (see README): `make run` starts the app, `make test` runs the tests.
+# Two entry points (see README): `make run` starts the app, `make test` runs the tests (and builds the docs).
+# `make docs` serves the documentation site (mkdocs.yml, docs/) at http://127.0.0.1:8000.
 # Both create .venv and install requirements.txt on first use (re-install when it changes).
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -7,7 +8,7 @@ PY := $(VENV)/bin/python
 THREEDMOL := 3dmol@2.5.5
 STATIC_JS := static/3Dmol-min.js
 
-.PHONY: run test lint bench load-bench clean
+.PHONY: run test docs lint bench load-bench clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,9 +33,14 @@ $(STATIC_JS):
 run: $(VENV)/.installed $(STATIC_JS)
 	$(PY) serve.py
 
+# The site is built --strict (a broken link or a docstring mkdocstrings cannot read fails the tests), offline.
 test: $(VENV)/.installed $(STATIC_JS)
 	$(VENV)/bin/ruff check .
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict -q -d site
 	$(PY) -m pytest -q
+
+docs: $(VENV)/.installed
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
@@ -47,4 +53,4 @@ load-bench: $(VENV)/.installed $(STATIC_JS)
 	$(PY) bench/load_app.py --sessions $(or $(SESSIONS),10)
 
 clean:
-	rm -rf $(VENV) $(STATIC_JS)
+	rm -rf $(VENV) $(STATIC_JS) site

@@ -9,7 +9,7 @@ from __future__ import annotations
 import streamlit as st
 
 import app_ui
-from cgcnn.analysis import viz
+from cgcnn.analysis import crystal_scene, figures
 from cgcnn.app import classroom, plain, tables
 from cgcnn.data.datasets import TARGET_UNITS
 
@@ -22,13 +22,14 @@ def sample_scene(crystal_id: str) -> str:
     from cgcnn.data.graph import GraphParams, structure_to_graph
 
     structure = app_ui.dataset().structure(crystal_id)
-    return viz.crystal_scene_html(structure, structure_to_graph(structure, GraphParams()), width=420, height=320)
+    graph = structure_to_graph(structure, GraphParams())
+    return crystal_scene.crystal_scene_html(structure, graph, width=420, height=320)
 
 
 @st.cache_resource(show_spinner=False)
 def label_histograms():
     """Histogram per label of the default dataset (``cache_resource``: a figure unpickled per rerun costs ~20 ms)."""
-    return viz.histograms_figure(app_ui.dataset().labels, TARGET_UNITS)
+    return figures.histograms_figure(app_ui.dataset().labels, TARGET_UNITS)
 
 
 def home() -> None:

@@ -1,7 +1,7 @@
 """Streamlit glue shared by the pages: page set-up, the display name, cached resources, the error boundary.
 
 Only Streamlit-specific code lives here (caching decorators, widgets used on every page); computations are in
-``cgcnn.app.launch`` and ``cgcnn.analysis.viz``.
+``cgcnn.app.launch`` and ``cgcnn.analysis.figures`` and ``cgcnn.analysis.crystal_scene``.
 """
 
 from __future__ import annotations
@@ -404,10 +404,10 @@ def done_run_figures(run_id: str, units: str, finished_at: float):
     ``cache_resource``, not ``cache_data``: a cached plotly figure is handed out as is, while unpickling a
     copy re-validates every property (about 0.1 s per figure, each rerun).
     """
-    from cgcnn.analysis import viz
+    from cgcnn.analysis import figures
 
     s = store()
-    return viz.curves_figure(s.epochs(run_id), "mae", units=units), viz.parity_figure(
+    return figures.curves_figure(s.epochs(run_id), "mae", units=units), figures.parity_figure(
         s.predictions(run_id, "test"), units
     )
 
@@ -426,15 +426,15 @@ def warm_up() -> None:
     """
     import gc
 
-    from cgcnn.analysis import viz
+    from cgcnn.analysis import crystal_scene, figures
     from cgcnn.app import tables, viewer
     from cgcnn.data.datasets import TARGET_UNITS
     from cgcnn.data.graph import GraphParams, structure_to_graph
 
     data = dataset()
     structure = data.structure(str(data.ids[0]))
-    viz.crystal_scene_html(structure, structure_to_graph(structure, GraphParams()))
-    viz.histograms_figure(data.labels, TARGET_UNITS)
+    crystal_scene.crystal_scene_html(structure, structure_to_graph(structure, GraphParams()))
+    figures.histograms_figure(data.labels, TARGET_UNITS)
     tables.cards_frame(store())
     model("formation-energy-per-atom")  # the Fine-tune page's default choice
     model(viewer.PREFERRED_MODELS[0])  # the viewer's first view

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 import app_ui
-from cgcnn.analysis import viz
+from cgcnn.analysis import figures
 from cgcnn.app import plain, tables
 
 app_ui.setup("Model zoo")
@@ -43,7 +43,7 @@ with app_ui.boundary("the model zoo"):
         )
         layers, report = tables.layer_frame(predictor, freeze)
         title = f"Transfer of {card.name} with freeze {freeze}"
-        app_ui.chart(viz.layer_diagram(layers, title, font_size=look.diagram_px), key="zoo_diagram")
+        app_ui.chart(figures.layer_diagram(layers, title, font_size=look.diagram_px), key="zoo_diagram")
         a, b = st.columns(2)
         a.metric("Frozen parameters", f"{report.frozen_params:,}")
         b.metric("Trainable parameters", f"{report.trainable_params:,}")

@@ -6,7 +6,7 @@ import streamlit as st
 
 import app_ui
 from cgcnn import zoo
-from cgcnn.analysis import viz
+from cgcnn.analysis import figures
 from cgcnn.app import class_settings, classroom, identity, launch, plain, tables, uploads
 from cgcnn.data.datasets import TARGET_UNITS
 from cgcnn.errors import CGCNNError
@@ -126,8 +126,8 @@ def run_detail(store, view: tables.RunView, can_act: bool) -> None:
         app_ui.chart(parity, key="ft_parity", container=b)
     elif len(view.epochs):
         row_px = app_ui.style().legend_row_px
-        app_ui.chart(viz.curves_figure(view.epochs, "mae", units=units, legend_row_px=row_px), "ft_curve_mae", a)
-        app_ui.chart(viz.curves_figure(view.epochs, "loss", legend_row_px=row_px), "ft_curve_loss", b)
+        app_ui.chart(figures.curves_figure(view.epochs, "mae", units=units, legend_row_px=row_px), "ft_curve_mae", a)
+        app_ui.chart(figures.curves_figure(view.epochs, "loss", legend_row_px=row_px), "ft_curve_loss", b)
     if can_act:
         run_actions(store, view)
 

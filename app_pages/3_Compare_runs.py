@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 import app_ui
-from cgcnn.analysis import style, viz
+from cgcnn.analysis import figures, style
 from cgcnn.app import tables
 from cgcnn.data.datasets import TARGET_UNITS
 from cgcnn.experiments import study
@@ -40,8 +40,8 @@ with app_ui.boundary("the compare page"):
             st.warning("These runs use different protocols (target, sizes, epochs or data): compare MAEs with care.")
         mae_tab, loss_tab = st.tabs(["MAE curves", "Loss curves"])
         row_px = look.legend_row_px
-        app_ui.chart(viz.curves_figure(epochs, "mae", labels, units, legend_row_px=row_px), "cmp_mae", mae_tab)
-        app_ui.chart(viz.curves_figure(epochs, "loss", labels, legend_row_px=row_px), "cmp_loss", loss_tab)
+        app_ui.chart(figures.curves_figure(epochs, "mae", labels, units, legend_row_px=row_px), "cmp_mae", mae_tab)
+        app_ui.chart(figures.curves_figure(epochs, "loss", labels, legend_row_px=row_px), "cmp_loss", loss_tab)
         st.download_button(
             "Download these runs (CSV)", table.to_csv(index=False), "runs.csv", "text/csv", key="cmp_csv_runs"
         )
@@ -68,7 +68,7 @@ with app_ui.boundary("the compare page"):
             "study's numbers only."
         )
     panel = "shipped results (5 seeds per cell)" if shipped else "this server's runs"
-    heatmap = viz.table2_heatmap(
+    heatmap = figures.table2_heatmap(
         cells,
         study_cells,
         source=panel,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 import app_ui
-from cgcnn.analysis import probe, style, viz
+from cgcnn.analysis import figures, probe, style
 from cgcnn.app import plain, tables
 from cgcnn.data.datasets import TARGET_UNITS
 
@@ -34,12 +34,14 @@ with app_ui.boundary("the representations page"):
     )
     with st.form("probe_form"):
         c1, c2, c3, c4 = st.columns([3, 2, 1, 1])
+        # fmt: off
         chosen = c1.multiselect(
             "Models", names, default=[n for n in ("formation-energy-per-atom", "bulk-moduli") if n in names],
             key="rep_models",
-        )  # fmt: skip
+        )
         target = c2.selectbox("Label", targets, index=targets.index("band_gap") if "band_gap" in targets else 0,
-                              key="rep_target")  # fmt: skip
+                              key="rep_target")
+        # fmt: on
         n_train = c3.number_input("Train", 20, 5000, 500, step=100, key="rep_train")
         n_test = c4.number_input("Test", 10, 1000, 500, step=100, key="rep_test")
         go = st.form_submit_button("Run probes")
@@ -51,7 +53,7 @@ with app_ui.boundary("the representations page"):
         for line in errors:
             st.error(plain.markdown(line))
         if len(frame):
-            app_ui.chart(viz.probe_figure(frame, TARGET_UNITS.get(args[1], "")), key="rep_probe")
+            app_ui.chart(figures.probe_figure(frame, TARGET_UNITS.get(args[1], "")), key="rep_probe")
             app_ui.table(frame)
     else:
         st.caption("Choose models and press *Run probes* (a few seconds per model).")
@@ -69,7 +71,7 @@ with app_ui.boundary("the representations page"):
     # on a projector the colours keep one meaning: the label's range over the whole dataset, not this sample's
     fixed = style.fixed_range(data.labels[color]) if app_ui.style().fixed_ranges else None
     event = app_ui.chart(
-        viz.pca_figure(frame, color, f"{model_name}, {depth}: PCA ({share} of the variance)", color_range=fixed),
+        figures.pca_figure(frame, color, f"{model_name}, {depth}: PCA ({share} of the variance)", color_range=fixed),
         on_select="rerun",
         selection_mode="points",
         key="rep_map",

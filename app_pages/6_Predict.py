@@ -9,7 +9,7 @@ from __future__ import annotations
 import streamlit as st
 
 import app_ui
-from cgcnn.analysis import viz
+from cgcnn.analysis import figures
 from cgcnn.analysis.evaluation import target_units
 from cgcnn.app import ensembles, plain, scoring, tables, uploads
 
@@ -88,7 +88,7 @@ with app_ui.boundary("the predict page"):
             result = scores.results[shown]
             units = target_units(models[shown], result.target)
             title = f"{shown} on {labelled[0]}: predicted vs label"
-            app_ui.chart(viz.parity_figure(scoring.parity_frame(result), units, title), key="pred_parity")
+            app_ui.chart(figures.parity_figure(scoring.parity_frame(result), units, title), key="pred_parity")
             calibration = scoring.calibration_frame(result)
             if len(calibration):
                 st.caption(

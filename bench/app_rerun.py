@@ -1,7 +1,7 @@
 """Rerun time of the Fine-tune page with a class's worth of runs in the store (target: under 0.5 s at 100 runs).
 
 Starts the real app (no workers: nothing trains, so the numbers are the page's own cost), fills its store with
-``--runs`` runs (``tests/class_runs.py``: done with curves, reused entries, failed, running and queued ones) and
+``--runs`` runs (``devtools/class_runs.py``: done with curves, reused entries, failed, running and queued ones) and
 times, over the app's websocket protocol, reruns of the Fine-tune page showing everyone's runs (the compact
 table, one run opened with its curves and parity plot) and of its polling fragment alone. The baseline is the
 same page with an empty store, measured in the same run; the ratio is what to compare across machines.
@@ -21,11 +21,10 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+if not __package__:  # run as `python bench/NAME.py`: import from the repository root, as `python -m bench.NAME` does
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from st_client import StreamlitSession
+from bench.st_client import StreamlitSession
 
 
 async def time_page(url: str, repeats: int) -> dict[str, float]:
@@ -55,10 +54,9 @@ async def time_page(url: str, repeats: int) -> dict[str, float]:
 
 def measure(n_runs: int, repeats: int) -> dict[str, float]:
     """Start the app on a fresh home holding ``n_runs`` runs and time its Fine-tune page."""
-    from app_server import AppServer
-    from class_runs import make_class
-
     from cgcnn.runs.store import RunStore
+    from devtools.app_server import AppServer
+    from devtools.class_runs import make_class
 
     with tempfile.TemporaryDirectory(prefix="cgcnn_rerun_") as home:
         old = os.environ.get("CGCNN_HOME")

@@ -26,8 +26,10 @@ import tempfile
 import time
 from pathlib import Path
 
+if not __package__:  # run as `python bench/NAME.py`: import from the repository root, as `python -m bench.NAME` does
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 
 def cli_run(args: argparse.Namespace, epochs: int, env: dict[str, str]) -> float:

@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 import os
-import sys
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-warnings.filterwarnings("ignore")
+from cgcnn.data.datasets import load_default_dataset
+from cgcnn.data.graph import GraphParams
+from cgcnn.data.splits import protocol_split
+from cgcnn.training.finetune import labelled_split
+from cgcnn.training.train import LabelledGraphs
 
-from cgcnn.data.datasets import load_default_dataset  # noqa: E402
-from cgcnn.data.graph import GraphParams  # noqa: E402
-from cgcnn.data.splits import protocol_split  # noqa: E402
-from cgcnn.training.finetune import labelled_split  # noqa: E402
-from cgcnn.training.train import LabelledGraphs  # noqa: E402
+warnings.filterwarnings("ignore")  # pymatgen and torch warnings would drown the timings
 
 THREADS = int(os.environ.get("BENCH_THREADS", "2"))
 

@@ -13,13 +13,17 @@ Usage: python bench/featurize.py [--n 300]
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-from common import timed  # noqa: F401  (sets up sys.path and warnings)
+if not __package__:  # run as `python bench/NAME.py`: import from the repository root, as `python -m bench.NAME` does
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import numpy as np
+
+from bench.common import timed  # noqa: F401  (silences warnings)
 from cgcnn.data.crystal_io import read_structure
 from cgcnn.data.datasets import load_default_dataset
 from cgcnn.data.folders import export_cgcnn_folder

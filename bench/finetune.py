@@ -11,13 +11,18 @@ from __future__ import annotations
 
 import argparse
 import copy
+import sys
 import time
+from pathlib import Path
+
+if not __package__:  # run as `python bench/NAME.py`: import from the repository root, as `python -m bench.NAME` does
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np
 import torch
-from common import THREADS, protocol_sets, reference_items
-from reference_train import reference_epoch, reference_evaluate, reference_model
 
+from bench.common import THREADS, protocol_sets, reference_items
+from bench.reference_train import reference_epoch, reference_evaluate, reference_model
 from cgcnn.training.finetune import FinetuneSpec, run_finetune
 
 EPOCHS, LR, FREEZE = 30, 0.003, 2

@@ -35,11 +35,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # app_server.py
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # st_client.py
+if not __package__:  # run as `python bench/NAME.py`: import from the repository root, as `python -m bench.NAME` does
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from st_client import RunResult, StreamlitSession
+from bench.st_client import RunResult, StreamlitSession
 
 #: Pages a session visits between looks at its run (url paths of ``st.navigation``).
 BROWSE = ("", "Model_zoo", "Compare_runs", "Predict")
@@ -211,9 +210,8 @@ def run_bench(
     sessions: int, workers: int = 2, plan: Plan | None = None, max_seconds: float = 600.0, home: Path | None = None
 ) -> tuple[dict, list[SessionLog]]:
     """Start the app, drive ``sessions`` students through it, and return (report, session logs)."""
-    from app_server import AppServer
-
     from cgcnn.runs.store import RunStore
+    from devtools.app_server import AppServer
 
     plan = plan or Plan()
     with tempfile.TemporaryDirectory(prefix="cgcnn_load_") as tmp:

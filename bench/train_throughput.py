@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
+from pathlib import Path
+
+if not __package__:  # run as `python bench/NAME.py`: import from the repository root, as `python -m bench.NAME` does
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np
 import torch
-from common import THREADS, protocol_sets, reference_items, timed
-from reference_train import reference_epoch, reference_model
 
+from bench.common import THREADS, protocol_sets, reference_items, timed
+from bench.reference_train import reference_epoch, reference_model
 from cgcnn.training.train import TrainConfig, train_model
 from cgcnn.training.transfer import prepare_transfer
 from cgcnn.zoo import load_model

@@ -29,13 +29,13 @@ import time
 import zipfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))  # app_server.py
-sys.path.insert(0, str(ROOT / "bench"))  # st_client.py
+if not __package__:  # run as `python bench/NAME.py`: import from the repository root, as `python -m bench.NAME` does
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from app_server import AppServer  # noqa: E402
-from st_client import StreamlitSession  # noqa: E402
+from bench.st_client import StreamlitSession
+from devtools.app_server import AppServer
+
+ROOT = Path(__file__).resolve().parent.parent
 
 CHROMIUM = "/usr/bin/chromium"
 NACL = """data_NaCl

@@ -9,6 +9,8 @@ checks it):
   names people choose, disk and database faults as one message, and the lazy imports of the package facades;
 - :mod:`cgcnn.data`: elements, crystal files, datasets and splits, graphs and their cache;
 - :mod:`cgcnn.nn`: convolutions, the model, checkpoints, the predictor;
+- :mod:`cgcnn.build`: the tool that builds the default dataset (``data build-default``, the only code that
+  downloads), outside the runtime packages;
 - :mod:`cgcnn.runs`: the run store and the job queue;
 - :mod:`cgcnn.zoo`: models by name (original, own, saved runs);
 - :mod:`cgcnn.training`, :mod:`cgcnn.analysis`: training and transfer; probes, explanations, figures;

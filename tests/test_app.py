@@ -13,20 +13,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from streamlit.testing.v1 import AppTest
 
-from cgcnn.data.graph import GraphParams
+from cgcnn.analysis import crystal_scene
+from cgcnn.data.datasets import load_default_dataset
+from cgcnn.data.graph import GraphParams, structure_to_graph
+from cgcnn.runs.store import RunStore
+from cgcnn.zoo import load_model, model_config
+from devtools.sign_in import token_of
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # app_ui.py lives beside app.py, as under `streamlit run app.py`
-
-from sign_in import token_of  # noqa: E402
-from streamlit.testing.v1 import AppTest  # noqa: E402
-
-from cgcnn.analysis import viz  # noqa: E402
-from cgcnn.data.datasets import load_default_dataset  # noqa: E402
-from cgcnn.data.graph import structure_to_graph  # noqa: E402
-from cgcnn.runs.store import RunStore  # noqa: E402
-from cgcnn.zoo import load_model, model_config  # noqa: E402
 
 PAGES = {
     "app.py": "Crystal graph transfer-learning explorer",
@@ -184,19 +180,19 @@ def test_viewer_draws_edges_with_local_3dmol():
     at.selectbox(key="view_model").set_value("(graph only, no model)").run()
     no_problems(at)
     html = at.session_state["viewer_html"]
-    counts = viz.count_drawn(html)
+    counts = crystal_scene.count_drawn(html)
     graph = structure_to_graph(load_default_dataset().structure("mp-22862"), GraphParams())
     assert counts["lines"] == 12  # the unit cell
     # 96 directed edges; each bond whose reverse twin is also an edge is drawn once
-    assert counts["cylinders"] == len(viz.select_edges(graph)) and 48 <= counts["cylinders"] < 96
+    assert counts["cylinders"] == len(crystal_scene.select_edges(graph)) and 48 <= counts["cylinders"] < 96
     assert counts["spheres"] > 8  # the 8 atoms plus ghosts of neighbours in adjacent cells
-    assert viz.LOCAL_3DMOL_URL in html and "cdn" not in html.lower() and "https://" not in html
+    assert crystal_scene.LOCAL_3DMOL_URL in html and "cdn" not in html.lower() and "https://" not in html
 
     at.selectbox(key="view_model").set_value("band-gap").run()
     at.radio(key="view_mode").set_value("One atom's edges").run()
     no_problems(at)
     html = at.session_state["viewer_html"]
-    assert viz.count_drawn(html)["cylinders"] == 12  # atom 0's twelve neighbours
+    assert crystal_scene.count_drawn(html)["cylinders"] == 12  # atom 0's twelve neighbours
     assert "cgcnn-colorbar" in html
     table = at.dataframe[-1].value
     assert len(table) == 12 and table["coefficient"].between(0, 1).all()
@@ -205,7 +201,7 @@ def test_viewer_draws_edges_with_local_3dmol():
     at.toggle(key="view_contrib").set_value(True).run()
     at.radio(key="view_mode").set_value("Every atom's strongest edges").run()
     no_problems(at)
-    assert viz.count_drawn(at.session_state["viewer_html"])["cylinders"] == 8 * 2
+    assert crystal_scene.count_drawn(at.session_state["viewer_html"])["cylinders"] == 8 * 2
 
 
 def test_viewer_bad_atom_index_is_a_message():

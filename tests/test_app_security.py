@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from pathlib import Path
 
 import pytest
 import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from cgcnn.runs.store import RunStore
+from devtools.sign_in import token_of
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from sign_in import token_of  # noqa: E402
-from streamlit.testing.v1 import AppTest  # noqa: E402
-
-from cgcnn.runs.store import RunStore  # noqa: E402
 
 MARK = "EVIL"
 HOSTILE = {

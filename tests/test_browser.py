@@ -38,10 +38,9 @@ def browser():
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, browser):
     """The app on 127.0.0.1 with its own home, holding one finished tiny fine-tune by 'demo'."""
-    from app_server import AppServer
-
     from cgcnn.runs.store import RunStore
     from cgcnn.training.finetune import FinetuneSpec, run_finetune
+    from devtools.app_server import AppServer
 
     home = tmp_path_factory.mktemp("browser_home")
     old = os.environ.get("CGCNN_HOME")
@@ -141,21 +140,22 @@ HOSTILE_NAMES = {
 @pytest.fixture(scope="module")
 def hostile_server(tmp_path_factory, browser):
     """The app with runs whose names and owners were stored before names were validated (legacy data)."""
-    from app_server import AppServer
-
     from cgcnn.runs.store import RunStore
+    from devtools.app_server import AppServer
 
     home = tmp_path_factory.mktemp("hostile_home")
     store = RunStore(home / "runs.sqlite")
+    # fmt: off
     for kind, name in HOSTILE_NAMES.items():
         spec = {"pretrained": "band-gap", "freeze": 2, "target": "band_gap", "n_train": 40, "n_val": 20,
-                "n_test": 20, "hyperparams": {"epochs": 2}}  # fmt: skip
+                "n_test": 20, "hyperparams": {"epochs": 2}}
         run = store.create_run(spec, owner=name, status="done")
         store.set_name(run, f"{name} {kind}")
         for epoch in (1, 2):
             store.add_epoch(run, epoch, 1.0 / epoch, 0.5, 1.1 / epoch, 0.6, 0.1)
     spec = {"pretrained": "band-gap", "freeze": 2, "target": "band_gap", "n_train": 40, "n_val": 20, "n_test": 20,
-            "hyperparams": {"epochs": 2}}  # fmt: skip
+            "hyperparams": {"epochs": 2}}
+    # fmt: on
     store.create_run(spec, owner="alice", status="done")  # same protocol: Compare opens on all of them
     with AppServer(home, env={"CGCNN_WORKERS": "0"}) as app:
         yield app

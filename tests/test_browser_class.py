@@ -25,10 +25,9 @@ def browser():
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, browser):
     """The app with a teacher password and no workers, holding one queued run by 'bob'."""
-    from app_server import AppServer
-    from class_runs import spec_dict
-
     from cgcnn.runs.store import RunStore
+    from devtools.app_server import AppServer
+    from devtools.class_runs import spec_dict
 
     home = tmp_path_factory.mktemp("class_home")
     store = RunStore(home / "runs.sqlite")

@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from streamlit.testing.v1 import AppTest
+
+from cgcnn.app import class_settings, classroom, tables, teacher
+from cgcnn.errors import CGCNNError
+from cgcnn.runs.store import RunStore
+from devtools.class_runs import make_class, spec_dict
+from devtools.sign_in import token_of
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from sign_in import token_of  # noqa: E402
-from streamlit.testing.v1 import AppTest  # noqa: E402
-
-from cgcnn.app import class_settings, classroom, tables, teacher  # noqa: E402
-from cgcnn.errors import CGCNNError  # noqa: E402
-from cgcnn.runs.store import RunStore  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from class_runs import make_class, spec_dict  # noqa: E402
 
 PASSWORD = "correct horse battery staple"
 

@@ -54,7 +54,7 @@ def _cli(args, capsys):
 def test_regression_metrics_by_hand():
     y = np.array([0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0])
     p = y + np.array([-1, -1, 1, -1, 1, -1, 1, -1, 2, -0.5]) * 0.5
-    m = regression_metrics(y, p)
+    m = regression_metrics(y, p, non_negative=True)
     err = p - y
     assert m["n"] == 10
     assert m["mae"] == pytest.approx(np.abs(err).mean())
@@ -65,6 +65,8 @@ def test_regression_metrics_by_hand():
     assert m["mae_by_quintile"] == pytest.approx([np.abs(err[2 * k : 2 * k + 2]).mean() for k in range(5)])
     assert m["mae_clamped"] == pytest.approx(np.abs(np.maximum(p, 0) - y).mean())
     assert m["mae_clamped"] < m["mae"]  # the first prediction was negative
+    # A target that can be negative (formation energy): clamping is no correction, so no number.
+    assert np.isnan(regression_metrics(y, p)["mae_clamped"])
 
 
 def test_metrics_of_nothing_are_nan_and_json_writes_null():
@@ -139,6 +141,14 @@ def test_clamp_in_predict_and_evaluate(band_gap_folder, capsys):
     assert metrics["mae"] == pytest.approx(metrics["mae_clamped"])
     code, _, err = _cli(["predict", "--model", "formation-energy-per-atom", "--clamp", str(band_gap_folder)], capsys)
     assert code == 2 and "cannot be negative" in err
+
+
+def test_mae_clamped_is_null_for_a_target_that_can_be_negative(band_gap_folder, capsys):
+    # The folder's labels are band gaps; only the key's presence and emptiness matter here.
+    args = ["evaluate", "--model", "formation-energy-per-atom", "--data", str(band_gap_folder), "--json"]
+    _, out, _ = _cli(args, capsys)
+    metrics = json.loads(out.strip().splitlines()[-1])
+    assert metrics["mae"] is not None and metrics["mae_clamped"] is None
 
 
 def test_multi_output_model_needs_target(band_gap_folder, capsys):

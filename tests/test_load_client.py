@@ -6,14 +6,9 @@ here, loudly, rather than leave ``bench/load_app.py`` measuring nothing.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
-
-from load_app import Plan, clean_json, percentile, run_bench
+from bench.load_app import Plan, clean_json, percentile, run_bench
 
 
 def test_percentile_and_json_cleaning():

@@ -9,23 +9,20 @@ from __future__ import annotations
 import csv
 import io
 import json
-import sys
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from streamlit.testing.v1 import AppTest
+
+from cgcnn.app import ensembles, scoring
+from cgcnn.cli.main import main
+from cgcnn.data.datasets import load_default_dataset
+from cgcnn.runs.store import RunStore
+from devtools.sign_in import token_of
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from sign_in import token_of  # noqa: E402
-from streamlit.testing.v1 import AppTest  # noqa: E402
-
-from cgcnn.app import ensembles, scoring  # noqa: E402
-from cgcnn.cli.main import main  # noqa: E402
-from cgcnn.data.datasets import load_default_dataset  # noqa: E402
-from cgcnn.runs.store import RunStore  # noqa: E402
 
 PAGE = str(ROOT / "app_pages" / "6_Predict.py")
 

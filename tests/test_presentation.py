@@ -8,19 +8,16 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from pathlib import Path
 
 import plotly.graph_objects as go
 import pytest
+from streamlit.testing.v1 import AppTest
+
+from cgcnn.analysis import style
+from devtools.sign_in import token_of
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from sign_in import token_of  # noqa: E402
-from streamlit.testing.v1 import AppTest  # noqa: E402
-
-from cgcnn.analysis import style  # noqa: E402
 
 MIN_PX = 16
 

@@ -17,4 +17,4 @@ def test_no_forced_garbage_collection_after_each_script_run():
 
 def test_make_run_and_the_test_server_start_warm():
     assert "serve.py" in (ROOT / "Makefile").read_text().split("\nrun:", 1)[1].split("\n\n", 1)[0]
-    assert '"serve.py"' in (ROOT / "tests" / "app_server.py").read_text()
+    assert '"serve.py"' in (ROOT / "devtools" / "app_server.py").read_text()

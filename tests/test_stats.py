@@ -63,17 +63,19 @@ def test_bootstrap_is_fixed_and_covers_both_sources_of_error():
         paired_bootstrap_ci([PairErrors(0, np.ones(3), np.ones(4))])
 
 
+# fmt: off
 def _runs(base, cells, split_seeds=(0,)):
     rows = []
     for split in split_seeds:
         for seed, v in enumerate(base):
             rows.append({"run_id": f"b{split}{seed}", "pretrained": SCRATCH, "freeze": 0, "seed": seed,
-                         "split_seed": split, "test_mae": v + 0.01 * split})  # fmt: skip
+                         "split_seed": split, "test_mae": v + 0.01 * split})
         for name, values in cells.items():
             for seed, v in enumerate(values):
                 rows.append({"run_id": f"{name}{split}{seed}", "pretrained": name, "freeze": 1, "seed": seed,
-                             "split_seed": split, "test_mae": v + 0.01 * split})  # fmt: skip
+                             "split_seed": split, "test_mae": v + 0.01 * split})
     return pd.DataFrame(rows)
+# fmt: on
 
 
 def test_summary_has_holm_sign_and_ci_columns():

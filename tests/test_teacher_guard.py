@@ -14,15 +14,13 @@ import time
 from pathlib import Path
 
 import pytest
+from streamlit.testing.v1 import AppTest
+
+from cgcnn.app import guard, identity, teacher
+from cgcnn.runs.store import RunStore
+from devtools.sign_in import token_of
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from sign_in import token_of  # noqa: E402
-from streamlit.testing.v1 import AppTest  # noqa: E402
-
-from cgcnn.app import guard, identity, teacher  # noqa: E402
-from cgcnn.runs.store import RunStore  # noqa: E402
 
 PASSWORD = "correct horse battery staple"
 

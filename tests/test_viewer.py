@@ -7,14 +7,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cgcnn.analysis import viz
+from cgcnn.analysis import colors, crystal_scene
 from cgcnn.app import viewer
 from cgcnn.data.datasets import load_default_dataset
 from cgcnn.zoo import load_model
 
 MODELS = [viewer.NO_MODEL, "band-gap", "own-attention", "own-attention-4head"]
+# fmt: off
 SHAPES = {"band-gap": viewer.ModelShape(4, 1), "own-attention": viewer.ModelShape(4, 1),
-          "own-attention-4head": viewer.ModelShape(4, 4)}  # fmt: skip
+          "own-attention-4head": viewer.ModelShape(4, 4)}
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +29,8 @@ def parse(params, default=None):
         params, {"mp-5229", "mp-22862"}, MODELS, SHAPES.__getitem__, default,
         ensemble_members=lambda first: {"own-attention", "own-attention-4head"} - {first} if "own" in first else (),
         n_atoms={"mp-5229": 5, "mp-22862": 8}.get,
-    )  # fmt: skip
+    )
+# fmt: on
 
 
 def test_default_view_is_the_cubic_perovskite(dataset):
@@ -109,9 +111,9 @@ def test_edges_and_atoms_have_their_own_colour_maps(dataset):
     edge_bar = html[html.index('data-for="edges"') :].split("</div>")[0]
     atom_bar = html[html.index('data-for="atoms"') :].split("</div>")[0]
     assert "<b>Edges</b>" in edge_bar and "<b>Atoms</b>" in atom_bar
-    assert viz._gradient_css(colorscale=viz.VALUE_COLORSCALE) in edge_bar
-    assert viz._gradient_css(colorscale=viz.ATOM_COLORSCALE) in atom_bar
-    assert viz.ATOM_COLORSCALE != viz.VALUE_COLORSCALE
+    assert colors.gradient_css(colorscale=colors.VALUE_COLORSCALE) in edge_bar
+    assert colors.gradient_css(colorscale=colors.ATOM_COLORSCALE) in atom_bar
+    assert colors.ATOM_COLORSCALE != colors.VALUE_COLORSCALE
     assert 'class="cgcnn-element"' not in html  # no element chips once atoms show a value
     plain = viewer.crystal_view(structure, predictor, 3, top_k=2)
     assert plain.html.count('class="cgcnn-element"') == 2 and 'data-for="atoms"' not in plain.html
@@ -122,7 +124,7 @@ def test_png_button_saves_the_canvas():
     html = viewer.crystal_view(structure, None, 0, png_name="NaCl graph.png").html
     assert 'class="cgcnn-png"' in html and "pngURI()" in html and "cgcnnSavePng('NaCl_graph.png')" in html
     assert "window.cgcnnViewer = viewer_" in html and "link.download = name" in html
-    assert viz.LOCAL_3DMOL_URL in html and "https://" not in html
+    assert crystal_scene.LOCAL_3DMOL_URL in html and "https://" not in html
 
 
 def test_ensemble_prediction_is_the_clis(dataset):

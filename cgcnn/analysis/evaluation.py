@@ -18,7 +18,7 @@ from cgcnn.analysis.metrics import classification_metrics, regression_metrics, u
 from cgcnn.data.datasets import CrystalDataset
 from cgcnn.data.graph import CrystalGraph, structure_to_graph
 from cgcnn.errors import CGCNNError
-from cgcnn.nn.predictor import Ensemble, Predictor
+from cgcnn.nn.predictor import NON_NEGATIVE_TARGETS, Ensemble, Predictor
 
 
 @dataclass
@@ -127,7 +127,10 @@ def evaluate_model(
     else:
         y_pred = model.predict_graphs(graphs, clamp=clamp)[:, column_index]
     classifier = (model.members[0] if isinstance(model, Ensemble) else model).model.config.classification
-    metrics = classification_metrics(y_true, y_pred) if classifier else regression_metrics(y_true, y_pred)
+    if classifier:
+        metrics = classification_metrics(y_true, y_pred)
+    else:
+        metrics = regression_metrics(y_true, y_pred, non_negative=target in NON_NEGATIVE_TARGETS)
     metrics["failures"] = len(failures)
     if std is not None:
         metrics.update(uncertainty_metrics(y_true, y_pred, std))

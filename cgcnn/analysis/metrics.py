@@ -17,15 +17,22 @@ from scipy import stats
 QUINTILES = 5
 
 
-def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, Any]:
+def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray, non_negative: bool = False) -> dict[str, Any]:
     """MAE and friends of predictions against labels (both in the model's units).
+
+    Args:
+        y_true: labels.
+        y_pred: predictions.
+        non_negative: the target cannot be negative (a band gap), so clamping its predictions at 0 is a
+            correction; for any other target (a formation energy) ``mae_clamped`` would be meaningless and is NaN.
 
     Returns:
         ``n``; ``mae``; ``rmse``; ``r2`` (1 - SSE/SST; NaN for fewer than 2 labels or constant labels);
         ``spearman`` (rank correlation; NaN when undefined); ``bias`` (mean prediction - label: positive means
         the model over-predicts); ``mae_by_quintile`` (MAE within each fifth of the crystals sorted by label,
         lowest labels first: where on the scale the model fails); ``mae_clamped`` (MAE after setting negative
-        predictions to 0: what :func:`cgcnn.nn.predictor.clamp_nonnegative` would give for a band gap).
+        predictions to 0: what :func:`cgcnn.nn.predictor.clamp_nonnegative` would give for a band gap; NaN
+        unless ``non_negative``).
     """
     y_true = np.asarray(y_true, dtype=np.float64).ravel()
     y_pred = np.asarray(y_pred, dtype=np.float64).ravel()
@@ -57,7 +64,7 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, Any]
         "spearman": spearman(y_true, y_pred),
         "bias": float(np.mean(err)),
         "mae_by_quintile": quintiles,
-        "mae_clamped": float(np.mean(np.abs(np.maximum(y_pred, 0.0) - y_true))),
+        "mae_clamped": float(np.mean(np.abs(np.maximum(y_pred, 0.0) - y_true))) if non_negative else nan,
     }
 
 

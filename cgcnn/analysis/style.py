@@ -63,11 +63,14 @@ class DisplayStyle:
 
 def display_style(presenting: bool) -> DisplayStyle:
     """The sizes for a screen (``presenting=False``) or a projector (``True``: every text at least 16 px)."""
+    # The two styles side by side, one field list each:
+    # fmt: off
     if presenting:
         return DisplayStyle(True, text_px=18, table_px=16, heatmap_px=18, diagram_px=18, axis_title_px=18, tick_px=16,
-                            legend_px=16, title_px=20, fixed_ranges=True)  # fmt: skip
+                            legend_px=16, title_px=20, fixed_ranges=True)
     return DisplayStyle(False, text_px=14, table_px=14, heatmap_px=14, diagram_px=13, axis_title_px=14, tick_px=12,
-                        legend_px=12, title_px=16, fixed_ranges=False)  # fmt: skip
+                        legend_px=12, title_px=16, fixed_ranges=False)
+    # fmt: on
 
 
 def style_figure(fig: go.Figure, style: DisplayStyle) -> go.Figure:
@@ -75,7 +78,7 @@ def style_figure(fig: go.Figure, style: DisplayStyle) -> go.Figure:
 
     A copy, because pages cache figures and share them between sessions: one teacher's projector must not
     change a student's screen. Heatmap cell text and diagram labels are sized by their own builders
-    (``font_size`` of :func:`~cgcnn.analysis.viz.table2_heatmap` and :func:`~cgcnn.analysis.viz.layer_diagram`).
+    (``font_size`` of :func:`~cgcnn.analysis.figures.table2_heatmap` and :func:`~cgcnn.analysis.figures.layer_diagram`).
     """
     if not style.presenting:
         return fig

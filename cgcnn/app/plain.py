@@ -9,8 +9,9 @@ a link, an image beacon or a red banner, so every page passes user text through 
 
 from __future__ import annotations
 
-import html
 import re
+
+from cgcnn.analysis.markup import plotly_text
 
 # Every character that starts Markdown, GFM, Streamlit directive or LaTeX syntax (CommonMark lets any ASCII
 # punctuation be escaped with a backslash; these are the ones that do something).
@@ -28,6 +29,6 @@ def markdown(text: object) -> str:
     return _AUTOLINK.sub(lambda m: (m.group(1) or m.group(2) or "") + WORD_JOINER, escaped)
 
 
-def plotly(text: object) -> str:
-    """``text`` escaped for Plotly titles, legends and axis labels (its HTML subset becomes literal text)."""
-    return html.escape(str(text), quote=False)
+#: ``text`` escaped for Plotly titles, legends and axis labels (its HTML subset becomes literal text); one
+#: implementation, in the analysis layer whose figures need it too.
+plotly = plotly_text

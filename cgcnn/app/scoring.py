@@ -162,7 +162,10 @@ def calibration_frame(result: EvaluationResult) -> pd.DataFrame:
 
 
 def parity_frame(result: EvaluationResult) -> pd.DataFrame:
-    """``crystal_id``, ``y_true``, ``y_pred`` (and ``y_std`` for an ensemble) for :func:`viz.parity_figure`."""
+    """``crystal_id``, ``y_true``, ``y_pred`` (and ``y_std`` for an ensemble) for the parity figure.
+
+    See :func:`cgcnn.analysis.figures.parity_figure`.
+    """
     frame = pd.DataFrame(
         {"crystal_id": result.ids, "y_true": np.asarray(result.y_true), "y_pred": np.asarray(result.y_pred)}
     )

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from pymatgen.core import Structure
 
-from cgcnn.analysis import explain, viz
+from cgcnn.analysis import crystal_scene, explain
 from cgcnn.analysis.attribution import attribute, gradient_attribution
 from cgcnn.data.graph import CrystalGraph, GraphParams, structure_to_graph
 from cgcnn.errors import CGCNNError
@@ -477,7 +477,7 @@ def crystal_view(
             values, label, value_range = result.edge_occlusion, f"occlusion attribution ({predictor.card.units})", None
             atom_values = result.atom_occlusion if color_atoms else None
             atom_label = f"occlusion ({predictor.card.units})"
-    scene = viz.scene_from_structure(
+    scene = crystal_scene.scene_from_structure(
         structure,
         graph,
         values,
@@ -498,8 +498,8 @@ def crystal_view(
         atom_label=scene.atom_value_label if scene.atom_value_range is not None else "",
         value_range=scene.value_range,
     )
-    html = viz.scene_html(scene, width=width, height=height, zoom=zoom, png_name=png_name)
-    return CrystalView(html, viz.edge_table(scene), info)
+    html = crystal_scene.scene_html(scene, width=width, height=height, zoom=zoom, png_name=png_name)
+    return CrystalView(html, crystal_scene.edge_table(scene), info)
 
 
 def view_of_state(

