@@ -118,13 +118,15 @@ def set_cookie(name: str, value: str, hours: float, key: str) -> None:
     ``extra-streamlit-components``' CookieManager sets it from its (offline, bundled) frontend; ``hours`` 0
     deletes it. Rendered on every run with the same arguments, so it writes once per change.
     """
+    import datetime
+
     import extra_streamlit_components as stx
 
     manager = stx.CookieManager(key=f"{key}_read")
     if hours > 0:
         manager.set(name, value, key=key, max_age=hours * 3600, same_site="strict")
-    elif name in (manager.cookies or {}):
-        manager.delete(name, key=key)
+    else:  # emptied and expired at once (the component's delete needs the cookie read back first)
+        manager.set(name, "", key=key, expires_at=datetime.datetime(2000, 1, 1), same_site="strict")
 
 
 def _remember_sign_in(token: str, name: str) -> None:
@@ -221,9 +223,9 @@ def is_teacher() -> bool:
     from cgcnn.app import teacher
 
     since = st.session_state.get("teacher_since")
-    if since is None:
+    if since is None and not st.session_state.get("teacher_left"):  # a reload: the cookie, if still valid
         since = teacher.restored_since(cookie(TEACHER_COOKIE), store().home, teacher_secret())
-        if since is not None and not st.session_state.get("teacher_left"):
+        if since is not None:
             st.session_state["teacher_since"] = since
     if since is not None and teacher.active(since):
         return True
