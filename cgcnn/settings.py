@@ -13,6 +13,8 @@ CGCNN_MAX_CRYSTALS             0          crystals of one run (train + val + tes
 CGCNN_MAX_RUN_SECONDS          1800       wall time of one run; past it the run is stopped
 CGCNN_PARSE_SECONDS            5          wall time to parse one uploaded crystal file
 CGCNN_PARSE_MEMORY_MB          1024       memory a file-parsing worker may add to its imports
+CGCNN_ZIP_PARSE_SECONDS        60         wall time to read one uploaded dataset zip
+CGCNN_PARSE_WAIT_SECONDS       20         wait for a free parsing worker before "the server is busy"
 CGCNN_MAX_ATOMS                20000      atoms of one crystal (after symmetry expansion)
 CGCNN_MAX_PAIRS                4000000    neighbour pairs one graph build may search (~110 bytes each)
 CGCNN_ZIP_MAX_MEMBERS          20000      files in one uploaded zip
@@ -51,6 +53,8 @@ class Limits:
     max_run_seconds: float = 1800.0
     parse_seconds: float = 5.0
     parse_memory_mb: float = 1024.0
+    zip_parse_seconds: float = 60.0
+    parse_wait_seconds: float = 20.0
     max_atoms: int = 20_000
     max_pairs: int = 4_000_000
     zip_max_members: int = 20_000
