@@ -361,14 +361,6 @@ def poll_seconds() -> float:
     return active_sessions().poll_seconds()
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
-def crystal_graph(crystal_id: str, params_key: str, _params):
-    """The graph of a default-dataset crystal under some graph parameters (cached by id and parameters)."""
-    from cgcnn.data.graph import structure_to_graph
-
-    return structure_to_graph(dataset().structure(crystal_id), _params)
-
-
 @st.cache_data(ttl=10, show_spinner=False)
 def model_choices() -> list[str]:
     """The zoo's model names for the launch form (refreshed every 10 s: saving a run adds one)."""

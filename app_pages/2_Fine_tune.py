@@ -10,8 +10,11 @@ from cgcnn.analysis import figures
 from cgcnn.app import class_settings, classroom, identity, launch, plain, tables, uploads
 from cgcnn.data.datasets import TARGET_UNITS
 from cgcnn.errors import CGCNNError
+from cgcnn.names import name_key
+from cgcnn.runs.estimates import format_duration
 from cgcnn.runs.store import RunNotFound
 from cgcnn.settings import current_limits
+from cgcnn.training.protocol import STUDY, RunProtocol
 from cgcnn.training.transfer import SCRATCH
 
 user = app_ui.setup("Fine-tune")
@@ -24,7 +27,7 @@ def limits_caption(n_crystals: int) -> None:
     st.caption(
         f"Limits on this server: {limits.max_queued_per_user} queued or running runs per person · "
         f"{limits.max_epochs} epochs · {crystals:,} crystals per run · "
-        f"{tables.format_seconds(limits.max_run_seconds)} per run."
+        f"{format_duration(limits.max_run_seconds)} per run."
     )
 
 
@@ -74,18 +77,18 @@ def launch_form(store) -> None:
             target = c3.selectbox(
                 "Target",
                 targets,
-                index=targets.index("band_gap") if "band_gap" in targets else 0,
+                index=targets.index(STUDY.target) if STUDY.target in targets else 0,
                 key="ft_target",
                 format_func=lambda t: f"{t} ({TARGET_UNITS[t]})" if t in TARGET_UNITS else t,
             )
             s1, s2, s3, s4 = st.columns(4)
-            n_train = s1.number_input("Train crystals", 2, 100_000, 1000, step=100, key="ft_train")
-            n_val = s2.number_input("Validation crystals", 1, 100_000, 1000, step=100, key="ft_val")
-            n_test = s3.number_input("Test crystals", 1, 100_000, 1000, step=100, key="ft_test")
-            epochs = s4.number_input("Epochs", 1, 500, 30, key="ft_epochs")
-            sizes = (n_train, n_val, n_test)
+            n_train = s1.number_input("Train crystals", 2, 100_000, STUDY.n_train, step=100, key="ft_train")
+            n_val = s2.number_input("Validation crystals", 1, 100_000, STUDY.n_val, step=100, key="ft_val")
+            n_test = s3.number_input("Test crystals", 1, 100_000, STUDY.n_test, step=100, key="ft_test")
+            epochs = s4.number_input("Epochs", 1, 500, STUDY.epochs, key="ft_epochs")
+            protocol = RunProtocol(target, int(n_train), int(n_val), int(n_test), int(epochs))
         else:
-            target, sizes, epochs = preset.target, preset.sizes, preset.epochs
+            protocol = preset
             c3.text_input("Protocol (pinned by the teacher)", preset.describe(), disabled=True, key="ft_pinned")
         seeds = st.multiselect("Seeds (one run per seed)", list(range(10)), default=[0], key="ft_seeds")
         force = st.checkbox(
@@ -93,7 +96,7 @@ def launch_form(store) -> None:
             key="ft_force",
             help="An identical finished run is normally reused at once; tick this to compute a fresh one.",
         )
-        specs = launch.make_specs(chosen, freezes, target, sizes, epochs, seeds, data=data_path)
+        specs = launch.make_specs(chosen, freezes, protocol, seeds, data=data_path)
         if specs:
             st.caption(plain.markdown(launch.preview(store, specs).summary()))
         submitted = st.button("Queue runs", type="primary", key="ft_submit")
@@ -136,7 +139,7 @@ def run_actions(store, view: tables.RunView) -> None:
     entry = view.entry
     cols = st.columns([2, 1, 1, 1])
     if entry.is_active and cols[1].button("Cancel", key=f"cancel_{entry.id}"):
-        status = store.request_cancel(entry.id, force=is_teacher and entry.owner != user)
+        status = store.request_cancel(entry.id, force=is_teacher and entry.owner_key != name_key(user))
         st.toast(plain.markdown(f"run {entry.id}: {status}"))
     asking = f"confirm_delete_{entry.id}"
     if not entry.is_active and cols[2].button("Delete run", key=f"delete_{entry.id}"):
@@ -146,7 +149,7 @@ def run_actions(store, view: tables.RunView) -> None:
         yes, no = st.columns([1, 4])
         if yes.button("Yes, delete", key=f"delete_yes_{entry.id}", type="primary"):
             st.session_state.pop(asking, None)
-            if is_teacher and entry.owner != user:  # the teacher's delete; a student's only hides their entry
+            if is_teacher and entry.owner_key != name_key(user):  # a teacher deletes; a student only hides their entry
                 store.delete(entry.id)
             else:
                 store.hide(entry.id)

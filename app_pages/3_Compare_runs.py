@@ -9,6 +9,7 @@ from cgcnn.analysis import figures, style
 from cgcnn.app import tables
 from cgcnn.data.datasets import TARGET_UNITS
 from cgcnn.experiments import study
+from cgcnn.names import name_key
 
 user = app_ui.setup("Compare runs")
 with app_ui.boundary("the compare page"):
@@ -20,7 +21,7 @@ with app_ui.boundary("the compare page"):
     if not records:
         st.info("No runs stored yet: queue some on the Fine-tune page.")
     mine_only = st.toggle("Only my runs", value=False, key="cmp_mine", disabled=not user)
-    pool = [r for r in records if not mine_only or r.owner == user]
+    pool = [r for r in records if not mine_only or r.owner_key == name_key(user)]
     default = tables.default_comparison(pool, user)
     chosen = st.multiselect(
         "Runs to compare",

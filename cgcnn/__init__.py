@@ -11,6 +11,8 @@ checks it):
 - :mod:`cgcnn.nn`: convolutions, the model, checkpoints, the predictor;
 - :mod:`cgcnn.build`: the tool that builds the default dataset (``data build-default``, the only code that
   downloads), outside the runtime packages;
+- :mod:`cgcnn.testing`: invariance checks of a model (permutation, supercell, translation, rotation), for tests
+  and for people who add a layer;
 - :mod:`cgcnn.runs`: the run store and the job queue;
 - :mod:`cgcnn.zoo`: models by name (original, own, saved runs);
 - :mod:`cgcnn.training`, :mod:`cgcnn.analysis`: training and transfer; probes, explanations, figures;

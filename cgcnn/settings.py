@@ -101,10 +101,6 @@ class Limits:
                 f"{what} is {value:g}, over this server's limit of {limit:g} (set by {self.variable(field_name)})"
             )
 
-    def as_rows(self) -> list[dict[str, object]]:
-        """The limits as table rows (variable, value), for the app and ``python -m cgcnn limits``."""
-        return [{"variable": self.variable(f.name), "value": getattr(self, f.name)} for f in dataclasses.fields(self)]
-
 
 def current_limits() -> Limits:
     """The limits in force now (read from the environment on every call, so a test can change them)."""

@@ -13,9 +13,11 @@ from cgcnn.analysis import explain
 from cgcnn.app import classroom, launch, tables, uploads
 from cgcnn.data.graph import structure_to_graph
 from cgcnn.errors import CGCNNError
-from cgcnn.nn.conv import CONV_LAYERS
+from cgcnn.nn.layers import CONV_LAYERS
 from cgcnn.nn.model import CrystalGraphConvNet, ModelConfig
+from cgcnn.runs import estimates
 from cgcnn.runs.store import RunStore
+from cgcnn.training.protocol import RunProtocol
 from cgcnn.zoo import load_model
 
 
@@ -59,11 +61,11 @@ def test_attention_weights_have_one_column_per_head(band_gap, crystal):
 def test_launch_validates_before_queueing(tmp_path, monkeypatch):
     monkeypatch.setenv(classroom.WORKERS_ENV, "0")  # queue only: nothing runs here
     store = RunStore(tmp_path / "runs.sqlite")
-    specs = launch.make_specs(["none", "band-gap"], [0, 5], "band_gap", (40, 20, 20), 2, [0])
+    specs = launch.make_specs(["none", "band-gap"], [0, 5], RunProtocol("band_gap", 40, 20, 20, 2), [0])
     refused = []
     for spec in specs:
         try:
-            launch.validate_spec(spec)
+            spec.validate()
         except CGCNNError as exc:
             refused.append((launch.describe_spec(spec), str(exc)))
     assert [r[0] for r in refused] == ["scratch, freeze 5, seed 0", "band-gap, freeze 5, seed 0"]
@@ -73,9 +75,9 @@ def test_launch_validates_before_queueing(tmp_path, monkeypatch):
     with pytest.raises(CGCNNError, match="nothing was queued"):
         launch.launch(store, specs[1:2], owner="dora")
     with pytest.raises(CGCNNError, match="more than the"):
-        launch.validate_spec(launch.make_specs(["none"], [0], "log10_K_VRH", (5000, 20, 20), 2, [0])[0])
+        launch.make_specs(["none"], [0], RunProtocol("log10_K_VRH", 5000, 20, 20, 2), [0])[0].validate()
     with pytest.raises(CGCNNError, match="unknown target"):
-        launch.validate_spec(launch.make_specs(["none"], [0], "colour", (40, 20, 20), 2, [0])[0])
+        launch.make_specs(["none"], [0], RunProtocol("colour", 40, 20, 20, 2), [0])[0].validate()
 
 
 def test_upload_is_checked_and_kept_by_content(tmp_path, cif_dir):
@@ -140,7 +142,59 @@ def test_shipped_sweep_results_fill_table2():
     assert not runs.empty, "docs/results/*/runs.csv ship with the project"
     cells = tables.table2_cells(runs)
     assert {"scratch", "formation energy", "bulk modulus", "shear modulus"} <= set(cells["row"])
-    assert (cells["n"] >= 5).all()  # five seeds per cell
+    assert (cells["n"] == 5).all()  # five seeds per cell, no more
+
+
+def test_table2_reads_only_its_own_protocol():
+    """Runs of other shipped sweeps (another split, the 100-epoch budget, reruns) never enter a cell."""
+    import pandas as pd
+
+    results = tables.shipped_results_dir()
+    shipped = set(tables.shipped_runs()["run_id"])
+    for other in ("budget", "multisplit", "rescored_3_splits", "shift", "table2_clamped"):
+        path = results / other / "runs.csv"
+        if path.is_file():
+            foreign = set(pd.read_csv(path)["run_id"]) - set(pd.read_csv(results / "table2" / "runs.csv")["run_id"])
+            foreign -= set(pd.read_csv(results / "table3" / "runs.csv")["run_id"])
+            assert not foreign & shipped, f"runs of docs/results/{other} entered Table 2"
+    # each cell is the mean its own sweep reported
+    cells = tables.table2_cells(tables.shipped_runs()).set_index(["pretrained", "freeze"])
+    for name in tables.TABLE2_RESULTS:
+        summary = pd.read_csv(results / name / "summary.csv")
+        for row in summary.itertuples():
+            cell = cells.loc[(row.pretrained, row.freeze)]
+            assert cell["n"] == row.n and cell["mean"] == pytest.approx(row.mean_mae, abs=1e-9)
+    # a frame mixing protocols keeps split 0 of the study's sizes only
+    mixed = pd.DataFrame(
+        [
+            {"run_id": "a", "pretrained": "none", "freeze": 0, "target": "band_gap", "n_train": 1000, "n_val": 1000,
+             "n_test": 1000, "split_seed": 0, "test_mae": 0.5},
+            {"run_id": "b", "pretrained": "none", "freeze": 0, "target": "band_gap", "n_train": 1000, "n_val": 1000,
+             "n_test": 1000, "split_seed": 2, "test_mae": 0.9},
+            {"run_id": "c", "pretrained": "none", "freeze": 0, "target": "band_gap", "n_train": 500, "n_val": 1000,
+             "n_test": 1000, "split_seed": 0, "test_mae": 0.9},
+        ]
+    )  # fmt: skip
+    assert tables.table2_cells(mixed)[["mean", "n"]].values.tolist() == [[0.5, 1]]
+
+
+def test_table2_leaves_out_stored_runs_of_other_protocols(tmp_path):
+    store = RunStore(tmp_path / "runs.sqlite")
+    base = {"pretrained": "bulk-moduli", "freeze": 1, "target": "band_gap", "n_train": 1000, "n_val": 1000,
+            "n_test": 1000, "seed": 0, "split_seed": 0, "data": None, "hyperparams": {"epochs": 30}}  # fmt: skip
+    variants = {
+        "protocol": {},
+        "budget": {"hyperparams": {"epochs": 100}},
+        "patience": {"hyperparams": {"epochs": 30, "patience": 5}},
+        "split 1": {"split_seed": 1},
+        "warm start": {"warm_start": True},
+        "own data": {"data": "/somewhere/data.zip"},
+    }
+    for k, change in enumerate(variants.values()):
+        run_id = store.create_run({**base, "seed": k, **change}, owner="t", status="running")
+        store.finish(run_id, "done", test_mae=0.5 + k)
+    cells = tables.table2_cells(store.list_runs())
+    assert cells[["mean", "n"]].values.tolist() == [[0.5, 1]]
 
 
 def test_search_and_workers(monkeypatch):
@@ -165,13 +219,14 @@ def test_freeze_choices_and_model_kind_come_from_checkpoint_headers():
     assert FinetuneSpec().is_scratch and FinetuneSpec().to_dict()["pretrained"] == "none"
     assert FinetuneSpec(pretrained="no-such-model").to_dict()["model_kind"] is None
     with pytest.raises(CGCNNError, match="band-gap has 4 convolutions"):
-        launch.validate_spec(FinetuneSpec(pretrained="band-gap", freeze=5, n_train=40, n_val=20, n_test=20))
+        FinetuneSpec(pretrained="band-gap", freeze=5, n_train=40, n_val=20, n_test=20).validate()
 
 
 def _record(run_id, owner, n_train, epochs, created, status="done"):
     from cgcnn.runs.store import RunRecord
 
-    return RunRecord(id=run_id, created_at=created, status=status, owner=owner, pretrained="none", freeze=0,
+    return RunRecord(id=run_id, created_at=created, status=status, owner=owner, owner_key=owner, pretrained="none",
+                     freeze=0,
                      target="band_gap", n_train=n_train, n_val=20, n_test=20, split_seed=0, seed=0,
                      spec={"hyperparams": {"epochs": epochs}})  # fmt: skip
 
@@ -192,19 +247,47 @@ def test_compare_opens_on_my_latest_protocol_only():
 
 
 def test_training_speed_ignores_tiny_runs_and_set_up_time(tmp_path):
-    from cgcnn.app import launch
-
     store = RunStore(tmp_path / "runs.sqlite")
-    assert launch.seconds_per_crystal_epoch(store) == launch.FALLBACK_SECONDS_PER_CRYSTAL_EPOCH
+    assert store.speed() == estimates.Speed(estimates.FALLBACK_SECONDS_PER_CRYSTAL_EPOCH, 0.0, measured=False)
     base = {"pretrained": "band-gap", "freeze": 1, "target": "band_gap", "n_test": 20, "data": None}
     demo = store.create_run({**base, "n_train": 40, "n_val": 20, "hyperparams": {"epochs": 3}}, status="running")
-    store.finish(demo, "done", test_mae=1.0, seconds=12.0)  # 60 crystals x 3 epochs in 12 s: mostly fixed costs
-    assert launch.seconds_per_crystal_epoch(store) == launch.FALLBACK_SECONDS_PER_CRYSTAL_EPOCH
+    for epoch in (1, 2, 3):  # 60 crystals in 4 s an epoch: mostly fixed costs
+        store.add_epoch(demo, epoch, 1.0, 1.0, 1.0, 1.0, 4.0)
+    store.finish(demo, "done", test_mae=1.0, seconds=12.0)
+    assert not store.speed().measured
     real = store.create_run({**base, "n_train": 1000, "n_val": 1000, "hyperparams": {"epochs": 30}}, status="running")
     store.update(real, setup_seconds=5.0)
-    store.finish(real, "done", test_mae=0.5, seconds=65.0)
-    assert launch.seconds_per_crystal_epoch(store) == pytest.approx(60.0 / (2000 * 30))
+    for epoch, seconds in enumerate([2.0, 2.0, 9.0], 1):  # one slow epoch (a busy machine) does not set the speed
+        store.add_epoch(real, epoch, 1.0, 1.0, 1.0, 1.0, seconds)
+    speed = store.speed()
+    assert speed.measured and speed.seconds_per_crystal_epoch == pytest.approx(2.0 / 2000)
+    assert speed.setup_seconds == pytest.approx(5.0)
+    assert speed.run_seconds(2000, 30) == pytest.approx(65.0)  # the set-up once, then 30 epochs
+
+
+def test_one_speed_model_feeds_preview_queue_and_progress(tmp_path, monkeypatch):
+    """The launch preview, a queued run's ETA and a running run's time left agree (one model, one unit)."""
+    from cgcnn.training.finetune import FinetuneSpec
+
+    monkeypatch.setenv(classroom.WORKERS_ENV, "0")
+    store = RunStore(tmp_path / "runs.sqlite")
+    base = {"pretrained": "band-gap", "freeze": 1, "target": "band_gap", "n_train": 1000, "n_val": 1000}
+    done = store.create_run({**base, "n_test": 20, "hyperparams": {"epochs": 2}}, status="running")
+    for epoch in (1, 2):
+        store.add_epoch(done, epoch, 1.0, 1.0, 1.0, 1.0, 3.0)
+    store.finish(done, "done", test_mae=1.0)
+    spec = FinetuneSpec(pretrained="band-gap", freeze=1, n_train=1000, n_val=1000, n_test=30, hyperparams={"epochs": 4})
+    preview = launch.preview(store, [spec])
+    assert preview.training_seconds == pytest.approx(12.0)  # 4 epochs x 3 s
+    record = store.launch(spec.to_dict(), "ann")
+    assert store.queue_eta(record.id) == (pytest.approx(12.0, abs=0.5), 0)
+    store.claim_next()
+    store.add_epoch(record.id, 1, 1.0, 1.0, 1.0, 1.0, 3.0)
+    assert store.queue_eta(record.id)[0] == pytest.approx(9.0, abs=0.5)
+    fraction, text = tables.run_progress(store.get(record.id), store.epochs(record.id))
+    assert fraction == pytest.approx(0.25) and text == "epoch 1/4, about 9 s left"
 
 
 def test_durations_read_as_people_say_them():
-    assert [tables.format_seconds(s) for s in (42, 185, 1800, 5400)] == ["42 s", "3 min 5 s", "30 min", "1 h 30 min"]
+    words = ["42 s", "3 min 5 s", "30 min", "1 h 30 min"]
+    assert [estimates.format_duration(s) for s in (42, 185, 1800, 5400)] == words

@@ -13,7 +13,8 @@ from cgcnn.data.graph import GraphBatch, GraphParams, GraphSet, collate, gaussia
 from cgcnn.errors import CGCNNError
 from cgcnn.nn.attention import AttentionConv, EdgeAttentionConv, conv_parameter_counts
 from cgcnn.nn.checkpoint import load_checkpoint, save_checkpoint
-from cgcnn.nn.conv import CONV_LAYERS, GatedConv
+from cgcnn.nn.conv import GatedConv
+from cgcnn.nn.layers import CONV_LAYERS
 from cgcnn.nn.model import CrystalGraphConvNet, ModelConfig
 from cgcnn.nn.normalizer import Normalizer
 from cgcnn.nn.predictor import Predictor
@@ -309,3 +310,34 @@ def test_layers_show_their_sizes_when_printed():
     model = CrystalGraphConvNet(ModelConfig(atom_fea_len=8, n_conv=1, conv="attention-edge", conv_options={"heads": 3}))
     assert "heads=3, key_dim=16" in repr(model.convs[0])
     assert "atom_fea_len=8, nbr_fea_len=41" in repr(GatedConv(8, 41))
+
+
+@pytest.mark.parametrize(
+    "first_import",
+    [
+        "from cgcnn.nn import CONV_LAYERS",
+        "from cgcnn.nn.layers import CONV_LAYERS",
+        "from cgcnn.nn.checkpoint import CONV_LAYERS",
+        "from cgcnn.training.pretrain import CONV_LAYERS",
+    ],
+)
+def test_every_conv_kind_is_registered_on_any_import_path(first_import):
+    """A fresh interpreter that never imports cgcnn.nn.model still sees every built-in kind."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = f"{first_import}\nimport sys\nprint(sorted(CONV_LAYERS), 'cgcnn.nn.model' in sys.modules)"
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
+    kinds = out.stdout.split("]")[0]
+    for kind in ("'gated'", "'attention'", "'attention-edge'"):
+        assert kind in kinds, out.stdout
+    if first_import.startswith("from cgcnn.nn "):
+        assert out.stdout.strip().endswith("False")  # registered without the model being imported
+
+
+def test_the_partial_table_is_not_public():
+    from cgcnn.nn import conv
+
+    assert not hasattr(conv, "CONV_LAYERS")  # a name that would hold only the kinds imported so far

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,7 +10,7 @@ import torch
 from conftest import read
 
 from cgcnn.data.graph import GraphParams
-from cgcnn.errors import CheckpointError
+from cgcnn.errors import CGCNNError, CheckpointError
 from cgcnn.nn import checkpoint
 from cgcnn.nn.cards import ModelCard
 from cgcnn.nn.checkpoint import FORMAT_VERSION, load_checkpoint, read_config, safe_torch_load, save_checkpoint
@@ -231,3 +232,63 @@ def test_original_checkpoints_load_from_many_threads_at_once():
     with ThreadPoolExecutor(8) as pool:
         results = list(pool.map(lambda _: safe_torch_load(path), range(32)))
     assert all("state_dict" in r for r in results)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Format 1 → 2: the graph's definition only (build limits are the caller's, never saved)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _as_version_1(data: dict, max_atoms: int) -> dict:
+    """A payload as format 1 wrote it: the server's limits inside ``graph_params``."""
+    params = {**data["graph_params"], "widen_radius": False, "max_atoms": max_atoms}
+    return {**data, "format_version": 1, "graph_params": params}
+
+
+def test_a_version_1_payload_is_upgraded_to_the_definition_only(tmp_path):
+    old = _as_version_1(_saved(tmp_path), max_atoms=20_000)
+    new = checkpoint.upgrade(dict(old), "run.pt")
+    assert new["format_version"] == FORMAT_VERSION >= 2
+    assert new["graph_params"] == {"radius": 8.0, "max_neighbors": 12, "dmin": 0.0, "step": 0.2}
+    assert {k: v for k, v in new.items() if k not in ("format_version", "graph_params")} == {
+        k: v for k, v in old.items() if k not in ("format_version", "graph_params")
+    }
+    saved = torch.load(save_checkpoint(tmp_path / "again.pt", load_checkpoint(tmp_path / "m.pt")), weights_only=True)
+    assert set(saved["graph_params"]) == {"radius", "max_neighbors", "dmin", "step"}  # limits are never written
+
+
+def test_version_1_files_predict_exactly_as_before(tmp_path, all_ids):
+    """The shipped models are format 1 files: loaded (upgraded) and re-saved, every test crystal predicts the same."""
+    structures = [read(i) for i in all_ids]
+    shipped = Path(__file__).resolve().parent.parent / "pretrained" / "own-attention.pt"
+    raw = torch.load(shipped, weights_only=True)
+    assert raw["format_version"] == 1 and "max_atoms" in raw["graph_params"]
+    upgraded = load_checkpoint(shipped)
+    assert upgraded.graph_params == GraphParams()
+    by_hand = CrystalGraphConvNet(ModelConfig.from_dict(raw["config"]))  # the weights, without any upgrade
+    by_hand.load_state_dict(raw["state_dict"])
+    reference = Predictor(by_hand.eval(), Normalizer.from_dict(raw["normalizer"]), GraphParams(), upgraded.card)
+    resaved = load_checkpoint(save_checkpoint(tmp_path / "v2.pt", upgraded))
+    expected = reference.predict_structures(structures)
+    np.testing.assert_allclose(upgraded.predict_structures(structures), expected, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(resaved.predict_structures(structures), expected, rtol=0, atol=1e-6)
+
+
+def test_an_ensemble_of_runs_trained_under_different_atom_limits_works(tmp_path):
+    """Two seeds of one recipe, fine-tuned on servers with CGCNN_MAX_ATOMS 1000 and 20000 (format 1 files)."""
+    from cgcnn.nn.predictor import Ensemble
+
+    data = _saved(tmp_path)
+    paths = []
+    for limit in (1000, 20_000):
+        path = tmp_path / f"run-{limit}.pt"
+        torch.save(_as_version_1(data, max_atoms=limit), path)
+        paths.append(path)
+    members = [load_checkpoint(p) for p in paths]
+    ensemble = Ensemble(members)
+    graphs = [members[0].graph(read(i)) for i in ("mp-30", "mp-720")]
+    np.testing.assert_allclose(ensemble.predict_graphs(graphs), members[0].predict_graphs(graphs))
+    other = _small_predictor()
+    other.graph_params = GraphParams(radius=6.0)
+    with pytest.raises(CGCNNError, match="build their graphs differently"):
+        Ensemble([members[0], other])

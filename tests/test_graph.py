@@ -6,7 +6,16 @@ from conftest import TIED, read
 from pymatgen.core import Lattice, Structure
 
 from cgcnn.data.elements import original_table
-from cgcnn.data.graph import CrystalGraph, GraphParams, collate, gaussian_expand, graph_from_arrays, structure_to_graph
+from cgcnn.data.graph import (
+    BuildOptions,
+    CrystalGraph,
+    GraphParams,
+    TooManyAtomsError,
+    collate,
+    gaussian_expand,
+    graph_from_arrays,
+    structure_to_graph,
+)
 from cgcnn.errors import CrystalInputError, NoNeighborsError, UnknownElementError
 
 
@@ -82,11 +91,11 @@ def test_no_neighbour_is_a_clear_error_or_a_widened_radius():
     lonely = Structure(Lattice.cubic(9.0), ["Cu"], [[0, 0, 0]])
     with pytest.raises(NoNeighborsError, match=r"no neighbour within 8 Å.*--widen-radius"):
         structure_to_graph(lonely, GraphParams())
-    g = structure_to_graph(lonely, GraphParams(widen_radius=True))
+    g = structure_to_graph(lonely, GraphParams(), options=BuildOptions(widen_radius=True))
     assert g.radius == 9.0 and g.edge_mask.sum() == 6
     huge = Structure(Lattice.cubic(100.0), ["Cu"], [[0, 0, 0]])
     with pytest.raises(NoNeighborsError, match="even 24 Å was not enough"):
-        structure_to_graph(huge, GraphParams(widen_radius=True))
+        structure_to_graph(huge, GraphParams(), options=BuildOptions(widen_radius=True))
 
 
 def test_bad_structures_are_refused_with_a_reason():
@@ -95,8 +104,9 @@ def test_bad_structures_are_refused_with_a_reason():
         structure_to_graph(disordered, GraphParams())
     with pytest.raises(UnknownElementError, match="118"):
         structure_to_graph(Structure(Lattice.cubic(3.0), ["Og"], [[0, 0, 0]]), GraphParams())
-    with pytest.raises(CrystalInputError, match="limit is 10"):
-        structure_to_graph(rock_salt() * 2, GraphParams(max_atoms=10))
+    with pytest.raises(TooManyAtomsError, match="limit is 10"):
+        structure_to_graph(rock_salt() * 2, GraphParams(), options=BuildOptions(max_atoms=10))
+    assert issubclass(TooManyAtomsError, CrystalInputError)
 
 
 def _canonical_edges(g: CrystalGraph) -> np.ndarray:
@@ -145,3 +155,22 @@ def test_collate_offsets_indices():
     assert b.edge_features.shape == (b.n_atoms * 12, 41)
     assert b.edge_src[len(g1.edge_src) :].min() >= g1.n_atoms
     assert b.crystal_index.tolist() == [0] * g1.n_atoms + [1] * g2.n_atoms
+
+
+def test_neighbour_ties_at_the_cut_are_found(all_ids):
+    """The crystals tests/data/README.md lists as tied, and rock salt and SrTiO3 from the default dataset."""
+    from cgcnn.data.datasets import load_default_dataset
+    from cgcnn.data.graph import neighbour_tie
+
+    found = {i for i in all_ids if neighbour_tie(read(i), GraphParams()) is not None}
+    assert found == TIED
+    dataset = load_default_dataset()
+    salt = neighbour_tie(dataset.structure("mp-22862"), GraphParams())  # NaCl: 6 Cl, then 12 Na at a/√2
+    assert salt is not None and (salt.kept, salt.shell) == (6, 12) and salt.atoms == tuple(range(8))
+    assert "shell of 12 neighbours" in salt.describe(12)
+    perovskite = dataset.structure("mp-5229")  # SrTiO3: Ti has 6 O, then 8 Sr of which 6 fit
+    tie = neighbour_tie(perovskite, GraphParams())
+    ti = next(k for k, site in enumerate(perovskite) if site.specie.symbol == "Ti")
+    assert tie is not None and ti in tie.atoms
+    assert neighbour_tie(perovskite, GraphParams(max_neighbors=20)) is None  # every shell kept whole
+    assert neighbour_tie(rock_salt(), GraphParams(max_neighbors=18)) is None  # 6 + 12: the cut ends a shell

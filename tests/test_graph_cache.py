@@ -7,7 +7,7 @@ from pymatgen.core import Lattice, Structure
 
 from cgcnn.data import graph_cache
 from cgcnn.data.datasets import dataset_from_structures, load_default_dataset
-from cgcnn.data.graph import GraphParams, structure_to_graph
+from cgcnn.data.graph import BuildOptions, GraphParams, structure_to_graph
 from cgcnn.data.graph_cache import GraphCacheWarning, cache_path, get_graphs
 
 IDS = ["mp-10", "mp-2", "mp-13", "mp-19", "mp-21"]
@@ -137,3 +137,27 @@ def test_progress_callback(home, small):
     seen = []
     get_graphs(small, None, GraphParams(), progress=lambda done, total: seen.append((done, total)))
     assert seen[-1] == (5, 5)
+
+
+def test_the_atom_limit_is_not_part_of_the_key_and_applies_on_every_read(home, calls):
+    """One cache file serves every CGCNN_MAX_ATOMS; a crystal refused for its size is built once the limit rises."""
+    small_cell = Structure(Lattice.cubic(3.0), ["Na"], [[0, 0, 0]])
+    big_cell = small_cell * (2, 2, 2)  # 8 atoms
+    labels = pd.DataFrame({"y": [1.0, 2.0]}, index=["one", "eight"])
+    ds = dataset_from_structures([("one", small_cell), ("eight", big_cell)], labels, "test", "test", "two sizes")
+    tight, roomy = BuildOptions(max_atoms=4), BuildOptions(max_atoms=20_000)
+    assert cache_path(ds, GraphParams(), options=tight) == cache_path(ds, GraphParams(), options=roomy)
+
+    graphs, failures = get_graphs(ds, None, GraphParams(), options=tight)
+    assert list(graphs) == ["one"] and failures[0][0] == "eight" and "the limit is 4" in failures[0][1]
+    graphs, failures = get_graphs(ds, None, GraphParams(), options=roomy)  # not remembered as a failure
+    assert list(graphs) == ["one", "eight"] and failures == []
+    assert len(calls) == 3  # "eight" was tried twice, "one" built once
+    graphs, failures = get_graphs(ds, None, GraphParams(), options=tight)  # cached, and still over the limit
+    assert list(graphs) == ["one"] and failures == [("eight", failures[0][1])] and "the limit is 4" in failures[0][1]
+    assert len(calls) == 3
+
+
+def test_a_widening_radius_uses_its_own_file(home, small):
+    widening = BuildOptions(widen_radius=True)
+    assert cache_path(small, GraphParams(), options=widening) != cache_path(small, GraphParams())

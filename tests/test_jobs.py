@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from cgcnn.runs.executors import get_runner
-from cgcnn.runs.jobs import JobError, JobRunner, import_target, one_line_error, worker_main
+from cgcnn.runs.jobs import JobRunner
 from cgcnn.runs.store import RunStore
+from cgcnn.runs.worker import JobError, import_target, one_line_error, worker_main
 
 TESTS = Path(__file__).parent
 ENV = {"PYTHONPATH": str(TESTS)}  # the workers import tests/job_targets.py
@@ -251,19 +252,6 @@ def test_worker_main_in_process(store, monkeypatch):
     finally:
         signal.signal(signal.SIGTERM, previous)
     assert store.get(run_id).error.startswith("ValueError")
-
-
-def test_drain_cli(store):
-    ids = queue(store, 2)
-    out = subprocess.run(
-        [sys.executable, "-m", "cgcnn.runs.executors", "drain", "--store", str(store.path), "--target", TARGET],
-        env={**os.environ, **ENV},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert out.returncode == 0, out.stderr
-    assert [store.get(i).status for i in ids] == ["done", "done"]
 
 
 # ------------------------------------------------------------------------------------------- warm workers

@@ -179,15 +179,17 @@ def test_queue_eta(store):
     a = store.launch(spec(seed=1), "ann")
     b = store.launch(spec(seed=2), "bob")
     c = store.launch(spec(seed=2), "cy")  # follows b
-    assert store.queue_eta(b.id) == (None, 1)  # no epochs recorded yet: no estimate
+    speed = store.speed()  # nothing recorded yet: the fallback speed
+    assert not speed.measured and store.queue_eta(b.id)[1] == 1
+    cost = speed.run_seconds(90, 3)  # 80 + 10 crystals, 3 epochs
     store.claim_next()
-    store.add_epoch(a.id, 1, 1.0, 1.0, 1.0, 1.0, 8.0)  # 8 s per epoch of 80 crystals: 0.1 s per crystal-epoch
+    store.add_epoch(a.id, 1, 1.0, 1.0, 1.0, 1.0, 8.0)  # a's own epochs set its time left: 8 s each
     eta_a, ahead_a = store.queue_eta(a.id)
     assert ahead_a == 0 and eta_a == pytest.approx(16.0, abs=0.5)  # 2 epochs left
     eta_b, ahead_b = store.queue_eta(b.id)
-    assert ahead_b == 0 and eta_b == pytest.approx(16.0 + 24.0, abs=0.5)  # waits for a's worker
+    assert ahead_b == 0 and eta_b == pytest.approx(16.0 + cost, abs=0.5)  # waits for a's worker
     assert store.queue_eta(c.id) == store.queue_eta(b.id)
-    assert store.queue_eta(b.id, workers=2)[0] == pytest.approx(24.0, abs=0.5)
+    assert store.queue_eta(b.id, workers=2)[0] == pytest.approx(cost, abs=0.5)
     complete(store, a.id)
     assert store.queue_eta(a.id) == (0.0, 0)
 

@@ -92,7 +92,7 @@ def test_full_disk_during_checkpoint_fails_the_run_with_its_cause(tmp_path, monk
 
 
 def test_locked_store_gives_one_message(tmp_path, monkeypatch):
-    import cgcnn.runs.store as store_module
+    import cgcnn.runs.database as store_module
 
     store = RunStore(tmp_path / "runs.sqlite")
     monkeypatch.setattr(store_module, "BUSY_TIMEOUT_S", 0.05)

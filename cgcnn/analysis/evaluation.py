@@ -7,7 +7,6 @@ folder or zip), names every crystal it could not use, and hands the rest to :mod
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ import numpy as np
 
 from cgcnn.analysis.metrics import classification_metrics, regression_metrics, uncertainty_metrics
 from cgcnn.data.datasets import CrystalDataset
-from cgcnn.data.graph import CrystalGraph, structure_to_graph
+from cgcnn.data.graph import BuildOptions, CrystalGraph, structure_to_graph
 from cgcnn.errors import CGCNNError
 from cgcnn.nn.predictor import NON_NEGATIVE_TARGETS, Ensemble, Predictor
 
@@ -89,7 +88,8 @@ def evaluate_model(
         target: the output to score (required for a multi-output model).
         clamp: clamp negative predictions of non-negative targets at 0 (see
             :func:`cgcnn.nn.predictor.clamp_nonnegative`).
-        max_atoms: refuse crystals with more atoms than this (default: the model's graph limit).
+        max_atoms: refuse crystals with more atoms than this (default:
+            :data:`~cgcnn.data.graph.DEFAULT_MAX_ATOMS`).
 
     Raises:
         CGCNNError: see :func:`choose_target`; or no crystal could be scored.
@@ -98,8 +98,7 @@ def evaluate_model(
     column = label_column(dataset, target)
     column_index = model.targets.index(target)
     params = model.graph_params
-    if max_atoms is not None:
-        params = dataclasses.replace(params, max_atoms=max_atoms)
+    options = BuildOptions() if max_atoms is None else BuildOptions(max_atoms=max_atoms)
     failures = list(dataset.rejected)
     ids, labels, graphs = [], [], []
     values = dataset.labels[column]
@@ -109,7 +108,7 @@ def evaluate_model(
             failures.append((cid, f"no {column!r} label"))
             continue
         try:
-            graph: CrystalGraph = structure_to_graph(dataset.structure(cid), params)
+            graph: CrystalGraph = structure_to_graph(dataset.structure(cid), params, options=options)
         except CGCNNError as exc:
             failures.append((cid, str(exc)))
             continue
@@ -122,8 +121,8 @@ def evaluate_model(
     y_true = np.asarray(labels, dtype=np.float64)
     std = members = None
     if isinstance(model, Ensemble):
-        all_members = model.predict_members(graphs, clamp=clamp)[:, :, column_index]
-        y_pred, std, members = all_members.mean(axis=0), all_members.std(axis=0, ddof=1), all_members
+        mean, spread, all_members = model.predict_spread(graphs, clamp=clamp)  # ddof 1, as predict
+        y_pred, std, members = mean[:, column_index], spread[:, column_index], all_members[:, :, column_index]
     else:
         y_pred = model.predict_graphs(graphs, clamp=clamp)[:, column_index]
     classifier = (model.members[0] if isinstance(model, Ensemble) else model).model.config.classification

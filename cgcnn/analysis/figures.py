@@ -246,10 +246,11 @@ def layer_diagram(layers: pd.DataFrame, title: str = "", font_size: int = 13) ->
     n = len(layers)
     for k, row in enumerate(layers.itertuples(index=False)):
         color = LAYER_STATE_COLORS.get(row.state, "#999999")
+        # fmt: off
         fig.add_shape(
             type="rect", x0=k, x1=k + 0.85, y0=0, y1=1, fillcolor=color, line={"color": "#333", "width": 1},
             opacity=0.9,
-        )  # fmt: skip
+        )
         fig.add_annotation(
             x=k + 0.425,
             y=0.5,
@@ -261,7 +262,8 @@ def layer_diagram(layers: pd.DataFrame, title: str = "", font_size: int = 13) ->
             fig.add_annotation(
                 x=k + 1.0, y=0.5, ax=k + 0.85, ay=0.5, xref="x", yref="y", axref="x", ayref="y", showarrow=True,
                 arrowhead=2, text="",
-            )  # fmt: skip
+            )
+        # fmt: on
     fig.add_trace(  # invisible points carrying the hover text of every box
         go.Scatter(
             x=[k + 0.425 for k in range(n)],

@@ -13,36 +13,17 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from cgcnn.errors import CGCNNError
+from cgcnn.training.protocol import STUDY, RunProtocol
 
 SETTINGS_FILENAME = "class_settings.json"
 
 
-@dataclass(frozen=True)
-class ProtocolPreset:
-    """A fixed fine-tune protocol (target, sizes, epochs) a class can be pinned to."""
-
-    title: str
-    target: str
-    n_train: int
-    n_val: int
-    n_test: int
-    epochs: int
-
-    @property
-    def sizes(self) -> tuple[int, int, int]:
-        """``(n_train, n_val, n_test)``."""
-        return (self.n_train, self.n_val, self.n_test)
-
-    def describe(self) -> str:
-        """``band_gap, 1000/1000/1000 crystals, 30 epochs``."""
-        return f"{self.target}, {self.n_train}/{self.n_val}/{self.n_test} crystals, {self.epochs} epochs"
-
-
-#: Presets a teacher can pin: the study's protocol, a shorter one for a lesson, a tiny one for a demo.
-PRESETS: dict[str, ProtocolPreset] = {
-    "study": ProtocolPreset("The study's protocol", "band_gap", 1000, 1000, 1000, 30),
-    "lesson": ProtocolPreset("A lesson-sized run", "band_gap", 300, 200, 200, 15),
-    "demo": ProtocolPreset("A one-minute demo", "band_gap", 60, 30, 30, 3),
+#: Presets a teacher can pin: the study's protocol, a shorter one for a lesson, a tiny one for a demo. Each is
+#: a :class:`~cgcnn.training.protocol.RunProtocol` (the same value the CLI, the sweep and the app default to).
+PRESETS: dict[str, RunProtocol] = {
+    "study": STUDY,
+    "lesson": RunProtocol("band_gap", 300, 200, 200, 15, title="A lesson-sized run"),
+    "demo": RunProtocol("band_gap", 60, 30, 30, 3, title="A one-minute demo"),
 }
 
 
@@ -54,7 +35,7 @@ class ClassSettings:
     workers: int | None = None
 
     @property
-    def preset(self) -> ProtocolPreset | None:
+    def preset(self) -> RunProtocol | None:
         """The pinned preset, if any."""
         return PRESETS.get(self.pinned_preset) if self.pinned_preset else None
 

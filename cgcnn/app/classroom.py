@@ -68,9 +68,3 @@ def static_dir() -> Path:
 def local_3dmol_available() -> bool:
     """Whether the offline copy of 3Dmol.js is installed (``make`` puts it in ``static/``)."""
     return (static_dir() / "3Dmol-min.js").is_file()
-
-
-def clean_owner(name: str | None) -> str:
-    """A display name as stored with runs: trimmed, at most 40 characters, printable."""
-    text = "".join(ch for ch in (name or "") if ch.isprintable()).strip()
-    return text[:40]

@@ -222,4 +222,4 @@ def can_modify(identity: Identity, record: RunRecord, is_teacher: bool = False) 
     """Whether this session may cancel, delete or rename ``record``: its owner's claiming session, or a teacher."""
     if is_teacher:
         return True
-    return identity.signed_in and bool(record.owner) and name_key(record.owner) == name_key(identity.name)
+    return identity.signed_in and bool(record.owner_key) and record.owner_key == name_key(identity.name)

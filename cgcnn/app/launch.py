@@ -8,30 +8,27 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cgcnn.app.classroom import start_runner
 from cgcnn.app.uploads import MAX_UPLOAD_MB, MAX_ZIP_UPLOAD_BYTES
-from cgcnn.data.splits import make_split
 from cgcnn.errors import CGCNNError
+from cgcnn.runs.estimates import format_duration
 from cgcnn.runs.store import RunStore, compute_spec_key
 from cgcnn.settings import LimitExceeded
-from cgcnn.training.finetune import FinetuneSpec, load_data, resolve_target
-from cgcnn.training.transfer import check_freeze, is_scratch
+from cgcnn.training.finetune import FinetuneSpec, load_data
+from cgcnn.training.protocol import RunProtocol
+from cgcnn.training.transfer import is_scratch
 from cgcnn.zoo import model_config
-
-#: The study's protocol (band gap, 1000/1000/1000), used to group runs for Table 2.
-PROTOCOL = {"target": "band_gap", "n_train": 1000, "n_val": 1000, "n_test": 1000}
 
 
 def freeze_choices(model_names: list[str], store: RunStore | None = None) -> list[int]:
     """Freeze depths a form can offer for ``model_names``: 0 to the deepest model's ``n_conv``.
 
-    Only 0 when every model is scratch or unreadable; :func:`validate_spec` refuses a depth beyond a chosen
-    model's own ``n_conv``.
+    Only 0 when every model is scratch or unreadable; :meth:`FinetuneSpec.validate` refuses a depth beyond a
+    chosen model's own ``n_conv``.
     """
     deepest = 0
     for name in model_names:
@@ -45,27 +42,6 @@ def freeze_choices(model_names: list[str], store: RunStore | None = None) -> lis
 
 
 # --------------------------------------------------------------------------------------------------- launching
-
-
-def validate_spec(spec: FinetuneSpec, dataset=None) -> None:
-    """Everything that can be checked before a run is queued: model, freeze depth, target, sizes, epochs.
-
-    Args:
-        spec: the run to check.
-        dataset: the spec's data, if already loaded.
-
-    Raises:
-        CGCNNError: with a message naming the bad choice.
-    """
-    spec.validate()  # split sizes, freezing a scratch model, unknown hyperparameters
-    if not spec.is_scratch:
-        check_freeze(model_config(spec.pretrained), spec.freeze, spec.pretrained)  # reads the header only
-    epochs = int(spec.hyperparams.get("epochs", 30))
-    if epochs < 1:
-        raise CGCNNError(f"epochs must be at least 1, got {epochs}")
-    data = dataset if dataset is not None else load_data(spec.data)
-    target = resolve_target(data, spec.target)
-    make_split(data, target, spec.n_train, spec.n_val, spec.n_test, split_seed=spec.split_seed)
 
 
 @dataclass
@@ -92,32 +68,15 @@ class LaunchResult:
 def make_specs(
     pretrained: list[str],
     freezes: list[int],
-    target: str,
-    sizes: tuple[int, int, int],
-    epochs: int,
+    protocol: RunProtocol,
     seeds: list[int],
     data: str | None = None,
-) -> list:
-    """One :class:`~cgcnn.training.finetune.FinetuneSpec` per (model, freeze, seed) combination."""
+) -> list[FinetuneSpec]:
+    """One :class:`~cgcnn.training.finetune.FinetuneSpec` of ``protocol`` per (model, freeze, seed) combination."""
     return [
-        FinetuneSpec(
-            pretrained=model,
-            freeze=int(freeze),
-            target=target,
-            n_train=int(sizes[0]),
-            n_val=int(sizes[1]),
-            n_test=int(sizes[2]),
-            seed=int(seed),
-            data=data,
-            hyperparams={"epochs": int(epochs)},
-        )
+        FinetuneSpec.from_protocol(protocol, pretrained=model, freeze=int(freeze), seed=int(seed), data=data)
         for model, freeze, seed in itertools.product(pretrained, sorted(set(freezes)), sorted(set(seeds)))
     ]
-
-
-#: Seconds per crystal and epoch (train + validation) when the store has no finished run to learn from yet:
-#: the study's default fine-tune (1000 + 1000 crystals, 30 epochs) measured at about 35 s on 2 cores.
-FALLBACK_SECONDS_PER_CRYSTAL_EPOCH = 35.0 / (2000 * 30)
 
 
 @dataclass
@@ -135,45 +94,18 @@ class LaunchPreview:
         return f"Queues {self.n_runs} run{s}{reused}, about {format_duration(self.training_seconds)} of training."
 
 
-def format_duration(seconds: float) -> str:
-    """``40 s``, ``3 min``, ``1.5 h``: a rough duration for an estimate."""
-    if seconds < 90:
-        return f"{max(seconds, 1):.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
-
-
-#: Runs with less work than this (crystals × epochs) do not set the speed: their fixed costs per epoch (a test
-#: pass, checkpoints) dominate, and a 40-crystal demo would make the study's default look 20x slower than it is.
-MIN_CRYSTAL_EPOCHS_FOR_SPEED = 10_000
-
-
-def seconds_per_crystal_epoch(store: RunStore) -> float:
-    """Training speed on this server: the median over recent finished runs of real size, or a measured default.
-
-    A run's set-up (loading data, building graphs) is left out where the store recorded it.
-    """
-    rates = []
-    for record in store.list_runs(status="done", limit=50):
-        epochs = (record.spec.get("hyperparams") or {}).get("epochs")
-        crystals = (record.n_train or 0) + (record.n_val or 0)
-        work = (epochs or 0) * crystals
-        if record.source_run_id is None and record.seconds and work >= MIN_CRYSTAL_EPOCHS_FOR_SPEED:
-            rates.append(max(record.seconds - (record.setup_seconds or 0.0), 0.0) / work)
-    return float(statistics.median(rates)) if rates else FALLBACK_SECONDS_PER_CRYSTAL_EPOCH
-
-
 def preview(store: RunStore, specs: list[FinetuneSpec]) -> LaunchPreview:
-    """How many runs ``specs`` queue, how many an identical finished run answers at once, and the training time."""
-    rate = seconds_per_crystal_epoch(store)
+    """How many runs ``specs`` queue, how many an identical finished run answers at once, and the training time.
+
+    The time comes from the one speed model (:meth:`RunStore.speed`), as the queue's ETAs and the progress do.
+    """
+    speed = store.speed()
     reused, seconds = 0, 0.0
     for spec in specs:
         if store.find_done(compute_spec_key(spec.to_dict())) is not None:
             reused += 1
             continue
-        epochs = int(spec.hyperparams.get("epochs", 30))
-        seconds += rate * epochs * (spec.n_train + spec.n_val)
+        seconds += speed.run_seconds(spec.n_train + spec.n_val, spec.epochs) - speed.setup_seconds
     return LaunchPreview(n_runs=len(specs), n_reused=reused, training_seconds=seconds)
 
 
@@ -184,7 +116,7 @@ def describe_spec(spec: FinetuneSpec) -> str:
 
 
 def launch(store: RunStore, specs: list, owner: str, force: bool = False) -> LaunchResult:
-    """Validate every spec, then launch the valid ones through the store and wake the runner.
+    """Validate every spec (:meth:`FinetuneSpec.validate`), launch the valid ones, and wake the runner.
 
     The store answers a spec whose identical computation already finished at once (an entry that reuses it),
     joins one queued or running, or queues a new run; ``force`` ("train again") always queues a new one. Past
@@ -203,7 +135,7 @@ def launch(store: RunStore, specs: list, owner: str, force: bool = False) -> Lau
         try:
             if spec.data not in datasets:
                 datasets[spec.data] = load_data(spec.data)
-            validate_spec(spec, datasets[spec.data])
+            spec.validate(datasets[spec.data])
         except CGCNNError as exc:
             refused.append((describe_spec(spec), str(exc)))
         else:

@@ -13,11 +13,13 @@ import numpy as np
 import pandas as pd
 
 from cgcnn.analysis.probe import linear_probe
-from cgcnn.app.launch import PROTOCOL
 from cgcnn.errors import CGCNNError
 from cgcnn.experiments.study import MATCHED_ROW, STUDY_BASELINE, STUDY_TABLE2, STUDY_TABLE3_MATCHED, study_row
+from cgcnn.names import name_key
 from cgcnn.paths import project_path
+from cgcnn.runs.estimates import format_duration, remaining_seconds
 from cgcnn.runs.store import RunRecord, RunStore
+from cgcnn.training.protocol import STUDY
 from cgcnn.training.transfer import is_scratch
 
 # --------------------------------------------------------------------------------------------------- models
@@ -110,7 +112,7 @@ def default_comparison(records: list[RunRecord], user: str, limit: int = 5) -> l
     Without a user (or finished runs of theirs), everyone's runs of the latest finished protocol.
     """
     done = sorted((r for r in records if r.status == "done"), key=lambda r: r.created_at, reverse=True)
-    mine = [r for r in done if user and r.owner == user] or done
+    mine = [r for r in done if user and r.owner_key == name_key(user)] or done
     if not mine:
         return []
     protocol = protocol_of(mine[0])
@@ -118,33 +120,28 @@ def default_comparison(records: list[RunRecord], user: str, limit: int = 5) -> l
 
 
 def run_progress(record: RunRecord, epochs: pd.DataFrame) -> tuple[float, str]:
-    """(fraction done, one line: epoch k/N, ETA, or the final state) of a run."""
-    total = int((record.spec.get("hyperparams") or {}).get("epochs", 30) or 30)
+    """(fraction done, one line: epoch k/N, ETA, or the final state) of a run.
+
+    The time left comes from the one speed model (:func:`cgcnn.runs.estimates.remaining_seconds`: the run's
+    own epoch times), as the queue's ETAs do.
+    """
+    total = max(1, int((record.spec.get("hyperparams") or {}).get("epochs", STUDY.epochs) or STUDY.epochs))
     done = len(epochs)
     if record.status == "queued":
         return 0.0, "queued"
     if record.status == "running":
         if not done:
             return 0.02, "starting: loading data and building graphs"
-        per_epoch = float(epochs["seconds"].dropna().mean()) if epochs["seconds"].notna().any() else math.nan
-        eta = (total - done) * per_epoch if not math.isnan(per_epoch) else math.nan
-        eta_text = f", about {format_seconds(eta)} left" if not math.isnan(eta) else ""
+        seconds = [float(s) for s in epochs["seconds"].dropna()]
+        eta_text = ""
+        if seconds:
+            crystals = (record.n_train or 0) + (record.n_val or 0)
+            eta_text = f", about {format_duration(remaining_seconds(crystals, total, seconds))} left"
         return min(done / total, 0.99), f"epoch {done}/{total}{eta_text}"
     if record.status == "done":
         mae = f", test MAE {record.test_mae:.4f}" if record.test_mae is not None else ""
-        return 1.0, f"done in {format_seconds(record.seconds or 0)}{mae}"
+        return 1.0, f"done in {format_duration(record.seconds or 0)}{mae}"
     return min(done / total, 1.0), f"{record.status}: {record.error or ''}".rstrip(": ")
-
-
-def format_seconds(seconds: float) -> str:
-    """``42 s``, ``3 min 5 s``, ``1 h 02 min``."""
-    seconds = max(0.0, float(seconds))
-    if seconds < 60:
-        return f"{seconds:.0f} s"
-    if seconds < 3600:
-        minutes, rest = int(seconds // 60), int(seconds % 60)
-        return f"{minutes} min {rest} s" if rest else f"{minutes} min"
-    return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
 
 
 def progress_as_percent(frame: pd.DataFrame) -> pd.DataFrame:
@@ -202,9 +199,8 @@ def eta_text(seconds: float | None, ahead: int) -> str:
     where = "next in line" if ahead <= 0 else f"{ahead} run{'s' if ahead != 1 else ''} ahead"
     if seconds is None or math.isnan(seconds):
         return f"queued, {where}"
-    if seconds < 60:
-        return f"about {max(5, round(seconds / 5) * 5):.0f} s, {where}"
-    return f"about {math.ceil(seconds / 60):.0f} min, {where}"
+    rounded = max(5, round(seconds / 5) * 5) if seconds < 60 else math.ceil(seconds / 60) * 60  # no false precision
+    return f"about {format_duration(rounded)}, {where}"
 
 
 def reuse_text(entry: RunRecord, computed: RunRecord) -> str:
@@ -311,29 +307,36 @@ def compact_runs(store: RunStore, records: list[RunRecord], with_owner: bool = F
 
 
 def table2_cells(records: list[RunRecord] | pd.DataFrame) -> pd.DataFrame:
-    """Done band-gap runs of the 1000/1000/1000 protocol (default data), grouped by (pretrained, freeze).
+    """Done runs of Table 2's protocol, grouped by (pretrained, freeze).
+
+    The protocol: the study's (:data:`cgcnn.training.protocol.STUDY`: band gap, 1000/1000/1000, 30 epochs, no
+    early stopping), split seed 0, freezing (not a warm start), the default data. Any other run (another split,
+    the 100-epoch budget, a user's data) would change what a cell's mean is a mean of, so it is left out.
 
     Args:
-        records: run records of the store, or a sweep's ``runs.csv`` frame (see :func:`shipped_runs`).
+        records: run records of the store, or a sweep's ``runs.csv`` frame (see :func:`shipped_runs`; a frame
+            without a ``split_seed`` column is split 0).
 
     Returns:
         columns ``row``, ``pretrained``, ``freeze``, ``mean``, ``std``, ``n`` (std over seeds; NaN for one).
     """
     if isinstance(records, pd.DataFrame):
-        frame = records[["pretrained", "freeze", "target", "n_train", "n_val", "n_test", "test_mae"]].dropna()
-        rows = frame.rename(columns={"test_mae": "mae"}).to_dict("records")
+        frame = records.assign(split_seed=records["split_seed"].fillna(0) if "split_seed" in records else 0)
+        frame = frame[["pretrained", "freeze", "target", "n_train", "n_val", "n_test", "split_seed", "test_mae"]]
+        rows = [
+            r
+            for r in frame.dropna().rename(columns={"test_mae": "mae"}).to_dict("records")
+            if int(r["split_seed"]) == 0 and STUDY.matches(r["target"], (r["n_train"], r["n_val"], r["n_test"]), {})
+        ]
     else:
         rows = [
-            {"pretrained": r.pretrained, "freeze": r.freeze, "target": r.target, "n_train": r.n_train,
-             "n_val": r.n_val, "n_test": r.n_test, "mae": r.test_mae}
+            {"pretrained": r.pretrained, "freeze": r.freeze, "mae": r.test_mae}
             for r in records
-            if r.status == "done" and r.test_mae is not None and not r.spec.get("data")
-        ]  # fmt: skip
-    protocol = tuple(PROTOCOL.values())
+            if r.status == "done" and r.test_mae is not None and _is_table2_run(r)
+        ]
     rows = [
         {"row": study_row(r["pretrained"]), "pretrained": r["pretrained"], "freeze": int(r["freeze"]), "mae": r["mae"]}
         for r in rows
-        if (r["target"], r["n_train"], r["n_val"], r["n_test"]) == protocol
     ]
     if not rows:
         return pd.DataFrame(columns=["row", "pretrained", "freeze", "mean", "std", "n"])
@@ -342,14 +345,34 @@ def table2_cells(records: list[RunRecord] | pd.DataFrame) -> pd.DataFrame:
     return grouped.rename(columns={"count": "n"}).reset_index()
 
 
+def _is_table2_run(record: RunRecord) -> bool:
+    """Whether a stored run followed Table 2's protocol (see :func:`table2_cells`)."""
+    spec = record.spec
+    return (
+        not spec.get("data")
+        and not spec.get("warm_start")
+        and int(record.split_seed or 0) == 0
+        and STUDY.matches(
+            record.target, (record.n_train or 0, record.n_val or 0, record.n_test or 0), record.hyperparams
+        )
+    )
+
+
+#: The shipped sweeps Table 2 is read from: the study's grid (``table2``) and its matched-size row (``table3``),
+#: both on split 0 with the study's protocol. The other folders (another split, the 100-epoch budget, reruns
+#: kept for rescoring) answer other questions and stay out of the heatmap.
+TABLE2_RESULTS = ("table2", "table3")
+
+
 def shipped_results_dir() -> Path:
     """Folder of the sweep results that ship with the project (``docs/results``)."""
     return project_path("docs", "results")
 
 
 def shipped_runs() -> pd.DataFrame:
-    """Every run of the shipped sweeps (``docs/results/*/runs.csv``), so a fresh server has Table 2 at once."""
-    frames = [pd.read_csv(p) for p in sorted(shipped_results_dir().glob("*/runs.csv"))]
+    """The runs of Table 2's shipped sweeps (:data:`TABLE2_RESULTS`), so a fresh server has Table 2 at once."""
+    paths = [shipped_results_dir() / name / "runs.csv" for name in TABLE2_RESULTS]
+    frames = [pd.read_csv(p) for p in paths if p.is_file()]
     return pd.concat(frames, ignore_index=True).drop_duplicates("run_id") if frames else pd.DataFrame()
 
 

@@ -24,8 +24,8 @@ from pymatgen.core import Structure
 from cgcnn.analysis import crystal_scene, explain
 from cgcnn.analysis.attribution import attribute, gradient_attribution
 from cgcnn.data.graph import CrystalGraph, GraphParams, structure_to_graph
-from cgcnn.errors import CGCNNError
-from cgcnn.nn.predictor import Ensemble, Predictor
+from cgcnn.errors import CGCNNError, CrystalInputError
+from cgcnn.nn.predictor import Ensemble, Predictor, predict_crystals
 
 #: How a view builds a crystal's graph (``structure_to_graph``; an upload's goes through the parse pool).
 GraphBuilder = Callable[[Structure, GraphParams], CrystalGraph]
@@ -374,18 +374,20 @@ def predict_one(
 ) -> tuple[float, float | None, dict[str, float]]:
     """``(prediction, std or None, {member: prediction})`` of one crystal, first target, as ``predict`` prints it.
 
-    The same calls as :func:`cgcnn.nn.predictor.predict_files` (the CLI): the model's graph parameters, then
-    ``predict_graphs`` (one model) or ``predict_members`` with their mean and std, ddof 1 (an ensemble).
+    The numbers are :func:`cgcnn.nn.predictor.predict_crystals`' (the CLI's and the Predict page's path); this
+    only picks the first target.
+
+    Raises:
+        CGCNNError: a crystal the graph builder refuses.
     """
-    graph = graph_of(structure, model.graph_params)
-    if isinstance(model, Ensemble):
-        members = model.predict_members([graph])[:, 0, 0]
-        return (
-            float(members.mean()),
-            float(members.std(ddof=1)),
-            dict(zip(model.names, map(float, members), strict=True)),
-        )
-    return float(model.predict_graphs([graph])[0, 0]), None, {}
+    build = None if graph_of is structure_to_graph else (lambda name, s, params, options: graph_of(s, params))
+    (result,) = predict_crystals(model, [(structure.composition.reduced_formula, structure)], build_graph=build)
+    if result.error:
+        raise CrystalInputError(result.error)
+    if result.std is None or result.members is None:
+        return float(result.values[0]), None, {}
+    members = dict(zip(model.names, map(float, result.members[:, 0]), strict=True))
+    return float(result.values[0]), float(result.std[0]), members
 
 
 def layer_values(layers: list[np.ndarray], head: int | None) -> list[np.ndarray]:

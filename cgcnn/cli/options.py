@@ -11,15 +11,22 @@ def add_model(p: argparse.ArgumentParser, help_text: str = "zoo name, run:ID or 
 
 
 def add_target(p: argparse.ArgumentParser, what: str) -> None:
-    """``--target``, band gap by default; ``what`` says what the label is for."""
-    p.add_argument("--target", default="band_gap", help=f"{what} (default band_gap)")
+    """``--target``, the study protocol's (band gap) by default; ``what`` says what the label is for."""
+    from cgcnn.training.protocol import STUDY
+
+    p.add_argument("--target", default=STUDY.target, help=f"{what} (default {STUDY.target})")
 
 
 def add_sizes(p: argparse.ArgumentParser, roles: tuple[str, ...] = ("train", "val", "test")) -> None:
-    """``--train``, ``--val``, ``--test``: crystals of each role, 1000 each by default (the study's protocol)."""
+    """``--train``, ``--val``, ``--test``: crystals of each role, the study protocol's sizes by default."""
+    from cgcnn.training.protocol import STUDY
+
     words = {"train": "training", "val": "validation", "test": "test"}
+    defaults = {"train": STUDY.n_train, "val": STUDY.n_val, "test": STUDY.n_test}
     for role in roles:
-        p.add_argument(f"--{role}", type=int, default=1000, help=f"{words[role]} crystals (default 1000)")
+        p.add_argument(
+            f"--{role}", type=int, default=defaults[role], help=f"{words[role]} crystals (default {defaults[role]})"
+        )
 
 
 def add_split_seed(p: argparse.ArgumentParser, help_text: str = "which canonical split (default 0)") -> None:
@@ -33,22 +40,17 @@ def add_data(p: argparse.ArgumentParser) -> None:
 
 
 def isolated_reader(max_atoms: int):
-    """A reader of crystal files that parses in the capped parser pool (files given to the CLI may come from anyone)."""
+    """A reader of crystal files that parses in the capped parser pool (files given to the CLI may come from anyone).
+
+    The size is checked before the file is read (:func:`~cgcnn.data.crystal_io.read_file_bytes`); the worker
+    runs :func:`~cgcnn.data.crystal_io.read_crystal_bytes`, the rules of every other surface.
+    """
     from pathlib import Path
 
-    from cgcnn.data.crystal_io import MAX_FILE_BYTES
+    from cgcnn.data.crystal_io import read_file_bytes
     from cgcnn.data.parse_pool import shared_pool
-    from cgcnn.errors import CrystalInputError
 
     def read(path: Path):
-        try:
-            if path.stat().st_size > MAX_FILE_BYTES:
-                raise CrystalInputError(
-                    f"{path.name}: {path.stat().st_size / 1e6:.0f} MB is too large for a crystal file"
-                )
-            data = path.read_bytes()
-        except OSError as exc:
-            raise CrystalInputError(f"{path.name}: cannot read the file ({exc.strerror})") from None
-        return shared_pool().parse(path.name, data, max_atoms=max_atoms)
+        return shared_pool().parse(path.name, read_file_bytes(path), max_atoms=max_atoms)
 
     return read

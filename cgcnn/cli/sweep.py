@@ -10,6 +10,7 @@ from pathlib import Path
 from cgcnn.cli import options
 from cgcnn.cli.train import add_executor_arguments
 from cgcnn.errors import CGCNNError
+from cgcnn.training.protocol import STUDY
 
 
 def parse_int_list(text: str) -> list[int]:
@@ -27,15 +28,9 @@ def parse_int_list(text: str) -> list[int]:
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from cgcnn.experiments.sweep import LocalExecutor, RayExecutor, SweepGrid, run_sweep, save_summary_figure
     from cgcnn.runs.store import RunStore
-    from cgcnn.training.transfer import check_freeze_request
-    from cgcnn.zoo import load_model
 
     pretrained = [p for p in args.pretrained.split(",") if p]
     freezes = parse_int_list(args.freeze)
-    for name in pretrained:
-        load_model(name)  # fail now, not in every worker
-        for k in freezes:
-            check_freeze_request(name, k)
     hyper: dict = {"epochs": args.epochs}
     if args.patience is not None:
         hyper["patience"] = args.patience
@@ -54,6 +49,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         split_seeds=parse_int_list(args.split_seeds) if args.split_seeds else None,
         hyperparams=hyper,
     )
+    grid.validate()  # fail now, not in every worker
     store = RunStore()
     out = Path(args.out) if args.out else None
 
@@ -184,8 +180,10 @@ def add_experiment_parsers(sub: argparse._SubParsersAction) -> None:
         "--split-seeds",
         help="several canonical splits, e.g. 0-2: every cell and seed runs on each; pairs match on (split, seed)",
     )
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--patience", type=int, help="early stopping after this many epochs without improvement")
+    p.add_argument("--epochs", type=int, default=STUDY.epochs, help=f"default {STUDY.epochs}")
+    p.add_argument(
+        "--patience", type=int, default=STUDY.patience, help="early stopping after this many epochs without improvement"
+    )
     p.add_argument("--milestones", type=int, nargs="*", help="epochs where the learning rate drops tenfold")
     p.add_argument("--workers", type=int, help="parallel runs (default: one per core)")
     p.add_argument("--out", help="folder for runs.csv, summary.csv and summary.png")

@@ -7,6 +7,7 @@ import json
 import sys
 
 from cgcnn.cli import options
+from cgcnn.training.protocol import STUDY
 from cgcnn.training.train import TrainConfig
 
 _DEFAULTS = TrainConfig()
@@ -14,7 +15,7 @@ _DEFAULTS = TrainConfig()
 FINETUNE_HELP = f"""\
 Fine-tune a pretrained CGCNN to a new target with the embedding and the first K convolutions frozen (the
 deeper layers re-initialised, as in the transfer study), or train from scratch with --pretrained none.
-The split is the canonical one of --split-seed (default: the study's 1000/1000/1000 band-gap crystals);
+The split is the canonical one of --split-seed (default: the study's protocol, {STUDY.describe()});
 --seed sets the model initialisation and data order only, so seeds share one test set.
 
 Defaults: optimizer {_DEFAULTS.optimizer} (lr {_DEFAULTS.lr}), batch {_DEFAULTS.batch_size}, \
@@ -68,12 +69,9 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     if args.owner:
         args.owner = validate_name(args.owner, what="a display name")
     spec = _spec_from_args(args)
-    store = None if args.no_store else RunStore()
     if args.queue:
-        spec.validate()
-        run_id = (store or RunStore()).create_run(spec.to_dict(), owner=args.owner, status="queued")
-        print(json.dumps({"run_id": run_id, "status": "queued"}) if args.json else f"queued run {run_id}")
-        return 0
+        return _queue(spec, args)
+    store = None if args.no_store else RunStore()
 
     def on_epoch(stats) -> None:
         if not args.quiet:
@@ -113,6 +111,29 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
             f"{outcome.seconds:.1f} s; trainable {outcome.report.trainable_params:,} / frozen "
             f"{outcome.report.frozen_params:,} parameters" + (f"; run {outcome.run_id}" if outcome.run_id else "")
         )
+    return 0
+
+
+def _queue(spec, args: argparse.Namespace) -> int:
+    """``finetune --queue``: the app's path (checks, per-person limit, reuse of identical runs); no worker starts.
+
+    ``--owner`` is trusted here: whoever runs the CLI on the server's machine may act as any owner.
+    """
+    from cgcnn.errors import CGCNNError
+    from cgcnn.runs.store import RunStore
+
+    if args.no_store:
+        raise CGCNNError("--queue records the run in the run store; it cannot be combined with --no-store")
+    spec.validate()
+    record = RunStore().launch(spec.to_dict(), owner=args.owner)
+    if args.json:
+        print(json.dumps({"run_id": record.id, "status": record.status, "source_run_id": record.source_run_id}))
+    elif record.source_run_id is not None and record.status == "done":
+        print(f"run {record.id}: answered at once from the identical finished run {record.source_run_id}")
+    elif record.source_run_id is not None:
+        print(f"queued run {record.id} (joins the identical run {record.source_run_id})")
+    else:
+        print(f"queued run {record.id}")
     return 0
 
 
@@ -203,18 +224,30 @@ def add_train_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, default=_DEFAULTS.lr, help=f"learning rate (default {_DEFAULTS.lr})")
     p.add_argument("--optimizer", choices=["adam", "sgd"], default=_DEFAULTS.optimizer)
     p.add_argument("--milestones", type=int, nargs="*", help="epochs where the learning rate drops tenfold")
-    p.add_argument("--patience", type=int, help="early stopping after this many epochs without improvement")
+    p.add_argument(
+        "--patience", type=int, default=STUDY.patience, help="early stopping after this many epochs without improvement"
+    )
     p.add_argument("--warm-start", action="store_true", help="keep the deeper pretrained layers (no re-init)")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     p.add_argument("--threads", type=int, help="torch threads (default: all cores)")
-    p.add_argument("--owner", default="", help="display name recorded with the run")
+    p.add_argument(
+        "--owner",
+        default="",
+        help="display name recorded with the run; with --queue, whose per-person limit it counts against "
+        "(trusted: no sign-in on the command line)",
+    )
     p.add_argument(
         "--max-atoms", type=int, help="refuse crystals with more atoms than this (default: CGCNN_MAX_ATOMS, 20,000)"
     )
     p.add_argument("--no-store", action="store_true", help="do not record the run in the run store")
     p.add_argument("--quiet", action="store_true", help="no per-epoch lines on stderr")
     p.add_argument("--json", action="store_true", help="print one JSON summary as the last line")
-    p.add_argument("--queue", action="store_true", help="queue the run for `jobs` (or the app) instead of running")
+    p.add_argument(
+        "--queue",
+        action="store_true",
+        help="queue the run for `jobs` (or the app's workers) instead of running it: the app's checks, per-person "
+        "limit and reuse of identical runs; --json prints run_id, status and source_run_id",
+    )
     p.set_defaults(func=_cmd_finetune)
 
     p = sub.add_parser("jobs", help="run queued fine-tunes in worker processes until the queue is empty")

@@ -19,6 +19,7 @@ _EXPORTS = {
     "export_cgcnn_folder": "cgcnn.data.folders",
     "CrystalGraph": "cgcnn.data.graph",
     "GraphParams": "cgcnn.data.graph",
+    "BuildOptions": "cgcnn.data.graph",
     "GraphBatch": "cgcnn.data.graph",
     "GraphSet": "cgcnn.data.graph",
     "structure_to_graph": "cgcnn.data.graph",

@@ -29,10 +29,11 @@ import torch
 from pymatgen.core import Structure
 from pymatgen.optimization.neighbors import find_points_in_spheres
 
+from cgcnn.data.crystal_io import check_usable
 from cgcnn.data.elements import ElementTable, original_table
 from cgcnn.data.graph_budget import check_pair_budget
 from cgcnn.data.screen import MAX_CELL_LENGTH, MIN_VOLUME_PER_ATOM
-from cgcnn.errors import CrystalInputError, NoNeighborsError, UnknownElementError
+from cgcnn.errors import CrystalInputError, NoNeighborsError
 
 #: Bumped whenever the arrays a graph holds change meaning; part of every cache key.
 GRAPH_FORMAT_VERSION = 1
@@ -40,27 +41,31 @@ GRAPH_FORMAT_VERSION = 1
 _SELF_TOL = 1e-8  # pymatgen's default: closer than this is the atom itself
 
 
+#: Atoms in one crystal's cell beyond which :class:`BuildOptions` refuses it unless told otherwise (a server sets
+#: its own limit, ``CGCNN_MAX_ATOMS``).
+DEFAULT_MAX_ATOMS = 1000
+
+
 @dataclass(frozen=True)
 class GraphParams:
-    """How a crystal becomes a graph. The defaults are the original CGCNN's.
+    """The definition of a model's graphs: what a crystal's graph *is*. The defaults are the original CGCNN's.
+
+    A model is trained on graphs of one definition and must be fed graphs of the same one, so these four
+    numbers are saved in every checkpoint and compared between ensemble members. Limits of the place a graph
+    is built (how many atoms a server accepts, whether to search past the cutoff) are :class:`BuildOptions`:
+    they decide *whether* a crystal gets a graph, never what the graph is, and are never saved with a model.
 
     Attributes:
         radius: cutoff radius in Å; also the last Gaussian centre.
         max_neighbors: ``M``, neighbours kept per atom.
         dmin: first Gaussian centre in Å.
         step: spacing (and width) of the Gaussians in Å.
-        widen_radius: if some atom has no neighbour inside ``radius``, grow the search radius (in 1 Å steps, up
-            to ``3 * radius``) until every atom has one, instead of refusing the crystal. The Gaussian
-            centres do not move, so such far neighbours carry almost no edge feature.
-        max_atoms: crystals with more atoms than this are refused (a page must not freeze on a huge cell).
     """
 
     radius: float = 8.0
     max_neighbors: int = 12
     dmin: float = 0.0
     step: float = 0.2
-    widen_radius: bool = False
-    max_atoms: int = 1000
 
     def __post_init__(self) -> None:
         # A bad value here gives silently wrong graphs (max_neighbors=0: no edges, NaN predictions), so refuse.
@@ -68,8 +73,6 @@ class GraphParams:
             raise CrystalInputError(f"max_neighbors must be at least 1, got {self.max_neighbors}")
         if not self.radius > 0 or not self.step > 0:
             raise CrystalInputError(f"radius and step must be positive, got {self.radius} and {self.step}")
-        if int(self.max_atoms) < 1:
-            raise CrystalInputError(f"max_atoms must be at least 1, got {self.max_atoms}")
 
     def gaussian_centers(self) -> np.ndarray:
         """Centres of the Gaussian distance expansion, exactly as the original code computes them."""
@@ -81,12 +84,48 @@ class GraphParams:
         return len(self.gaussian_centers())
 
     def key(self) -> str:
-        """Stable short hash of everything that changes the graph (for caches and run records)."""
-        # max_atoms refuses crystals but never changes a graph: it is pinned to its old default so that raising
-        # it (--max-atoms) neither misses the cache nor changes the keys of existing caches.
-        fields = {**dataclasses.asdict(self), "max_atoms": 1000, "format": GRAPH_FORMAT_VERSION}
+        """Stable short hash of the definition and the graph format (for caches and run records)."""
+        fields = {**dataclasses.asdict(self), "format": GRAPH_FORMAT_VERSION}
         payload = json.dumps(fields, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """How one caller builds graphs: the limits of where it runs, never part of a model or its checkpoint.
+
+    Attributes:
+        max_atoms: crystals with more atoms in their cell are refused before any neighbour search (a page must
+            not freeze on a huge cell); a server passes its ``CGCNN_MAX_ATOMS``, a command its ``--max-atoms``.
+        widen_radius: if some atom has no neighbour inside the radius, grow the search radius (in 1 Å steps, up
+            to ``3 * radius``) until every atom has one, instead of refusing the crystal. The Gaussian centres do
+            not move, so such far neighbours carry almost no edge feature. This changes the graphs of the
+            crystals it rescues, so a graph cache keeps such graphs apart.
+    """
+
+    max_atoms: int = DEFAULT_MAX_ATOMS
+    widen_radius: bool = False
+
+    def __post_init__(self) -> None:
+        if int(self.max_atoms) < 1:
+            raise CrystalInputError(f"max_atoms must be at least 1, got {self.max_atoms}")
+
+
+class TooManyAtomsError(CrystalInputError):
+    """A crystal has more atoms than :attr:`BuildOptions.max_atoms` (a limit of the caller, not of the crystal)."""
+
+
+def check_atom_count(n_atoms: int, options: BuildOptions) -> None:
+    """Refuse a crystal of ``n_atoms`` atoms beyond ``options.max_atoms``.
+
+    Raises:
+        TooManyAtomsError: naming both numbers.
+    """
+    if n_atoms > options.max_atoms:
+        raise TooManyAtomsError(
+            f"the structure has {n_atoms} atoms in its cell; the limit is {options.max_atoms} "
+            "(use a primitive cell, or raise max_atoms)"
+        )
 
 
 @dataclass
@@ -148,29 +187,29 @@ def gaussian_expand(distances: np.ndarray, params: GraphParams) -> np.ndarray:
     return np.exp(-((d - centers) ** 2) / params.step**2).astype(np.float32)
 
 
-def structure_to_graph(structure: Structure, params: GraphParams, table: ElementTable | None = None) -> CrystalGraph:
+def structure_to_graph(
+    structure: Structure,
+    params: GraphParams,
+    table: ElementTable | None = None,
+    options: BuildOptions | None = None,
+) -> CrystalGraph:
     """Turn a pymatgen ``Structure`` into a :class:`CrystalGraph` built with ``params``.
 
     ``params`` is required: a model reads graphs built its own way (``Predictor.graph_params``), so a default
-    here would silently build the wrong graph for a model with other parameters.
+    here would silently build the wrong graph for a model with other parameters. ``options`` are the caller's
+    limits (default: :class:`BuildOptions`).
 
     Raises:
         CrystalInputError: disordered (partially occupied) sites, an empty structure, or too many atoms.
         UnknownElementError: a species outside the element table (or a dummy species).
-        NoNeighborsError: some atom has no neighbour inside the radius (and ``widen_radius`` is off or
+        TooManyAtomsError: more atoms than ``options.max_atoms``.
+        NoNeighborsError: some atom has no neighbour inside the radius (and ``options.widen_radius`` is off or
             did not help).
     """
-    if not structure.is_ordered:
-        raise CrystalInputError(
-            "the structure has partial occupancies (a disordered crystal); CGCNN needs one species per "
-            "site: order it first (e.g. pymatgen's OrderDisorderedStructureTransformation)"
-        )
-    try:
-        atomic_numbers = np.array([site.specie.Z for site in structure], dtype=np.int64)
-    except AttributeError as exc:  # DummySpecies such as "X" have no atomic number
-        raise UnknownElementError(f"species without an atomic number in the structure ({exc})") from None
+    check_usable(structure)  # no atoms, disorder, dummy species: the rules (and words) of file input
+    atomic_numbers = np.array([site.specie.Z for site in structure], dtype=np.int64)
     return graph_from_arrays(
-        structure.lattice.matrix, structure.frac_coords, atomic_numbers, params, table, structure.cart_coords
+        structure.lattice.matrix, structure.frac_coords, atomic_numbers, params, table, structure.cart_coords, options
     )
 
 
@@ -181,21 +220,19 @@ def graph_from_arrays(
     params: GraphParams,
     table: ElementTable | None = None,
     cart_coords: np.ndarray | None = None,
+    options: BuildOptions | None = None,
 ) -> CrystalGraph:
     """Build a graph from a compactly stored crystal (lattice rows in Å, fractional coordinates, Z).
 
     This is the fast path: no ``Structure`` object, one C neighbour search, then vectorised NumPy.
     """
     table = table or original_table()
+    options = options or BuildOptions()
     atomic_numbers = np.asarray(atomic_numbers, dtype=np.int64)
     n = len(atomic_numbers)
     if n == 0:
         raise CrystalInputError("the structure has no atoms")
-    if n > params.max_atoms:
-        raise CrystalInputError(
-            f"the structure has {n} atoms in its cell; the limit is {params.max_atoms} "
-            "(use a primitive cell, or raise max_atoms)"
-        )
+    check_atom_count(n, options)
     node_features = table.lookup(atomic_numbers)
     lattice = np.ascontiguousarray(lattice, dtype=float)
     volume = abs(np.linalg.det(lattice))
@@ -222,12 +259,12 @@ def graph_from_arrays(
         counts = np.bincount(centers, minlength=n)
         if counts.min() > 0:
             break
-        if not params.widen_radius or radius + 1.0 > 3 * params.radius:
+        if not options.widen_radius or radius + 1.0 > 3 * params.radius:
             lonely = int(np.argmin(counts))
             hint = (
                 f"; even {radius:g} Å was not enough"
-                if params.widen_radius
-                else "; pass --widen-radius (widen_radius=True) to search further"
+                if options.widen_radius
+                else "; pass --widen-radius (BuildOptions(widen_radius=True)) to search further"
             )
             raise NoNeighborsError(
                 f"atom {lonely} (Z={atomic_numbers[lonely]}) has no neighbour within {radius:g} Å, "
@@ -274,6 +311,77 @@ def _neighbor_list(
     )
     not_self = ~((centers == neighbors) & (dists <= _SELF_TOL))
     return centers[not_self], neighbors[not_self], images[not_self].astype(np.int64), dists[not_self]
+
+
+#: Two neighbour distances closer than this (Å) are one shell: CIFs round coordinates, so a shell that symmetry
+#: makes equidistant comes back spread over ~1e-7 Å.
+TIE_TOLERANCE = 1e-4
+
+
+@dataclass(frozen=True)
+class NeighbourTie:
+    """Where the cut at ``M`` neighbours splits a shell of equidistant neighbours.
+
+    Then *which* neighbours of the shell the graph keeps depends on the order the neighbour search lists them
+    in, so writing the crystal down another way (atoms reordered, another origin, a rotation) can change the
+    graph and the prediction slightly. That is a property of the crystal and ``M``, not a bug.
+
+    Attributes:
+        atoms: every atom (index in the structure) whose cut falls inside a shell.
+        distance: the split shell's distance in Å, at the first such atom.
+        kept: neighbours of that shell inside the cut, at the first such atom.
+        shell: neighbours in that shell, at the first such atom (``kept < shell``).
+    """
+
+    atoms: tuple[int, ...]
+    distance: float
+    kept: int
+    shell: int
+
+    def describe(self, max_neighbors: int) -> str:
+        """One sentence for a page or a test report."""
+        more = f" (and {len(self.atoms) - 1} more atoms)" if len(self.atoms) > 1 else ""
+        return (
+            f"the {max_neighbors}-neighbour cut of atom {self.atoms[0]}{more} falls inside a shell of "
+            f"{self.shell} neighbours at {self.distance:.3f} Å, of which {self.kept} are kept"
+        )
+
+
+def neighbour_tie(structure: Structure, params: GraphParams, tolerance: float = TIE_TOLERANCE) -> NeighbourTie | None:
+    """Whether the cut at ``params.max_neighbors`` falls inside a shell of equidistant neighbours (see module).
+
+    An atom with at most ``M`` neighbours inside the radius keeps them all, so it has no tie. Rock salt has one
+    (each atom's 12 like neighbours at ``a/√2`` follow its 6 unlike ones: 6 of 12 are kept), as has cubic SrTiO3
+    (Ti keeps 6 of its 8 Sr); crystals without one give graphs that do not depend on how they are written down.
+
+    Args:
+        structure: the crystal.
+        params: the graph definition (radius and ``M``).
+        tolerance: distances closer than this (Å) count as one shell.
+
+    Returns:
+        None without a tie, else where it is.
+    """
+    lattice = np.ascontiguousarray(structure.lattice.matrix, dtype=float)
+    cart = np.ascontiguousarray(structure.cart_coords, dtype=float)
+    centers, _, _, dists = _neighbor_list(cart, lattice, float(params.radius))
+    m = int(params.max_neighbors)
+    order = np.lexsort((dists, centers))
+    centers, dists = centers[order], dists[order]
+    counts = np.bincount(centers, minlength=len(structure))
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    crowded = np.flatnonzero(counts > m)  # atoms that lose neighbours at the cut
+    last_kept, first_dropped = dists[starts[crowded] + m - 1], dists[starts[crowded] + m]
+    tied = crowded[first_dropped - last_kept <= tolerance]
+    if not len(tied):
+        return None
+    first = int(tied[0])
+    own = dists[starts[first] : starts[first] + counts[first]]
+    cut = float(own[m - 1])
+    in_shell = np.abs(own - cut) <= tolerance
+    return NeighbourTie(
+        atoms=tuple(int(a) for a in tied), distance=cut, kept=int(in_shell[:m].sum()), shell=int(in_shell.sum())
+    )
 
 
 @dataclass

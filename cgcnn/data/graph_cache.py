@@ -2,8 +2,14 @@
 
 One compressed ``.npz`` per (dataset, graph parameters) under ``$CGCNN_HOME/graphs`` (default
 ``~/.cache/cgcnn``). Its name and its recorded key hold everything that changes a graph: the dataset's content
-hash, ``GraphParams.key()`` (which includes ``GRAPH_FORMAT_VERSION``), the element table's hash and this file
-format's version; so a changed dataset or parameter never reads a stale file, it just uses another one.
+hash, ``GraphParams.key()`` (the graph's definition and ``GRAPH_FORMAT_VERSION``), the element table's hash,
+whether the radius may widen, and this file format's version; so a changed dataset or parameter never reads a
+stale file, it just uses another one.
+
+The atom limit (``BuildOptions.max_atoms``) is not part of the key: it decides whether a crystal gets a graph,
+not what the graph is. It is applied on every read (a cached graph over the caller's limit is refused with the
+same message as a fresh build), and a crystal refused only for its size is never recorded as a failure, so a
+server that raises ``CGCNN_MAX_ATOMS`` builds it next time.
 
 A file that cannot be read, whose key differs from the expected one, or whose arrays do not match their
 recorded checksum is rebuilt with a warning. Crystals the featuriser refuses (an atom without neighbours, an
@@ -28,7 +34,15 @@ import numpy as np
 
 from cgcnn.data.datasets import CrystalDataset
 from cgcnn.data.elements import ElementTable, original_table
-from cgcnn.data.graph import GRAPH_FORMAT_VERSION, CrystalGraph, GraphParams, structure_to_graph
+from cgcnn.data.graph import (
+    GRAPH_FORMAT_VERSION,
+    BuildOptions,
+    CrystalGraph,
+    GraphParams,
+    TooManyAtomsError,
+    check_atom_count,
+    structure_to_graph,
+)
 from cgcnn.errors import CGCNNError
 
 #: Version of this module's file layout; part of every key.
@@ -75,11 +89,15 @@ class CacheKey:
     table_hash: str
     graph_format: int = GRAPH_FORMAT_VERSION
     cache_format: int = CACHE_FORMAT_VERSION
+    widen_radius: bool = False
 
     @classmethod
-    def of(cls, dataset: CrystalDataset, params: GraphParams, table: ElementTable) -> CacheKey:
-        """The key of ``dataset`` featurised with ``params`` and ``table``."""
-        return cls(dataset.content_hash, params.key(), table.sha256)
+    def of(
+        cls, dataset: CrystalDataset, params: GraphParams, table: ElementTable, options: BuildOptions | None = None
+    ) -> CacheKey:
+        """The key of ``dataset`` featurised with ``params`` and ``table`` (and ``options``' radius rule)."""
+        widen = bool(options is not None and options.widen_radius)
+        return cls(dataset.content_hash, params.key(), table.sha256, widen_radius=widen)
 
     def filename(self) -> str:
         """File name: readable prefixes of each hash plus a digest of the whole key."""
@@ -92,9 +110,10 @@ def cache_path(
     params: GraphParams,
     table: ElementTable | None = None,
     cache_dir: Path | None = None,
+    options: BuildOptions | None = None,
 ) -> Path:
     """Where the graphs of ``dataset`` with ``params`` are (or would be) cached."""
-    key = CacheKey.of(dataset, params, table or original_table())
+    key = CacheKey.of(dataset, params, table or original_table(), options)
     return Path(cache_dir or cgcnn_home() / "graphs") / key.filename()
 
 
@@ -200,21 +219,51 @@ def featurize(
     params: GraphParams,
     table: ElementTable,
     progress: Progress | None = None,
+    options: BuildOptions | None = None,
 ) -> tuple[dict[str, CrystalGraph], dict[str, str]]:
     """Featurise ``ids`` without any cache; refused crystals go to the returned ``{id: reason}``."""
-    ids = list(ids)
+    graphs, failures, _ = _featurize(dataset, list(ids), params, table, progress, options)
+    return graphs, failures
+
+
+def _featurize(
+    dataset: CrystalDataset,
+    ids: list[str],
+    params: GraphParams,
+    table: ElementTable,
+    progress: Progress | None,
+    options: BuildOptions | None,
+) -> tuple[dict[str, CrystalGraph], dict[str, str], set[str]]:
+    """:func:`featurize`, plus the ids refused only for their size (the caller's limit, not the crystal's fault)."""
     graphs: dict[str, CrystalGraph] = {}
     failures: dict[str, str] = {}
+    too_large: set[str] = set()
     for k, cid in enumerate(ids):
         try:
             # Through the Structure, so cached graphs are bit-identical to structure_to_graph on
             # dataset.structure(cid) (pymatgen's Cartesian coordinates differ from a plain dot in the last bit).
-            graphs[cid] = structure_to_graph(dataset.structure(cid), params, table)
+            graphs[cid] = structure_to_graph(dataset.structure(cid), params, table, options)
+        except TooManyAtomsError as exc:
+            failures[cid] = str(exc)
+            too_large.add(cid)
         except (CGCNNError, ValueError) as exc:
             failures[cid] = str(exc)
         if progress is not None:
             progress(k + 1, len(ids))
-    return graphs, failures
+    return graphs, failures, too_large
+
+
+def _within_limit(graphs: dict[str, CrystalGraph], options: BuildOptions) -> tuple[dict, dict[str, str]]:
+    """``graphs`` split into those within ``options.max_atoms`` and ``{id: reason}`` for the others."""
+    kept, refused = {}, {}
+    for cid, graph in graphs.items():
+        try:
+            check_atom_count(graph.n_atoms, options)
+        except TooManyAtomsError as exc:
+            refused[cid] = str(exc)
+        else:
+            kept[cid] = graph
+    return kept, refused
 
 
 def get_graphs(
@@ -225,6 +274,7 @@ def get_graphs(
     progress: Progress | None = None,
     cache_dir: Path | None = None,
     use_cache: bool = True,
+    options: BuildOptions | None = None,
 ) -> tuple[dict[str, CrystalGraph], list[tuple[str, str]]]:
     """Graphs of ``ids`` (all crystals when None), from the disk cache where possible.
 
@@ -239,20 +289,23 @@ def get_graphs(
         progress: called as ``progress(done, total)`` while featurising the missing crystals.
         cache_dir: cache folder (default ``$CGCNN_HOME/graphs``).
         use_cache: False featurises everything and touches no file.
+        options: the caller's limits (default :class:`~cgcnn.data.graph.BuildOptions`): the atom limit is
+            applied to cached graphs too; a widening radius uses its own cache file.
 
     Returns:
         ``({id: graph}, [(id, reason), ...])``: the graphs in the order of ``ids``, and the crystals the
         featuriser refused, with its message.
     """
     table = table or original_table()
+    options = options or BuildOptions()
     wanted = list(dataset.ids) if ids is None else list(dict.fromkeys(ids))
     for cid in wanted:
         dataset.index_of(cid)  # KeyError with a readable message
     if not use_cache:
-        graphs, failures = featurize(dataset, wanted, params, table, progress)
+        graphs, failures = featurize(dataset, wanted, params, table, progress, options)
         return {i: graphs[i] for i in wanted if i in graphs}, [(i, failures[i]) for i in wanted if i in failures]
 
-    key = CacheKey.of(dataset, params, table)
+    key = CacheKey.of(dataset, params, table, options)
     path = Path(cache_dir or cgcnn_home() / "graphs") / key.filename()
     cached: dict[str, CrystalGraph] = {}
     failed: dict[str, str] = {}
@@ -263,13 +316,17 @@ def get_graphs(
             warnings.warn(f"graph cache {path} is {exc}; rebuilding it", GraphCacheWarning, stacklevel=2)
             cached, failed = {}, {}
     missing = [i for i in wanted if i not in cached and i not in failed]
+    too_large: dict[str, str] = {}
     if missing:
-        new_graphs, new_failures = featurize(dataset, missing, params, table, progress)
+        new_graphs, new_failures, size_refused = _featurize(dataset, missing, params, table, progress, options)
+        # A crystal refused for its size alone is the caller's limit, not a fact about the crystal: not stored.
+        too_large = {i: new_failures.pop(i) for i in size_refused}
         cached.update(new_graphs)
         failed.update(new_failures)
         try:
             _write(path, key, cached, failed)
         except OSError as exc:
             warnings.warn(f"could not write graph cache {path}: {exc}", GraphCacheWarning, stacklevel=2)
-    graphs = {i: cached[i] for i in wanted if i in cached}
-    return graphs, [(i, failed[i]) for i in wanted if i in failed]
+    within, over = _within_limit({i: cached[i] for i in wanted if i in cached}, options)
+    refused = {**failed, **too_large, **over}
+    return within, [(i, refused[i]) for i in wanted if i in refused]

@@ -4,7 +4,8 @@ The app's server holds the GIL for every session: a file that makes pymatgen spi
 5 GB, would stall or kill every student's page. So uploads are parsed here, in a small persistent pool of
 worker processes that imported pymatgen once (a fresh interpreter per file would cost seconds each):
 
-- each file first passes :func:`cgcnn.data.screen.screen_text` (size, lines, cell, atoms after symmetry);
+- each file is checked and parsed by :func:`cgcnn.data.crystal_io.read_crystal_bytes` (size, the screen of
+  :mod:`cgcnn.data.screen`, one parser per format, disorder, atoms after symmetry), the rules every surface uses;
 - a worker runs with one BLAS thread and an address-space limit (``RLIMIT_AS``: its size after the imports
   plus ``CGCNN_PARSE_MEMORY_MB``), so a file that needs more memory fails with a message, not the OOM killer;
 - a file that takes longer than its budget gets its worker killed and replaced, and an error naming the file;
@@ -81,34 +82,6 @@ def _watch_parent() -> None:
     threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
 
 
-def crystal_format(name: str) -> str:
-    """The format a file name implies: ``cif``, ``json``, else ``poscar`` (POSCAR, CONTCAR, ``*.vasp``)."""
-    lower = name.lower()
-    return "cif" if lower.endswith(".cif") else "json" if lower.endswith(".json") else "poscar"
-
-
-def parse_crystal_bytes(name: str, data: bytes, max_atoms: int | None = None):
-    """Screen and parse one file in this process (what a worker runs; also the trusted, in-process path).
-
-    Raises:
-        CrystalInputError: refused by the screen, unreadable, or over a limit once parsed.
-    """
-    from cgcnn.data.crystal_io import read_structure_text
-    from cgcnn.data.screen import check_structure, screen_limits, screen_text
-
-    limits = screen_limits(max_atoms)
-    if len(data) > limits.max_bytes:
-        raise CrystalInputError(f"{name}: {len(data) / 1e6:.1f} MB is too large for a crystal file")
-    fmt = crystal_format(name)
-    text = screen_text(name, data.decode("utf-8", errors="replace"), fmt, limits)
-    try:
-        structure = read_structure_text(text, name, fmt)
-    except MemoryError:
-        raise CrystalInputError(f"{name}: parsing it needs more memory than a crystal file may use") from None
-    check_structure(name, structure, limits)
-    return structure
-
-
 def _worker_main(inbox: Connection, outbox: Connection, memory_mb: float) -> None:
     """A worker: one BLAS thread, pymatgen imported, memory capped; then parse files until told to stop."""
     _watch_parent()
@@ -121,6 +94,8 @@ def _worker_main(inbox: Connection, outbox: Connection, memory_mb: float) -> Non
     for module in modules:
         importlib.import_module(module)  # pre-imported once: the reason the pool is persistent
     from pymatgen.symmetry.groups import SpaceGroup
+
+    from cgcnn.data.crystal_io import read_crystal_bytes
 
     SpaceGroup("Fm-3m")  # loads the symmetry tables once (4 s cold)
     _limit_memory(memory_mb)
@@ -141,11 +116,11 @@ def _worker_main(inbox: Connection, outbox: Connection, memory_mb: float) -> Non
             elif kind == "graph":  # an upload's graph: its neighbour search is as hostile as its parse
                 from cgcnn.data.graph import structure_to_graph
 
-                structure, params, max_pairs = payload
+                structure, params, options, max_pairs = payload
                 os.environ["CGCNN_MAX_PAIRS"] = str(max_pairs)  # the caller's limit, not the one at our start
-                reply = ("ok", structure_to_graph(structure, params))
+                reply = ("ok", structure_to_graph(structure, params, options=options))
             else:
-                reply = ("ok", parse_crystal_bytes(name, payload, limit))
+                reply = ("ok", read_crystal_bytes(name, payload, limit))
         except CGCNNError as exc:
             reply = ("error", str(exc))
         except MemoryError:
@@ -333,7 +308,7 @@ class ParsePool:
                         self._failures.popitem(last=False)
             raise
 
-    def build_graph(self, name: str, structure, params, seconds: float | None = None):
+    def build_graph(self, name: str, structure, params, options=None, seconds: float | None = None):
         """Build an uploaded crystal's graph in a worker (a :class:`~cgcnn.data.graph.CrystalGraph`).
 
         The neighbour search allocates per pair of atoms within the cutoff; :mod:`cgcnn.data.graph_budget`
@@ -344,6 +319,7 @@ class ParsePool:
             name: the file's name (every message starts with it).
             structure: the parsed crystal.
             params: the model's :class:`~cgcnn.data.graph.GraphParams`.
+            options: the caller's :class:`~cgcnn.data.graph.BuildOptions` (atom limit, widening).
             seconds: wall-time limit (default: :func:`graph_seconds` of the crystal).
 
         Raises:
@@ -355,7 +331,7 @@ class ParsePool:
         if seconds is None:
             seconds = graph_seconds(estimate_pairs(len(structure), structure.volume, params.radius))
         return self._request(
-            ("graph", name, (structure, params, current_limits().max_pairs), None),
+            ("graph", name, (structure, params, options, current_limits().max_pairs), None),
             seconds,
             CrystalInputError,
             too_slow=f"{name}: building its graph took longer than {seconds:g} s and was stopped",

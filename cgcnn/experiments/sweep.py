@@ -27,6 +27,7 @@ from cgcnn.experiments.study import study_mae
 from cgcnn.runs.jobs import JobRunner
 from cgcnn.runs.store import RunRecord, RunStore, compute_spec_key
 from cgcnn.training.finetune import FinetuneSpec
+from cgcnn.training.protocol import STUDY
 from cgcnn.training.transfer import SCRATCH
 
 
@@ -39,20 +40,22 @@ class SweepGrid:
         freezes: freeze depths ``k`` to try for each of them.
         seeds: model seeds; every cell runs once per seed.
         baseline: also train from scratch for every seed (the reference of the paired comparison).
-        target, n_train, n_val, n_test, split_seed: the shared split (the study's 1000/1000/1000 by default).
+        target, n_train, n_val, n_test, split_seed: the shared split (by default the study's protocol,
+            :data:`cgcnn.training.protocol.STUDY`).
         split_seeds: several canonical splits instead of ``split_seed``: every cell and seed runs on each, and
             pairs match on (split seed, seed), so the comparison covers the choice of test set too.
-        hyperparams: training settings of every run (``threads`` is forced to 1, see the module docstring).
+        hyperparams: training settings of every run (``threads`` is forced to 1, see the module docstring);
+            without ``epochs``, the study's.
     """
 
     pretrained: list[str]
     freezes: list[int]
     seeds: list[int]
     baseline: bool = True
-    target: str = "band_gap"
-    n_train: int = 1000
-    n_val: int = 1000
-    n_test: int = 1000
+    target: str = STUDY.target
+    n_train: int = STUDY.n_train
+    n_val: int = STUDY.n_val
+    n_test: int = STUDY.n_test
     split_seed: int = 0
     hyperparams: dict = field(default_factory=dict)
     split_seeds: list[int] | None = None
@@ -75,6 +78,19 @@ class SweepGrid:
             for s in self.seeds
             for p, k in cells
         ]
+
+    def validate(self) -> None:
+        """Check every cell before anything is queued (:meth:`FinetuneSpec.validate`, the data loaded once).
+
+        Seeds do not change whether a run can run, so one spec per (model, depth, split) is checked.
+        """
+        dataset = None
+        seen = set()
+        for spec in self.specs():
+            cell = (spec.pretrained, spec.freeze, spec.split_seed)
+            if cell not in seen:
+                seen.add(cell)
+                dataset = spec.validate(dataset)
 
 
 class Executor(Protocol):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from cgcnn._facade import lazy_exports
 
 _EXPORTS = {
-    "CONV_LAYERS": "cgcnn.nn.conv",
+    "CONV_LAYERS": "cgcnn.nn.layers",
     "GatedConv": "cgcnn.nn.conv",
     "register_conv": "cgcnn.nn.conv",
     "gather_rows": "cgcnn.nn.conv",

@@ -1,6 +1,6 @@
 r"""The study's attention convolutions: neighbours weighted by a softmax instead of a per-channel sigmoid gate.
 
-Two layers, registered in :data:`cgcnn.nn.conv.CONV_LAYERS` (:mod:`cgcnn.nn.model` imports this module):
+Two layers, registered in :data:`cgcnn.nn.layers.CONV_LAYERS` (which imports this module):
 
 - ``"attention"`` (:class:`AttentionConv`): the study's layer, whose score is
   :math:`\langle v_i, v_j\rangle \cdot \langle u_{(i,j)_k}, u_{(i,j)_k}\rangle`;
@@ -37,7 +37,7 @@ from torch import nn
 
 from cgcnn.data.graph import GraphBatch
 from cgcnn.errors import CGCNNError
-from cgcnn.nn.conv import CONV_LAYERS, edge_dense, gather_rows, register_conv
+from cgcnn.nn.conv import REGISTERED_CONVS, edge_dense, gather_rows, register_conv
 
 
 @register_conv("attention")
@@ -209,7 +209,7 @@ class EdgeAttentionConv(AttentionConv):
 def conv_parameter_counts(atom_fea_len: int = 64, nbr_fea_len: int = 41, heads: int = 1) -> dict[str, int]:
     """Parameters of one convolution of each kind (the table in the module docstring)."""
     counts = {}
-    for name, cls in CONV_LAYERS.items():
+    for name, cls in REGISTERED_CONVS.items():  # complete here: this module and conv are both loaded
         kwargs = {} if name == "gated" else {"heads": heads}
         counts[name] = sum(p.numel() for p in cls(atom_fea_len, nbr_fea_len, **kwargs).parameters())
     return counts

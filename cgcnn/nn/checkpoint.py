@@ -12,8 +12,9 @@ device, which allocates nothing). Only then are the weights read, and NaN or inf
 Our format (a dict): ``format`` (:data:`FORMAT_NAME`), ``format_version``, ``config`` (a
 :class:`~cgcnn.nn.model.ModelConfig` dict), ``graph_params``, ``state_dict``, ``normalizer`` and ``card``.
 A file of an earlier version is upgraded in memory by the steps registered with :func:`register_migration`,
-one per version. The original format: ``state_dict``, ``normalizer`` {mean, std}, ``args`` (the original CLI
-options) and ``best_mae_error``.
+one per version (version 1 saved the caller's build limits, ``max_atoms`` and ``widen_radius``, inside
+``graph_params``; version 2 keeps only the graph's definition there). The original format: ``state_dict``,
+``normalizer`` {mean, std}, ``args`` (the original CLI options) and ``best_mae_error``.
 """
 
 from __future__ import annotations
@@ -33,14 +34,14 @@ from cgcnn.data.elements import original_table
 from cgcnn.data.graph import GraphParams
 from cgcnn.errors import CGCNNError, CheckpointError
 from cgcnn.nn.cards import ModelCard
-from cgcnn.nn.conv import CONV_LAYERS
+from cgcnn.nn.layers import CONV_LAYERS
 from cgcnn.nn.model import CrystalGraphConvNet, ModelConfig
 from cgcnn.nn.normalizer import Normalizer
 from cgcnn.nn.predictor import Predictor
 from cgcnn.storage import storage_errors
 
 FORMAT_NAME = "cgcnn-explorer-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 #: Bounds on a checkpoint's architecture: far above any CGCNN in use (64/128/3 by default), far below what
 #: would take a server's memory. ``parameters`` bounds the total, whatever the layer kind and its options.
@@ -89,6 +90,25 @@ def upgrade(data: dict, name: str) -> dict:
         data = {**step(dict(data)), "format_version": version + 1}
         version += 1
     return data
+
+
+#: Keys of ``graph_params`` that version 1 saved although they are the caller's limits, not the graph's definition
+#: (now :class:`~cgcnn.data.graph.BuildOptions`).
+_BUILD_OPTION_KEYS = ("max_atoms", "widen_radius")
+
+
+@register_migration(1)
+def _graph_definition_only(payload: dict) -> dict:
+    """Version 1 → 2: ``graph_params`` loses ``max_atoms`` and ``widen_radius``.
+
+    A fine-tuned run saved its server's ``CGCNN_MAX_ATOMS`` there, so two runs of one recipe trained on servers
+    with different limits looked like different graphs (and an ensemble of them was refused). The graph itself
+    never depended on them, so dropping them changes no prediction.
+    """
+    params = payload.get("graph_params")
+    if isinstance(params, dict):
+        payload["graph_params"] = {k: v for k, v in params.items() if k not in _BUILD_OPTION_KEYS}
+    return payload
 
 
 # Globals a weights-only load may meet in the original checkpoints: a NumPy float64 scalar (pickled under

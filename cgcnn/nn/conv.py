@@ -4,8 +4,9 @@ Every convolution maps atom features ``(N, C)`` and a :class:`~cgcnn.data.graph.
 features ``(N, C)``; with ``return_edge_weights=True`` it also returns one weight per edge and head ``(E, H)``
 (see each layer), which is what :meth:`~cgcnn.nn.model.CrystalGraphConvNet.edge_weights` collects. The
 message of every edge is built by :func:`edge_dense` (one dense layer applied in parts, batch norm folded in
-eval mode). Layers register themselves in :data:`CONV_LAYERS` with :func:`register_conv`, so a
-:class:`~cgcnn.nn.model.ModelConfig` names its layer kind as a string that a checkpoint can store.
+eval mode). Layers register themselves with :func:`register_conv`, so a :class:`~cgcnn.nn.model.ModelConfig`
+names its layer kind as a string that a checkpoint can store; read the kinds from
+:data:`cgcnn.nn.layers.CONV_LAYERS`, which imports every layer module first.
 """
 
 from __future__ import annotations
@@ -18,16 +19,16 @@ from torch import nn
 
 from cgcnn.data.graph import GraphBatch
 
-#: Convolution kinds by name (``ModelConfig.conv``): ``gated`` here, ``attention`` and ``attention-edge`` in
-#: :mod:`cgcnn.nn.attention`.
-CONV_LAYERS: dict[str, type[nn.Module]] = {}
+#: Convolution kinds registered so far, by name. Only the modules imported so far have registered theirs: read
+#: :data:`cgcnn.nn.layers.CONV_LAYERS` (the same table, filled with every built-in kind) instead.
+REGISTERED_CONVS: dict[str, type[nn.Module]] = {}
 
 
 def register_conv(name: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
     """Class decorator: make a convolution available as ``ModelConfig(conv=name)``."""
 
     def register(cls: type[nn.Module]) -> type[nn.Module]:
-        CONV_LAYERS[name] = cls
+        REGISTERED_CONVS[name] = cls
         return cls
 
     return register

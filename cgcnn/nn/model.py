@@ -15,8 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cgcnn.data.graph import GraphBatch
-from cgcnn.nn import attention  # noqa: F401  (registers the attention layers in CONV_LAYERS)
-from cgcnn.nn.conv import CONV_LAYERS
+from cgcnn.nn.layers import CONV_LAYERS
 
 
 @dataclass

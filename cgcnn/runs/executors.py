@@ -1,22 +1,20 @@
 """Which job runner drains a store: local warm workers or a Ray cluster, and one runner per store per process.
 
 Above :mod:`cgcnn.runs.jobs` (the local runner and its worker processes) and :mod:`cgcnn.runs.ray_jobs` (the
-Ray runner, a subclass of it), so neither of them has to import the other. ``python -m cgcnn.runs.executors
-drain`` runs the queue until it is empty (``python -m cgcnn jobs`` does the same with the CLI's options).
+Ray runner, a subclass of it), so neither of them has to import the other. ``python -m cgcnn jobs`` runs the
+queue until it is empty.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 import threading
 from pathlib import Path
 from typing import Any
 
-from cgcnn.errors import CGCNNError
-from cgcnn.runs.jobs import DEFAULT_TARGET, JobError, JobRunner
+from cgcnn.runs.jobs import JobRunner
 from cgcnn.runs.store import RunStore
+from cgcnn.runs.worker import JobError
 
 _RUNNERS: dict[Path, JobRunner] = {}
 _RUNNERS_LOCK = threading.Lock()
@@ -71,52 +69,3 @@ def make_runner(store: RunStore | Path | str | None = None, executor: str | None
             runner.fallback_reason = f"{exc}; running on this machine instead"
             return runner
     raise JobError(f"unknown executor {executor!r}: use 'local' or 'ray'")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """``python -m cgcnn.runs.executors drain``: run the queue of a store until it is empty."""
-    parser = argparse.ArgumentParser(prog="python -m cgcnn.runs.executors", description="Drain a cgcnn run queue.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("drain", help="run queued runs until none is left")
-    p.add_argument("--store", default=None, help="the run store file (default $CGCNN_HOME/runs.sqlite)")
-    p.add_argument("--target", default=DEFAULT_TARGET)
-    p.add_argument("--max-workers", type=int, default=None)
-    p.add_argument("--nice", type=int, default=10)
-    p.add_argument("--torch-threads", type=int, default=None, help="default: all cores when alone, else 1")
-    p.add_argument("--timeout", type=float, default=None, help="give up after this many seconds")
-    p.add_argument("--executor", choices=("local", "ray"), default=None, help="default: $CGCNN_EXECUTOR or local")
-    p.add_argument("--ray-address", default=None, help="Ray cluster address (default: a local instance)")
-    p.add_argument("--ray-fallback-local", action="store_true", help="run locally if Ray cannot be reached")
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``python -m cgcnn.runs.executors``; returns the exit code."""
-    args = build_parser().parse_args(argv)
-    try:
-        runner = make_runner(
-            args.store,
-            executor=args.executor,
-            max_workers=args.max_workers,
-            target=args.target,
-            nice=args.nice,
-            torch_threads=args.torch_threads,
-            **({"ray_address": args.ray_address, "fallback_local": args.ray_fallback_local}
-               if (args.executor or os.environ.get("CGCNN_EXECUTOR", "")).lower() == "ray" else {}),
-        )  # fmt: skip
-        try:
-            emptied = runner.run_until_empty(args.timeout)
-        except KeyboardInterrupt:  # run_until_empty has cancelled the running runs
-            print("interrupted: running runs cancelled", file=sys.stderr)
-            return 130
-    except CGCNNError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if not emptied:
-        print("timeout: runs are still queued or running", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -6,19 +6,16 @@ what a second queue would duplicate: status, heartbeat, cancellation flag, resul
 would add a dependency, a second database whose state can disagree with the run table (a task acked but its
 run still 'queued'), and a consumer process to keep alive; it also offers no per-task process isolation, which
 we need to kill a single run. So a small supervisor thread claims runs and hands each one to a worker process
-started with :class:`subprocess.Popen` (``python -m cgcnn.runs.jobs serve ...``) rather than ``multiprocessing``:
+started with :class:`subprocess.Popen` (``python -m cgcnn.runs.worker serve ...``) rather than ``multiprocessing``:
 a fresh interpreter does not depend on how the parent was started (Streamlit's ``__main__`` is not importable
 by multiprocessing's 'spawn'), its exit code and signal are plain, and it runs in its own session so that
 Ctrl-C in the server's terminal does not kill trainings and the runner can stop a worker together with
 anything it started (``killpg``).
 
-Warm workers: a worker is long-lived. It imports torch and the target once, warms up (the default dataset
-and the zoo models, :mod:`cgcnn.training.warm`), says ``ready`` and then executes one run after another,
-read as JSON lines on its stdin; it answers ``done RUN_ID CODE`` on a private copy of its stdout. Graphs and
-models stay in its memory, so a run starts training well within a second of being claimed (a fresh process
-per run spent about 20 s loading). Each run's output goes to ``<run dir>/worker.log`` (the worker points its
-stdout and stderr there for the run). A crashed worker is replaced; its run fails with the cause, keeping
-its epochs. A worker whose runner died sees its stdin close: it finishes its run and exits.
+Warm workers: a worker is long-lived (:mod:`cgcnn.runs.worker`): it imports torch and the target once, then
+executes one run after another, so a run starts training well within a second of being claimed (a fresh
+process per run spent about 20 s loading). A crashed worker is replaced; its run fails with the cause, keeping
+its epochs.
 
 Threads: a run gets all cores when it is the only active computation when claimed, one thread otherwise
 (:func:`thread_policy`); the count is fixed at the claim and recorded with the run. Results are identical at a
@@ -38,12 +35,7 @@ Guarantees:
 * a run never stays 'running' because its worker ended: the worker wrapper records exceptions (failed, or
   cancelled if cancellation was requested) and the runner records crashes (non-zero exit, signals).
 
-The work itself is a callable ``target(run_id: str, store: RunStore) -> None`` named by a dotted path (default
-``cgcnn.training.finetune:execute_run``). Its contract: it may call ``store.mark_running(run_id)`` (harmless: the run is
-already running when it is called), writes epochs with ``store.add_epoch``, polls
-``store.cancel_requested(run_id)`` each epoch and, if set, stops and either finishes the run as cancelled or
-just returns; it ends a completed run with ``store.finish(run_id, "done", ...)``. A target that returns with
-the run still active leaves it cancelled (if requested) or failed.
+The work itself (the job target and its contract) is described in :mod:`cgcnn.runs.worker`.
 
 Module state: :func:`get_runner` keeps one runner per store file for the process (the Streamlit server's
 pool); nothing else is global.
@@ -51,69 +43,31 @@ pool); nothing else is global.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import gc
-import importlib
 import json
 import logging
 import os
 import queue
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-import traceback
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-from cgcnn.errors import CGCNNError
 from cgcnn.paths import PROJECT_ROOT
-from cgcnn.runs.heartbeat import Heartbeat, overtime_message
+from cgcnn.runs.heartbeat import overtime_message
 from cgcnn.runs.store import FINAL_STATUSES, RunNotFound, RunStore
+from cgcnn.runs.worker import DEFAULT_TARGET, HOST
 from cgcnn.settings import current_limits
 
-DEFAULT_TARGET = "cgcnn.training.finetune:execute_run"
 DEFAULT_WARM_UP = "cgcnn.training.warm:warm_up"
-LOG_NAME = "worker.log"
 POOL_LOG_NAME = "workers.log"
-HOST = socket.gethostname()
 
 log = logging.getLogger(__name__)
-
-Target = Callable[[str, RunStore], None]
-
-
-class JobError(CGCNNError):
-    """A job runner problem the user can act on (e.g. a target that cannot be imported)."""
-
-
-def import_target(dotted: str) -> Target:
-    """Import ``"package.module:function"`` (or ``"package.module.function"``) and return the function."""
-    module_name, sep, attr = dotted.partition(":")
-    if not sep:
-        module_name, _, attr = dotted.rpartition(".")
-    if not module_name or not attr:
-        raise JobError(f"job target {dotted!r} is not of the form 'package.module:function'")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise JobError(f"cannot import job target module {module_name!r}: {exc}") from exc
-    fn = getattr(module, attr, None)
-    if not callable(fn):
-        raise JobError(f"job target {dotted!r}: {module_name} has no function {attr!r}")
-    return fn
-
-
-def one_line_error(exc: BaseException) -> str:
-    """``Type: first line of the message``, at most 500 characters: what a run's ``error`` column shows."""
-    text = str(exc).strip().splitlines()
-    line = f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
-    return line if len(line) <= 500 else line[:497] + "..."
 
 
 def _describe_exit(code: int) -> str:
@@ -442,16 +396,29 @@ class JobRunner:
                     worker.cancel_deadline = now  # no grace: SIGTERM below
                 self._enforce_time_limit(worker, now)
                 self._enforce_cancel(worker, now)
-        wall = time.time()
-        if wall - self._last_reap >= min(5.0, self.stale_after_s / 2):
-            self._last_reap = wall
-            # Our own workers are alive (poll() said so): a slow heartbeat under load must not fail them.
-            for run_id in self.store.reap_stale(self.stale_after_s, exclude=self.active_runs()):
-                log.warning("job runner: run %s had no heartbeat for %.0f s; marked failed", run_id, self.stale_after_s)
+        self._reap()
         if self._stopping.is_set():
             self._close_pool()
             return
         self._fill()
+
+    def _reap(self) -> None:
+        """Every few seconds: fail the runs of any executor whose heartbeat stopped (the one reap loop).
+
+        This runner's own runs are excluded: it knows they are alive (a slow heartbeat under load must not
+        fail them).
+        """
+        wall = time.time()
+        if wall - self._last_reap < min(5.0, self.stale_after_s / 2):
+            return
+        self._last_reap = wall
+        for run_id in self.store.reap_stale(self.stale_after_s, exclude=self.active_runs()):
+            log.warning(
+                "%s runner: run %s had no heartbeat for %.0f s; marked failed",
+                self.executor,
+                run_id,
+                self.stale_after_s,
+            )
 
     def _fill(self) -> None:
         """Retire surplus idle workers, start missing ones, and hand queued runs to the idle ready ones."""
@@ -495,7 +462,7 @@ class JobRunner:
         cmd = [
             sys.executable,
             "-m",
-            "cgcnn.runs.jobs",
+            "cgcnn.runs.worker",
             "serve",
             "--store",
             str(self.store.path),
@@ -630,215 +597,3 @@ class JobRunner:
 
 
 # --------------------------------------------------------------------------------------------------- worker
-
-
-class WorkerTerminated(BaseException):
-    """Raised in a worker's main thread on SIGTERM, so the wrapper records the run before exiting."""
-
-
-def _on_sigterm(signum: int, frame: Any) -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one is enough; SIGKILL follows if recording hangs
-    raise WorkerTerminated("terminated by SIGTERM")
-
-
-def execute_recorded(run_id: str, store: RunStore, fn: Target | BaseException, heartbeat_s: float = 5.0) -> int:
-    """Execute one run with ``fn`` under a heartbeat thread and make sure the run ends recorded.
-
-    ``fn`` may be the exception that importing the target raised: the run then fails with it. A
-    :class:`WorkerTerminated` is recorded and raised again (the process must exit).
-
-    Returns:
-        0 when the run ended done or cancelled, 1 when it failed.
-    """
-    with contextlib.suppress(Exception):
-        store.heartbeat(run_id)
-    beat = Heartbeat(store, run_id, heartbeat_s)
-    beat.start()
-    try:
-        if isinstance(fn, BaseException):
-            raise fn
-        fn(run_id, store)
-    except BaseException as exc:
-        traceback.print_exc()
-        beat.stop()
-        cancelled = False
-        try:
-            cancelled = store.cancel_requested(run_id)
-            status = "cancelled" if cancelled else "failed"
-            store.finish(run_id, status, error=one_line_error(exc), only_if_active=True)
-        except RunNotFound:
-            cancelled = True
-        if isinstance(exc, WorkerTerminated):
-            raise
-        return 0 if cancelled else 1
-    finally:
-        beat.stop()
-    try:
-        record = store.get(run_id)
-    except RunNotFound:
-        return 0
-    if record.is_active:
-        if store.cancel_requested(run_id):
-            store.finish(run_id, "cancelled", error="cancelled", only_if_active=True)
-        else:
-            store.finish(
-                run_id, "failed", error="the job target returned without finishing the run", only_if_active=True
-            )
-            return 1
-    return 0
-
-
-def _load_target(target: str) -> Target | BaseException:
-    try:
-        return import_target(target)
-    except JobError as exc:
-        return exc
-
-
-def _set_threads(threads: int | None) -> None:
-    if threads is not None and "torch" in sys.modules:  # else OMP_NUM_THREADS sets torch's default
-        sys.modules["torch"].set_num_threads(threads)
-
-
-@contextlib.contextmanager
-def _output_to(path: Path):
-    """Point this process's stdout and stderr (the file descriptors) at ``path`` for a while."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    saved = os.dup(1), os.dup(2)
-    os.dup2(fd, 1)
-    os.dup2(fd, 2)
-    os.close(fd)
-    try:
-        yield
-    finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os.dup2(saved[0], 1)
-        os.dup2(saved[1], 2)
-        os.close(saved[0])
-        os.close(saved[1])
-
-
-def serve_main(
-    store_path: Path | str,
-    target: str = DEFAULT_TARGET,
-    nice: int = 10,
-    heartbeat_s: float = 5.0,
-    warm_up: str = "",
-    commands: IO[str] | None = None,
-    replies: IO[str] | None = None,
-) -> int:
-    """Body of a warm worker: warm up once, then execute the runs named on ``commands`` until it closes.
-
-    Protocol: the runner writes one JSON object per line (``{"run_id": ..., "threads": ...}``); the worker
-    answers ``ready`` once warm and ``done RUN_ID CODE`` after each run, on ``replies`` (by default a private
-    copy of stdout, whose descriptor then carries only the log).
-    """
-    signal.signal(signal.SIGTERM, _on_sigterm)
-    if nice:
-        with contextlib.suppress(OSError):
-            os.nice(nice)
-    if replies is None:
-        replies = os.fdopen(os.dup(1), "w", buffering=1)
-        os.dup2(2, 1)  # stray prints go to the log, never into the protocol
-    commands = commands if commands is not None else sys.stdin
-    store = RunStore(store_path)
-    fn = _load_target(target)
-    if warm_up and not isinstance(fn, BaseException):
-        started = time.perf_counter()
-        try:
-            import_target(warm_up)()
-            print(f"worker {os.getpid()}: warm in {time.perf_counter() - started:.1f} s", file=sys.stderr)
-        except Exception:  # a failed warm-up only costs speed: the runs load what they need
-            traceback.print_exc()
-    replies.write("ready\n")
-    replies.flush()
-    try:
-        for line in commands:
-            if not line.strip():
-                continue
-            message = json.loads(line)
-            run_id = str(message["run_id"])
-            _set_threads(message.get("threads"))
-            with _output_to(store.run_dir(run_id) / LOG_NAME):
-                print(f"worker {os.getpid()} on {HOST}: run {run_id}, {message.get('threads')} thread(s)")
-                code = execute_recorded(run_id, store, fn, heartbeat_s)
-            gc.collect()
-            replies.write(f"done {run_id} {code}\n")
-            replies.flush()
-    except WorkerTerminated:
-        return 143
-    return 0
-
-
-def worker_main(
-    run_id: str,
-    store_path: Path | str,
-    target: str = DEFAULT_TARGET,
-    nice: int = 10,
-    torch_threads: int | None = 1,
-    heartbeat_s: float = 5.0,
-) -> int:
-    """Execute one run in this process (``python -m cgcnn.runs.jobs worker``) and make sure it ends recorded.
-
-    Returns the exit code: 0 when the run ended done or cancelled, 1 when it failed.
-    """
-    signal.signal(signal.SIGTERM, _on_sigterm)
-    if nice:
-        with contextlib.suppress(OSError):
-            os.nice(nice)
-    store = RunStore(store_path)
-    with contextlib.suppress(Exception):
-        store.heartbeat(run_id)  # importing the target (torch) can take a while on a busy machine
-    fn = _load_target(target)
-    _set_threads(torch_threads)
-    try:
-        return execute_recorded(run_id, store, fn, heartbeat_s)
-    except WorkerTerminated:
-        try:
-            return 0 if store.cancel_requested(run_id) else 1
-        except RunNotFound:
-            return 0
-
-
-# --------------------------------------------------------------------------------------------------- CLI
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """``python -m cgcnn.runs.jobs``: ``serve`` (a warm worker) or ``worker`` (one run), started by a runner."""
-    parser = argparse.ArgumentParser(prog="python -m cgcnn.runs.jobs", description="Run queued cgcnn runs.")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("serve", help="a warm worker: execute the runs named on stdin (started by the job runner)")
-    p.add_argument("--store", required=True, help="the run store file")
-    p.add_argument("--target", default=DEFAULT_TARGET)
-    p.add_argument("--nice", type=int, default=10)
-    p.add_argument("--heartbeat", type=float, default=5.0, help="heartbeat period in seconds")
-    p.add_argument("--warm-up", default="", help="dotted path of a function to call once before the first run")
-
-    p = sub.add_parser("worker", help="execute one run in this process")
-    p.add_argument("run_id")
-    p.add_argument("--store", required=True, help="the run store file")
-    p.add_argument("--target", default=DEFAULT_TARGET)
-    p.add_argument("--nice", type=int, default=10)
-    p.add_argument("--torch-threads", type=int, default=None)
-    p.add_argument("--heartbeat", type=float, default=5.0, help="heartbeat period in seconds")
-
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``python -m cgcnn.runs.jobs``; returns the exit code."""
-    args = build_parser().parse_args(argv)
-    if args.command == "worker":
-        return worker_main(args.run_id, args.store, args.target, args.nice, args.torch_threads, args.heartbeat)
-    if args.command == "serve":
-        return serve_main(args.store, args.target, args.nice, args.heartbeat, args.warm_up)
-    raise AssertionError(args.command)  # argparse allows only the commands above
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -39,8 +39,9 @@ from typing import Any
 from cgcnn.errors import CGCNNError
 from cgcnn.paths import PROJECT_ROOT
 from cgcnn.runs.heartbeat import overtime_message
-from cgcnn.runs.jobs import DEFAULT_TARGET, JobRunner, log
+from cgcnn.runs.jobs import JobRunner, log
 from cgcnn.runs.store import RunNotFound, RunRecord, RunStore
+from cgcnn.runs.worker import DEFAULT_TARGET
 from cgcnn.settings import current_limits
 
 OBJECT_STORE_BYTES = 80 * 1024**2  # a small object store: tasks pass run ids and small messages
@@ -203,14 +204,12 @@ class RelayStore:
 
 def _task_body(record: RunRecord, relay: Any, target: str, threads: int, heartbeat_s: float) -> str:
     """What a Ray task runs: the job target against a :class:`RelayStore`. Returns the host it ran on."""
-    from cgcnn.runs.jobs import _load_target, _set_threads, execute_recorded
+    from cgcnn.runs.worker import execute_one
 
     store = RelayStore(record, relay)
     store.update(record.id, host=socket.gethostname(), pid=os.getpid())
-    fn = _load_target(target)
-    _set_threads(threads)
     try:
-        execute_recorded(record.id, store, fn, heartbeat_s)  # type: ignore[arg-type]
+        execute_one(record.id, store, target, threads, heartbeat_s)  # type: ignore[arg-type]
     finally:
         shutil.rmtree(store.run_dir(record.id), ignore_errors=True)
     return socket.gethostname()
@@ -311,11 +310,7 @@ class RayJobRunner(JobRunner):
                 with contextlib.suppress(RunNotFound):
                     self.store.request_cancel(task.run_id, force=True)
             self._enforce_task_limits(task, now)
-        wall = time.time()
-        if wall - self._last_reap >= min(5.0, self.stale_after_s / 2):
-            self._last_reap = wall
-            for run_id in self.store.reap_stale(self.stale_after_s, exclude=self.active_runs()):
-                log.warning("ray runner: run %s had no heartbeat for %.0f s; marked failed", run_id, self.stale_after_s)
+        self._reap()
         if self._stopping.is_set():
             return
         while len(self.active_runs()) < self.max_workers:

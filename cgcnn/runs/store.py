@@ -22,23 +22,18 @@ Stale runs: a worker that dies without a word (SIGKILL, power loss) leaves its r
 notices that on reads; the job runner and the app call :meth:`RunStore.reap_stale` explicitly, which fails
 every running run whose heartbeat is older than a timeout. Its finished epochs stay in the store.
 
-Shared results: :meth:`RunStore.launch` gives each owner their own entry, but an entry whose spec key matches a
-``done`` run or an identical queued/running one points to it (``source_run_id``) instead of computing again; its
-status, results and checkpoint path are copied from the source whenever the source changes state (every status
-write calls ``_sync_followers`` in the same transaction), and its epochs and predictions are read from the
-source. Entries pointing to a computation are never claimed or reaped. A computation stays while any entry points
-to it (:meth:`RunStore.hide`, :meth:`RunStore.delete`).
+Shared results: :meth:`RunStore.launch` gives each owner their own entry, pointing to an identical computation
+when there is one (the rules: :mod:`cgcnn.runs.sharing`).
 
 Fair queue: :meth:`RunStore.claim_next` serves the owner with the fewest runs in progress, then the owner served
 least recently, then the oldest run; :meth:`RunStore.launch` enforces ``CGCNN_MAX_QUEUED_PER_USER``.
 
-Schema changes are ordered migrations (:data:`MIGRATIONS`), tracked with SQLite's ``user_version`` pragma;
-opening an older file upgrades it in one transaction.
+Beside this module: what a row holds and the migrations (:mod:`cgcnn.runs.schema`), the ETA arithmetic
+(:mod:`cgcnn.runs.estimates`) and display-name claims (:mod:`cgcnn.runs.claims`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -46,100 +41,78 @@ import sqlite3
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
-from cgcnn.errors import CGCNNError
+from cgcnn.names import name_key
 from cgcnn.paths import PROJECT_ROOT
-from cgcnn.storage import storage_errors
+from cgcnn.runs import claims, estimates
+from cgcnn.runs.database import (
+    BUSY_TIMEOUT_S,
+    STORE_FILENAME,
+    RunStoreError,
+    StoreFile,
+    StoreVersionError,
+    default_home,
+    run_dir,
+)
+from cgcnn.runs.results import RunNotFound, RunResults
+from cgcnn.runs.schema import (
+    ACTIVE_STATUSES,
+    EPOCH_COLUMNS,
+    FINAL_STATUSES,
+    FOLLOW_COLUMNS,
+    JSON_COLUMNS,
+    MIGRATIONS,
+    PREDICTION_COLUMNS,
+    SCHEMA_VERSION,
+    SPEC_COLUMNS,
+    STATUSES,
+    UPDATABLE_COLUMNS,
+    RunRecord,
+    compute_spec_key,
+    dumps,
+    json_default,
+    loads,
+)
+from cgcnn.runs.sharing import (
+    NEXT_QUEUED_SQL,
+    cancel_computation,
+    drop_if_orphaned,
+    sync_followers,
+    waiting_followers,
+)
 
 if TYPE_CHECKING:
-    import pandas as pd
+    pass
 
-STATUSES = ("queued", "running", "done", "failed", "cancelled")
-ACTIVE_STATUSES = ("queued", "running")
-FINAL_STATUSES = ("done", "failed", "cancelled")
-STORE_FILENAME = "runs.sqlite"
-BUSY_TIMEOUT_S = 30.0
-
-# Keys of a spec that say who asked for a run or how it is grouped, not what is computed: they do not enter
-# the spec key, so the same cell of two sweeps (or of two users) is recognised as the same computation.
-# The thread count is left out too: results at two thread counts differ only by float summation order
-# (about 1e-6), so a run at 1 thread answers a request made at 2.
-NON_COMPUTE_SPEC_KEYS = frozenset({"owner", "sweep_id", "sweep", "name", "torch_threads", "force"})
-NON_COMPUTE_HYPERPARAMS = frozenset({"threads"})
-
-# Spec keys copied into their own columns at creation (so runs can be filtered and compared in SQL).
-_SPEC_COLUMNS = (
-    "pretrained",
-    "model_kind",
-    "freeze",
-    "target",
-    "n_train",
-    "n_val",
-    "n_test",
-    "split_hash",
-    "split_seed",
-    "seed",
-    "torch_threads",
-)
-_JSON_COLUMNS = frozenset({"hyperparams", "test_metrics", "spec"})
-# Columns that update() may set; the others have dedicated methods that keep their invariants.
-UPDATABLE_COLUMNS = frozenset(_SPEC_COLUMNS) | {
-    "started_at",
-    "finished_at",
-    "status",
-    "heartbeat",
-    "owner",
-    "sweep_id",
-    "hyperparams",
-    "test_mae",
-    "test_metrics",
-    "seconds",
-    "checkpoint_path",
-    "error",
-    "pid",
-    "executor",
-    "host",
-    "setup_seconds",
-    "cpu_capability",
-}
-# Columns an entry that reuses a computation copies from it whenever the computation changes state, so that
-# lists, filters and the zoo (``run:ID`` loads ``checkpoint_path``) read an entry like any other run.
-FOLLOW_COLUMNS = (
-    "status",
-    "started_at",
-    "finished_at",
-    "model_kind",
-    "split_hash",
-    "torch_threads",
-    "test_mae",
-    "test_metrics",
-    "seconds",
-    "checkpoint_path",
-    "error",
-    "executor",
-    "host",
-    "setup_seconds",
-    "cpu_capability",
-)
-EPOCH_COLUMNS = ("epoch", "train_loss", "train_mae", "val_loss", "val_mae", "seconds", "lr")
-PREDICTION_COLUMNS = ("crystal_id", "split", "y_true", "y_pred")
-_FLOAT_FRAME_COLUMNS = frozenset(EPOCH_COLUMNS[1:] + PREDICTION_COLUMNS[2:])
-
-T = TypeVar("T")
-
-
-class RunStoreError(CGCNNError):
-    """A run store operation that cannot be done as asked (the message says why)."""
-
-
-class RunNotFound(RunStoreError):
-    """No run with this id (deleted, or a typo)."""
+# Re-exported: callers import the record, the statuses and the spec key from the store they come from.
+__all__ = [
+    "ACTIVE_STATUSES",
+    "BUSY_TIMEOUT_S",
+    "EPOCH_COLUMNS",
+    "FINAL_STATUSES",
+    "MIGRATIONS",
+    "PREDICTION_COLUMNS",
+    "SCHEMA_VERSION",
+    "STATUSES",
+    "STORE_FILENAME",
+    "NameTaken",
+    "RunNotFound",
+    "RunRecord",
+    "RunStateError",
+    "RunStore",
+    "RunStoreError",
+    "StoreFile",
+    "StoreVersionError",
+    "compute_spec_key",
+    "default_home",
+    "git_commit",
+    "run_dir",
+]
 
 
 class RunStateError(RunStoreError):
@@ -148,40 +121,6 @@ class RunStateError(RunStoreError):
 
 class NameTaken(RunStoreError):
     """Another run already carries this name; names identify saved models, so they are unique."""
-
-
-class StoreVersionError(RunStoreError):
-    """The store file was written by a newer cgcnn, whose schema this version does not know."""
-
-
-# --------------------------------------------------------------------------------------------------- home
-
-
-def default_home() -> Path:
-    """Where runs live: ``$CGCNN_HOME`` if set, else ``~/.local/share/cgcnn`` (created if missing)."""
-    env = os.environ.get("CGCNN_HOME")
-    home = Path(env).expanduser() if env else Path.home() / ".local" / "share" / "cgcnn"
-    home.mkdir(parents=True, exist_ok=True)
-    return home
-
-
-def run_dir(run_id: str, home: Path | None = None) -> Path:
-    """The folder of one run's files (checkpoint ``model.pt``, ``worker.log``); not created here."""
-    return (home if home is not None else default_home()) / "runs" / run_id
-
-
-def compute_spec_key(spec: dict[str, Any]) -> str:
-    """Sha256 of the canonical JSON of a spec without its owner/sweep fields.
-
-    Two specs with the same key ask for the same computation, so a resumed sweep can skip a cell whose key
-    already has a ``done`` run. Canonical means sorted keys and no whitespace; values are compared as JSON
-    (``1`` and ``1.0`` differ), so build specs the same way each time.
-    """
-    clean = {k: v for k, v in spec.items() if k not in NON_COMPUTE_SPEC_KEYS}
-    if isinstance(clean.get("hyperparams"), dict):
-        clean["hyperparams"] = {k: v for k, v in clean["hyperparams"].items() if k not in NON_COMPUTE_HYPERPARAMS}
-    text = json.dumps(clean, sort_keys=True, separators=(",", ":"), default=_json_default)
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 @lru_cache(maxsize=1)
@@ -204,22 +143,9 @@ def git_commit() -> str:
     return out.stdout.strip() if out.returncode == 0 else ""
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, Path):
-        return str(value)
-    if hasattr(value, "item"):  # numpy / torch scalars
-        return value.item()
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
-
-def _dumps(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, default=_json_default)
-
-
-def _loads(text: str | None) -> Any:
-    return None if text is None or text == "" else json.loads(text)
+def _key(owner: str | None) -> str | None:
+    """The ``owner_key`` an owner filter matches (None: no filter)."""
+    return None if owner is None else name_key(owner)
 
 
 def _iso(ts: float | None) -> str:
@@ -228,376 +154,19 @@ def _iso(ts: float | None) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-# --------------------------------------------------------------------------------------------------- schema
-
-
-def _backfill_spec_keys(conn: sqlite3.Connection) -> None:
-    rows = conn.execute("SELECT id, spec FROM runs").fetchall()
-    conn.executemany(
-        "UPDATE runs SET spec_key = ? WHERE id = ?",
-        [(compute_spec_key(_loads(spec) or {}), run_id) for run_id, spec in rows],
-    )
-
-
-Migration = str | Callable[[sqlite3.Connection], None]
-
-# Ordered schema migrations: entry i brings user_version from i to i + 1. Each entry is a list of SQL
-# statements or Python callables, run inside one transaction. Never edit a released entry; append a new one.
-MIGRATIONS: list[list[Migration]] = [
-    # 1: runs, epochs, predictions
-    [
-        """CREATE TABLE runs (
-            id TEXT PRIMARY KEY,
-            created_at REAL NOT NULL,
-            started_at REAL,
-            finished_at REAL,
-            status TEXT NOT NULL CHECK (status IN ('queued', 'running', 'done', 'failed', 'cancelled')),
-            heartbeat REAL,
-            owner TEXT NOT NULL DEFAULT '',
-            sweep_id TEXT,
-            pretrained TEXT,
-            model_kind TEXT,
-            freeze INTEGER,
-            target TEXT,
-            n_train INTEGER,
-            n_val INTEGER,
-            n_test INTEGER,
-            split_hash TEXT,
-            split_seed INTEGER,
-            seed INTEGER,
-            hyperparams TEXT NOT NULL DEFAULT '{}',
-            torch_threads INTEGER,
-            package_version TEXT NOT NULL DEFAULT '',
-            git_commit TEXT NOT NULL DEFAULT '',
-            test_mae REAL,
-            test_metrics TEXT,
-            seconds REAL,
-            checkpoint_path TEXT,
-            error TEXT,
-            spec TEXT NOT NULL DEFAULT '{}',
-            name TEXT
-        )""",
-        "CREATE INDEX runs_status ON runs (status, created_at)",
-        "CREATE INDEX runs_owner ON runs (owner, created_at)",
-        "CREATE INDEX runs_sweep ON runs (sweep_id)",
-        """CREATE TABLE epochs (
-            run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
-            epoch INTEGER NOT NULL,
-            train_loss REAL,
-            train_mae REAL,
-            val_loss REAL,
-            val_mae REAL,
-            seconds REAL,
-            lr REAL,
-            PRIMARY KEY (run_id, epoch)
-        )""",
-        """CREATE TABLE predictions (
-            run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
-            crystal_id TEXT NOT NULL,
-            split TEXT NOT NULL,
-            y_true REAL,
-            y_pred REAL,
-            PRIMARY KEY (run_id, split, crystal_id)
-        )""",
-    ],
-    # 2: cancellation flag, worker pid, spec key (resumable sweeps), unique names of saved runs
-    [
-        "ALTER TABLE runs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0",
-        "ALTER TABLE runs ADD COLUMN pid INTEGER",
-        "ALTER TABLE runs ADD COLUMN spec_key TEXT",
-        _backfill_spec_keys,
-        "CREATE INDEX runs_spec_key ON runs (spec_key, status)",
-        "CREATE UNIQUE INDEX runs_name ON runs (name) WHERE name IS NOT NULL",
-    ],
-    # 3 (issue 13): display names claimed by a browser's secret token; only its sha256 is kept
-    [
-        """CREATE TABLE name_claims (
-            name_key TEXT PRIMARY KEY,
-            name TEXT NOT NULL,
-            token_hash TEXT NOT NULL,
-            created_at REAL NOT NULL
-        )""",
-    ],
-    # 4: shared results (an entry pointing to the computed run it reuses; entries hidden by their owner),
-    # where a run was trained (executor, host) and how long its worker took to start training (setup).
-    # Spec keys are recomputed: they no longer depend on the thread count.
-    [
-        "ALTER TABLE runs ADD COLUMN source_run_id TEXT",
-        "ALTER TABLE runs ADD COLUMN hidden INTEGER NOT NULL DEFAULT 0",
-        "ALTER TABLE runs ADD COLUMN executor TEXT",
-        "ALTER TABLE runs ADD COLUMN host TEXT",
-        "ALTER TABLE runs ADD COLUMN setup_seconds REAL",
-        "CREATE INDEX runs_source ON runs (source_run_id)",
-        _backfill_spec_keys,
-    ],
-    # 5 (issue 12): the CPU kernel level a run used (numbers are bit-reproducible only at the same level)
-    [
-        "ALTER TABLE runs ADD COLUMN cpu_capability TEXT",
-    ],
-]
-SCHEMA_VERSION = len(MIGRATIONS)
-
-
-# --------------------------------------------------------------------------------------------------- sharing
-
-# The next queued computation for the fair queue (see RunStore.claim_next): fewest runs in progress for its
-# owner, then the owner served least recently, then the oldest run.
-_NEXT_QUEUED_SQL = (
-    "SELECT q.id FROM runs q WHERE q.status = 'queued' AND q.source_run_id IS NULL ORDER BY "
-    "(SELECT COUNT(*) FROM runs p WHERE p.owner = q.owner AND p.status = 'running' AND p.source_run_id IS NULL), "
-    "COALESCE((SELECT MAX(p.started_at) FROM runs p WHERE p.owner = q.owner AND p.source_run_id IS NULL), 0), "
-    "q.created_at, q.rowid LIMIT 1"
-)
-
-
-def _sync_followers(conn: sqlite3.Connection, source_id: str, only: str | None = None) -> None:
-    """Copy a computation's state (:data:`FOLLOW_COLUMNS`) to the active entries that reuse it."""
-    assignments = ", ".join(f"{c} = s.{c}" for c in FOLLOW_COLUMNS)
-    sql = (
-        f"UPDATE runs SET {assignments} FROM (SELECT * FROM runs WHERE id = ?) AS s "
-        "WHERE runs.source_run_id = s.id AND runs.status IN ('queued', 'running')"
-    )
-    params: list[Any] = [source_id]
-    if only is not None:
-        sql += " AND runs.id = ?"
-        params.append(only)
-    conn.execute(sql, params)
-
-
-def _waiting_followers(conn: sqlite3.Connection, source_id: str) -> int:
-    return int(
-        conn.execute(
-            "SELECT COUNT(*) FROM runs WHERE source_run_id = ? AND status IN ('queued', 'running')", (source_id,)
-        ).fetchone()[0]
-    )
-
-
-def _cancel_computation(conn: sqlite3.Connection, run_id: str, status: str, now: float) -> None:
-    if status == "queued":
-        conn.execute(
-            "UPDATE runs SET status = 'cancelled', cancel_requested = 1, finished_at = ?, "
-            "error = 'cancelled before it started' WHERE id = ?",
-            (now, run_id),
-        )
-        _sync_followers(conn, run_id)
-    elif status == "running":
-        conn.execute("UPDATE runs SET cancel_requested = 1 WHERE id = ?", (run_id,))
-
-
-def _drop_if_orphaned(conn: sqlite3.Connection, source_id: str) -> list[str]:
-    """After an entry stopped pointing to it: end a hidden computation nobody wants any more.
-
-    Returns the ids removed (their run folders are for the caller to delete, after the commit).
-    """
-    row = conn.execute("SELECT status, hidden FROM runs WHERE id = ?", (source_id,)).fetchone()
-    if row is None or not row[1]:
-        return []
-    status = row[0]
-    if status in ACTIVE_STATUSES:
-        if not _waiting_followers(conn, source_id):
-            _cancel_computation(conn, source_id, status, time.time())
-        return []
-    if conn.execute("SELECT 1 FROM runs WHERE source_run_id = ? LIMIT 1", (source_id,)).fetchone():
-        return []
-    conn.execute("DELETE FROM runs WHERE id = ?", (source_id,))
-    return [source_id]
-
-
-# --------------------------------------------------------------------------------------------------- records
-
-
-@dataclass(frozen=True)
-class RunRecord:
-    """One row of ``runs``, JSON columns decoded (``hyperparams``, ``spec``, ``test_metrics``)."""
-
-    id: str
-    created_at: float
-    status: str
-    started_at: float | None = None
-    finished_at: float | None = None
-    heartbeat: float | None = None
-    owner: str = ""
-    sweep_id: str | None = None
-    pretrained: str | None = None
-    model_kind: str | None = None
-    freeze: int | None = None
-    target: str | None = None
-    n_train: int | None = None
-    n_val: int | None = None
-    n_test: int | None = None
-    split_hash: str | None = None
-    split_seed: int | None = None
-    seed: int | None = None
-    hyperparams: dict[str, Any] = field(default_factory=dict)
-    torch_threads: int | None = None
-    package_version: str = ""
-    git_commit: str = ""
-    test_mae: float | None = None
-    test_metrics: dict[str, Any] | None = None
-    seconds: float | None = None
-    checkpoint_path: str | None = None
-    error: str | None = None
-    spec: dict[str, Any] = field(default_factory=dict)
-    name: str | None = None
-    cancel_requested: bool = False
-    pid: int | None = None
-    spec_key: str | None = None
-    source_run_id: str | None = None
-    hidden: bool = False
-    executor: str | None = None
-    host: str | None = None
-    setup_seconds: float | None = None
-    cpu_capability: str | None = None
-
-    @property
-    def is_active(self) -> bool:
-        """Queued or running: the run may still change."""
-        return self.status in ACTIVE_STATUSES
-
-    @property
-    def is_reused(self) -> bool:
-        """This entry points to another run's computation (its curves and results come from there)."""
-        return self.source_run_id is not None
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict (for JSON output and DataFrames)."""
-        return asdict(self)
-
-    @classmethod
-    def from_row(cls, row: sqlite3.Row) -> RunRecord:
-        """Decode a ``SELECT * FROM runs`` row."""
-        data = dict(row)
-        for key in _JSON_COLUMNS:
-            data[key] = _loads(data.get(key))
-        data["hyperparams"] = data["hyperparams"] or {}
-        data["spec"] = data["spec"] or {}
-        data["cancel_requested"] = bool(data.get("cancel_requested") or 0)
-        data["hidden"] = bool(data.get("hidden") or 0)
-        return cls(**data)
-
-
 # --------------------------------------------------------------------------------------------------- store
 
 
-class RunStore:
+class RunStore(RunResults):
     """Runs, epochs and predictions in one SQLite file, safe for several processes and threads.
 
-    The object only holds the path: every method opens its own connection, so one store can be shared by
-    Streamlit's threads and handed (pickled) to worker processes.
+    The object only holds the path: every method opens its own connection (:class:`StoreFile`), so one store
+    can be shared by Streamlit's threads and handed (pickled) to worker processes.
 
     Args:
         path: the SQLite file; default ``default_home() / "runs.sqlite"``. Its folder is the store's home
             (run folders go to ``<home>/runs/<run_id>``).
     """
-
-    def __init__(self, path: Path | str | None = None) -> None:
-        with storage_errors("opening the run store"):
-            self.path = Path(path).expanduser() if path is not None else default_home() / STORE_FILENAME
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._init_db()
-
-    def __repr__(self) -> str:
-        return f"RunStore({str(self.path)!r})"
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {"path": self.path}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.path = state["path"]
-
-    @property
-    def home(self) -> Path:
-        """The folder holding the store file and the run folders."""
-        return self.path.parent
-
-    def run_dir(self, run_id: str) -> Path:
-        """The folder of one run's files (not created here)."""
-        return run_dir(run_id, self.home)
-
-    # ----------------------------------------------------------------------------------------- plumbing
-
-    def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
-        conn.row_factory = sqlite3.Row
-        conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-        conn.execute("PRAGMA foreign_keys = ON")
-        conn.execute("PRAGMA synchronous = NORMAL")  # in WAL mode: durable across process crashes
-        return conn
-
-    def _with_retry(self, fn: Callable[[], T]) -> T:
-        # busy_timeout already waits 30 s for the lock; this only covers the rare SQLITE_BUSY that SQLite
-        # returns without waiting (WAL recovery, a checkpoint racing a new reader).
-        for attempt in range(5):
-            with storage_errors(f"the run store {self.path}", self.path):  # read-only, full, locked: one message
-                try:
-                    return fn()
-                except sqlite3.OperationalError as exc:
-                    msg = str(exc).lower()
-                    if attempt == 4 or ("locked" not in msg and "busy" not in msg):
-                        raise
-            time.sleep(0.05 * 2**attempt)
-        raise AssertionError("unreachable")
-
-    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
-        def go() -> list[sqlite3.Row]:
-            conn = self._connect()
-            try:
-                return conn.execute(sql, params).fetchall()
-            finally:
-                conn.close()
-
-        return self._with_retry(go)
-
-    def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn(conn)`` in one ``BEGIN IMMEDIATE`` transaction; commit, or roll back on error."""
-
-        def go() -> T:
-            conn = self._connect()
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    result = fn(conn)
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
-                conn.execute("COMMIT")
-                return result
-            finally:
-                conn.close()
-
-        return self._with_retry(go)
-
-    def _init_db(self) -> None:
-        conn = self._connect()
-        try:
-            if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-                conn.execute("PRAGMA journal_mode = WAL")  # persistent: stored in the file
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-        finally:
-            conn.close()
-        if version > SCHEMA_VERSION:
-            raise StoreVersionError(
-                f"run store {self.path} has schema version {version}, newer than this cgcnn knows "
-                f"({SCHEMA_VERSION}); upgrade cgcnn or use another CGCNN_HOME"
-            )
-        if version < SCHEMA_VERSION:
-            self._write(self._migrate)
-
-    @staticmethod
-    def _migrate(conn: sqlite3.Connection) -> None:
-        # Re-read inside the write lock: another process may have migrated since we looked.
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        for number in range(version, SCHEMA_VERSION):
-            for step in MIGRATIONS[number]:
-                if callable(step):
-                    step(conn)
-                else:
-                    conn.execute(step)
-            conn.execute(f"PRAGMA user_version = {number + 1}")
-
-    def schema_version(self) -> int:
-        """The ``user_version`` of the file (equals :data:`SCHEMA_VERSION` once opened)."""
-        return int(self._read("PRAGMA user_version")[0][0])
 
     # ----------------------------------------------------------------------------------------- runs
 
@@ -613,7 +182,7 @@ class RunStore:
         """
         if status not in STATUSES:
             raise ValueError(f"status must be one of {STATUSES}, not {status!r}")
-        values = self._run_values(json.dumps(spec, default=_json_default), owner, sweep_id, status)
+        values = self._run_values(json.dumps(spec, default=json_default), owner, sweep_id, status)
         return self._write(lambda conn: self._insert_run(conn, values))
 
     @staticmethod
@@ -621,7 +190,7 @@ class RunStore:
         spec = json.loads(spec_json)  # what is stored is what the columns are taken from
         from cgcnn import __version__
 
-        values: dict[str, Any] = {key: spec.get(key) for key in _SPEC_COLUMNS}
+        values: dict[str, Any] = {key: spec.get(key) for key in SPEC_COLUMNS}
         if values["pretrained"] is not None:
             values["pretrained"] = str(values["pretrained"])
         if values["freeze"] is not None:
@@ -631,6 +200,7 @@ class RunStore:
             created_at=now,
             status=status,
             owner=owner or "",
+            owner_key=name_key(owner or ""),
             sweep_id=sweep_id,
             hyperparams=json.dumps(spec.get("hyperparams") or {}),
             package_version=__version__,
@@ -681,10 +251,12 @@ class RunStore:
     ) -> list[RunRecord]:
         """Runs matching every given filter, newest first. ``status`` may be one status or several.
 
+        ``owner`` matches by :func:`cgcnn.names.name_key` ("Alice" lists alice's runs too).
+
         Entries their owner deleted while others still reuse them (:meth:`hide`) are left out unless
         ``include_hidden``.
         """
-        where, params = self._filters(owner=owner, status=status, sweep_id=sweep_id)
+        where, params = self._filters(owner_key=_key(owner), status=status, sweep_id=sweep_id)
         if not include_hidden:
             where += (" AND " if where else " WHERE ") + "hidden = 0"
         sql = f"SELECT * FROM runs{where} ORDER BY created_at DESC, rowid DESC"
@@ -701,7 +273,7 @@ class RunStore:
         With ``computations_only``, entries that reuse another run's computation are not counted (what the
         workers have to do).
         """
-        where, params = self._filters(owner=owner, sweep_id=sweep_id)
+        where, params = self._filters(owner_key=_key(owner), sweep_id=sweep_id)
         if computations_only:
             where += (" AND " if where else " WHERE ") + "source_run_id IS NULL"
         rows = self._read(f"SELECT status, COUNT(*) FROM runs{where} GROUP BY status", params)
@@ -734,7 +306,9 @@ class RunStore:
             raise ValueError(f"update() cannot set {sorted(unknown)}; allowed: {sorted(UPDATABLE_COLUMNS)}")
         if "status" in columns and columns["status"] not in STATUSES:
             raise ValueError(f"status must be one of {STATUSES}, not {columns['status']!r}")
-        values = [_dumps(v) if k in _JSON_COLUMNS else v for k, v in columns.items()]
+        if "owner" in columns:
+            columns["owner_key"] = name_key(columns["owner"] or "")
+        values = [dumps(v) if k in JSON_COLUMNS else v for k, v in columns.items()]
         assignments = ", ".join(f"{k} = ?" for k in columns)
         sync = bool(set(columns) & set(FOLLOW_COLUMNS))
         self._update_one(run_id, f"UPDATE runs SET {assignments} WHERE id = ?", [*values, run_id], sync=sync)
@@ -743,7 +317,7 @@ class RunStore:
         def go(conn: sqlite3.Connection) -> int:
             changed = conn.execute(sql, params).rowcount
             if changed and sync:
-                _sync_followers(conn, run_id)
+                sync_followers(conn, run_id)
             return changed
 
         if not self._write(go):
@@ -769,7 +343,7 @@ class RunStore:
                 "pid = ? WHERE id = ?",
                 (now, now, pid, run_id),
             )
-            _sync_followers(conn, run_id)
+            sync_followers(conn, run_id)
 
         self._write(go)
 
@@ -809,12 +383,12 @@ class RunStore:
                 "UPDATE runs SET status = 'running', started_at = ?, heartbeat = ?, pid = ?, "
                 "torch_threads = COALESCE(?, torch_threads), executor = COALESCE(?, executor), "
                 "host = COALESCE(?, host) "
-                f"WHERE id = ({_NEXT_QUEUED_SQL}) AND status = 'queued' RETURNING id",
+                f"WHERE id = ({NEXT_QUEUED_SQL}) AND status = 'queued' RETURNING id",
                 (now, now, pid, torch_threads, executor, host),
             ).fetchone()
             if row is None:
                 return None
-            _sync_followers(conn, str(row[0]))
+            sync_followers(conn, str(row[0]))
             return str(row[0])
 
         return self._write(go)
@@ -853,7 +427,7 @@ class RunStore:
             status,
             now,
             test_mae if test_mae is None else float(test_mae),
-            _dumps(test_metrics),
+            dumps(test_metrics),
             seconds,
             now,
             None if checkpoint_path is None else str(checkpoint_path),
@@ -873,7 +447,7 @@ class RunStore:
                 values,
             )
             if cur.rowcount > 0:
-                _sync_followers(conn, run_id)
+                sync_followers(conn, run_id)
             return cur.rowcount > 0
 
         return self._write(go)
@@ -905,12 +479,12 @@ class RunStore:
                     "error = 'cancelled' WHERE id = ?",
                     (now, run_id),
                 )
-                _drop_if_orphaned(conn, source)
+                drop_if_orphaned(conn, source)
                 return "cancelled"
-            if not force and _waiting_followers(conn, run_id):
+            if not force and waiting_followers(conn, run_id):
                 conn.execute("UPDATE runs SET hidden = 1 WHERE id = ?", (run_id,))
                 return str(status)
-            _cancel_computation(conn, run_id, status, now)
+            cancel_computation(conn, run_id, status, now)
             return "cancelled" if status == "queued" else str(status)
 
         return self._write(go)
@@ -952,7 +526,7 @@ class RunStore:
                     "UPDATE runs SET status = ?, finished_at = ?, error = ? WHERE id = ? AND status = 'running'",
                     (status, now, f"worker stopped (no heartbeat since {_iso(last)})", run_id),
                 )
-                _sync_followers(conn, run_id)
+                sync_followers(conn, run_id)
             return [str(r[0]) for r in rows]
 
         return self._write(go)
@@ -991,7 +565,7 @@ class RunStore:
             status, source = row
             if source is not None:
                 conn.execute("DELETE FROM runs WHERE id = ?", (run_id,))
-                return [run_id, *_drop_if_orphaned(conn, source)]
+                return [run_id, *drop_if_orphaned(conn, source)]
             if conn.execute("SELECT 1 FROM runs WHERE source_run_id = ? LIMIT 1", (run_id,)).fetchone():
                 conn.execute("UPDATE runs SET hidden = 1 WHERE id = ?", (run_id,))
                 return []
@@ -1022,17 +596,6 @@ class RunStore:
         rows = self._read("SELECT * FROM runs WHERE id = ?", (record.source_run_id,))
         return RunRecord.from_row(rows[0]) if rows else record
 
-    def _source_ids(self, run_ids: Sequence[str]) -> dict[str, str]:
-        """Entry id -> id of the run that computed it (itself when not reused)."""
-        ids = list(dict.fromkeys(run_ids))
-        if not ids:
-            return {}
-        rows = self._read(
-            f"SELECT id, COALESCE(source_run_id, id) FROM runs WHERE id IN ({', '.join('?' * len(ids))})", ids
-        )
-        found = {str(r[0]): str(r[1]) for r in rows}
-        return {i: found.get(i, i) for i in ids}
-
     def launch(self, spec: dict[str, Any], owner: str, force: bool = False) -> RunRecord:
         """Create ``owner``'s entry for ``spec``, answering it from an identical computation when there is one.
 
@@ -1049,14 +612,14 @@ class RunStore:
         from cgcnn.settings import LimitExceeded, current_limits
 
         limit = current_limits().max_queued_per_user
-        spec_json = json.dumps(spec, default=_json_default)
+        spec_json = json.dumps(spec, default=json_default)
         key = compute_spec_key(json.loads(spec_json))
         owner = owner or ""
 
         def go(conn: sqlite3.Connection) -> str:
             active = conn.execute(
-                "SELECT COUNT(*) FROM runs WHERE owner = ? AND hidden = 0 AND status IN ('queued', 'running')",
-                (owner,),
+                "SELECT COUNT(*) FROM runs WHERE owner_key = ? AND hidden = 0 AND status IN ('queued', 'running')",
+                (name_key(owner),),
             ).fetchone()[0]
             source = None
             if not force:
@@ -1074,102 +637,81 @@ class RunStore:
                 ).fetchone()
             if (source is None or source[1] != "done") and limit and active >= limit:
                 raise LimitExceeded(
-                    f"{owner or 'you'} already has {active} runs queued or running, this server's limit "
-                    f"(set by CGCNN_MAX_QUEUED_PER_USER is {limit}); wait for one to finish or cancel one"
+                    f"{owner or 'you'} already has {active} run(s) queued or running, this server's limit of "
+                    f"{limit} per person (set by CGCNN_MAX_QUEUED_PER_USER); wait for one to finish or cancel one"
                 )
             run_id = self._insert_run(conn, self._run_values(spec_json, owner, None, "queued"))
             if source is not None:
                 conn.execute("UPDATE runs SET source_run_id = ? WHERE id = ?", (source[0], run_id))
-                _sync_followers(conn, source[0], only=run_id)
+                sync_followers(conn, source[0], only=run_id)
             return run_id
 
         return self.get(self._write(go))
 
+    def speed(self) -> estimates.Speed:
+        """This server's training speed, learned from the epochs it recorded (:mod:`cgcnn.runs.estimates`)."""
+        epochs = self._read(
+            "SELECT e.seconds, COALESCE(r.n_train, 0) + COALESCE(r.n_val, 0) FROM epochs e "
+            "JOIN runs r ON r.id = e.run_id WHERE e.seconds IS NOT NULL "
+            "AND COALESCE(r.n_train, 0) + COALESCE(r.n_val, 0) >= ? ORDER BY e.rowid DESC LIMIT ?",
+            (estimates.MIN_CRYSTALS_FOR_SPEED, estimates.RECENT_EPOCHS),
+        )
+        setups = self._read(
+            "SELECT setup_seconds FROM runs WHERE setup_seconds IS NOT NULL AND source_run_id IS NULL "
+            "ORDER BY started_at DESC LIMIT ?",
+            (estimates.RECENT_SETUPS,),
+        )
+        return estimates.speed_from(((r[0], r[1]) for r in epochs), (r[0] for r in setups))
+
     def queue_eta(self, run_id: str, workers: int | None = None) -> tuple[float | None, int]:
         """Seconds until a run should finish, and how many queued computations will start before it.
 
-        The estimate simulates the fair queue (:meth:`claim_next`) on ``workers`` workers (default: as many
-        as runs are running now, at least one) with each run's cost taken from recent epochs: seconds per
-        epoch per training crystal, times the run's epochs and training size. An entry that reuses a
-        computation is answered for that computation. An ended run is ``(0.0, 0)``.
+        The estimate replays the fair queue (:meth:`claim_next`) on ``workers`` workers (default: as many as
+        runs are running now, at least one), each run costing what :meth:`speed` says (a running one: its
+        own epoch times once it has some). An entry that reuses a computation is answered for that
+        computation. An ended run is ``(0.0, 0)``.
 
         Returns:
-            ``(seconds, runs_ahead)``; seconds is None while no epoch has been recorded to estimate from.
+            ``(seconds, runs_ahead)``; seconds is None only when the run was claimed while this looked.
         """
         record = self.resolve(run_id)
         if not record.is_active:
             return 0.0, 0
-        rate, setup = self._epoch_rate()
+        speed = self.speed()
         running = self._read(
-            "SELECT r.id, r.owner, r.started_at, r.n_train, r.hyperparams, "
-            "(SELECT COUNT(*) FROM epochs e WHERE e.run_id = r.id) FROM runs r "
+            "SELECT r.id, r.owner_key, COALESCE(r.n_train, 0) + COALESCE(r.n_val, 0), r.hyperparams, "
+            "(SELECT json_group_array(e.seconds) FROM epochs e WHERE e.run_id = r.id) FROM runs r "
             "WHERE r.status = 'running' AND r.source_run_id IS NULL"
         )
         queued = self._read(
-            "SELECT r.id, r.owner, r.n_train, r.hyperparams FROM runs r "
+            "SELECT r.id, r.owner_key, COALESCE(r.n_train, 0) + COALESCE(r.n_val, 0), r.hyperparams FROM runs r "
             "WHERE r.status = 'queued' AND r.source_run_id IS NULL ORDER BY r.created_at, r.rowid"
         )
         last_served = {
             str(r[0]): float(r[1] or 0.0)
             for r in self._read(
-                "SELECT owner, MAX(started_at) FROM runs WHERE source_run_id IS NULL AND started_at IS NOT NULL "
-                "GROUP BY owner"
+                "SELECT owner_key, MAX(started_at) FROM runs WHERE source_run_id IS NULL AND started_at IS NOT NULL "
+                "GROUP BY owner_key"
             )
         }
-        now = time.time()
-
-        def cost(n_train: int | None, hyperparams: str | None, done_epochs: int = 0) -> float:
-            epochs = int((_loads(hyperparams) or {}).get("epochs", 30))
-            left = max(0, epochs - done_epochs)
-            return (rate or 0.0) * max(1, n_train or 1) * left + (setup if done_epochs == 0 else 0.0)
-
-        # free-at times of the workers, and which owner holds each running slot
-        slots: list[tuple[float, str]] = []
-        for rid, owner, _started, n_train, hyper, done_epochs in running:
-            end = now + cost(n_train, hyper, int(done_epochs))
-            if rid == record.id:
-                return (None if rate is None else end - now), 0
-            slots.append((end, str(owner)))
-        n_workers = max(1, workers or 0, len(slots))
-        slots.sort()
-        while len(slots) < n_workers:
-            slots.insert(0, (now, ""))
-        pending = [(str(r[0]), str(r[1]), r[2], r[3]) for r in queued]
-        ahead = 0
-        while pending:
-            slots.sort()
-            free_at, _ = slots.pop(0)
-            in_progress: dict[str, int] = {}
-            for end, owner in slots:
-                if end > free_at and owner:
-                    in_progress[owner] = in_progress.get(owner, 0) + 1
-            order = sorted(
-                range(len(pending)),
-                key=lambda i: (in_progress.get(pending[i][1], 0), last_served.get(pending[i][1], 0.0), i),
-            )
-            rid, owner, n_train, hyper = pending.pop(order[0])
-            last_served[owner] = free_at
-            end = free_at + cost(n_train, hyper)
-            if rid == record.id:
-                return (None if rate is None else end - now), ahead
-            ahead += 1
-            slots.append((end, owner))
-        return None, ahead  # not found among queued: it was claimed just now
-
-    def _epoch_rate(self) -> tuple[float | None, float]:
-        """Seconds per epoch per training crystal over the last 200 recorded epochs, and the mean setup time."""
-        rows = self._read(
-            "SELECT e.seconds, r.n_train FROM epochs e JOIN runs r ON r.id = e.run_id "
-            "WHERE e.seconds IS NOT NULL AND r.n_train > 0 ORDER BY e.rowid DESC LIMIT 200"
+        return estimates.simulate_queue(
+            record.id,
+            [
+                estimates.QueuedWork(
+                    str(r[0]),
+                    str(r[1]),
+                    estimates.remaining_seconds(r[2], estimates.epochs_of(loads(r[3])), loads(r[4]) or [], speed),
+                )
+                for r in running
+            ],
+            [
+                estimates.QueuedWork(str(r[0]), str(r[1]), speed.run_seconds(r[2], estimates.epochs_of(loads(r[3]))))
+                for r in queued
+            ],
+            last_served,
+            time.time(),
+            workers,
         )
-        setup_rows = self._read(
-            "SELECT AVG(setup_seconds) FROM (SELECT setup_seconds FROM runs WHERE setup_seconds IS NOT NULL "
-            "ORDER BY started_at DESC LIMIT 20)"
-        )
-        setup = float(setup_rows[0][0] or 0.0) if setup_rows else 0.0
-        if not rows:
-            return None, setup
-        return sum(float(s) / int(n) for s, n in rows) / len(rows), setup
 
     def set_name(self, run_id: str, name: str | None) -> None:
         """Give a run a unique name (saving it to the zoo), or clear it with None.
@@ -1206,130 +748,16 @@ class RunStore:
         )
         return RunRecord.from_row(rows[0]) if rows else None
 
-    # ----------------------------------------------------------------------------------------- epochs
-
-    def add_epoch(
-        self,
-        run_id: str,
-        epoch: int,
-        train_loss: float | None,
-        train_mae: float | None,
-        val_loss: float | None,
-        val_mae: float | None,
-        seconds: float | None,
-        lr: float | None = None,
-    ) -> None:
-        """Record one finished epoch (idempotent: writing the same epoch again replaces it)."""
-        row = (run_id, int(epoch), *(None if v is None else float(v) for v in (train_loss, train_mae)))
-        row += tuple(None if v is None else float(v) for v in (val_loss, val_mae, seconds, lr))
-        try:
-            self._write(
-                lambda conn: conn.execute(
-                    "INSERT OR REPLACE INTO epochs (run_id, epoch, train_loss, train_mae, val_loss, val_mae, "
-                    "seconds, lr) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    row,
-                )
-            )
-        except sqlite3.IntegrityError as exc:  # foreign key: the run does not exist
-            raise RunNotFound(f"no run with id {run_id!r} in {self.path}") from exc
-
-    def epochs(self, run_id: str) -> pd.DataFrame:
-        """The run's epochs in order, one row each: epoch, train_loss, train_mae, val_loss, val_mae, seconds, lr."""
-        source = self._source_ids([run_id])[run_id]
-        return self._frame(
-            f"SELECT {', '.join(EPOCH_COLUMNS)} FROM epochs WHERE run_id = ? ORDER BY epoch", [source], EPOCH_COLUMNS
-        )
-
-    def epochs_many(self, run_ids: Iterable[str]) -> pd.DataFrame:
-        """The epochs of several runs in one frame, with a leading ``run_id`` column (for overlaid curves)."""
-        ids = list(dict.fromkeys(run_ids))
-        columns = ("run_id", *EPOCH_COLUMNS)
-        if not ids:
-            return self._frame("", [], columns)
-        sources = self._source_ids(ids)
-        if all(sources[i] == i for i in ids):
-            sql = (
-                f"SELECT {', '.join(columns)} FROM epochs WHERE run_id IN ({', '.join('?' * len(ids))}) "
-                "ORDER BY run_id, epoch"
-            )
-            return self._frame(sql, ids, columns)
-        # entries reusing a computation get its epochs under their own id
-        pairs = " UNION ALL ".join("SELECT ? AS entry, ? AS source" for _ in ids)
-        sql = (
-            f"SELECT m.entry, {', '.join('e.' + c for c in EPOCH_COLUMNS)} FROM ({pairs}) m "
-            "JOIN epochs e ON e.run_id = m.source ORDER BY m.entry, e.epoch"
-        )
-        return self._frame(sql, [v for i in ids for v in (i, sources[i])], columns)
-
-    # ----------------------------------------------------------------------------------------- predictions
-
-    def add_predictions(self, run_id: str, rows: Iterable[tuple[str, str, float | None, float | None]]) -> int:
-        """Store predictions ``(crystal_id, split, y_true, y_pred)`` in one transaction; returns how many.
-
-        Writing the same (split, crystal_id) again replaces it, so a retried write does not duplicate rows.
-        """
-        data = [
-            (run_id, str(cid), str(split), None if yt is None else float(yt), None if yp is None else float(yp))
-            for cid, split, yt, yp in rows
-        ]
-        try:
-            self._write(
-                lambda conn: conn.executemany(
-                    "INSERT OR REPLACE INTO predictions (run_id, crystal_id, split, y_true, y_pred) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    data,
-                )
-            )
-        except sqlite3.IntegrityError as exc:
-            raise RunNotFound(f"no run with id {run_id!r} in {self.path}") from exc
-        return len(data)
-
-    def predictions(self, run_id: str, split: str | None = None) -> pd.DataFrame:
-        """The run's predictions (crystal_id, split, y_true, y_pred) in the order they were written."""
-        sql = f"SELECT {', '.join(PREDICTION_COLUMNS)} FROM predictions WHERE run_id = ?"
-        params: list[Any] = [self._source_ids([run_id])[run_id]]
-        if split is not None:
-            sql += " AND split = ?"
-            params.append(split)
-        return self._frame(sql + " ORDER BY rowid", params, PREDICTION_COLUMNS)
-
-    def _frame(self, sql: str, params: Sequence[Any], columns: Sequence[str]) -> pd.DataFrame:
-        import pandas as pd  # lazy: worker processes and the CLI's quick commands do not pay for it
-
-        rows = self._read(sql, params) if sql else []
-        frame = pd.DataFrame([tuple(r) for r in rows], columns=list(columns))
-        for column in columns:  # stable dtypes even when empty or all-NULL (None -> NaN)
-            if column == "epoch":
-                frame[column] = frame[column].astype("int64")
-            elif column in _FLOAT_FRAME_COLUMNS:
-                frame[column] = frame[column].astype("float64")
-        return frame
-
     # ----------------------------------------------------------------------------------------- name claims
 
     def name_claim(self, name_key: str) -> str | None:
-        """The token hash that holds a display name (its case-folded key), or None if nobody claimed it."""
-        rows = self._read("SELECT token_hash FROM name_claims WHERE name_key = ?", (name_key,))
-        return str(rows[0][0]) if rows else None
+        """The token hash that holds a display name (its key), or None (see :mod:`cgcnn.runs.claims`)."""
+        return claims.holder(self._read, name_key)
 
     def claim_name(self, name_key: str, name: str, token_hash: str) -> str:
-        """Claim a display name for a token hash unless someone holds it; returns the holder's token hash.
-
-        One transaction, so two browsers typing the same new name at once cannot both win.
-        """
-
-        def go(conn: sqlite3.Connection) -> str:
-            conn.execute(
-                "INSERT OR IGNORE INTO name_claims (name_key, name, token_hash, created_at) VALUES (?, ?, ?, ?)",
-                (name_key, name, token_hash, time.time()),
-            )
-            row = conn.execute("SELECT token_hash FROM name_claims WHERE name_key = ?", (name_key,)).fetchone()
-            return str(row[0])
-
-        return self._write(go)
+        """Claim a display name for a token hash unless someone holds it; returns the holder's token hash."""
+        return self._write(lambda conn: claims.claim(conn, name_key, name, token_hash))
 
     def release_name(self, name_key: str) -> bool:
         """Free a claimed display name (a teacher's action, e.g. a student lost the link); whether one was held."""
-        return bool(
-            self._write(lambda conn: conn.execute("DELETE FROM name_claims WHERE name_key = ?", (name_key,)).rowcount)
-        )
+        return self._write(lambda conn: claims.release(conn, name_key))

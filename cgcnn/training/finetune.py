@@ -20,7 +20,7 @@ import torch
 
 from cgcnn.data.datasets import TARGET_UNITS, CrystalDataset, load_default_dataset
 from cgcnn.data.folders import read_cgcnn_folder, read_zip_once
-from cgcnn.data.graph import GraphParams, GraphSet
+from cgcnn.data.graph import BuildOptions, GraphParams, GraphSet
 from cgcnn.data.splits import Split, make_split
 from cgcnn.errors import CGCNNError
 from cgcnn.nn.cards import ModelCard
@@ -31,8 +31,16 @@ from cgcnn.numerics import cpu_capability
 from cgcnn.runs.heartbeat import Heartbeat, overtime_message
 from cgcnn.runs.store import RunStore
 from cgcnn.settings import current_limits
+from cgcnn.training.protocol import STUDY, RunProtocol
 from cgcnn.training.train import EpochStats, LabelledGraphs, TrainConfig, TrainResult, train_model
-from cgcnn.training.transfer import SCRATCH, FreezeReport, check_freeze_request, is_scratch, prepare_transfer
+from cgcnn.training.transfer import (
+    SCRATCH,
+    FreezeReport,
+    check_freeze,
+    check_freeze_request,
+    is_scratch,
+    prepare_transfer,
+)
 from cgcnn.training.warm import cached_graphs, cached_model
 from cgcnn.zoo import model_config
 
@@ -52,14 +60,17 @@ class FinetuneSpec:
         data: a CGCNN folder or zip of the user's (default: the embedded Materials Project dataset).
         warm_start: keep the deeper pretrained layers instead of re-initialising them.
         hyperparams: :class:`~cgcnn.training.train.TrainConfig` fields (epochs, batch_size, optimizer, lr, ...).
+
+    The defaults are the study's protocol (:data:`cgcnn.training.protocol.STUDY`; its 30 epochs are
+    ``TrainConfig``'s default); :meth:`from_protocol` builds a spec of another :class:`RunProtocol`.
     """
 
     pretrained: str = SCRATCH
     freeze: int = 0
-    target: str = "band_gap"
-    n_train: int = 1000
-    n_val: int = 1000
-    n_test: int = 1000
+    target: str = STUDY.target
+    n_train: int = STUDY.n_train
+    n_val: int = STUDY.n_val
+    n_test: int = STUDY.n_test
     seed: int = 0
     split_seed: int = 0
     data: str | None = None
@@ -71,11 +82,42 @@ class FinetuneSpec:
         """Whether this spec trains from scratch (no pretrained model)."""
         return is_scratch(self.pretrained)
 
-    def validate(self) -> None:
-        """Refuse impossible choices before any work starts (the app and ``--queue`` call this too).
+    @property
+    def epochs(self) -> int:
+        """The epochs this spec trains (its hyperparameter, else the training default)."""
+        return int(self.hyperparams.get("epochs", TrainConfig.epochs))
+
+    @classmethod
+    def from_protocol(cls, protocol: RunProtocol, **fields: Any) -> FinetuneSpec:
+        """A spec following ``protocol`` (target, sizes, epochs, patience); ``fields`` set the rest.
+
+        ``hyperparams`` in ``fields`` are merged over the protocol's (which fix only epochs and patience).
+        """
+        hyper = {**protocol.hyperparams(), **fields.pop("hyperparams", {})}
+        return cls(
+            target=protocol.target,
+            n_train=protocol.n_train,
+            n_val=protocol.n_val,
+            n_test=protocol.n_test,
+            hyperparams=hyper,
+            **fields,
+        )
+
+    def validate(self, dataset: CrystalDataset | None = None) -> CrystalDataset:
+        """Every "can this run" check, before any work starts: the CLI, queue, app, sweep and worker ask here.
+
+        Cheap checks come first (sizes, limits, hyperparameters, the model's header), then the data is loaded
+        (unless given) to check the target and that the split fits it.
+
+        Args:
+            dataset: the spec's data, if already loaded (a launch of many specs loads it once).
+
+        Returns:
+            The dataset checked (loaded here when not given), so a caller that goes on to train reuses it.
 
         Raises:
-            CGCNNError: split sizes the trainer cannot use, or freezing a model trained from scratch.
+            CGCNNError: split sizes the trainer cannot use, epochs below 1, unknown hyperparameters, an unknown
+                model or a freeze depth beyond it, an unknown target, or sizes larger than the dataset.
             LimitExceeded: epochs or crystals past the server's limits (``CGCNN_MAX_EPOCHS``,
                 ``CGCNN_MAX_CRYSTALS``).
         """
@@ -86,10 +128,18 @@ class FinetuneSpec:
             )
         check_freeze_request(self.pretrained, self.freeze)
         config = self.train_config()  # unknown hyperparameters
+        if config.epochs < 1:
+            raise CGCNNError(f"epochs must be at least 1, got {config.epochs}")
         # The server's hard limits (CLI, queue and app all come here): LimitExceeded names the variable.
         limits = current_limits()
         limits.check("max_epochs", config.epochs, "epochs")
         limits.check("max_crystals", self.n_train + self.n_val + self.n_test, "crystals (train + validation + test)")
+        if not self.is_scratch:
+            check_freeze(model_config(self.pretrained), self.freeze, self.pretrained)  # reads the header only
+        data = dataset if dataset is not None else load_data(self.data)
+        target = resolve_target(data, self.target)
+        make_split(data, target, self.n_train, self.n_val, self.n_test, split_seed=self.split_seed)
+        return data
 
     def train_config(self, **overrides: Any) -> TrainConfig:
         """The :class:`TrainConfig` of this spec (its seed is the spec's seed)."""
@@ -103,12 +153,16 @@ class FinetuneSpec:
         return TrainConfig(**values)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict, with the run store's column names.
+        """JSON-ready dict, with the run store's column names (and the epochs always written out).
 
         ``model_kind`` is the convolution kind of the model trained: the pretrained model's, read from its
         checkpoint's header (None when the name is unknown: the run then fails with the reason).
         """
-        return {**dataclasses.asdict(self), "model_kind": self.model_kind()}
+        data = {**dataclasses.asdict(self), "model_kind": self.model_kind()}
+        # The epochs are written out: the store (a lower layer) estimates durations from them without knowing
+        # the training default; the spec key drops values equal to the defaults, so this changes no key.
+        data["hyperparams"] = {"epochs": self.epochs, **data["hyperparams"]}
+        return data
 
     def model_kind(self) -> str | None:
         """The convolution kind this spec trains (scratch: the default gated layer); None for an unknown model.
@@ -237,17 +291,16 @@ def _run(
     progress: ProgressCallback | None,
     started: float,
 ) -> FinetuneOutcome:
-    spec.validate()
+    if progress:
+        progress("loading data", 0.0)
+    dataset = spec.validate()  # the same checks as the CLI, the queue, the app and the sweep (loads the data)
     config = spec.train_config()
     if config.threads:
         torch.set_num_threads(config.threads)
     pretrained = None if spec.is_scratch else cached_model(spec.pretrained)
     params = pretrained.graph_params if pretrained is not None else GraphParams()
-    params = dataclasses.replace(params, max_atoms=current_limits().max_atoms)  # the server's atom limit
+    options = BuildOptions(max_atoms=current_limits().max_atoms)  # the server's atom limit, never saved
 
-    if progress:
-        progress("loading data", 0.0)
-    dataset = load_data(spec.data)
     target = resolve_target(dataset, spec.target)
     split = make_split(dataset, target, spec.n_train, spec.n_val, spec.n_test, split_seed=spec.split_seed)
     if store is not None and run_id is not None:
@@ -261,7 +314,12 @@ def _run(
         )
 
     (train, val, test), failures = labelled_split(
-        dataset, split, [target], params, progress=(lambda f: progress("featurising", f)) if progress else None
+        dataset,
+        split,
+        [target],
+        params,
+        progress=(lambda f: progress("featurising", f)) if progress else None,
+        options=options,
     )
     skipped = list(dataset.rejected) + list(failures)  # reported, never silently lost
     model, report = prepare_transfer(
@@ -345,14 +403,17 @@ def labelled_split(
     targets: list[str],
     params: GraphParams,
     progress: Callable[[float], None] | None = None,
+    options: BuildOptions | None = None,
 ) -> tuple[tuple[LabelledGraphs, LabelledGraphs, LabelledGraphs], list[tuple[str, str]]]:
     """Train, validation and test sets of ``split`` with their cached graphs and ``targets`` labels.
+
+    ``options`` are the caller's limits (default :class:`~cgcnn.data.graph.BuildOptions`).
 
     Returns:
         the three sets, and ``(id, reason)`` for each crystal the featuriser refused (left out of its set).
     """
-    graphs, failures = cached_graphs(dataset, list(split.train) + list(split.val) + list(split.test), params,
-                                     progress=progress)  # fmt: skip
+    ids = list(split.train) + list(split.val) + list(split.test)
+    graphs, failures = cached_graphs(dataset, ids, params, progress=progress, options=options)
 
     def labelled(part: list[str]) -> LabelledGraphs:
         keep = [i for i in part if i in graphs]

@@ -44,7 +44,7 @@ from cgcnn.data.splits import Split, dataset_elements, family_members, parse_spl
 from cgcnn.errors import CGCNNError
 from cgcnn.nn.cards import ModelCard
 from cgcnn.nn.checkpoint import save_checkpoint
-from cgcnn.nn.conv import CONV_LAYERS
+from cgcnn.nn.layers import CONV_LAYERS
 from cgcnn.nn.model import CrystalGraphConvNet, ModelConfig
 from cgcnn.nn.predictor import Predictor
 from cgcnn.training.finetune import labelled_split

@@ -26,6 +26,7 @@ from cgcnn.data.graph import GraphSet
 from cgcnn.errors import CGCNNError
 from cgcnn.nn.model import CrystalGraphConvNet
 from cgcnn.nn.normalizer import Normalizer
+from cgcnn.training.protocol import STUDY
 
 
 @dataclass
@@ -51,7 +52,7 @@ class TrainConfig:
         eval_batch_size: crystals per batch for validation and test (no gradients, so larger).
     """
 
-    epochs: int = 30
+    epochs: int = STUDY.epochs
     batch_size: int = 64
     optimizer: str = "adam"
     lr: float = 0.003

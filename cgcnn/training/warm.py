@@ -25,14 +25,14 @@ from pathlib import Path
 
 from cgcnn.data.datasets import CrystalDataset, load_default_dataset
 from cgcnn.data.elements import original_table
-from cgcnn.data.graph import CrystalGraph, GraphParams
+from cgcnn.data.graph import BuildOptions, CrystalGraph, GraphParams
 from cgcnn.data.graph_cache import CacheKey, get_graphs
 from cgcnn.nn.predictor import Predictor
 
 _LOCK = threading.Lock()
 _MODELS: dict[tuple[str, int], Predictor] = {}
-_GRAPHS: dict[str, dict[str, CrystalGraph]] = {}
-_FAILED: dict[str, dict[str, str]] = {}
+_GRAPHS: dict[tuple[str, int], dict[str, CrystalGraph]] = {}
+_FAILED: dict[tuple[str, int], dict[str, str]] = {}
 
 
 def cached_model(name_or_path: str) -> Predictor:
@@ -56,16 +56,19 @@ def cached_graphs(
     ids: Iterable[str],
     params: GraphParams,
     progress: Callable[[int, int], None] | None = None,
+    options: BuildOptions | None = None,
 ) -> tuple[dict[str, CrystalGraph], list[tuple[str, str]]]:
     """:func:`cgcnn.data.graph_cache.get_graphs` (same arguments and result) through an in-memory layer."""
     wanted = list(dict.fromkeys(ids))
-    key = CacheKey.of(dataset, params, original_table()).filename()
+    options = options or BuildOptions()
+    # The atom limit is part of this key (not of the file's): a failure kept here may be a refusal for size.
+    key = (CacheKey.of(dataset, params, original_table(), options).filename(), options.max_atoms)
     with _LOCK:
         graphs = _GRAPHS.setdefault(key, {})
         failed = _FAILED.setdefault(key, {})
         missing = [i for i in wanted if i not in graphs and i not in failed]
     if missing:
-        new_graphs, new_failures = get_graphs(dataset, missing, params, progress=progress)
+        new_graphs, new_failures = get_graphs(dataset, missing, params, progress=progress, options=options)
         with _LOCK:
             graphs.update(new_graphs)
             failed.update(dict(new_failures))
