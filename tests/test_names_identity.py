@@ -180,3 +180,93 @@ def test_teacher_releases_a_name_from_the_library_and_the_cli(tmp_path, monkeypa
     assert main(["names", "release", "Frank"]) == 1
     assert "nobody holds" in capsys.readouterr().err
     assert identity.sign_in(store, "frank", lost).name == "frank"
+
+
+# --------------------------------------------------------------------------------------------------- issue 23
+
+
+@pytest.mark.parametrize(
+    ("typed", "message"),
+    [
+        ("al\u0456ce", "looks like 'alice'"),  # Cyrillic і
+        ("\uff41\uff4c\uff49\uff43\uff45", "already used by someone else"),  # fullwidth: NFKC makes it 'alice'
+        ("ALICE", "already used by someone else"),
+    ],
+)
+def test_a_look_alike_of_a_taken_display_name_is_refused_naming_it(tmp_path, typed, message):
+    store = RunStore(tmp_path / "runs.sqlite")
+    alice, mallory = tokens(store)
+    identity.sign_in(store, "alice", alice)
+    with pytest.raises(identity.NameClaimed, match=re.escape(message)):
+        identity.sign_in(store, typed, mallory)
+    assert identity.sign_in(store, typed, alice).name  # alice herself, however she types it
+
+
+@pytest.mark.parametrize("name", ["alice\u3164", "\u3164", "al\u200bice", "\u202ealice", "\u2800", "bob\ufeff"])
+def test_invisible_and_filler_characters_are_refused(name):
+    with pytest.raises(InvalidName, match=r"invisible or filler characters \(U\+"):
+        validate_name(name, what="a display name")
+
+
+def test_name_key_folds_width_case_and_confusables():
+    from cgcnn.names import name_key
+
+    assert {name_key(n) for n in ["alice", "Alice", "al\u0456ce", "\uff41\uff4c\uff49\uff43\uff45", "\u0391lice"]} == {
+        "alice"
+    }
+    assert name_key("b\u0430nd-gap") == "band-gap"
+    assert name_key("Zoë") == "zoë" and name_key("名前") == "名前"  # other scripts keep their letters
+
+
+def test_a_run_name_looking_like_a_zoo_model_or_another_run_is_refused(tmp_path):
+    from cgcnn.zoo import save_run_as
+
+    store = RunStore(tmp_path / "runs.sqlite")
+    first = store.create_run({"pretrained": "band-gap"}, owner="alice", status="done")
+    second = store.create_run({"pretrained": "band-gap"}, owner="bob", status="done")
+    with pytest.raises(InvalidName, match="looks like the zoo model 'band-gap'"):
+        save_run_as(store, first, "b\u0430nd-gap")  # Cyrillic а
+    assert save_run_as(store, first, "my model") == "my model"
+    with pytest.raises(InvalidName, match="looks like 'my model', which is already used"):
+        save_run_as(store, second, "my m\u043edel")  # Cyrillic о
+    with pytest.raises(InvalidName, match="invisible"):
+        save_run_as(store, second, "my model\u3164")
+    assert save_run_as(store, first, "my model") == "my model"  # its own name again is fine
+
+
+def test_the_quota_counts_look_alike_spellings_as_one_owner(tmp_path, monkeypatch):
+    """The hostile case of item 5: eight spellings of one name are one owner for the queue limit."""
+    from cgcnn.app.launch import launch
+    from cgcnn.training.finetune import FinetuneSpec
+
+    monkeypatch.setenv("CGCNN_HOME", str(tmp_path))
+    monkeypatch.setenv("CGCNN_MAX_QUEUED_PER_USER", "2")
+    store = RunStore()
+    spec = FinetuneSpec(pretrained="band-gap", freeze=2, n_train=40, n_val=20, n_test=20, hyperparams={"epochs": 2})
+    launch(store, [spec], owner="alice")
+    launch(store, [FinetuneSpec.from_dict({**spec.to_dict(), "seed": 1})], owner="ALICE")
+    with pytest.raises(CGCNNError, match="limit of 2 per person"):
+        launch(store, [FinetuneSpec.from_dict({**spec.to_dict(), "seed": 2})], owner="al\u0456ce")
+    with pytest.raises(CGCNNError, match="limit of 2 per person"):
+        launch(store, [FinetuneSpec.from_dict({**spec.to_dict(), "seed": 3})], owner="\uff41\uff4c\uff49\uff43\uff45")
+
+
+def test_the_migration_rekeys_owners_and_claims_and_the_earliest_look_alike_keeps_the_name(tmp_path):
+    from cgcnn.runs.schema import SCHEMA_VERSION
+
+    store = RunStore(tmp_path / "runs.sqlite")
+    run = store.create_run({"pretrained": "band-gap"}, owner="al\u0456ce", status="done")
+    with sqlite3.connect(store.path) as conn:  # the file as the previous rule left it
+        conn.execute("UPDATE runs SET owner_key = ? WHERE id = ?", ("al\u0456ce", run))
+        rows = [
+            ("alice", "alice", "hash-a", 1.0),
+            ("al\u0456ce", "al\u0456ce", "hash-m", 2.0),
+            ("bob", "Bob", "h", 3.0),
+        ]
+        conn.executemany("INSERT INTO name_claims VALUES (?, ?, ?, ?)", rows)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION - 1}")
+    migrated = RunStore(tmp_path / "runs.sqlite")
+    assert [r.id for r in migrated.list_runs(owner="alice")] == [run]
+    assert migrated.name_claim("alice") == "hash-a" and migrated.name_claim("bob") == "h"
+    with sqlite3.connect(store.path) as conn:
+        assert sorted(k for (k,) in conn.execute("SELECT name_key FROM name_claims")) == ["alice", "bob"]

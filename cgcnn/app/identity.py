@@ -179,6 +179,12 @@ def sign_in(store: RunStore, name: str, token: str, code: str = "", guard_keys: 
             _check_class_code(code, required, guard_keys)
         holder = store.claim_name(key, clean, mine)
     if not hmac.compare_digest(holder, mine):
+        taken = store.claimed_as(key) or clean
+        if taken.casefold() != clean.casefold():  # not a spelling of one name: a look-alike
+            raise NameClaimed(
+                f"the display name {clean!r} looks like {taken!r}, which someone else on this server uses: "
+                "choose a name that looks different"
+            )
         raise NameClaimed(
             f"the display name {clean!r} is already used by someone else on this server: choose another "
             "(or ask your teacher to release it if it is yours)"
