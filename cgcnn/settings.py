@@ -27,6 +27,8 @@ CGCNN_TEACHER_HOURS            2          teacher mode ends this long after the 
 CGCNN_LOGIN_FAILURES           3          wrong passwords (or class codes) before a lockout
 CGCNN_LOCKOUT_SECONDS          60         first lockout; each further one doubles, up to an hour
 CGCNN_MIN_PASSWORD_LENGTH      8          shortest teacher password or class code the server starts with
+CGCNN_MAX_LABEL                1e6        largest absolute label value of a dataset (past it: refused by id)
+CGCNN_MIN_FREE_MB              100        disk space kept free: a save or upload that would go below is refused
 =============================  =========  =============================================================
 """
 
@@ -67,6 +69,8 @@ class Limits:
     login_failures: int = 3
     lockout_seconds: float = 60.0
     min_password_length: int = 8
+    max_label: float = 1e6
+    min_free_mb: float = 100.0
 
     @staticmethod
     def variable(field_name: str) -> str:
@@ -100,6 +104,12 @@ class Limits:
             raise LimitExceeded(
                 f"{what} is {value:g}, over this server's limit of {limit:g} (set by {self.variable(field_name)})"
             )
+
+
+def label_range_problem(values, max_label: float) -> str:
+    """The message for labels beyond ``±max_label`` (1e300 is finite, but makes every error metric overflow)."""
+    worst = max(values, key=abs)
+    return f"label {worst:g} is beyond ±{max_label:g}, the largest this server accepts (set by CGCNN_MAX_LABEL)"
 
 
 def current_limits() -> Limits:
