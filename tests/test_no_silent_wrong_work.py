@@ -103,3 +103,36 @@ def test_saving_a_checkpoint_checks_free_space_first(tmp_path, monkeypatch):
     with pytest.raises(StorageError, match=r"saving the checkpoint .*: only 50 MB free .*CGCNN_MIN_FREE_MB"):
         save_checkpoint(tmp_path / "model.pt", predictor)
     assert not list(tmp_path.iterdir())  # nothing half-written
+
+
+def test_a_ray_sweep_that_cannot_reach_its_cluster_leaves_no_run(tmp_path):
+    from cgcnn.experiments.sweep import RayExecutor
+    from cgcnn.runs.ray_jobs import RayUnavailable
+    from cgcnn.runs.store import RunStore
+    from cgcnn.training.finetune import FinetuneSpec
+
+    store = RunStore(tmp_path / "runs.sqlite")
+    spec = FinetuneSpec(pretrained="band-gap", freeze=2, n_train=40, n_val=20, n_test=20, hyperparams={"epochs": 2})
+    executor = RayExecutor(store, address="127.0.0.1:1")  # nobody listens there
+    for _ in range(2):
+        with pytest.raises(RayUnavailable):
+            executor.run([spec], "sweep-1", lambda record: None)
+    assert store.list_runs(include_hidden=True) == []
+
+
+def test_runs_queued_for_a_runner_that_fails_to_start_are_cancelled(tmp_path, monkeypatch):
+    from cgcnn.experiments.sweep import LocalExecutor
+    from cgcnn.runs.store import RunStore
+    from cgcnn.training.finetune import FinetuneSpec
+
+    class Broken:
+        def start(self):
+            raise RuntimeError("no worker could start")
+
+    store = RunStore(tmp_path / "runs.sqlite")
+    executor = LocalExecutor(store)
+    monkeypatch.setattr(executor, "make_runner", lambda: Broken())
+    spec = FinetuneSpec(pretrained="band-gap", freeze=2, n_train=40, n_val=20, n_test=20, hyperparams={"epochs": 2})
+    with pytest.raises(RuntimeError):
+        executor.run([spec], "sweep-2", lambda record: None)
+    assert [r.status for r in store.list_runs(include_hidden=True)] == ["cancelled"]
