@@ -29,6 +29,9 @@ CGCNN_LOCKOUT_SECONDS          60         first lockout; each further one double
 CGCNN_MIN_PASSWORD_LENGTH      8          shortest teacher password or class code the server starts with
 CGCNN_MAX_LABEL                1e6        largest absolute label value of a dataset (past it: refused by id)
 CGCNN_MIN_FREE_MB              100        disk space kept free: a save or upload that would go below is refused
+CGCNN_UPLOAD_MB_PER_PERSON     200        dataset zips one person may keep on the server
+CGCNN_UPLOADS_TOTAL_MB         2000       dataset zips the whole class may keep
+CGCNN_UPLOAD_KEEP_DAYS         7          an upload no queued or running run uses is removed after this long
 =============================  =========  =============================================================
 """
 
@@ -71,6 +74,9 @@ class Limits:
     min_password_length: int = 8
     max_label: float = 1e6
     min_free_mb: float = 100.0
+    upload_mb_per_person: float = 200.0
+    uploads_total_mb: float = 2000.0
+    upload_keep_days: float = 7.0
 
     @staticmethod
     def variable(field_name: str) -> str:

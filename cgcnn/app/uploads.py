@@ -97,6 +97,7 @@ def iter_uploads(files: list[tuple[str, bytes]], errors: list[str]) -> Iterator[
             continue
         try:
             with zipfile.ZipFile(io.BytesIO(data)) as archive:
+                check_zip_members([i for i in archive.infolist() if not i.is_dir()], name, caps)  # hidden too
                 members = [
                     i
                     for i in archive.infolist()

@@ -274,8 +274,9 @@ def read_zip(
     except zipfile.BadZipFile:
         raise DatasetError(f"{label} is not a zip file") from None
     with archive:
-        infos = [i for i in archive.infolist() if not i.is_dir() and not _ignored_member(i.filename)]
-        check_zip_members(infos, label, caps)
+        every = [i for i in archive.infolist() if not i.is_dir()]
+        check_zip_members(every, label, caps)  # hidden members too: padding in .junk files is still disk
+        infos = [i for i in every if not _ignored_member(i.filename)]
         id_props = [i for i in infos if PurePosixPath(i.filename).name == "id_prop.csv"]
         if not id_props:
             raise DatasetError(
