@@ -75,11 +75,11 @@ with app_ui.boundary("the compare page"):
         source=panel,
         font_size=look.heatmap_px,
         zrange=style.TABLE2_MAE_RANGE_EV if look.fixed_ranges else None,
-        stacked=look.presenting,
+        stacked=True,  # side by side, at 1280 px the cells' "mean ± std" overlapped and the scratch cell was cut
     )
     app_ui.chart(heatmap, key="cmp_table2")
     comparison = tables.table2_comparison(cells)
-    app_ui.table(comparison)
+    app_ui.table(tables.table2_display(comparison))
     st.download_button(
         "Download Table 2 comparison (CSV)", comparison.to_csv(index=False), "table2.csv", "text/csv", key="cmp_csv"
     )

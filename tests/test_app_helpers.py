@@ -291,3 +291,17 @@ def test_one_speed_model_feeds_preview_queue_and_progress(tmp_path, monkeypatch)
 def test_durations_read_as_people_say_them():
     words = ["42 s", "3 min 5 s", "30 min", "1 h 30 min"]
     assert [estimates.format_duration(s) for s in (42, 185, 1800, 5400)] == words
+
+
+def test_serve_sets_the_server_address_so_start_up_asks_no_outside_service():
+    """A headless server on every interface asked checkip.amazonaws.com for its IP ("Did not auto detect
+    external IP" offline); ``browser.serverAddress`` stops that (issue 24)."""
+    import serve
+
+    given = ["--browser.serverAddress", "class.local"]
+    assert serve.offline_options(given) == given
+    assert serve.offline_options(["--server.address", "127.0.0.1"])[-2:] == ["--browser.serverAddress", "127.0.0.1"]
+    assert serve.offline_options(["--server.address=10.0.0.5"])[-1] == "10.0.0.5"
+    lan = serve.offline_options(["--server.address", "0.0.0.0", "--server.headless", "true"])
+    assert lan[-2] == "--browser.serverAddress" and lan[-1] not in ("0.0.0.0", "")
+    assert serve.offline_options([])[-2] == "--browser.serverAddress"

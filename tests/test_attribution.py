@@ -73,9 +73,53 @@ def test_explain_cli_json(capsys):
 
     assert main(["explain", "--model", "own-attention", "--top", "5", "--json", str(CIF_DIR / "mp-2184.cif")]) == 0
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert set(report) == {"prediction", "units", "atoms", "top_edges", "attention_vs_occlusion_spearman"}
+    assert set(report) == {
+        "prediction",
+        "units",
+        "occlusion",
+        "atoms",
+        "top_edges",
+        "attention_vs_occlusion_spearman",
+        "tie",
+    }
+    assert report["occlusion"] == "delete"
     assert len(report["top_edges"]) == 5 and report["top_edges"][0]["attention"] is not None
     occ = [abs(e["occlusion"]) for e in report["top_edges"]]
     assert occ == sorted(occ, reverse=True)
     assert -1.0 <= report["attention_vs_occlusion_spearman"] <= 1.0
     assert main(["explain", "--model", "own-attention", str(CIF_DIR / "missing.cif")]) == 2  # one-line error
+
+
+def test_occlusion_modes_differ_for_attention_only(model):
+    graph = model.graph(read_first())
+    deleted, zeroed = attribute(model, graph, "delete"), attribute(model, graph, "zero")
+    assert deleted.occlusion == "delete" and zeroed.occlusion == "zero"
+    assert np.array_equal(deleted.edge_gradient, zeroed.edge_gradient)  # a derivative of message scaling either way
+    gap = np.abs(deleted.edge_occlusion - zeroed.edge_occlusion).max()
+    if model.model.config.conv == "gated":
+        assert gap < 1e-6 and np.abs(deleted.atom_occlusion - zeroed.atom_occlusion).max() < 1e-6
+    else:  # zero does not renormalise the softmax: removing one of four equal neighbours costs a quarter of them
+        assert gap > 1e-4
+
+
+def test_explain_cli_occlusion_and_remove_top(capsys):
+    import json
+
+    from conftest import CIF_DIR
+
+    from cgcnn.cli.main import main
+
+    cif = str(CIF_DIR / "mp-2184.cif")
+    assert main(["explain", "--model", "own-attention", "--occlusion", "zero", "--top", "3", "--json", cif]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["occlusion"] == "zero"
+    argv = ["explain", "--model", "own-attention", "--remove-top", "5", "--ranking", "attention_layer2", "--json", cif]
+    assert main(argv) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert {"prediction", "prediction_without_top", "prediction_without_random"} <= set(report)
+    assert report["removed"] == 5 and report["occlusion"] == "delete"
+    assert main([*argv[:4], "100000", *argv[5:]]) == 0
+    captured = capsys.readouterr()
+    assert "note: only" in captured.err and json.loads(captured.out.strip().splitlines()[-1])["note"]
+    assert main(["explain", "--model", "own-attention", "--remove-top", "2", "--ranking", "gate_mean", cif]) == 2
+    assert "no gate_mean" in capsys.readouterr().err
+    assert main(["explain", "--model", "own-attention", "--remove-top", "2", cif]) == 2

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from cgcnn.analysis.probe import linear_probe
+from cgcnn.app.plain import text
 from cgcnn.errors import CGCNNError
 from cgcnn.experiments.study import MATCHED_ROW, STUDY_BASELINE, STUDY_TABLE2, STUDY_TABLE3_MATCHED, study_row
 from cgcnn.names import name_key
@@ -81,6 +82,13 @@ def layer_frame(predictor, freeze: int) -> tuple[pd.DataFrame, Any]:
     return pd.DataFrame(rows), report
 
 
+def named_layers(frame: pd.DataFrame) -> pd.DataFrame:
+    """A :func:`layer_frame` with the layers named as the diagram names them (``conv 1``, not ``convs.0``)."""
+    from cgcnn.analysis.figures import layer_display_name
+
+    return frame.assign(layer=[layer_display_name(name) for name in frame["layer"]])
+
+
 # --------------------------------------------------------------------------------------------------- run views
 
 
@@ -96,7 +104,7 @@ def run_label(record: RunRecord) -> str:
     name = f" «{record.name}»" if record.name else ""
     owner = f" · {record.owner}" if record.owner else ""
     protocol = f"{record.target} {sizes} · {epochs} ep · seed {record.seed}"
-    return f"{record.id} · {model} k{record.freeze} · {protocol}{owner}{name}"
+    return text(f"{record.id} · {model} k{record.freeze} · {protocol}{owner}{name}")  # no bidi controls
 
 
 def protocol_of(record: RunRecord) -> tuple:
@@ -141,7 +149,9 @@ def run_progress(record: RunRecord, epochs: pd.DataFrame) -> tuple[float, str]:
     if record.status == "done":
         mae = f", test MAE {record.test_mae:.4f}" if record.test_mae is not None else ""
         return 1.0, f"done in {format_duration(record.seconds or 0)}{mae}"
-    return min(done / total, 1.0), f"{record.status}: {record.error or ''}".rstrip(": ")
+    # an error that only repeats the status (a cancel stores "cancelled") is not shown twice
+    detail = record.error if record.error and record.error.strip() != record.status else ""
+    return min(done / total, 1.0), f"{record.status}: {detail}".rstrip(": ")
 
 
 def progress_as_percent(frame: pd.DataFrame) -> pd.DataFrame:
@@ -186,7 +196,10 @@ ON_SCREEN_RUN_COLUMNS = ["id", "test_mae", "pretrained", "freeze", "target", "si
 
 def on_screen_runs(frame: pd.DataFrame) -> pd.DataFrame:
     """The :data:`ON_SCREEN_RUN_COLUMNS` of a :func:`runs_frame` (all of them for an empty frame)."""
-    return frame[[c for c in ON_SCREEN_RUN_COLUMNS if c in frame.columns]]
+    shown = frame[[c for c in ON_SCREEN_RUN_COLUMNS if c in frame.columns]]
+    if "owner" in shown.columns:  # a legacy name with a right-to-left override must not reverse the row
+        shown = shown.assign(owner=[text(o) if o else "" for o in shown["owner"]])
+    return shown
 
 
 def model_label(record: RunRecord) -> str:
@@ -301,6 +314,30 @@ def compact_frame(views: list[RunView], with_owner: bool = False) -> pd.DataFram
     return pd.DataFrame(rows, columns=columns)
 
 
+def narrow_runs(frame: pd.DataFrame) -> pd.DataFrame:
+    """A :func:`compact_frame` as the run lists show it: few columns that wrap, so nothing scrolls off at 1280 px.
+
+    At 1280-1400 px a page's main column is about 820 px wide, and the twelve columns needed 1,154 px: *state*
+    (ETA, "reused from … trained by …") and *test MAE* were scrolled off. Here what the run is takes two columns
+    (``model`` with its freeze depth, ``protocol``: target, sizes, epochs, seed), the status is left to *state*
+    (which says it in words), progress is a percentage, and user text loses bidirectional controls.
+    """
+    if frame.empty:
+        return frame
+    out = pd.DataFrame({"id": frame["id"]})
+    if "owner" in frame.columns:
+        out["owner"] = [text(o) if o else "" for o in frame["owner"]]
+    out["model"] = [f"{text(m)} k{k}" for m, k in zip(frame["model"], frame["k"], strict=True)]
+    out["protocol"] = [
+        f"{t} · {s} · {e} ep · seed {seed}"
+        for t, s, e, seed in zip(frame["target"], frame["sizes"], frame["epochs"], frame["seed"], strict=True)
+    ]
+    out["progress"] = progress_as_percent(frame)["progress"]
+    out["state"] = [text(v) for v in frame["state"]]
+    out["test MAE"] = frame["test MAE"]
+    return out
+
+
 def compact_runs(store: RunStore, records: list[RunRecord], with_owner: bool = False) -> pd.DataFrame:
     """:func:`compact_frame` of ``records`` read from ``store`` (the Fine-tune page's and the teacher's table)."""
     return compact_frame(run_views(store, records), with_owner=with_owner)
@@ -391,6 +428,24 @@ def table2_comparison(cells: pd.DataFrame) -> pd.DataFrame:
     merged = study.merge(ours, on=["row", "freeze"], how="outer")
     merged["difference"] = merged["mean_mae"] - merged["study_mae"]
     return merged.sort_values(["row", "freeze"]).reset_index(drop=True)
+
+
+def significant(value: float, digits: int = 3) -> float:
+    """``value`` rounded to ``digits`` significant digits (NaN stays NaN): 0.012345 → 0.0123."""
+    if value is None or not math.isfinite(value) or value == 0:
+        return value
+    return float(f"{value:.{digits}g}")
+
+
+def table2_display(comparison: pd.DataFrame) -> pd.DataFrame:
+    """:func:`table2_comparison` as the page shows it: standard deviations to 3 significant digits.
+
+    Five seeds say little beyond the second digit of a spread; 4-6 digits only made the column wide. The CSV
+    export keeps every digit.
+    """
+    if "std_mae" not in comparison.columns:
+        return comparison
+    return comparison.assign(std_mae=[significant(v) for v in comparison["std_mae"]])
 
 
 # --------------------------------------------------------------------------------------------------- crystals

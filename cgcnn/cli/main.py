@@ -18,6 +18,7 @@ from cgcnn import __version__
 from cgcnn.cli.data import add_data_parser
 from cgcnn.cli.evaluate import add_evaluate_parser
 from cgcnn.cli.explain import add_explain_parser
+from cgcnn.cli.faithfulness import add_faithfulness_parser
 from cgcnn.cli.names import add_names_parser
 from cgcnn.cli.options import isolated_reader
 from cgcnn.cli.pretrain import add_pretrain_parsers
@@ -77,6 +78,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             if r.error:
                 print(f"error: {r.error}", file=sys.stderr)
                 continue
+            if r.tie:
+                print(f"warning: {r.name}: {r.tie}", file=sys.stderr)
             values = [repr(float(v)) for v in r.values]
             extra = values if len(targets) > 1 else []
             if ensemble:
@@ -132,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_evaluate_parser(sub)
     add_explain_parser(sub)
+    add_faithfulness_parser(sub)
     add_data_parser(sub)
     add_train_parsers(sub)
     add_pretrain_parsers(sub)

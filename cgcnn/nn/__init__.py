@@ -1,4 +1,4 @@
-"""Neural networks on crystal graphs: convolutions (one registry), the model, checkpoints and the predictor."""
+"""Neural networks on crystal graphs: convolutions, the model, edge removal, checkpoints and the predictor."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ _EXPORTS = {
     "load_checkpoint": "cgcnn.nn.checkpoint",
     "save_checkpoint": "cgcnn.nn.checkpoint",
     "Predictor": "cgcnn.nn.predictor",
+    "remove_edges": "cgcnn.nn.removal",
 }
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

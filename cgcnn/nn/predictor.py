@@ -171,6 +171,7 @@ class CrystalPrediction:
         atoms: atoms in its cell (0 when it could not be read).
         error: why it was not predicted, ``"<name>: <reason>"``.
         note: what the user should know about a good prediction (a widened cutoff).
+        tie: :func:`tie_note` of the crystal ('' without a neighbour tie at the cut).
     """
 
     name: str
@@ -181,6 +182,25 @@ class CrystalPrediction:
     atoms: int = 0
     error: str = ""
     note: str = ""
+    tie: str = ""
+
+
+#: What is said wherever a crystal with a neighbour tie at the cut is predicted (CLI ``predict`` and ``explain``,
+#: the viewer): the same structure written down another way can get another graph and another prediction.
+TIE_NOTE = (
+    "this crystal has tied neighbours at the cutoff: its prediction depends on atom order and coordinate rounding"
+)
+
+
+def tie_note(structure: Structure, params: GraphParams) -> str:
+    """:data:`TIE_NOTE` and where the tie is, when the ``M``-neighbour cut splits a shell; '' otherwise.
+
+    See :func:`cgcnn.data.graph.neighbour_tie`.
+    """
+    from cgcnn.data.graph import neighbour_tie
+
+    tie = neighbour_tie(structure, params)
+    return "" if tie is None else f"{TIE_NOTE} ({tie.describe(params.max_neighbors)})"
 
 
 def crystal_files(paths: list[str | Path]) -> list[Path]:
@@ -231,6 +251,7 @@ def predict_crystals(
             result.error = sentence(name, str(exc))
         else:
             result.formula, result.atoms = structure.composition.reduced_formula, len(structure)
+            result.tie = tie_note(structure, params)
             if graph.radius > params.radius:
                 result.note = f"{name}: cutoff widened from {params.radius:g} to {graph.radius:g} Å"
             graphs.append(graph)
