@@ -38,10 +38,11 @@ def poscar_text(n: int, volume_per_atom: float, seed: int = 0) -> str:
     return "\n".join(lines + [f"{x:.6f} {y:.6f} {z:.6f}" for x, y, z in coords]) + "\n"
 
 
+# fmt: off
 def nacl_p1_cif(repeat: int) -> str:
     """Rock salt as a P1 CIF of a ``repeat``³ supercell of its 8-atom cubic cell (``8 * repeat**3`` sites)."""
     base = [("Na", (0, 0, 0)), ("Na", (0, 0.5, 0.5)), ("Na", (0.5, 0, 0.5)), ("Na", (0.5, 0.5, 0)),
-            ("Cl", (0.5, 0.5, 0.5)), ("Cl", (0.5, 0, 0)), ("Cl", (0, 0.5, 0)), ("Cl", (0, 0, 0.5))]  # fmt: skip
+            ("Cl", (0.5, 0.5, 0.5)), ("Cl", (0.5, 0, 0)), ("Cl", (0, 0.5, 0)), ("Cl", (0, 0, 0.5))]
     a = 5.64 * repeat
     rows = []
     for i in range(repeat):
@@ -53,8 +54,9 @@ def nacl_p1_cif(repeat: int) -> str:
     head = ["data_NaCl", "_symmetry_space_group_name_H-M 'P 1'", *(f"_cell_length_{c} {a:.4f}" for c in "abc")]
     head += ["_cell_angle_alpha 90", "_cell_angle_beta 90", "_cell_angle_gamma 90", "loop_",
              "_symmetry_equiv_pos_as_xyz", "'x, y, z'", "loop_", "_atom_site_label", "_atom_site_type_symbol",
-             "_atom_site_fract_x", "_atom_site_fract_y", "_atom_site_fract_z", "_atom_site_occupancy"]  # fmt: skip
+             "_atom_site_fract_x", "_atom_site_fract_y", "_atom_site_fract_z", "_atom_site_occupancy"]
     return "\n".join(head + rows) + "\n"
+# fmt: on
 
 
 def write_done_when_files(folder) -> dict[str, object]:

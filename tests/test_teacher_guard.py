@@ -150,10 +150,12 @@ def test_teacher_mode_ends_after_its_hours_and_a_cookie_is_bound_to_the_password
 def test_a_short_password_or_class_code_stops_the_server_with_a_message(tmp_path, monkeypatch):
     monkeypatch.setenv(teacher.PASSWORD_ENV, "1234")
     assert not teacher.check_password("1234")  # the pages keep teacher mode off too
+    # fmt: off
     env = {"CGCNN_HOME": str(tmp_path), "PATH": "/usr/bin:/bin", "CGCNN_TEACHER_PASSWORD": "1234",
-           "CGCNN_CLASS_CODE": "abc"}  # fmt: skip
+           "CGCNN_CLASS_CODE": "abc"}
     done = subprocess.run([sys.executable, "serve.py"], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=120)  # fmt: skip
+                          timeout=120)
+    # fmt: on
     assert done.returncode == 2
     assert "the teacher password is 4 characters long; this server needs at least 8" in done.stderr
     assert "the class code is 3 characters long" in done.stderr and "CGCNN_MIN_PASSWORD_LENGTH" in done.stderr
