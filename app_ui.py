@@ -130,21 +130,24 @@ def table(frame, container=None, **kwargs) -> None:
         where.dataframe(frame, hide_index=True, width="stretch", **kwargs)
 
 
-def runs_table(frame, height: int | None = None) -> None:
-    """A live table of runs: a progress bar per run on a screen, a projector-sized table in presentation mode.
+#: Run lists longer than this scroll inside a box of their own (a class has a hundred runs).
+RUNS_TABLE_ROWS = 10
 
-    In presentation mode the progress shows as a percentage: the grid's progress bars cannot be enlarged.
+
+def runs_table(frame, height: int | None = None, container=None) -> None:
+    """A live list of runs (:func:`cgcnn.app.tables.compact_frame`) as a static table whose cells wrap.
+
+    A grid cannot wrap: at 1280-1400 px it scrolled *state* and *test MAE* off to the right. The narrow table
+    (:func:`cgcnn.app.tables.narrow_runs`) fits, with progress as a percentage, at 14 px on a screen and 16 px
+    in presentation mode; a long list scrolls vertically inside a box ``height`` px high.
     """
-    from cgcnn.app.tables import progress_as_percent
+    from cgcnn.analysis.style import styled_table
+    from cgcnn.app.tables import narrow_runs
 
-    if presenting():
-        table(progress_as_percent(frame))
-        return
-    columns = {
-        "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0),
-        "test MAE": st.column_config.NumberColumn("test MAE", format="%.4f"),
-    }
-    table(frame, height=height, column_config=columns)
+    where = container or st
+    if height is not None and len(frame) > RUNS_TABLE_ROWS:
+        where = where.container(height=height, border=False)
+    where.table(styled_table(narrow_runs(frame), style(), text=plain.markdown))
 
 
 def identity():

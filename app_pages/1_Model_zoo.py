@@ -11,16 +11,17 @@ from cgcnn.app import plain, tables
 app_ui.setup("Model zoo")
 with app_ui.boundary("the model zoo"):
     cards = app_ui.cards()
-    app_ui.table(cards)
+    look = app_ui.style()
+    if not look.presenting:  # on a projector the wrapped card table (~2,000 px) comes after the diagram
+        app_ui.table(cards)
 
     names = cards["name"].tolist()
     default = names.index("formation-energy-per-atom") if "formation-energy-per-atom" in names else 0
     name = st.selectbox("Model", names, index=default, key="zoo_model")
     predictor = app_ui.model(name)
     card = predictor.card
-    look = app_ui.style()
-    # On a projector the diagram gets the full width, so its larger box labels fit.
-    left, right = (st.container(), st.container()) if look.presenting else st.columns([2, 3])
+    # On a projector the diagram comes first, at the full width; the card follows.
+    right, left = (st.container(), st.container()) if look.presenting else st.columns([2, 3])[::-1]
     with left:
         md = plain.markdown
         st.markdown(f"### {md(card.name)}")
@@ -51,4 +52,7 @@ with app_ui.boundary("the model zoo"):
             "Frozen: pretrained and not trained. Kept: pretrained weights, trained further. Re-initialised: fresh "
             "weights (the deeper convolutions and the head, as in the study; freeze 0 keeps every convolution)."
         )
-        app_ui.table(layers)
+        app_ui.table(tables.named_layers(layers))
+    if look.presenting:
+        st.subheader("Every model of the zoo")
+        app_ui.table(cards)

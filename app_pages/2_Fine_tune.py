@@ -7,9 +7,10 @@ import streamlit as st
 import app_ui
 from cgcnn import zoo
 from cgcnn.analysis import figures
-from cgcnn.app import class_settings, classroom, identity, launch, plain, tables, uploads
+from cgcnn.app import class_settings, classroom, identity, launch, plain, run_actions, tables, uploads
 from cgcnn.data.datasets import TARGET_UNITS
 from cgcnn.errors import CGCNNError
+from cgcnn.names import name_key
 from cgcnn.runs.estimates import format_duration
 from cgcnn.runs.store import RunNotFound
 from cgcnn.settings import current_limits
@@ -97,7 +98,7 @@ def launch_form(store) -> None:
         )
         specs = launch.make_specs(chosen, freezes, protocol, seeds, data=data_path)
         if specs:
-            st.caption(plain.markdown(launch.preview(store, specs).summary()))
+            st.caption(plain.markdown(launch.preview(store, specs, force=force).summary()))
         submitted = st.button("Queue runs", type="primary", key="ft_submit")
     if submitted:
         if not user:
@@ -109,6 +110,8 @@ def launch_form(store) -> None:
             st.error(plain.markdown(str(exc)))
             return
         st.success(plain.markdown(result.summary()))
+        if result.run_ids:  # open the run just queued (and follow it) rather than the one opened before
+            st.session_state["ft_open"] = result.run_ids[0]
         for label, why in result.refused:
             st.warning(plain.markdown(f"Not queued: {label}: {why}"))
 
@@ -131,15 +134,16 @@ def run_detail(store, view: tables.RunView, can_act: bool) -> None:
         app_ui.chart(figures.curves_figure(view.epochs, "mae", units=units, legend_row_px=row_px), "ft_curve_mae", a)
         app_ui.chart(figures.curves_figure(view.epochs, "loss", legend_row_px=row_px), "ft_curve_loss", b)
     if can_act:
-        run_actions(store, view)
+        owner_actions(store, view)
 
 
-def run_actions(store, view: tables.RunView) -> None:
+def owner_actions(store, view: tables.RunView) -> None:
     entry = view.entry
     cols = st.columns([2, 1, 1, 1])
     if entry.is_active and cols[1].button("Cancel", key=f"cancel_{entry.id}"):
-        status = store.request_cancel(entry.id, force=is_teacher and entry.owner != user)
-        st.toast(plain.markdown(f"run {entry.id}: {status}"))
+        force = is_teacher and entry.owner_key != name_key(user)
+        for message in run_actions.cancel_each(store, [entry.id], lambda i: store.request_cancel(i, force=force)):
+            st.toast(plain.markdown(message))
     asking = f"confirm_delete_{entry.id}"
     if not entry.is_active and cols[2].button("Delete run", key=f"delete_{entry.id}"):
         st.session_state[asking] = True
@@ -148,7 +152,7 @@ def run_actions(store, view: tables.RunView) -> None:
         yes, no = st.columns([1, 4])
         if yes.button("Yes, delete", key=f"delete_yes_{entry.id}", type="primary"):
             st.session_state.pop(asking, None)
-            if is_teacher and entry.owner != user:  # the teacher's delete; a student's only hides their entry
+            if is_teacher and entry.owner_key != name_key(user):  # a teacher deletes; a student only hides their entry
                 store.delete(entry.id)
             else:
                 store.hide(entry.id)
@@ -175,10 +179,12 @@ def views_of(store, records) -> list[tables.RunView]:
 
 def runs_section(store) -> None:
     """The compact live table of runs (a polling fragment), then one opened run (polling only while it runs)."""
-    everyone = st.toggle("Show everyone's runs", value=not user, key="ft_everyone")
+    # Off by default for a student, also one who opened the page before typing a name (without a name there are
+    # no own runs, so everyone's are listed whatever the switch says).
+    everyone = st.toggle("Show everyone's runs", value=is_teacher, key="ft_everyone") or not user
 
     def shown_runs():
-        return store.list_runs() if everyone or not user else store.list_runs(owner=user)
+        return store.list_runs() if everyone else store.list_runs(owner=user)
 
     records = shown_runs()
     first = [records]  # the fragment's first draw uses these; its polls read the store again

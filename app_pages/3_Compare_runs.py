@@ -9,6 +9,7 @@ from cgcnn.analysis import figures, style
 from cgcnn.app import tables
 from cgcnn.data.datasets import TARGET_UNITS
 from cgcnn.experiments import study
+from cgcnn.names import name_key
 
 user = app_ui.setup("Compare runs")
 with app_ui.boundary("the compare page"):
@@ -20,7 +21,7 @@ with app_ui.boundary("the compare page"):
     if not records:
         st.info("No runs stored yet: queue some on the Fine-tune page.")
     mine_only = st.toggle("Only my runs", value=False, key="cmp_mine", disabled=not user)
-    pool = [r for r in records if not mine_only or r.owner == user]
+    pool = [r for r in records if not mine_only or r.owner_key == name_key(user)]
     default = tables.default_comparison(pool, user)
     chosen = st.multiselect(
         "Runs to compare",
@@ -74,11 +75,11 @@ with app_ui.boundary("the compare page"):
         source=panel,
         font_size=look.heatmap_px,
         zrange=style.TABLE2_MAE_RANGE_EV if look.fixed_ranges else None,
-        stacked=look.presenting,
+        stacked=True,  # side by side, at 1280 px the cells' "mean ± std" overlapped and the scratch cell was cut
     )
     app_ui.chart(heatmap, key="cmp_table2")
     comparison = tables.table2_comparison(cells)
-    app_ui.table(comparison)
+    app_ui.table(tables.table2_display(comparison))
     st.download_button(
         "Download Table 2 comparison (CSV)", comparison.to_csv(index=False), "table2.csv", "text/csv", key="cmp_csv"
     )

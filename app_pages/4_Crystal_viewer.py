@@ -9,19 +9,25 @@ from __future__ import annotations
 import streamlit as st
 
 import app_ui
-from cgcnn.app import classroom, plain, tables, uploads, viewer
+from cgcnn.app import classroom, hints, plain, tables, uploads, viewer
 
 HEIGHT = 520
+#: Presentation mode at 1280x720: the prediction, the colour bars (above the view) and the whole 3D scene fit
+#: above the fold under the page title; the PNG button may fall below it.
+PRESENT_SCENE_HEIGHT = 330
 SOURCES = ["Default dataset", "Upload a file"]
 
 
 @st.cache_data(show_spinner="Building the 3D scene…", max_entries=32)
-def build_view(upload: tuple[str, bytes] | None, state: viewer.ViewState, height: int, zoom: float):
-    """(html, edge table, info dict) of one view; cached on the file and the whole state."""
+def build_view(upload: tuple[str, bytes] | None, state: viewer.ViewState, height: int, zoom: float, present: bool):
+    """(html, edge table, info dict) of one view; cached on the file, the whole state and the mode."""
     structure = (
         uploads.structure_from_upload(*upload) if upload is not None else app_ui.dataset().structure(state.crystal)
     )
-    view = viewer.view_of_state(structure, state, app_ui.model, height=height, zoom=zoom)
+    legend_px = app_ui.style().table_px if present else 13
+    view = viewer.view_of_state(
+        structure, state, app_ui.model, height=height, zoom=zoom, legend_px=legend_px, legend_first=present
+    )
     return view.html, view.table, view.info
 
 
@@ -50,28 +56,51 @@ def sync_address(state: viewer.ViewState) -> None:
             del st.query_params[key]
 
 
+def prediction(info: dict, state: viewer.ViewState, note) -> None:
+    """The prediction as a metric, with the ensemble's members and the hints that belong to it."""
+    units = info["units"]
+    spread = f" ± {info['std']:.3f}" if "std" in info else ""
+    st.metric(plain.markdown(f"Prediction: {info['target']}"), f"{info['prediction']:.3f}{spread} {units}")
+    if "std" not in info and hints.at_floor(state.model, info["prediction"]):
+        note(plain.markdown(hints.floor_note(state.model)))
+    if "members" in info:
+        each = ", ".join(f"{name} {value:.3f}" for name, value in info["members"].items())
+        note(plain.markdown(f"Mean ± std over {len(info['members'])} models (seed ensemble): {each}."))
+
+
 def show_view(left, right, state: viewer.ViewState, upload: tuple[str, bytes] | None, present: bool) -> None:
-    """The 3D view, prediction, colour notes and edge table of ``state`` (nothing else decides them)."""
-    html, table, info = build_view(upload, state, HEIGHT + 120 if present else HEIGHT - 60, 1.1)
+    """The 3D view, prediction, colour notes and edge table of ``state`` (nothing else decides them).
+
+    In presentation mode (a 1280x720 projector) the prediction and the colour bars sit above a 3D view that fits
+    under them, notes are body text (16 px) instead of 14 px captions, and the edge table is a static table.
+    """
+    scene_height = PRESENT_SCENE_HEIGHT if present else HEIGHT - 60
+    html, table, info = build_view(upload, state, scene_height, 1.0 if present else 1.1, present)
     st.session_state["viewer_html"], st.session_state["viewer_info"] = html, info
+    note = st.markdown if present else st.caption
+    summary = (
+        f"**{plain.markdown(info['formula'])}** · {info['n_atoms']} atoms · "
+        f"{info['drawn_edges']} of {info['graph_edges']} "
+        f"graph edges drawn · {info['ghosts']} neighbour atoms in adjacent cells (translucent)"
+    )
     with right:
-        st.markdown(
-            f"**{plain.markdown(info['formula'])}** · {info['n_atoms']} atoms · "
-            f"{info['drawn_edges']} of {info['graph_edges']} "
-            f"graph edges drawn · {info['ghosts']} neighbour atoms in adjacent cells (translucent)"
-        )
-        st.iframe(html, height=(HEIGHT + 300 if present else HEIGHT + 80), alt=f"3D view of {info['formula']}")
+        if info.get("tie"):  # the prediction depends on how the crystal is written down
+            st.warning(plain.markdown(info["tie"][0].upper() + info["tie"][1:] + "."))
+        if present and "prediction" in info:
+            prediction(info, state, note)
+        if not present:
+            st.markdown(summary)
+        frame_height = scene_height + 190 if present else HEIGHT + 80  # the scene, its legend, the PNG button
+        st.iframe(html, height=frame_height, alt=f"3D view of {info['formula']}")
+        if present:
+            note(summary)
         if info.get("truncated"):
-            st.caption("Large cell: only the first edges are drawn.")
+            note("Large cell: only the first edges are drawn.")
     with left:
         if "prediction" in info:
-            units = info["units"]
-            spread = f" ± {info['std']:.3f}" if "std" in info else ""
-            st.metric(plain.markdown(f"Prediction: {info['target']}"), f"{info['prediction']:.3f}{spread} {units}")
-            if "members" in info:
-                each = ", ".join(f"{name} {value:.3f}" for name, value in info["members"].items())
-                st.caption(plain.markdown(f"Mean ± std over {len(info['members'])} models (seed ensemble): {each}."))
-            st.caption(
+            if not present:
+                prediction(info, state, note)
+            note(
                 ("Edge colour: occlusion attribution, the prediction minus the prediction without that edge's "
                  "message (model units; the same for every layer). " if state.colour == "occlusion" else
                  "Edge colour and thickness: attention coefficient of the chosen layer and head. " if info["kind"]
@@ -100,12 +129,23 @@ def show_view(left, right, state: viewer.ViewState, upload: tuple[str, bytes] | 
     focus = state.atom if state.edges == "atom" and state.members else None
     if state.members and len(table):
         st.subheader("Edges drawn" + (f" of atom {focus} ({info['species'][focus]})" if focus is not None else ""))
-        st.dataframe(table, hide_index=True, width="stretch")
+        edge_table(table, present, note)
     elif len(table):
         with st.expander("Edges of the crystal graph"):
-            st.dataframe(table.drop(columns=["coefficient"]), hide_index=True, width="stretch")
+            edge_table(table.drop(columns=["coefficient"]), present, note)
     if len(table) and state.members and table["coefficient"].notna().all():
-        st.caption("Rows sorted by coefficient, strongest first; image = lattice translation of the neighbour.")
+        note("Rows sorted by coefficient, strongest first; image = lattice translation of the neighbour.")
+
+
+def edge_table(table, present: bool, note) -> None:
+    """The edges as a grid on a screen; in presentation mode a static 16 px table of the first rows."""
+    if not present:
+        st.dataframe(table, hide_index=True, width="stretch")
+        return
+    rows = app_ui.style().max_styled_rows
+    app_ui.table(table.head(rows))
+    if len(table) > rows:
+        note(f"The first {rows} of {len(table)} edges (switch presentation mode off for all of them).")
 
 
 user = app_ui.setup("Crystal & attention viewer")

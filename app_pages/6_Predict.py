@@ -11,7 +11,7 @@ import streamlit as st
 import app_ui
 from cgcnn.analysis import figures
 from cgcnn.analysis.evaluation import target_units
-from cgcnn.app import ensembles, plain, scoring, tables, uploads
+from cgcnn.app import ensembles, hints, plain, scoring, tables, uploads
 
 NO_ENSEMBLE, PICK_RUNS = "none", "pick runs…"
 
@@ -62,6 +62,8 @@ with app_ui.boundary("the predict page"):
         st.success(f"Predicted {len(table)} crystal(s) with {len(models)} model(s).")
         main, members = uploads.split_members(table)
         app_ui.table(main)
+        for note in hints.floor_notes(main):
+            st.info(plain.markdown(note))
         if len(members.columns) > 1:
             with st.expander("Each ensemble member's prediction"):
                 app_ui.table(members)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 import app_ui
-from cgcnn.app import class_settings, classroom, teacher
+from cgcnn.app import class_settings, classroom, plain, run_actions, tables, teacher
 
 app_ui.setup("Class (teacher)")
 
@@ -23,23 +23,47 @@ def unlock() -> None:
 
 
 def runs_panel(store) -> None:
+    """Every run of the class, polling (a projected overview stays live); picks are run ids, never labels."""
     st.subheader("Every run of the class")
-    records = store.list_runs()
-    frame = teacher.class_frame(store)
-    app_ui.runs_table(frame, height=min(38 + 35 * len(frame), 460))
-    labels = {r.id: f"{r.id} · {r.owner or '—'} · {r.status}" for r in records}
-    chosen = st.multiselect("Runs", list(labels), format_func=labels.get, key="class_runs")
-    a, b, c = st.columns(3)
-    if a.button("Cancel selected", key="class_cancel", disabled=not chosen):
-        for run_id, status in teacher.cancel_runs(store, chosen, is_teacher=True).items():
-            st.toast(f"run {run_id}: {status}")
-    if b.button("Delete selected", key="class_delete", disabled=not chosen):
-        for run_id, outcome in teacher.delete_runs(store, chosen, is_teacher=True).items():
-            st.toast(f"run {run_id}: {outcome}")
-        st.rerun()
-    if c.button("Clear the queue", key="class_clear"):
-        cleared = teacher.clear_queue(store, is_teacher=True)
-        st.toast(f"{len(cleared)} queued run(s) cancelled")
+
+    @st.fragment(run_every=app_ui.poll_seconds())
+    def live_runs() -> None:
+        with app_ui.boundary("the class's runs"):
+            app_ui.mark_active()
+            workers = classroom.worker_count(store.home)
+            records = store.list_runs(include_hidden=True)
+            table_slot = st.container()  # drawn last, so it shows what the clicks below did
+            labels = run_actions.pick_labels(records)
+            picked = st.multiselect("Runs", list(labels), format_func=run_actions.label_of(labels), key="class_runs")
+            chosen = run_actions.known_ids(picked, labels)
+            a, b, c = st.columns(3)
+            messages = []
+            if a.button("Cancel selected", key="class_cancel", disabled=not chosen):
+                cancel = lambda run_id: teacher.cancel_runs(store, [run_id], is_teacher=True)[run_id]  # noqa: E731
+                messages = run_actions.cancel_each(store, chosen, cancel)
+            if b.button("Delete selected", key="class_delete", disabled=not chosen):
+                delete = lambda run_id: teacher.delete_runs(store, [run_id], is_teacher=True)[run_id]  # noqa: E731
+                messages = run_actions.delete_each(store, chosen, delete)
+            if c.button("Clear the queue", key="class_clear"):
+                cleared = teacher.clear_queue(store, is_teacher=True)
+                messages = [f"cancelled {len(cleared)} queued run(s)" if cleared else "the queue was already empty"]
+            for message in messages:
+                st.toast(plain.markdown(message))
+            if messages:
+                records = store.list_runs(include_hidden=True)
+            views = tables.run_views(store, records, etas=lambda ids: app_ui.queue_etas(tuple(ids), workers))
+            counts = store.counts()
+            table_slot.caption(
+                f"Queue: {counts['queued']} queued, {counts['running']} running · workers: {workers} · "
+                f"{len(records)} run(s)"
+            )
+            app_ui.runs_table(
+                tables.compact_frame(views, with_owner=True),
+                height=min(38 + 35 * len(records), 460),
+                container=table_slot,
+            )
+
+    live_runs()
 
 
 def class_panel(store) -> None:

@@ -49,6 +49,15 @@ def name_problem(name: str, reserved: Iterable[str] = (), what: str = "a name") 
     return None
 
 
+def name_key(name: str) -> str:
+    """The key two names are the same under: NFC, trimmed, case-folded (``Alice`` and ``alice`` are one name).
+
+    Display names are claimed under it and runs are owned under it (the run store's ``owner_key``), so one
+    person's runs, list and quota do not split by spelling.
+    """
+    return unicodedata.normalize("NFC", name or "").strip().casefold()
+
+
 def validate_name(name: str, reserved: Iterable[str] = (), what: str = "a name") -> str:
     """The name, normalised (NFC, trimmed), if it follows the rule.
 

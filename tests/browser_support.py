@@ -41,3 +41,26 @@ def wait_until_idle(page, timeout_s: float = 90.0) -> None:
                 return
         time.sleep(0.3)
     raise AssertionError("the page kept running")
+
+
+#: Script listing what of the page's tables is cut off on the right or scrolls sideways ([] when everything fits).
+CLIPPED_JS = r"""
+() => {
+  const out = [];
+  for (const el of document.querySelectorAll('[data-testid="stTable"], [data-testid="stDataFrame"]')) {
+    const limit = Math.min(el.getBoundingClientRect().right, window.innerWidth);
+    const grid = el.querySelector('.dvn-scroller');
+    if (grid && grid.scrollWidth > grid.clientWidth + 1) out.push('grid scrolls sideways: ' + grid.scrollWidth);
+    for (const cell of el.querySelectorAll('th, td')) {
+      const r = cell.getBoundingClientRect();
+      if (r.width > 0 && r.right > limit + 1) out.push('cell past the edge: ' + cell.innerText.slice(0, 30));
+    }
+    for (const box of el.querySelectorAll('*')) {
+      if (box.scrollWidth > box.clientWidth + 1 && getComputedStyle(box).overflowX !== 'visible')
+        out.push('scrolls sideways: ' + box.tagName + ' ' + box.scrollWidth + ' > ' + box.clientWidth);
+    }
+  }
+  if (document.documentElement.scrollWidth > window.innerWidth) out.push('the page scrolls sideways');
+  return out;
+}
+"""

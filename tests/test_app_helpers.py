@@ -142,7 +142,59 @@ def test_shipped_sweep_results_fill_table2():
     assert not runs.empty, "docs/results/*/runs.csv ship with the project"
     cells = tables.table2_cells(runs)
     assert {"scratch", "formation energy", "bulk modulus", "shear modulus"} <= set(cells["row"])
-    assert (cells["n"] >= 5).all()  # five seeds per cell
+    assert (cells["n"] == 5).all()  # five seeds per cell, no more
+
+
+def test_table2_reads_only_its_own_protocol():
+    """Runs of other shipped sweeps (another split, the 100-epoch budget, reruns) never enter a cell."""
+    import pandas as pd
+
+    results = tables.shipped_results_dir()
+    shipped = set(tables.shipped_runs()["run_id"])
+    for other in ("budget", "multisplit", "rescored_3_splits", "shift", "table2_clamped"):
+        path = results / other / "runs.csv"
+        if path.is_file():
+            foreign = set(pd.read_csv(path)["run_id"]) - set(pd.read_csv(results / "table2" / "runs.csv")["run_id"])
+            foreign -= set(pd.read_csv(results / "table3" / "runs.csv")["run_id"])
+            assert not foreign & shipped, f"runs of docs/results/{other} entered Table 2"
+    # each cell is the mean its own sweep reported
+    cells = tables.table2_cells(tables.shipped_runs()).set_index(["pretrained", "freeze"])
+    for name in tables.TABLE2_RESULTS:
+        summary = pd.read_csv(results / name / "summary.csv")
+        for row in summary.itertuples():
+            cell = cells.loc[(row.pretrained, row.freeze)]
+            assert cell["n"] == row.n and cell["mean"] == pytest.approx(row.mean_mae, abs=1e-9)
+    # a frame mixing protocols keeps split 0 of the study's sizes only
+    mixed = pd.DataFrame(
+        [
+            {"run_id": "a", "pretrained": "none", "freeze": 0, "target": "band_gap", "n_train": 1000, "n_val": 1000,
+             "n_test": 1000, "split_seed": 0, "test_mae": 0.5},
+            {"run_id": "b", "pretrained": "none", "freeze": 0, "target": "band_gap", "n_train": 1000, "n_val": 1000,
+             "n_test": 1000, "split_seed": 2, "test_mae": 0.9},
+            {"run_id": "c", "pretrained": "none", "freeze": 0, "target": "band_gap", "n_train": 500, "n_val": 1000,
+             "n_test": 1000, "split_seed": 0, "test_mae": 0.9},
+        ]
+    )  # fmt: skip
+    assert tables.table2_cells(mixed)[["mean", "n"]].values.tolist() == [[0.5, 1]]
+
+
+def test_table2_leaves_out_stored_runs_of_other_protocols(tmp_path):
+    store = RunStore(tmp_path / "runs.sqlite")
+    base = {"pretrained": "bulk-moduli", "freeze": 1, "target": "band_gap", "n_train": 1000, "n_val": 1000,
+            "n_test": 1000, "seed": 0, "split_seed": 0, "data": None, "hyperparams": {"epochs": 30}}  # fmt: skip
+    variants = {
+        "protocol": {},
+        "budget": {"hyperparams": {"epochs": 100}},
+        "patience": {"hyperparams": {"epochs": 30, "patience": 5}},
+        "split 1": {"split_seed": 1},
+        "warm start": {"warm_start": True},
+        "own data": {"data": "/somewhere/data.zip"},
+    }
+    for k, change in enumerate(variants.values()):
+        run_id = store.create_run({**base, "seed": k, **change}, owner="t", status="running")
+        store.finish(run_id, "done", test_mae=0.5 + k)
+    cells = tables.table2_cells(store.list_runs())
+    assert cells[["mean", "n"]].values.tolist() == [[0.5, 1]]
 
 
 def test_search_and_workers(monkeypatch):
@@ -173,7 +225,8 @@ def test_freeze_choices_and_model_kind_come_from_checkpoint_headers():
 def _record(run_id, owner, n_train, epochs, created, status="done"):
     from cgcnn.runs.store import RunRecord
 
-    return RunRecord(id=run_id, created_at=created, status=status, owner=owner, pretrained="none", freeze=0,
+    return RunRecord(id=run_id, created_at=created, status=status, owner=owner, owner_key=owner, pretrained="none",
+                     freeze=0,
                      target="band_gap", n_train=n_train, n_val=20, n_test=20, split_seed=0, seed=0,
                      spec={"hyperparams": {"epochs": epochs}})  # fmt: skip
 
@@ -238,3 +291,17 @@ def test_one_speed_model_feeds_preview_queue_and_progress(tmp_path, monkeypatch)
 def test_durations_read_as_people_say_them():
     words = ["42 s", "3 min 5 s", "30 min", "1 h 30 min"]
     assert [estimates.format_duration(s) for s in (42, 185, 1800, 5400)] == words
+
+
+def test_serve_sets_the_server_address_so_start_up_asks_no_outside_service():
+    """A headless server on every interface asked checkip.amazonaws.com for its IP ("Did not auto detect
+    external IP" offline); ``browser.serverAddress`` stops that (issue 24)."""
+    import serve
+
+    given = ["--browser.serverAddress", "class.local"]
+    assert serve.offline_options(given) == given
+    assert serve.offline_options(["--server.address", "127.0.0.1"])[-2:] == ["--browser.serverAddress", "127.0.0.1"]
+    assert serve.offline_options(["--server.address=10.0.0.5"])[-1] == "10.0.0.5"
+    lan = serve.offline_options(["--server.address", "0.0.0.0", "--server.headless", "true"])
+    assert lan[-2] == "--browser.serverAddress" and lan[-1] not in ("0.0.0.0", "")
+    assert serve.offline_options([])[-2] == "--browser.serverAddress"

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from browser_support import chromium, wait_until_idle
+from browser_support import CLIPPED_JS, chromium, wait_until_idle
 
 pytestmark = pytest.mark.browser
 
@@ -284,27 +284,6 @@ def test_enter_in_a_number_box_does_not_queue(browser, server):
 
 # ------------------------------------------------------------------------------------ presentation mode (issue 11)
 
-CLIPPED_JS = r"""
-() => {
-  const out = [];
-  for (const el of document.querySelectorAll('[data-testid="stTable"], [data-testid="stDataFrame"]')) {
-    const limit = Math.min(el.getBoundingClientRect().right, window.innerWidth);
-    const grid = el.querySelector('.dvn-scroller');
-    if (grid && grid.scrollWidth > grid.clientWidth + 1) out.push('grid scrolls sideways: ' + grid.scrollWidth);
-    for (const cell of el.querySelectorAll('th, td')) {
-      const r = cell.getBoundingClientRect();
-      if (r.width > 0 && r.right > limit + 1) out.push('cell past the edge: ' + cell.innerText.slice(0, 30));
-    }
-    for (const box of el.querySelectorAll('*')) {
-      if (box.scrollWidth > box.clientWidth + 1 && getComputedStyle(box).overflowX !== 'visible')
-        out.push('scrolls sideways: ' + box.tagName + ' ' + box.scrollWidth + ' > ' + box.clientWidth);
-    }
-  }
-  if (document.documentElement.scrollWidth > window.innerWidth) out.push('the page scrolls sideways');
-  return out;
-}
-"""
-
 SMALLEST_TEXT_JS = r"""
 () => {
   const px = el => parseFloat(getComputedStyle(el).fontSize);
@@ -317,8 +296,8 @@ SMALLEST_TEXT_JS = r"""
 """
 
 
-def open_compare(browser, server, present: bool):
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
+def open_compare(browser, server, present: bool, width: int = 1280):
+    page = browser.new_page(viewport={"width": width, "height": 900})
     flag = "&present=1" if present else ""
     page.goto(f"{server.url}/Compare_runs?user=demo&token={DEMO_TOKEN}{flag}", wait_until="domcontentloaded")
     wait_until_idle(page)
@@ -344,6 +323,44 @@ def test_compare_has_no_clipped_table_column_at_1280px(browser, server, present)
             assert sizes["cells"] is not None and sizes["cells"] >= 16, sizes
             page.locator('[data-testid="stPlotlyChart"]').last.scroll_into_view_if_needed()  # the Table 2 heatmap
             shoot(page, "compare_presentation")
+    finally:
+        page.close()
+
+
+#: Cell texts of the Table 2 heatmap ("0.532 ± 0.012", "0.812") that overlap another, or stick out of their panel.
+HEATMAP_TEXT_JS = r"""
+() => {
+  const out = [];
+  const chart = Array.from(document.querySelectorAll('[data-testid="stPlotlyChart"]')).find(
+    c => c.innerText.includes('Band gap test MAE') || c.querySelector('.heatmaplayer'));
+  if (!chart) return ['no heatmap'];
+  const panels = Array.from(chart.querySelectorAll('rect.nsewdrag')).map(r => r.getBoundingClientRect());
+  const texts = Array.from(chart.querySelectorAll('text')).filter(t => /^\d\.\d{3}/.test(t.textContent))
+    .map(t => [t.textContent, t.getBoundingClientRect()]);
+  if (texts.length < 10) out.push('only ' + texts.length + ' cell texts');
+  const inside = (r, p) =>
+    r.left >= p.left - 1 && r.right <= p.right + 1 && r.top >= p.top - 1 && r.bottom <= p.bottom + 1;
+  for (const [label, r] of texts) {
+    if (!panels.some(p => inside(r, p))) out.push('outside its panel: ' + label);
+  }
+  for (let i = 0; i < texts.length; i++) for (let j = i + 1; j < texts.length; j++) {
+    const [a, b] = [texts[i][1], texts[j][1]];
+    if (a.left < b.right - 1 && b.left < a.right - 1 && a.top < b.bottom - 1 && b.top < a.bottom - 1)
+      out.push('overlap: ' + texts[i][0] + ' / ' + texts[j][0]);
+  }
+  return out;
+}
+"""
+
+
+@pytest.mark.parametrize("width", [1280, 1400])
+def test_compare_heatmap_labels_fit_on_a_screen(browser, server, width):
+    """Issue 24: in screen mode 10 pairs of heatmap labels overlapped and the scratch cell was cut at the left."""
+    page = open_compare(browser, server, present=False, width=width)
+    try:
+        page.locator('[data-testid="stPlotlyChart"]').last.scroll_into_view_if_needed()
+        time.sleep(1.0)
+        assert page.evaluate(HEATMAP_TEXT_JS) == []
     finally:
         page.close()
 
@@ -489,12 +506,75 @@ def test_viewer_png_export(browser, server):
         saved = Path(download.value.path()).read_bytes()
         assert download.value.suggested_filename.endswith(".png") and saved[:8] == b"\x89PNG\r\n\x1a\n"
         assert distinct_colours(saved) > 10
+        if os.environ.get("CGCNN_SCREENSHOT_DIR"):
+            Path(os.environ["CGCNN_SCREENSHOT_DIR"], "viewer_download.png").write_bytes(saved)
+        # issue 24: a title line above the 3D picture, the element legend and the colour bar below it
+        canvas_h = frame.evaluate("() => window.cgcnnViewer.getCanvas().height")
+        parts = png_parts(saved, canvas_h)
+        assert parts["title_ink"] > 50, parts  # dark text in the band above the picture
+        assert parts["bar_colours"] >= 40, parts  # one row below the picture runs through a colour gradient
+        assert parts["legend_colours"] >= 2, parts  # element chips
+    finally:
+        page.close()
+
+
+def png_parts(png: bytes, canvas_height: int) -> dict:
+    """What a downloaded viewer PNG holds besides the 3D picture: ink of the title band, the most colours in one
+    row under the picture (a colour bar is a gradient), the saturated colours under it (element chips)."""
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(png)).convert("RGB")
+    width, height = image.size
+    below = height - canvas_height  # title band + legend and bars
+    assert below > 0, (image.size, canvas_height)
+    band = image.crop((0, 0, width, min(below, 40)))
+    pixels = list(band.getdata())
+    title_ink = sum(1 for p in pixels if sum(p) < 200)
+    foot = image.crop((0, height - (below - min(below, 40)) + 1, width, height))
+    rows = [set(foot.crop((0, y, width, y + 1)).getdata()) for y in range(foot.size[1])]
+    chips = {p for p in foot.getdata() if max(p) - min(p) > 60}
+    return {"title_ink": title_ink, "bar_colours": max(map(len, rows), default=0), "legend_colours": len(chips),
+            "size": image.size}  # fmt: skip
+
+
+def test_viewer_on_a_1280x720_projector_shows_prediction_and_colour_bar_above_the_fold(browser, server):
+    """Issue 24: in presentation mode the 820 px frame cropped the crystal and pushed the prediction and the colour
+    bar below the fold of a 1280x720 projector; colour-bar text was 13 px and the notes 14 px captions."""
+    from PIL import Image
+
+    page = browser.new_page(viewport={"width": 1280, "height": 720})
+    try:
+        page.goto(f"{server.url}/Crystal_viewer?user=demo&token={DEMO_TOKEN}&present=1", wait_until="domcontentloaded")
+        settle(page)
+        frame = viewer_document(page)
+        time.sleep(1.5)
+        metric = page.locator('[data-testid="stMetric"]').first.bounding_box()
+        bar = frame.locator('[data-for="edges"]').first.bounding_box()
+        canvas = frame.locator("canvas").first.bounding_box()
+        assert metric is not None and metric["y"] >= 0 and metric["y"] + metric["height"] <= 720, metric
+        assert bar is not None and bar["y"] + bar["height"] <= 720, bar
+        assert canvas["y"] + canvas["height"] <= 720 and canvas["x"] + canvas["width"] <= 1280, canvas
+        shot = Image.open(io.BytesIO(frame.locator("canvas").first.screenshot())).convert("L")
+        ink = shot.point(lambda v: 255 if v < 235 else 0).getbbox()
+        assert ink is not None and ink[0] > 0 and ink[1] > 0 and ink[2] < shot.size[0] and ink[3] < shot.size[1]
+        bar_px = frame.evaluate(
+            "() => parseFloat(getComputedStyle(document.querySelector('[data-for=\"edges\"] span')).fontSize)"
+        )
+        assert bar_px >= 16, bar_px
+        note_px = page.evaluate(
+            """() => Math.min(...Array.from(document.querySelectorAll('[data-testid="stMarkdownContainer"] p'))
+                 .filter(p => p.innerText.startsWith('Edge colour'))
+                 .map(p => parseFloat(getComputedStyle(p).fontSize)))"""
+        )
+        assert note_px >= 16, note_px
+        assert page.locator('[data-testid="stException"]').count() == 0
+        shoot(page, "viewer_presentation")
     finally:
         page.close()
 
 
 def test_viewer_first_view_fills_the_frame(browser, server):
-    """It opens on cubic SrTiO3 with the 4-head attention model, centred and filling the 3D frame."""
+    """It opens on rutile SnO2 (no neighbour tie) with the 4-head attention model, centred and filling the frame."""
     from PIL import Image
 
     page = browser.new_page(viewport={"width": 1400, "height": 1100})
@@ -502,7 +582,7 @@ def test_viewer_first_view_fills_the_frame(browser, server):
         page.goto(f"{server.url}/Crystal_viewer?user=demo&token={DEMO_TOKEN}", wait_until="domcontentloaded")
         shown = settle(page)
         assert shown["Model"] == "own-attention-4head" and shown["Attention head"] == "head 1"
-        assert "SrTiO3" in shown["Crystal"] and "All edges" not in shown["radios"]
+        assert "SnO2" in shown["Crystal"] and "All edges" not in shown["radios"]
         frame = viewer_document(page)
         time.sleep(1.5)
         canvas = Image.open(io.BytesIO(frame.locator("canvas").first.screenshot())).convert("L")
@@ -515,5 +595,85 @@ def test_viewer_first_view_fills_the_frame(browser, server):
             abs((left + right) / 2 - width / 2) < 0.12 * width and abs((top + bottom) / 2 - height / 2) < 0.12 * height
         )
         shoot(page, "viewer")
+    finally:
+        page.close()
+
+
+# ------------------------------------------------------------------------------------------- fine-tune (issue 24)
+
+
+def test_fine_tune_opens_and_follows_the_run_just_queued(browser, server):
+    """Issue 24: after *Queue runs* the old run stayed open and the new one's live curves never showed."""
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    try:
+        page.goto(f"{server.url}/Fine_tune?user=demo&token={DEMO_TOKEN}", wait_until="domcontentloaded")
+        wait_until_idle(page)
+        for label, value in (("Train crystals", "50"), ("Validation crystals", "20"), ("Test crystals", "20")):
+            page.get_by_label(label).fill(value)
+            page.get_by_label(label).press("Tab")
+            wait_until_idle(page)
+        page.get_by_label("Epochs").fill("2")
+        page.get_by_label("Epochs").press("Tab")
+        wait_until_idle(page)
+        page.get_by_role("button", name="Queue runs").click()
+        done = page.get_by_text(re.compile(r"Queued 1 run\(s\): [0-9a-f]{8}")).first
+        done.wait_for(timeout=60_000)
+        run_id = re.search(r"[0-9a-f]{8}", done.inner_text()).group(0)
+        wait_until_idle(page)
+        opened = page.locator('[data-testid="stSelectbox"]').filter(has=page.get_by_text("Open a run", exact=True))
+        assert opened.locator("input").first.input_value().startswith(run_id) or run_id in opened.inner_text()
+        # it is followed: the opened run's detail turns to done with its curves, without a click
+        page.get_by_text(re.compile(rf"{run_id} · .*· done")).first.wait_for(timeout=240_000)
+        page.wait_for_function(
+            "document.querySelectorAll('[data-testid=\"stPlotlyChart\"]').length >= 2", timeout=60_000
+        )
+        assert page.locator('[data-testid="stException"]').count() == 0
+    finally:
+        page.close()
+
+
+# ------------------------------------------------------------------------------------------- model zoo (issue 24)
+
+#: Box labels of the zoo's layer diagram that stick out of their box (the shape under the label's centre).
+DIAGRAM_LABELS_JS = r"""
+() => {
+  const chart = document.querySelector('[data-testid="stPlotlyChart"]');
+  const boxes = Array.from(chart.querySelectorAll('.shapelayer path')).map(p => p.getBoundingClientRect());
+  const out = [], seen = [];
+  for (const label of chart.querySelectorAll('.annotation-text')) {
+    const text = label.textContent.trim();
+    if (!text) continue;
+    const r = label.getBoundingClientRect();
+    const cx = (r.left + r.right) / 2, cy = (r.top + r.bottom) / 2;
+    const box = boxes.find(b => b.left <= cx && cx <= b.right && b.top <= cy && cy <= b.bottom);
+    seen.push(text);
+    if (!box) { out.push('no box under: ' + text); continue; }
+    if (r.left < box.left - 1 || r.right > box.right + 1 || r.top < box.top - 1 || r.bottom > box.bottom + 1)
+      out.push('sticks out: ' + text + ' ' + Math.round(r.width) + 'x' + Math.round(r.height) + ' in ' +
+               Math.round(box.width) + 'x' + Math.round(box.height));
+  }
+  return {out, seen};
+}
+"""
+
+
+@pytest.mark.parametrize("present", [False, True], ids=["screen", "presentation"])
+def test_zoo_diagram_labels_fit_at_1280px(browser, server, present):
+    """Issue 24: "embedding" and "pool → dense" were clipped by their boxes on a screen and on a projector."""
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    try:
+        flag = "&present=1" if present else ""
+        page.goto(f"{server.url}/Model_zoo?user=demo&token={DEMO_TOKEN}{flag}", wait_until="domcontentloaded")
+        wait_until_idle(page)
+        page.wait_for_function(
+            "document.querySelectorAll('[data-testid=\"stPlotlyChart\"] .annotation-text').length > 4", timeout=60_000
+        )
+        time.sleep(1.0)
+        found = page.evaluate(DIAGRAM_LABELS_JS)
+        assert found["out"] == [], found
+        assert any("embedding" in t for t in found["seen"]) and any("pool → dense" in t for t in found["seen"])
+        assert not any("convs." in t for t in found["seen"])
+        if present:
+            shoot(page, "zoo_presentation")
     finally:
         page.close()

@@ -194,7 +194,7 @@ def test_teacher_cancels_another_owners_run_and_students_cannot():
 
         at = unlock(page("app_pages/7_Class.py", user="teacher"), PASSWORD)
         assert not at.exception and not at.error
-        table = at.dataframe[0].value
+        table = at.table[0].value
         assert run_id in table["id"].tolist() and "owner" in table.columns
         at.multiselect(key="class_runs").set_value([run_id]).run()
         at.button(key="class_cancel").click().run()
@@ -239,7 +239,7 @@ def test_fine_tune_page_renders_a_hundred_runs():
         at = page("app_pages/2_Fine_tune.py", user="hundred-03")
         at.toggle(key="ft_everyone").set_value(True).run()
         assert not at.exception and not at.error
-        table = at.dataframe[0].value
+        table = at.table[0].value
         assert isinstance(table, pd.DataFrame) and set(ids) <= set(table["id"])
         assert table["state"].str.contains("reused from run").sum() >= 10
         assert len(at.get("plotly_chart")) == 2  # only the opened run is drawn: curves and parity

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from conftest import CIF_DIR
 
-from cgcnn.data.parse_pool import ParsePool, parse_crystal_bytes
+from cgcnn.data.crystal_io import read_crystal_bytes
+from cgcnn.data.parse_pool import ParsePool
 from cgcnn.data.screen import ScreenLimits, screen_text
 from cgcnn.errors import CrystalInputError
 
@@ -43,8 +44,12 @@ def with_cell(text: str, length: float) -> str:
     return re.sub(r"_cell_length_(\w)\s+\S+", lambda m: f"_cell_length_{m.group(1)} {length}", text)
 
 
+#: Sites of a file that stalls a 1 s parse: ~3 s on this machine, a margin for a faster one (2000 took 0.8 s).
+STALL_SITES = 4000
+
+
 def p1_cif(n: int) -> str:
-    """A valid P1 CIF of n silicon sites (pymatgen parses it in time quadratic in n: ~3 s for 2000)."""
+    """A valid P1 CIF of n silicon sites (pymatgen parses it in time quadratic in n: ~0.8 s for 2000)."""
     a = (n * 20.0) ** (1 / 3)
     coords = np.random.default_rng(0).random((n, 3))
     rows = [f"Si{k} Si {x:.5f} {y:.5f} {z:.5f} 1" for k, (x, y, z) in enumerate(coords)]
@@ -63,7 +68,7 @@ def pool():
 
 
 def test_trailing_blank_lines_are_collapsed_before_parsing():
-    structure = parse_crystal_bytes("blank.cif", (GOOD + "\n \n" * 200_000).encode())
+    structure = read_crystal_bytes("blank.cif", (GOOD + "\n \n" * 200_000).encode())
     assert len(structure) == 8
 
 
@@ -75,19 +80,19 @@ def test_many_real_lines_are_refused_by_count():
 
 def test_tiny_cell_is_refused_before_pymatgen():
     with pytest.raises(CrystalInputError, match=r"tiny\.cif: the cell holds .* per atom"):
-        parse_crystal_bytes("tiny.cif", with_cell(GOOD, 0.05).encode())
+        read_crystal_bytes("tiny.cif", with_cell(GOOD, 0.05).encode())
 
 
 def test_huge_cell_gives_a_message_not_memory_error():
     with pytest.raises(CrystalInputError, match=r"huge\.cif: a cell edge of 1e\+06 Å"):
-        parse_crystal_bytes("huge.cif", with_cell(GOOD, 1_000_000).encode())
+        read_crystal_bytes("huge.cif", with_cell(GOOD, 1_000_000).encode())
 
 
 def test_symmetry_expansion_is_estimated_before_building():
     # 2 sites x 192 operations of Fm-3m: refused under a cap of 100 without pymatgen expanding anything
     with pytest.raises(CrystalInputError, match=r"about 384 atoms after applying the symmetry operations"):
         screen_text("fm3m.cif", NACL_FM3M, "cif", ScreenLimits(max_atoms=100))
-    assert len(parse_crystal_bytes("fm3m.cif", NACL_FM3M.encode(), max_atoms=1000)) == 8
+    assert len(read_crystal_bytes("fm3m.cif", NACL_FM3M.encode(), max_atoms=1000)) == 8
 
 
 def test_poscar_and_json_are_screened():
@@ -97,13 +102,13 @@ def test_poscar_and_json_are_screened():
         warnings.simplefilter("ignore")
         tiny = Structure(Lattice.cubic(0.05), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
     with pytest.raises(CrystalInputError, match="per atom"):
-        parse_crystal_bytes("POSCAR", tiny.to(fmt="poscar").encode())
+        read_crystal_bytes("POSCAR", tiny.to(fmt="poscar").encode())
     with pytest.raises(CrystalInputError, match="per atom"):
-        parse_crystal_bytes("tiny.json", tiny.to(fmt="json").encode())
+        read_crystal_bytes("tiny.json", tiny.to(fmt="json").encode())
 
 
 def test_stalled_file_is_killed_and_the_others_still_parse(pool):
-    files = [("first.cif", GOOD.encode()), ("stall.cif", p1_cif(2000).encode()), ("last.cif", GOOD.encode())]
+    files = [("first.cif", GOOD.encode()), ("stall.cif", p1_cif(STALL_SITES).encode()), ("last.cif", GOOD.encode())]
     parsed, errors = pool.parse_many(files, seconds=1.0)
     assert [name for name, _ in parsed] == ["first.cif", "last.cif"]
     assert len(errors) == 1 and errors[0].startswith("stall.cif: parsing took longer than 1 s")
@@ -129,7 +134,7 @@ def test_predict_uploads_reports_bad_files_by_name_and_predicts_the_rest(monkeyp
         ("good.cif", GOOD.encode()),
         ("tiny.cif", with_cell(GOOD, 0.03).encode()),
         ("huge.cif", with_cell(GOOD, 1e6).encode()),
-        ("stall.cif", p1_cif(2000).encode()),
+        ("stall.cif", p1_cif(STALL_SITES).encode()),
     ]
     table, errors = predict_uploads({"band-gap": load_model("band-gap")}, files)
     assert table["file"].tolist() == ["good.cif"]
@@ -192,7 +197,7 @@ def test_a_waiting_call_gets_a_fresh_worker_when_the_only_one_is_killed():
                 return str(exc)
 
         with ThreadPoolExecutor(2) as threads:  # two sessions at once; the second waits for the only worker
-            stalled = threads.submit(parse, ("stall.cif", p1_cif(2000).encode()))
+            stalled = threads.submit(parse, ("stall.cif", p1_cif(STALL_SITES).encode()))
             time.sleep(0.2)
             after = threads.submit(parse, ("after.cif", GOOD.encode()))
             assert str(stalled.result(timeout=60)).startswith("stall.cif: parsing took longer")

@@ -33,14 +33,24 @@ def parse(params, default=None):
 # fmt: on
 
 
-def test_default_view_is_the_cubic_perovskite(dataset):
+def test_default_view_is_a_crystal_without_a_neighbour_tie(dataset):
+    """Issue 24: the viewer opened on SrTiO3 (mp-5229), whose 12-neighbour cut splits a shell."""
+    from cgcnn.data.graph import GraphParams, neighbour_tie
+
     index = viewer.CrystalIndex.of(dataset)
-    assert index.default == "mp-5229" and index.formulas["mp-5229"] == "SrTiO3" and index.n_atoms["mp-5229"] == 5
+    assert index.default == "mp-856" and index.formulas["mp-856"] == "SnO2" and index.n_atoms["mp-856"] == 6
+    assert neighbour_tie(dataset.structure(index.default), GraphParams()) is None
+    assert neighbour_tie(dataset.structure("mp-5229"), GraphParams()) is not None
+    # the smallest cell of the first formula present, skipping tied ones; then any untied crystal of 3+ atoms
+    ids, formulas, sizes = ["t", "u", "v", "w"], ["SnO2", "SnO2", "SiO2", "GaAs2"], [6, 12, 9, 3]
+    assert viewer.default_crystal(ids, formulas, sizes, lambda c: c == "t") == "u"
+    assert viewer.default_crystal(ids, formulas, sizes, lambda c: c in "tu") == "v"
+    assert viewer.default_crystal(["a", "b", "c"], ["Pd", "NaCl", "GaAs2"], [1, 3, 3], lambda c: c == "b") == "c"
     assert viewer.CrystalIndex.of(dataset).default == index.default  # deterministic
     assert viewer.default_model(MODELS) == "own-attention-4head"
     assert viewer.default_model([viewer.NO_MODEL, "band-gap"]) == "band-gap"
     assert viewer.default_model([viewer.NO_MODEL]) == viewer.NO_MODEL
-    # a dataset without perovskites or spinels opens on its first crystal of 3 atoms or more
+    # a dataset without any of the default formulas opens on its first crystal of 3 atoms or more
     assert viewer.default_crystal(["a", "b", "c"], ["Pd", "NaCl", "GaAs2"], [1, 2, 3]) == "c"
 
 
@@ -122,7 +132,7 @@ def test_edges_and_atoms_have_their_own_colour_maps(dataset):
 def test_png_button_saves_the_canvas():
     structure = load_default_dataset().structure("mp-22862")
     html = viewer.crystal_view(structure, None, 0, png_name="NaCl graph.png").html
-    assert 'class="cgcnn-png"' in html and "pngURI()" in html and "cgcnnSavePng('NaCl_graph.png')" in html
+    assert 'class="cgcnn-png"' in html and "getCanvas()" in html and "cgcnnSavePng('NaCl_graph.png')" in html
     assert "window.cgcnnViewer = viewer_" in html and "link.download = name" in html
     assert crystal_scene.LOCAL_3DMOL_URL in html and "https://" not in html
 
@@ -139,3 +149,25 @@ def test_ensemble_prediction_is_the_clis(dataset):
     view = viewer.view_of_state(structure, viewer.ViewState("mp-22862", "own-attention,own-attention-4head"),
                                 load_model)  # fmt: skip
     assert view.info["prediction"] == pytest.approx(mean) and view.info["std"] == pytest.approx(std)
+
+
+def test_png_carries_a_title_the_element_legend_and_the_colour_bars(dataset):
+    """Issue 24: the downloaded PNG had no colour bar, legend or title; its spec says what the browser adds."""
+    import json
+    import re
+
+    structure = dataset.structure("mp-5229")  # SrTiO3
+    state = viewer.ViewState(crystal="x", model="own-attention-4head", layer=2, head=1, heads=4, colour_atoms=True)
+    view = viewer.view_of_state(structure, state, load_model)
+    spec = json.loads(re.search(r"window.cgcnnPngSpec = (\{.*?\});</script>", view.html).group(1))
+    assert spec["title"] == (
+        f"{structure.composition.reduced_formula} · own-attention-4head · conv 2 · head 1 · "
+        "edges: attention or gate, atoms coloured"
+    )
+    assert [b["what"] for b in spec["bars"]] == ["Edges", "Atoms"] and spec["elements"] == []  # atoms by value
+    assert all(len(b["stops"]) == 9 and b["low"] and b["high"] for b in spec["bars"])
+    plain = viewer.view_of_state(structure, viewer.ViewState(crystal="x"), load_model)
+    spec = json.loads(re.search(r"window.cgcnnPngSpec = (\{.*?\});</script>", plain.html).group(1))
+    assert spec["bars"] == [] and len(spec["elements"]) == len(structure.composition.elements)
+    hostile = crystal_scene.png_button_html("x.png", {"title": "</script><b>", "elements": [], "bars": []})
+    assert "</script><b>" not in hostile and "\\u003c/script>" in hostile

@@ -161,7 +161,7 @@ def test_layer_diagram_counts_convolutions_from_one_like_the_slider():
     ]
     assert "22.1k" in texts[1] and "convs.0" not in "".join(texts)
     hover = fig.data[0].hovertext
-    assert hover[1] == "conv 1 (convs.0): 22,144 parameters, frozen"
+    assert hover[1] == "conv 1: 22,144 parameters, frozen"  # one numbering everywhere (issue 24)
     assert max(len(t.split("<br>")[0]) for t in texts) <= len("<b>pool → dense</b>")  # short enough for 1280 px
 
 

@@ -98,13 +98,13 @@ def test_an_upload_is_parsed_once_and_reused(tmp_path, monkeypatch):
 
 
 def test_a_stalled_cif_in_a_zip_is_rejected_by_name_and_the_rest_read(tmp_path):
-    from test_untrusted_files import p1_cif
+    from test_untrusted_files import STALL_SITES, p1_cif
 
     from cgcnn.data.parse_pool import ParsePool
 
     path = tmp_path / "slow.zip"
     labels = "".join(f"{i},{k}.5\n" for k, i in enumerate(IDS)) + "slow,1.0\n"
-    path.write_bytes(folder_zip({"slow.cif": p1_cif(2000).encode()}, labels=labels))
+    path.write_bytes(folder_zip({"slow.cif": p1_cif(STALL_SITES).encode()}, labels=labels))
     pool = ParsePool(workers=1)
     try:
         assert pool.read_zip(path, seconds_per_file=1.0) == len(IDS)

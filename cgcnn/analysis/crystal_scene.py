@@ -310,6 +310,9 @@ def scene_html(
     height: int = 480,
     zoom: float = 1.0,
     png_name: str | None = None,
+    png_title: str = "",
+    legend_px: int = 13,
+    legend_first: bool = False,
 ) -> str:
     """A self-contained HTML fragment: the 3Dmol.js viewer of ``scene`` and its legend and colour bars.
 
@@ -324,7 +327,13 @@ def scene_html(
         height: pixels.
         zoom: extra zoom after fitting (> 1 fills more of the frame).
         png_name: with a name, a *Download PNG* button under the view saves the scene as that file (the
-            browser renders it with ``viewer.pngURI()``: nothing leaves the machine).
+            browser renders it with ``viewer.pngURI()``: nothing leaves the machine), with ``png_title`` above
+            it and the element legend and colour bars below (:func:`png_spec`): a picture on a slide must say
+            what it shows.
+        png_title: the PNG's title line (crystal, model, layer, head, colouring).
+        legend_px: text size of the legend and colour bars (16 in presentation mode).
+        legend_first: the legend and colour bars above the view instead of below (presentation mode: a
+            projector's 720 px put them below the fold).
     """
     import py3Dmol
 
@@ -354,15 +363,74 @@ def scene_html(
         view.zoom(float(zoom))
     view.startjs += "window.cgcnnViewer = viewer_UNIQUEID;\n"  # for the PNG button (and tests)
     viewer = view._make_html()
-    return viewer + legend_html(scene) + (png_button_html(png_name) if png_name else "")
+    legend = legend_html(scene, font_px=legend_px)
+    png = png_button_html(png_name, png_spec(scene, png_title), font_px=legend_px) if png_name else ""
+    return legend + viewer + png if legend_first else viewer + legend + png
 
 
-#: The PNG button's script: the canvas as a data URI (3Dmol keeps its drawing buffer), saved through a link.
+#: The PNG button's script. The 3D canvas (3Dmol keeps its drawing buffer) is copied onto a 2D canvas between a
+#: title line and the element legend and colour bars of ``window.cgcnnPngSpec`` (see :func:`png_spec`), drawn
+#: at the canvas's own pixel density; then saved through a link. Text is drawn with ``fillText``: never markup.
 _PNG_JS = """<script>
 function cgcnnPngURI() {
-  if (!window.cgcnnViewer) { return null; }
-  window.cgcnnViewer.render();
-  return window.cgcnnViewer.pngURI();
+  var viewer = window.cgcnnViewer;
+  if (!viewer) { return null; }
+  viewer.render();
+  var gl = viewer.getCanvas();
+  var spec = window.cgcnnPngSpec || {title: "", elements: [], bars: []};
+  var k = gl.clientWidth ? gl.width / gl.clientWidth : 1;
+  var font = Math.round(16 * k), pad = Math.round(10 * k), line = Math.round(24 * k), barW = Math.round(240 * k);
+  var out = document.createElement("canvas");
+  var ctx = out.getContext("2d");
+  ctx.font = font + "px sans-serif";
+  var rows = [], x = pad, row = [];
+  spec.elements.forEach(function (e) {
+    var w = line + ctx.measureText(e[0]).width + pad;
+    if (x + w > gl.width - pad && row.length) { rows.push(row); row = []; x = pad; }
+    row.push([e, x]); x += w;
+  });
+  if (row.length) { rows.push(row); }
+  var titleH = spec.title ? line + pad : 0;
+  out.width = gl.width;
+  out.height = titleH + gl.height + pad + rows.length * line + spec.bars.length * 2 * line + pad;
+  ctx = out.getContext("2d");
+  ctx.fillStyle = "#ffffff";
+  ctx.fillRect(0, 0, out.width, out.height);
+  ctx.textBaseline = "middle";
+  var title = spec.title, size = font;
+  ctx.font = "bold " + size + "px sans-serif";
+  while (title && size > 8 && ctx.measureText(title).width > out.width - 2 * pad) {
+    size -= 1; ctx.font = "bold " + size + "px sans-serif";
+  }
+  ctx.fillStyle = "#111111";
+  if (title) { ctx.fillText(title, pad, pad + line / 2); }
+  ctx.drawImage(gl, 0, titleH);
+  var y = titleH + gl.height + pad + line / 2;
+  ctx.font = font + "px sans-serif";
+  rows.forEach(function (r) {
+    r.forEach(function (item) {
+      var e = item[0], x0 = item[1], radius = line / 2 - 3 * k;
+      ctx.beginPath(); ctx.arc(x0 + line / 2, y, radius, 0, 2 * Math.PI);
+      ctx.fillStyle = e[1]; ctx.fill(); ctx.strokeStyle = "#666666"; ctx.lineWidth = k; ctx.stroke();
+      ctx.fillStyle = "#111111"; ctx.fillText(e[0], x0 + line, y);
+    });
+    y += line;
+  });
+  spec.bars.forEach(function (b) {
+    ctx.fillStyle = "#111111";
+    ctx.fillText(b.what + ": " + b.label, pad, y);
+    y += line;
+    ctx.fillText(b.low, pad, y);
+    var x0 = pad + ctx.measureText(b.low).width + pad;
+    var grad = ctx.createLinearGradient(x0, 0, x0 + barW, 0);
+    b.stops.forEach(function (c, i) { grad.addColorStop(i / (b.stops.length - 1), c); });
+    ctx.fillStyle = grad;
+    ctx.fillRect(x0, y - line / 3, barW, 2 * line / 3);
+    ctx.fillStyle = "#111111";
+    ctx.fillText(b.high, x0 + barW + pad, y);
+    y += line;
+  });
+  return out.toDataURL("image/png");
 }
 function cgcnnSavePng(name) {
   var uri = cgcnnPngURI();
@@ -377,12 +445,34 @@ function cgcnnSavePng(name) {
 </script>"""
 
 
-def png_button_html(file_name: str) -> str:
-    """A *Download PNG* button that saves the scene above it (see :func:`scene_html`) as ``file_name``."""
+def png_spec(scene: Scene, title: str = "") -> dict:
+    """What the downloaded PNG shows around the 3D canvas: a title line, the element legend, each colour bar.
+
+    The same legend and bars as :func:`legend_html` (element chips only while atoms are coloured by element).
+    """
+    elements = [[symbol, color] for symbol, color in scene.legend.items()] if scene.atom_value_range is None else []
+    bars = [
+        {"what": what, "label": label + note, "low": _short(rng[0]), "high": _short(rng[1]),
+         "stops": value_colors(np.linspace(0.0, 1.0, 9), 0.0, 1.0, colorscale)}
+        for what, label, rng, colorscale, note in _bars(scene)
+    ]  # fmt: skip
+    return {"title": title, "elements": elements, "bars": bars}
+
+
+def png_button_html(file_name: str, spec: dict | None = None, font_px: int = 13) -> str:
+    """A *Download PNG* button that saves the scene above it (see :func:`scene_html`) as ``file_name``.
+
+    ``spec`` (:func:`png_spec`) adds the title, legend and colour bars to the picture; it is embedded as JSON
+    with ``<`` escaped, so no text in it can end the script.
+    """
+    import json
+
     safe = js_file_name(file_name, default="crystal.png")
+    data = json.dumps(spec or {"title": "", "elements": [], "bars": []}).replace("<", "\\u003c")
     return (
-        _PNG_JS + '<button type="button" class="cgcnn-png" '
-        f'onclick="cgcnnSavePng(\'{safe}\')" style="margin-top:6px;font-size:13px;padding:3px 10px;'
+        _PNG_JS + f"<script>window.cgcnnPngSpec = {data};</script>"
+        '<button type="button" class="cgcnn-png" '
+        f'onclick="cgcnnSavePng(\'{safe}\')" style="margin-top:6px;font-size:{font_px}px;padding:3px 10px;'
         'border:1px solid #999;border-radius:4px;background:#f6f6f6;cursor:pointer">Download PNG</button>'
     )
 
@@ -392,34 +482,39 @@ def _short(value: float) -> str:
     return "0" if abs(value) < 5e-4 else f"{value:.3g}"
 
 
-def legend_html(scene: Scene) -> str:
-    """Element chips (while atoms are coloured by element) and one labelled colour bar per coloured thing.
-
-    Edges and atoms have different colour maps (:data:`VALUE_COLORSCALE`, :data:`ATOM_COLORSCALE`), so each
-    bar is named for what it colours; the element chips go once atoms take a value's colour instead.
-    """
-    parts = ['<div class="cgcnn-legend" style="font-family:sans-serif;font-size:13px;margin-top:6px">']
-    if scene.atom_value_range is None:
-        parts.extend(
-            f'<span class="cgcnn-element" style="display:inline-flex;align-items:center;margin-right:12px">'
-            f'<span style="width:14px;height:14px;border-radius:7px;background:{color};display:inline-block;'
-            f'border:1px solid #666;margin-right:4px"></span>{html_text(symbol)}</span>'
-            for symbol, color in scene.legend.items()
-        )
-        parts.append('<span style="color:#666">(atoms coloured by element; translucent = periodic image)</span>')
+def _bars(scene: Scene) -> list[tuple[str, str, tuple[float, float], str, str]]:
+    """``(what, label, range, colour scale, note)`` of each colour bar the scene has (edges, then atoms)."""
     bars = (
         ("Edges", scene.value_label, scene.value_range, VALUE_COLORSCALE,
          " (fixed over all layers)" if scene.value_range_fixed else ""),
         ("Atoms", scene.atom_value_label, scene.atom_value_range, ATOM_COLORSCALE, ""),
     )  # fmt: skip
-    for what, label, rng, colorscale, note in bars:
-        if rng is None:
-            continue
+    return [bar for bar in bars if bar[2] is not None]
+
+
+def legend_html(scene: Scene, font_px: int = 13) -> str:
+    """Element chips (while atoms are coloured by element) and one labelled colour bar per coloured thing.
+
+    Edges and atoms have different colour maps (:data:`VALUE_COLORSCALE`, :data:`ATOM_COLORSCALE`), so each
+    bar is named for what it colours; the element chips go once atoms take a value's colour instead. Text at
+    ``font_px`` (16 in presentation mode); chips and bars grow with it.
+    """
+    chip, bar_w, bar_h = round(font_px * 1.1), round(font_px * 14), round(font_px * 0.9)
+    parts = [f'<div class="cgcnn-legend" style="font-family:sans-serif;font-size:{font_px}px;margin-top:6px">']
+    if scene.atom_value_range is None:
+        parts.extend(
+            f'<span class="cgcnn-element" style="display:inline-flex;align-items:center;margin-right:12px">'
+            f'<span style="width:{chip}px;height:{chip}px;border-radius:{chip // 2}px;background:{color};'
+            f'display:inline-block;border:1px solid #666;margin-right:4px"></span>{html_text(symbol)}</span>'
+            for symbol, color in scene.legend.items()
+        )
+        parts.append('<span style="color:#555">(atoms coloured by element; translucent = periodic image)</span>')
+    for what, label, rng, colorscale, note in _bars(scene):
         parts.append(
             f'<div class="cgcnn-colorbar" data-for="{what.lower()}" '
-            'style="margin-top:6px;display:flex;align-items:center;gap:6px">'
+            'style="margin-top:6px;display:flex;align-items:center;gap:6px;flex-wrap:wrap">'
             f"<span><b>{what}</b>: {html_text(label)}{note}</span><span>{_short(rng[0])}</span>"
-            f'<span style="width:180px;height:12px;display:inline-block;'
+            f'<span style="width:{bar_w}px;height:{bar_h}px;display:inline-block;'
             f'background:linear-gradient(to right, {gradient_css(colorscale=colorscale)})"></span>'
             f"<span>{_short(rng[1])}</span></div>"
         )

@@ -121,8 +121,8 @@ def evaluate_model(
     y_true = np.asarray(labels, dtype=np.float64)
     std = members = None
     if isinstance(model, Ensemble):
-        all_members = model.predict_members(graphs, clamp=clamp)[:, :, column_index]
-        y_pred, std, members = all_members.mean(axis=0), all_members.std(axis=0, ddof=1), all_members
+        mean, spread, all_members = model.predict_spread(graphs, clamp=clamp)  # ddof 1, as predict
+        y_pred, std, members = mean[:, column_index], spread[:, column_index], all_members[:, :, column_index]
     else:
         y_pred = model.predict_graphs(graphs, clamp=clamp)[:, column_index]
     classifier = (model.members[0] if isinstance(model, Ensemble) else model).model.config.classification

@@ -231,10 +231,13 @@ def _short_count(n: int) -> str:
 
 
 def layer_diagram(layers: pd.DataFrame, title: str = "", font_size: int = 13) -> go.Figure:
-    """Layer diagram: one box per layer (input → output), coloured by state, with parameter counts.
+    """Layer diagram: one box per layer, input at the top, output at the bottom, coloured by state.
 
-    Box text stays short (name and a rounded parameter count) so it fits at 1280 px; the state is the colour,
-    named in the legend, and the exact counts are in the hover text.
+    The boxes are stacked, not side by side: side by side, eight boxes shared about 530 px at 1280 px, and
+    "embedding" and "pool → dense" did not fit in theirs on a screen or a projector; stacked, each box has the
+    figure's whole width whatever the width of the page. Box text is the layer's name (convolutions counted
+    from 1, like the freeze slider) and a rounded parameter count; the state is the colour, named in the legend,
+    and the exact counts are in the hover text.
 
     Args:
         layers: columns ``layer``, ``params``, ``state`` (``frozen``, ``kept`` = pretrained and trainable,
@@ -244,34 +247,36 @@ def layer_diagram(layers: pd.DataFrame, title: str = "", font_size: int = 13) ->
     """
     fig = go.Figure()
     n = len(layers)
+    top = n - 1  # the first layer at the top
     for k, row in enumerate(layers.itertuples(index=False)):
         color = LAYER_STATE_COLORS.get(row.state, "#999999")
+        y = top - k
         # fmt: off
         fig.add_shape(
-            type="rect", x0=k, x1=k + 0.85, y0=0, y1=1, fillcolor=color, line={"color": "#333", "width": 1},
+            type="rect", x0=0, x1=1, y0=y, y1=y + 0.8, fillcolor=color, line={"color": "#333", "width": 1},
             opacity=0.9,
         )
         fig.add_annotation(
-            x=k + 0.425,
-            y=0.5,
+            x=0.5,
+            y=y + 0.4,
             text=f"<b>{layer_display_name(row.layer)}</b><br>{_short_count(int(row.params))}",
             showarrow=False,
             font={"color": "white", "size": font_size},
         )
         if k < n - 1:
             fig.add_annotation(
-                x=k + 1.0, y=0.5, ax=k + 0.85, ay=0.5, xref="x", yref="y", axref="x", ayref="y", showarrow=True,
+                x=0.5, y=y - 0.2, ax=0.5, ay=y, xref="x", yref="y", axref="x", ayref="y", showarrow=True,
                 arrowhead=2, text="",
             )
         # fmt: on
     fig.add_trace(  # invisible points carrying the hover text of every box
         go.Scatter(
-            x=[k + 0.425 for k in range(n)],
-            y=[0.5] * n,
+            x=[0.5] * n,
+            y=[top - k + 0.4 for k in range(n)],
             mode="markers",
             marker={"size": 40, "opacity": 0},
             hovertext=[
-                f"{layer_display_name(r.layer)} ({r.layer}): {int(r.params):,} parameters, {r.state}"
+                f"{layer_display_name(r.layer)}: {int(r.params):,} parameters, {r.state}"
                 for r in layers.itertuples(index=False)
             ],
             hoverinfo="text",
@@ -280,10 +285,11 @@ def layer_diagram(layers: pd.DataFrame, title: str = "", font_size: int = 13) ->
     )
     for state, color in LAYER_STATE_COLORS.items():  # legend entries
         fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", marker={"size": 12, "color": color}, name=state))
-    fig.update_xaxes(visible=False, range=[-0.1, n])
-    fig.update_yaxes(visible=False, range=[-0.1, 1.1])
-    fig.update_layout(legend={"orientation": "h", "y": -0.05}, plot_bgcolor="white")
-    return _layout(fig, title, height=240)
+    fig.update_xaxes(visible=False, range=[-0.02, 1.02])
+    fig.update_yaxes(visible=False, range=[-0.3, n])
+    fig.update_layout(legend={"orientation": "h", "y": -0.02, "yanchor": "top"}, plot_bgcolor="white")
+    box_px = round(2.6 * font_size + 12)  # two lines of box text, and the arrow's gap
+    return _layout(fig, title, height=90 + box_px * n + 2 * font_size)
 
 
 def probe_figure(frame: pd.DataFrame, units: str = "") -> go.Figure:

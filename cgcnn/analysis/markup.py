@@ -10,16 +10,26 @@ this module; nothing here knows Streamlit.
 from __future__ import annotations
 
 import html
+import re
+
+# Bidirectional controls (embeddings, overrides, isolates, marks): a legacy name holding U+202E (right-to-left
+# override) showed itself, and everything after it on the line, reversed. Every escape below drops them.
+_BIDI_CONTROLS = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def strip_bidi(text: object) -> str:
+    """``text`` as a string without bidirectional control characters (shown as the characters it holds)."""
+    return _BIDI_CONTROLS.sub("", str(text))
 
 
 def plotly_text(text: object) -> str:
     """``text`` escaped for Plotly titles, legends, axis labels and hover text (its HTML becomes literal text)."""
-    return html.escape(str(text), quote=False)
+    return html.escape(strip_bidi(text), quote=False)
 
 
 def html_text(text: object) -> str:
     """``text`` escaped for an HTML element's content or a double-quoted attribute."""
-    return html.escape(str(text), quote=True)
+    return html.escape(strip_bidi(text), quote=True)
 
 
 def js_file_name(name: str, default: str = "download.png") -> str:

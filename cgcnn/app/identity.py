@@ -14,11 +14,10 @@ import hashlib
 import hmac
 import os
 import secrets
-import unicodedata
 from dataclasses import dataclass
 
 from cgcnn.errors import CGCNNError
-from cgcnn.names import validate_name
+from cgcnn.names import name_key, validate_name
 from cgcnn.runs.store import RunRecord, RunStore
 
 #: Environment variable: the code a student types to claim a display name (unset: no code needed).
@@ -56,11 +55,6 @@ def new_token() -> str:
 def hash_token(token: str) -> str:
     """What the store keeps of a token (sha256 hex): a copy of the database does not let anyone sign in."""
     return hashlib.sha256(token.encode()).hexdigest()
-
-
-def name_key(name: str) -> str:
-    """The key a name is claimed under: NFC, trimmed, case-folded (``Alice`` and ``alice`` are one name)."""
-    return unicodedata.normalize("NFC", name or "").strip().casefold()
 
 
 def class_code() -> str:
@@ -108,4 +102,4 @@ def can_modify(identity: Identity, record: RunRecord, is_teacher: bool = False) 
     """Whether this session may cancel, delete or rename ``record``: its owner's claiming session, or a teacher."""
     if is_teacher:
         return True
-    return identity.signed_in and bool(record.owner) and name_key(record.owner) == name_key(identity.name)
+    return identity.signed_in and bool(record.owner_key) and record.owner_key == name_key(identity.name)

@@ -94,15 +94,16 @@ class LaunchPreview:
         return f"Queues {self.n_runs} run{s}{reused}, about {format_duration(self.training_seconds)} of training."
 
 
-def preview(store: RunStore, specs: list[FinetuneSpec]) -> LaunchPreview:
+def preview(store: RunStore, specs: list[FinetuneSpec], force: bool = False) -> LaunchPreview:
     """How many runs ``specs`` queue, how many an identical finished run answers at once, and the training time.
 
     The time comes from the one speed model (:meth:`RunStore.speed`), as the queue's ETAs and the progress do.
+    With ``force`` (*Train again*) nothing is answered at once: every run trains.
     """
     speed = store.speed()
     reused, seconds = 0, 0.0
     for spec in specs:
-        if store.find_done(compute_spec_key(spec.to_dict())) is not None:
+        if not force and store.find_done(compute_spec_key(spec.to_dict())) is not None:
             reused += 1
             continue
         seconds += speed.run_seconds(spec.n_train + spec.n_val, spec.epochs) - speed.setup_seconds

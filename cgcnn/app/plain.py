@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from cgcnn.analysis.markup import plotly_text
+from cgcnn.analysis.markup import plotly_text, strip_bidi
 
 # Every character that starts Markdown, GFM, Streamlit directive or LaTeX syntax (CommonMark lets any ASCII
 # punctuation be escaped with a backslash; these are the ones that do something).
@@ -23,12 +23,17 @@ _AUTOLINK = re.compile(r"(?i)(https?|ftp|mailto|xmpp)(?=\\:)|(www)(?=\.)|(?=\\@)
 WORD_JOINER = "\u2060"
 
 
-def markdown(text: object) -> str:
-    """``text`` escaped so that Streamlit's Markdown shows it literally (no link, image, style or HTML)."""
-    escaped = _MARKDOWN_SPECIAL.sub(r"\\\1", str(text))
+def text(value: object) -> str:
+    """``value`` as plain text without bidirectional controls (for tables, pickers and the escapes below)."""
+    return strip_bidi(value)
+
+
+def markdown(value: object) -> str:
+    """``value`` escaped so that Streamlit's Markdown shows it literally (no link, image, style or HTML)."""
+    escaped = _MARKDOWN_SPECIAL.sub(r"\\\1", text(value))
     return _AUTOLINK.sub(lambda m: (m.group(1) or m.group(2) or "") + WORD_JOINER, escaped)
 
 
-#: ``text`` escaped for Plotly titles, legends and axis labels (its HTML subset becomes literal text); one
-#: implementation, in the analysis layer whose figures need it too.
+#: ``text`` escaped for Plotly titles, legends and axis labels (its HTML subset becomes literal text, bidirectional
+#: controls are dropped); one implementation, in the analysis layer whose figures need it too.
 plotly = plotly_text

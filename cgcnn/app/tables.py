@@ -13,8 +13,10 @@ import numpy as np
 import pandas as pd
 
 from cgcnn.analysis.probe import linear_probe
+from cgcnn.app.plain import text
 from cgcnn.errors import CGCNNError
 from cgcnn.experiments.study import MATCHED_ROW, STUDY_BASELINE, STUDY_TABLE2, STUDY_TABLE3_MATCHED, study_row
+from cgcnn.names import name_key
 from cgcnn.paths import project_path
 from cgcnn.runs.estimates import format_duration, remaining_seconds
 from cgcnn.runs.store import RunRecord, RunStore
@@ -80,6 +82,13 @@ def layer_frame(predictor, freeze: int) -> tuple[pd.DataFrame, Any]:
     return pd.DataFrame(rows), report
 
 
+def named_layers(frame: pd.DataFrame) -> pd.DataFrame:
+    """A :func:`layer_frame` with the layers named as the diagram names them (``conv 1``, not ``convs.0``)."""
+    from cgcnn.analysis.figures import layer_display_name
+
+    return frame.assign(layer=[layer_display_name(name) for name in frame["layer"]])
+
+
 # --------------------------------------------------------------------------------------------------- run views
 
 
@@ -95,7 +104,7 @@ def run_label(record: RunRecord) -> str:
     name = f" «{record.name}»" if record.name else ""
     owner = f" · {record.owner}" if record.owner else ""
     protocol = f"{record.target} {sizes} · {epochs} ep · seed {record.seed}"
-    return f"{record.id} · {model} k{record.freeze} · {protocol}{owner}{name}"
+    return text(f"{record.id} · {model} k{record.freeze} · {protocol}{owner}{name}")  # no bidi controls
 
 
 def protocol_of(record: RunRecord) -> tuple:
@@ -111,7 +120,7 @@ def default_comparison(records: list[RunRecord], user: str, limit: int = 5) -> l
     Without a user (or finished runs of theirs), everyone's runs of the latest finished protocol.
     """
     done = sorted((r for r in records if r.status == "done"), key=lambda r: r.created_at, reverse=True)
-    mine = [r for r in done if user and r.owner == user] or done
+    mine = [r for r in done if user and r.owner_key == name_key(user)] or done
     if not mine:
         return []
     protocol = protocol_of(mine[0])
@@ -140,7 +149,9 @@ def run_progress(record: RunRecord, epochs: pd.DataFrame) -> tuple[float, str]:
     if record.status == "done":
         mae = f", test MAE {record.test_mae:.4f}" if record.test_mae is not None else ""
         return 1.0, f"done in {format_duration(record.seconds or 0)}{mae}"
-    return min(done / total, 1.0), f"{record.status}: {record.error or ''}".rstrip(": ")
+    # an error that only repeats the status (a cancel stores "cancelled") is not shown twice
+    detail = record.error if record.error and record.error.strip() != record.status else ""
+    return min(done / total, 1.0), f"{record.status}: {detail}".rstrip(": ")
 
 
 def progress_as_percent(frame: pd.DataFrame) -> pd.DataFrame:
@@ -185,7 +196,10 @@ ON_SCREEN_RUN_COLUMNS = ["id", "test_mae", "pretrained", "freeze", "target", "si
 
 def on_screen_runs(frame: pd.DataFrame) -> pd.DataFrame:
     """The :data:`ON_SCREEN_RUN_COLUMNS` of a :func:`runs_frame` (all of them for an empty frame)."""
-    return frame[[c for c in ON_SCREEN_RUN_COLUMNS if c in frame.columns]]
+    shown = frame[[c for c in ON_SCREEN_RUN_COLUMNS if c in frame.columns]]
+    if "owner" in shown.columns:  # a legacy name with a right-to-left override must not reverse the row
+        shown = shown.assign(owner=[text(o) if o else "" for o in shown["owner"]])
+    return shown
 
 
 def model_label(record: RunRecord) -> str:
@@ -300,35 +314,66 @@ def compact_frame(views: list[RunView], with_owner: bool = False) -> pd.DataFram
     return pd.DataFrame(rows, columns=columns)
 
 
+def narrow_runs(frame: pd.DataFrame) -> pd.DataFrame:
+    """A :func:`compact_frame` as the run lists show it: few columns that wrap, so nothing scrolls off at 1280 px.
+
+    At 1280-1400 px a page's main column is about 820 px wide, and the twelve columns needed 1,154 px: *state*
+    (ETA, "reused from … trained by …") and *test MAE* were scrolled off. Here what the run is takes two columns
+    (``model`` with its freeze depth, ``protocol``: target, sizes, epochs, seed), the status is left to *state*
+    (which says it in words), progress is a percentage, and user text loses bidirectional controls.
+    """
+    if frame.empty:
+        return frame
+    out = pd.DataFrame({"id": frame["id"]})
+    if "owner" in frame.columns:
+        out["owner"] = [text(o) if o else "" for o in frame["owner"]]
+    out["model"] = [f"{text(m)} k{k}" for m, k in zip(frame["model"], frame["k"], strict=True)]
+    out["protocol"] = [
+        f"{t} · {s} · {e} ep · seed {seed}"
+        for t, s, e, seed in zip(frame["target"], frame["sizes"], frame["epochs"], frame["seed"], strict=True)
+    ]
+    out["progress"] = progress_as_percent(frame)["progress"]
+    out["state"] = [text(v) for v in frame["state"]]
+    out["test MAE"] = frame["test MAE"]
+    return out
+
+
 def compact_runs(store: RunStore, records: list[RunRecord], with_owner: bool = False) -> pd.DataFrame:
     """:func:`compact_frame` of ``records`` read from ``store`` (the Fine-tune page's and the teacher's table)."""
     return compact_frame(run_views(store, records), with_owner=with_owner)
 
 
 def table2_cells(records: list[RunRecord] | pd.DataFrame) -> pd.DataFrame:
-    """Done band-gap runs of the 1000/1000/1000 protocol (default data), grouped by (pretrained, freeze).
+    """Done runs of Table 2's protocol, grouped by (pretrained, freeze).
+
+    The protocol: the study's (:data:`cgcnn.training.protocol.STUDY`: band gap, 1000/1000/1000, 30 epochs, no
+    early stopping), split seed 0, freezing (not a warm start), the default data. Any other run (another split,
+    the 100-epoch budget, a user's data) would change what a cell's mean is a mean of, so it is left out.
 
     Args:
-        records: run records of the store, or a sweep's ``runs.csv`` frame (see :func:`shipped_runs`).
+        records: run records of the store, or a sweep's ``runs.csv`` frame (see :func:`shipped_runs`; a frame
+            without a ``split_seed`` column is split 0).
 
     Returns:
         columns ``row``, ``pretrained``, ``freeze``, ``mean``, ``std``, ``n`` (std over seeds; NaN for one).
     """
     if isinstance(records, pd.DataFrame):
-        frame = records[["pretrained", "freeze", "target", "n_train", "n_val", "n_test", "test_mae"]].dropna()
-        rows = frame.rename(columns={"test_mae": "mae"}).to_dict("records")
+        frame = records.assign(split_seed=records["split_seed"].fillna(0) if "split_seed" in records else 0)
+        frame = frame[["pretrained", "freeze", "target", "n_train", "n_val", "n_test", "split_seed", "test_mae"]]
+        rows = [
+            r
+            for r in frame.dropna().rename(columns={"test_mae": "mae"}).to_dict("records")
+            if int(r["split_seed"]) == 0 and STUDY.matches(r["target"], (r["n_train"], r["n_val"], r["n_test"]), {})
+        ]
     else:
         rows = [
-            {"pretrained": r.pretrained, "freeze": r.freeze, "target": r.target, "n_train": r.n_train,
-             "n_val": r.n_val, "n_test": r.n_test, "mae": r.test_mae}
+            {"pretrained": r.pretrained, "freeze": r.freeze, "mae": r.test_mae}
             for r in records
-            if r.status == "done" and r.test_mae is not None and not r.spec.get("data")
-        ]  # fmt: skip
-    protocol = (STUDY.target, *STUDY.sizes)
+            if r.status == "done" and r.test_mae is not None and _is_table2_run(r)
+        ]
     rows = [
         {"row": study_row(r["pretrained"]), "pretrained": r["pretrained"], "freeze": int(r["freeze"]), "mae": r["mae"]}
         for r in rows
-        if (r["target"], r["n_train"], r["n_val"], r["n_test"]) == protocol
     ]
     if not rows:
         return pd.DataFrame(columns=["row", "pretrained", "freeze", "mean", "std", "n"])
@@ -337,14 +382,34 @@ def table2_cells(records: list[RunRecord] | pd.DataFrame) -> pd.DataFrame:
     return grouped.rename(columns={"count": "n"}).reset_index()
 
 
+def _is_table2_run(record: RunRecord) -> bool:
+    """Whether a stored run followed Table 2's protocol (see :func:`table2_cells`)."""
+    spec = record.spec
+    return (
+        not spec.get("data")
+        and not spec.get("warm_start")
+        and int(record.split_seed or 0) == 0
+        and STUDY.matches(
+            record.target, (record.n_train or 0, record.n_val or 0, record.n_test or 0), record.hyperparams
+        )
+    )
+
+
+#: The shipped sweeps Table 2 is read from: the study's grid (``table2``) and its matched-size row (``table3``),
+#: both on split 0 with the study's protocol. The other folders (another split, the 100-epoch budget, reruns
+#: kept for rescoring) answer other questions and stay out of the heatmap.
+TABLE2_RESULTS = ("table2", "table3")
+
+
 def shipped_results_dir() -> Path:
     """Folder of the sweep results that ship with the project (``docs/results``)."""
     return project_path("docs", "results")
 
 
 def shipped_runs() -> pd.DataFrame:
-    """Every run of the shipped sweeps (``docs/results/*/runs.csv``), so a fresh server has Table 2 at once."""
-    frames = [pd.read_csv(p) for p in sorted(shipped_results_dir().glob("*/runs.csv"))]
+    """The runs of Table 2's shipped sweeps (:data:`TABLE2_RESULTS`), so a fresh server has Table 2 at once."""
+    paths = [shipped_results_dir() / name / "runs.csv" for name in TABLE2_RESULTS]
+    frames = [pd.read_csv(p) for p in paths if p.is_file()]
     return pd.concat(frames, ignore_index=True).drop_duplicates("run_id") if frames else pd.DataFrame()
 
 
@@ -363,6 +428,24 @@ def table2_comparison(cells: pd.DataFrame) -> pd.DataFrame:
     merged = study.merge(ours, on=["row", "freeze"], how="outer")
     merged["difference"] = merged["mean_mae"] - merged["study_mae"]
     return merged.sort_values(["row", "freeze"]).reset_index(drop=True)
+
+
+def significant(value: float, digits: int = 3) -> float:
+    """``value`` rounded to ``digits`` significant digits (NaN stays NaN): 0.012345 → 0.0123."""
+    if value is None or not math.isfinite(value) or value == 0:
+        return value
+    return float(f"{value:.{digits}g}")
+
+
+def table2_display(comparison: pd.DataFrame) -> pd.DataFrame:
+    """:func:`table2_comparison` as the page shows it: standard deviations to 3 significant digits.
+
+    Five seeds say little beyond the second digit of a spread; 4-6 digits only made the column wide. The CSV
+    export keeps every digit.
+    """
+    if "std_mae" not in comparison.columns:
+        return comparison
+    return comparison.assign(std_mae=[significant(v) for v in comparison["std_mae"]])
 
 
 # --------------------------------------------------------------------------------------------------- crystals

@@ -1,6 +1,8 @@
 """Crystal files uploaded to the viewer and the predict page: unpacked, parsed and predicted with one message each.
 
-A bad file never stops the others: each is parsed on its own and its error is returned by name.
+A bad file never stops the others: each is parsed on its own and its error is returned by name. The rules and
+their words are :mod:`cgcnn.data.crystal_io`'s (as ``python -m cgcnn predict`` and training zips), the numbers
+:func:`cgcnn.nn.predictor.predict_crystals`'; this module unpacks uploads and lays the numbers out as a table.
 """
 
 from __future__ import annotations
@@ -12,12 +14,11 @@ from collections.abc import Iterator
 from pathlib import PurePosixPath
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from cgcnn.data.crystal_io import MAX_FILE_BYTES
+from cgcnn.data.crystal_io import check_size, is_crystal_name
 from cgcnn.data.parse_pool import shared_pool
-from cgcnn.errors import CGCNNError, CrystalInputError
+from cgcnn.errors import CrystalInputError
 from cgcnn.settings import current_limits
 
 #: Largest upload the app accepts (MB); keep ``server.maxUploadSize`` in ``.streamlit/config.toml`` equal.
@@ -40,16 +41,8 @@ def structure_from_upload(name: str, data: bytes):
         CrystalInputError: too large, refused by the screen, too slow, or unreadable; the message starts with
             the file name.
     """
-    if len(data) > MAX_FILE_BYTES:
-        raise CrystalInputError(f"{name}: {len(data) / 1e6:.0f} MB is too large for a crystal file")
-    return shared_pool().parse(name, data)
-
-
-def upload_build_options():
-    """How uploaded crystals become graphs: the server's atom limit (``CGCNN_MAX_ATOMS``)."""
-    from cgcnn.data.graph import BuildOptions
-
-    return BuildOptions(max_atoms=current_limits().max_atoms)
+    check_size(name, len(data))  # before the bytes travel to a worker
+    return shared_pool().parse(name, data, max_atoms=current_limits().max_atoms)
 
 
 def expand_uploads(files: list[tuple[str, bytes]]) -> tuple[list[tuple[str, bytes]], list[str]]:
@@ -82,6 +75,11 @@ def iter_uploads(files: list[tuple[str, bytes]], errors: list[str]) -> Iterator[
             if count >= MAX_PREDICT_FILES:
                 errors.append(f"only the first {MAX_PREDICT_FILES} crystal files are predicted")
                 return
+            try:
+                check_size(name, len(data))
+            except CrystalInputError as exc:
+                errors.append(str(exc))
+                continue
             count += 1
             yield name, data
             continue
@@ -92,7 +90,7 @@ def iter_uploads(files: list[tuple[str, bytes]], errors: list[str]) -> Iterator[
                     for i in archive.infolist()
                     if not i.is_dir()
                     and not PurePosixPath(i.filename).name.startswith((".", "__"))
-                    and _is_crystal_name(PurePosixPath(i.filename).name)
+                    and is_crystal_name(PurePosixPath(i.filename).name)
                 ]
                 check_zip_members(members, name, caps)
                 if not members:
@@ -102,12 +100,10 @@ def iter_uploads(files: list[tuple[str, bytes]], errors: list[str]) -> Iterator[
                         errors.append(f"{name}: only the first {MAX_PREDICT_FILES} crystal files are read")
                         return
                     member = f"{name}/{info.filename}"
-                    if info.file_size > MAX_FILE_BYTES:
-                        errors.append(f"{member}: {info.file_size / 1e6:.0f} MB is too large for a crystal file")
-                        continue
                     try:
+                        check_size(member, info.file_size)  # as its header says; the read is bounded as well
                         content = read_zip_member(archive, info, name, caps)
-                    except DatasetError as exc:
+                    except (CrystalInputError, DatasetError) as exc:
                         errors.append(str(exc))
                         continue
                     count += 1
@@ -116,11 +112,6 @@ def iter_uploads(files: list[tuple[str, bytes]], errors: list[str]) -> Iterator[
             errors.append(f"{name}: not a readable zip file")
         except DatasetError as exc:
             errors.append(str(exc))
-
-
-def _is_crystal_name(name: str) -> bool:
-    lower = name.lower()
-    return lower.endswith((".cif", ".json", ".vasp")) or lower.startswith(("poscar", "contcar"))
 
 
 def predict_uploads(predictors: dict[str, Any], files: list[tuple[str, bytes]]) -> tuple[pd.DataFrame, list[str]]:
@@ -133,51 +124,38 @@ def predict_uploads(predictors: dict[str, Any], files: list[tuple[str, bytes]]) 
 
     Returns:
         ``(table with file, formula, atoms and one column per model and target, [error lines])``. An
-        ensemble gives its mean, then ``± std`` (the members' spread, ddof 1), then each member's value.
+        ensemble gives its mean, then ``± std`` (the members' spread, ddof 1), then each member's value: the
+        numbers of :func:`~cgcnn.nn.predictor.predict_crystals`, as ``predict`` prints them.
     """
-    from cgcnn.data.graph import structure_to_graph
-    from cgcnn.nn.predictor import Ensemble
+    from cgcnn.nn.predictor import Ensemble, predict_crystals
 
+    max_atoms = current_limits().max_atoms
     errors: list[str] = []
     parsed: list[tuple[str, Any]] = []
     stream = iter_uploads(files, errors)
     while chunk := list(itertools.islice(stream, PARSE_CHUNK)):  # only a chunk of file bytes in memory at once
-        done, failed = shared_pool().parse_many(chunk)
+        done, failed = shared_pool().parse_many(chunk, max_atoms=max_atoms)
         parsed.extend(done)
         errors.extend(failed)
     rows = [{"file": n, "formula": s.composition.reduced_formula, "atoms": len(s)} for n, s in parsed]
     bad_rows: set[int] = set()
-    options = upload_build_options()
     for model_name, predictor in predictors.items():
-        graphs, where = [], []
-        for k, (name, structure) in enumerate(parsed):
-            try:
-                graphs.append(structure_to_graph(structure, predictor.graph_params, options=options))
-                where.append(k)
-            except CGCNNError as exc:
-                msg = str(exc)
-                line = msg if msg.startswith(name) else f"{name}: {msg}"
-                if line not in errors:
-                    errors.append(line)
-                bad_rows.add(k)
-        n_targets = len(predictor.targets)
-        if isinstance(predictor, Ensemble):
-            members = predictor.predict_members(graphs) if graphs else np.zeros((2, 0, n_targets))
-            values, spread, names = members.mean(axis=0), members.std(axis=0, ddof=1), predictor.names
-            units = predictor.members[0].card.units
-        else:
-            members = spread = None
-            values = predictor.predict_graphs(graphs) if graphs else np.zeros((0, n_targets))
-            names, units = [], predictor.card.units
+        units = (predictor.members[0] if isinstance(predictor, Ensemble) else predictor).card.units
         suffix = f" ({units})" if units else ""
-        for n, (k, row_values) in enumerate(zip(where, values, strict=True)):
+        names = predictor.names if isinstance(predictor, Ensemble) else []
+        for k, result in enumerate(predict_crystals(predictor, parsed, max_atoms=max_atoms)):
+            if result.error:
+                if result.error not in errors:
+                    errors.append(result.error)
+                bad_rows.add(k)
+                continue
             for t, target in enumerate(predictor.targets):
-                column = model_name if n_targets == 1 else f"{model_name}:{target}"
-                rows[k][f"{column}{suffix}"] = float(row_values[t])
-                if spread is not None and members is not None:
-                    rows[k][f"{column} ±{suffix}"] = float(spread[n, t])
+                column = model_name if len(predictor.targets) == 1 else f"{model_name}:{target}"
+                rows[k][f"{column}{suffix}"] = float(result.values[t])
+                if result.std is not None and result.members is not None:
+                    rows[k][f"{column} ±{suffix}"] = float(result.std[t])
                     for m, member in enumerate(names):
-                        rows[k][f"{column} · {member}"] = float(members[m, n, t])
+                        rows[k][f"{column} · {member}"] = float(result.members[m, t])
     frame = pd.DataFrame([r for k, r in enumerate(rows) if k not in bad_rows or len(r) > 3])
     return frame, errors
 

@@ -23,9 +23,9 @@ from pymatgen.core import Structure
 
 from cgcnn.analysis import crystal_scene, explain
 from cgcnn.analysis.attribution import attribute
-from cgcnn.data.graph import GraphParams, structure_to_graph
-from cgcnn.errors import CGCNNError
-from cgcnn.nn.predictor import Ensemble, Predictor
+from cgcnn.data.graph import GraphParams, neighbour_tie, structure_to_graph
+from cgcnn.errors import CGCNNError, CrystalInputError
+from cgcnn.nn.predictor import Ensemble, Predictor, predict_crystals, tie_note
 
 #: The model choice that draws the crystal graph alone.
 NO_MODEL = "(graph only, no model)"
@@ -33,9 +33,11 @@ NO_MODEL = "(graph only, no model)"
 EDGE_MODES = {"atom": "One atom's edges", "top": "Every atom's strongest edges", "all": "All edges"}
 #: Edge colourings: URL value → the radio's label.
 COLOURINGS = {"weights": "the layer's attention or gate", "occlusion": "occlusion attribution"}
-#: The viewer opens on the first of these formulas the dataset holds (its smallest cell): a cubic perovskite
-#: shows corner-sharing octahedra in 5 atoms; a spinel is the fallback.
-DEFAULT_FORMULAS = ("SrTiO3", "BaTiO3", "CaTiO3", "MgAl2O4")
+#: The viewer opens on the first of these formulas the dataset holds without a neighbour tie (its smallest such
+#: cell): rutile SnO2 shows chains of edge-sharing octahedra in 6 atoms; quartz and rutile TiO2 are the fallbacks.
+#: Not the cubic perovskite SrTiO3 (``mp-5229``) any more: its 12-neighbour cut splits a shell, so the first view's
+#: prediction differed from the CLI's on the same structure written to a CIF (1.749 vs 1.906 eV).
+DEFAULT_FORMULAS = ("SnO2", "SiO2", "TiO2", "MgAl2O4")
 #: The viewer opens with the first of these models on offer: attention with 4 heads, so the head selector shows.
 PREFERRED_MODELS = ("own-attention-4head", "own-attention", "band-gap")
 #: Most edges per atom in *Every atom's strongest edges* (the graph has 12 neighbours per atom).
@@ -131,26 +133,39 @@ class CrystalIndex:
         ids = [str(i) for i in dataset.ids]
         sizes = [int(n) for n in np.diff(dataset.offsets)]
         formulas = [str(f) for f in dataset.formulas]
+
+        def tied(crystal: str) -> bool:
+            return neighbour_tie(dataset.structure(crystal), GraphParams()) is not None
+
         return cls(
             dict(zip(ids, sizes, strict=True)),
             dict(zip(ids, formulas, strict=True)),
-            default_crystal(ids, formulas, sizes),
+            default_crystal(ids, formulas, sizes, tied),
         )
 
 
-def default_crystal(ids: Sequence[str], formulas: Sequence[str], n_atoms: Sequence[int]) -> str:
-    """The crystal the viewer opens on: the smallest cell of the first of :data:`DEFAULT_FORMULAS` present.
+def default_crystal(
+    ids: Sequence[str],
+    formulas: Sequence[str],
+    n_atoms: Sequence[int],
+    tied: Callable[[str], bool] = lambda crystal: False,
+) -> str:
+    """The crystal the viewer opens on: the smallest untied cell of the first of :data:`DEFAULT_FORMULAS` present.
 
-    Deterministic (ties go to the first id in dataset order); a dataset without any of them opens on its first
-    crystal of 3 atoms or more, else its first.
+    ``tied`` says whether a crystal has a neighbour tie at the cut (:func:`cgcnn.data.graph.neighbour_tie`); such
+    a crystal is skipped, so the first view every class sees predicts what ``predict`` gives for its CIF.
+    Deterministic (equal sizes go to the first id in dataset order); a dataset without any of them opens on its
+    first untied crystal of 3 atoms or more, else its first.
     """
     formulas = [str(f) for f in formulas]
     for formula in DEFAULT_FORMULAS:
-        hits = [k for k, f in enumerate(formulas) if f == formula]
-        if hits:
-            return str(ids[min(hits, key=lambda k: (int(n_atoms[k]), k))])
+        hits = sorted((k for k, f in enumerate(formulas) if f == formula), key=lambda k: (int(n_atoms[k]), k))
+        for k in hits:
+            if not tied(str(ids[k])):
+                return str(ids[k])
     several = [k for k, n in enumerate(n_atoms) if int(n) >= 3]
-    return str(ids[several[0] if several else 0])
+    untied = next((k for k in several if not tied(str(ids[k]))), None)
+    return str(ids[untied if untied is not None else several[0] if several else 0])
 
 
 def default_model(models: Sequence[str]) -> str:
@@ -367,18 +382,19 @@ class CrystalView:
 def predict_one(model: Predictor | Ensemble, structure: Structure) -> tuple[float, float | None, dict[str, float]]:
     """``(prediction, std or None, {member: prediction})`` of one crystal, first target, as ``predict`` prints it.
 
-    The same calls as :func:`cgcnn.nn.predictor.predict_files` (the CLI): the model's graph parameters, then
-    ``predict_graphs`` (one model) or ``predict_members`` with their mean and std, ddof 1 (an ensemble).
+    The numbers are :func:`cgcnn.nn.predictor.predict_crystals`' (the CLI's and the Predict page's path); this
+    only picks the first target.
+
+    Raises:
+        CGCNNError: a crystal the graph builder refuses.
     """
-    graph = structure_to_graph(structure, model.graph_params)
-    if isinstance(model, Ensemble):
-        members = model.predict_members([graph])[:, 0, 0]
-        return (
-            float(members.mean()),
-            float(members.std(ddof=1)),
-            dict(zip(model.names, map(float, members), strict=True)),
-        )
-    return float(model.predict_graphs([graph])[0, 0]), None, {}
+    (result,) = predict_crystals(model, [(structure.composition.reduced_formula, structure)])
+    if result.error:
+        raise CrystalInputError(result.error)
+    if result.std is None or result.members is None:
+        return float(result.values[0]), None, {}
+    members = dict(zip(model.names, map(float, result.members[:, 0]), strict=True))
+    return float(result.values[0]), float(result.std[0]), members
 
 
 def layer_values(layers: list[np.ndarray], head: int | None) -> list[np.ndarray]:
@@ -401,6 +417,9 @@ def crystal_view(
     ensemble: Ensemble | None = None,
     zoom: float = 1.0,
     png_name: str | None = None,
+    png_title: str = "",
+    legend_px: int = 13,
+    legend_first: bool = False,
 ) -> CrystalView:
     """The 3D view of ``structure``, its edges coloured by ``predictor``'s weights in convolution ``layer``.
 
@@ -424,12 +443,17 @@ def crystal_view(
             ``members``; the picture stays ``predictor``'s.
         zoom: extra zoom after fitting the scene to its frame.
         png_name: file name of the *Download PNG* button (None: no button).
+        png_title: the PNG's title line (see :func:`png_title`).
+        legend_px: text size of the legend and colour bars.
+        legend_first: legend and colour bars above the 3D view (presentation mode).
 
     Raises:
         CGCNNError: a crystal the graph builder refuses.
     """
+    params = predictor.graph_params if predictor is not None else GraphParams()
     info: dict[str, Any] = {"n_atoms": len(structure), "formula": structure.composition.reduced_formula}
-    graph = structure_to_graph(structure, predictor.graph_params if predictor is not None else GraphParams())
+    info["tie"] = tie_note(structure, params)  # '' without a tie at the cut
+    graph = structure_to_graph(structure, params)
     values, atom_values, label, value_range = None, None, "", None
     if predictor is not None:
         layers, kind = explain.edge_weight_layers(predictor, graph)
@@ -476,8 +500,26 @@ def crystal_view(
         atom_label=scene.atom_value_label if scene.atom_value_range is not None else "",
         value_range=scene.value_range,
     )
-    html = crystal_scene.scene_html(scene, width=width, height=height, zoom=zoom, png_name=png_name)
+    html = crystal_scene.scene_html(
+        scene, width=width, height=height, zoom=zoom, png_name=png_name, png_title=png_title,
+        legend_px=legend_px, legend_first=legend_first,
+    )  # fmt: skip
     return CrystalView(html, crystal_scene.edge_table(scene), info)
+
+
+def png_title(formula: str, state: ViewState) -> str:
+    """The downloaded picture's title: crystal, model, layer, head and colouring.
+
+    E.g. ``SrTiO3 · own-attention-4head · conv 2 · head 1 · edges: attention or gate``.
+    """
+    if not state.members:
+        return f"{formula} · crystal graph (no model)"
+    parts = [formula, state.model.replace(",", " + "), f"conv {state.layer}"]
+    if state.heads > 1:
+        parts.append("mean of heads" if state.head is None else f"head {state.head}")
+    colouring = "occlusion attribution" if state.colour == "occlusion" else "attention or gate"
+    parts.append(f"edges: {colouring}" + (", atoms coloured" if state.colour_atoms else ""))
+    return " · ".join(parts)
 
 
 def view_of_state(
@@ -486,6 +528,8 @@ def view_of_state(
     load: Callable[[str], Predictor],
     height: int = 460,
     zoom: float = 1.0,
+    legend_px: int = 13,
+    legend_first: bool = False,
 ) -> CrystalView:
     """The :class:`CrystalView` of ``state`` for ``structure`` (a dataset crystal or an uploaded file).
 
@@ -495,6 +539,8 @@ def view_of_state(
         load: a model by name (the app's cached loader; :func:`cgcnn.zoo.load_model` works too).
         height: scene height in pixels.
         zoom: extra zoom after fitting (presentation mode fills the frame).
+        legend_px: text size of the legend and colour bars (16 in presentation mode).
+        legend_first: legend and colour bars above the 3D view (presentation mode: above the fold).
 
     Raises:
         CGCNNError: the atom index is not in the crystal, ensemble members that do not fit together, or a
@@ -520,6 +566,9 @@ def view_of_state(
         ensemble=Ensemble(members) if len(members) > 1 else None,
         zoom=zoom,
         png_name=f"{name}_conv{state.layer}.png" if members else f"{name}.png",
+        png_title=png_title(structure.composition.reduced_formula, state),
+        legend_px=legend_px,
+        legend_first=legend_first,
     )
 
 

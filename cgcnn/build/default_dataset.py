@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cgcnn.data.crystal_io import structure_problem
 from cgcnn.data.datasets import (
     DEFAULT_ASSET_NAME,
     CrystalDataset,
@@ -229,15 +230,14 @@ def read_megnet_labels(wheel: Path) -> tuple[dict[str, dict[str, float]], dict[s
 
 
 def _check_structure(structure: Any) -> str | None:
-    """Why a parsed structure is unusable, or None if it is fine."""
-    if len(structure) == 0:
-        return "no sites"
-    if not structure.is_ordered:
-        return "partial occupancies"
-    try:
-        zs = [sp.Z for sp in structure.species]
-    except AttributeError:
-        return "species without atomic number"
+    """Why a parsed structure is unusable, or None if it is fine.
+
+    First the rules every crystal file meets (:func:`cgcnn.data.crystal_io.structure_problem`: atoms,
+    disorder, species), then the build's own: elements of the feature table, a real volume, no clashing sites.
+    """
+    if (problem := structure_problem(structure)) is not None:
+        return problem
+    zs = [sp.Z for sp in structure.species]
     if max(zs) > MAX_Z:
         return f"element with Z > {MAX_Z}"
     if structure.volume <= 1e-6:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 EXPLAIN_HELP = """\
@@ -21,14 +22,19 @@ occlusion_delete, ...; see `faithfulness`) and without N random real edges (mean
 def _cmd_explain(args: argparse.Namespace) -> int:
     from cgcnn.analysis.attribution import explain_report
     from cgcnn.cli.options import isolated_reader
+    from cgcnn.nn.predictor import tie_note
     from cgcnn.settings import atom_limit
     from cgcnn.zoo import load_model
 
     predictor = load_model(args.model)
     structure = isolated_reader(atom_limit(args.max_atoms))(Path(args.cif))
+    tie = tie_note(structure, predictor.graph_params) or None
+    if tie:
+        print(f"warning: {Path(args.cif).name}: {tie}", file=sys.stderr)
     if args.remove_top is not None or args.ranking is not None:
         return _remove_top(args, predictor, structure)
     report = explain_report(predictor, structure, top=args.top, occlusion=args.occlusion)
+    report["tie"] = tie
     if args.json:
         print(json.dumps(report, separators=(",", ":")))
         return 0

@@ -12,6 +12,7 @@ import json
 import os
 import sys
 import warnings
+from pathlib import Path
 
 from cgcnn import __version__
 from cgcnn.cli.data import add_data_parser
@@ -76,11 +77,13 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             if r.error:
                 print(f"error: {r.error}", file=sys.stderr)
                 continue
+            if r.tie:
+                print(f"warning: {r.name}: {r.tie}", file=sys.stderr)
             values = [repr(float(v)) for v in r.values]
             extra = values if len(targets) > 1 else []
             if ensemble:
                 extra = [*extra, repr(float(r.std[0])), *[repr(float(v)) for v in r.members[:, 0]]]
-            writer.writerow([r.path.stem, values[0], *extra, r.formula])
+            writer.writerow([Path(r.name).stem, values[0], *extra, r.formula])
     finally:
         if args.out:
             out.close()

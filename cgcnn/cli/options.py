@@ -40,22 +40,17 @@ def add_data(p: argparse.ArgumentParser) -> None:
 
 
 def isolated_reader(max_atoms: int):
-    """A reader of crystal files that parses in the capped parser pool (files given to the CLI may come from anyone)."""
+    """A reader of crystal files that parses in the capped parser pool (files given to the CLI may come from anyone).
+
+    The size is checked before the file is read (:func:`~cgcnn.data.crystal_io.read_file_bytes`); the worker
+    runs :func:`~cgcnn.data.crystal_io.read_crystal_bytes`, the rules of every other surface.
+    """
     from pathlib import Path
 
-    from cgcnn.data.crystal_io import MAX_FILE_BYTES
+    from cgcnn.data.crystal_io import read_file_bytes
     from cgcnn.data.parse_pool import shared_pool
-    from cgcnn.errors import CrystalInputError
 
     def read(path: Path):
-        try:
-            if path.stat().st_size > MAX_FILE_BYTES:
-                raise CrystalInputError(
-                    f"{path.name}: {path.stat().st_size / 1e6:.0f} MB is too large for a crystal file"
-                )
-            data = path.read_bytes()
-        except OSError as exc:
-            raise CrystalInputError(f"{path.name}: cannot read the file ({exc.strerror})") from None
-        return shared_pool().parse(path.name, data, max_atoms=max_atoms)
+        return shared_pool().parse(path.name, read_file_bytes(path), max_atoms=max_atoms)
 
     return read

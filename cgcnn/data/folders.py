@@ -17,9 +17,10 @@ import numpy as np
 import pandas as pd
 from pymatgen.core import Structure
 
+from cgcnn.data.crystal_io import read_crystal_bytes, read_file_bytes
 from cgcnn.data.datasets import CrystalDataset, DatasetError, dataset_from_structures
 from cgcnn.data.elements import original_table_path
-from cgcnn.data.screen import screen_limits, screen_text, time_limit
+from cgcnn.data.screen import time_limit
 from cgcnn.data.splits import Split
 from cgcnn.errors import CrystalInputError
 
@@ -115,36 +116,6 @@ def read_zip_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, label: str,
 # --------------------------------------------------------------------------------------------------------------
 
 
-def parse_cif_text(text: str) -> Structure:
-    """Parse one CIF (first block) into an ordered ``Structure``.
-
-    Raises:
-        ValueError: unparseable text, no structure, partial occupancies or dummy species; the message says
-            which.
-    """
-    from pymatgen.io.cif import CifParser
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            structures = CifParser.from_str(text).parse_structures(primitive=False, on_error="raise")
-        except Exception as exc:  # pymatgen raises many types for malformed CIFs
-            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ValueError(f"not a readable CIF ({msg})") from None
-    if not structures:
-        raise ValueError("the CIF holds no structure")
-    structure = structures[0]
-    if len(structure) == 0:
-        raise ValueError("the CIF holds no atoms")
-    if not structure.is_ordered:
-        raise ValueError("partial occupancies (disordered crystal); CGCNN needs one species per site")
-    try:
-        [sp.Z for sp in structure.species]
-    except AttributeError:
-        raise ValueError("a site has a species without an atomic number") from None
-    return structure
-
-
 def _read_label_table(text: str, source_name: str, header: bool) -> pd.DataFrame:
     """Parse a labels CSV into a frame indexed by id (first column), numeric columns only."""
     try:
@@ -166,7 +137,7 @@ def _read_label_table(text: str, source_name: str, header: bool) -> pd.DataFrame
 
 def _assemble(
     label_frame: pd.DataFrame,
-    cif_text: Callable[[str], str | None],
+    cif_bytes: Callable[[str], bytes | None],
     extra_cif_ids: Iterable[str],
     source: str,
     name: str,
@@ -175,12 +146,16 @@ def _assemble(
 ) -> CrystalDataset:
     """Shared core of the folder, zip and file-list readers: parse CIFs, report every failure.
 
-    Every CIF passes the crystal screen first; with ``file_seconds`` (set in a parser worker) a CIF that takes
-    longer is rejected by name and the others go on.
+    Every CIF is checked and parsed by :func:`~cgcnn.data.crystal_io.read_crystal_bytes`, as an upload to the
+    Predict page is (the same reason in the same words); with ``file_seconds`` (set in a parser worker) a CIF
+    that takes longer is rejected by name and the others go on. ``cif_bytes`` gives a CIF's bytes (None: no
+    such file) and may refuse it with a :class:`~cgcnn.errors.CrystalInputError` (too large, unreadable).
     """
+    from cgcnn.settings import current_limits
+
+    max_atoms = current_limits().max_atoms  # one limit for the whole folder, read once
     entries: list[tuple[str, Structure]] = []
     rejected: list[tuple[str, str]] = []
-    limits = screen_limits()
     numeric = label_frame.apply(pd.to_numeric, errors="coerce")
     for cid in label_frame.index:
         bad = [c for c in label_frame.columns if pd.isna(numeric.at[cid, c]) and not pd.isna(label_frame.at[cid, c])]
@@ -194,17 +169,16 @@ def _assemble(
         if np.isnan(values).all():  # a crystal missing one of several labels still teaches the others
             rejected.append((cid, "no label value (NaN or empty)"))
             continue
-        text = cif_text(cid)
-        if text is None:
-            rejected.append((cid, f"no CIF file {cid}.cif"))
-            continue
+        name = f"{cid}.cif"
         try:
-            with time_limit(file_seconds, cid):
-                entries.append((cid, parse_cif_text(screen_text(cid, text, "cif", limits))))
+            data = cif_bytes(cid)
+            if data is None:
+                rejected.append((cid, f"no CIF file {name}"))
+                continue
+            with time_limit(file_seconds, name):
+                entries.append((cid, read_crystal_bytes(name, data, max_atoms)))
         except CrystalInputError as exc:
-            rejected.append((cid, str(exc).removeprefix(f"{cid}: ")))
-        except ValueError as exc:
-            rejected.append((cid, str(exc)))
+            rejected.append((cid, str(exc).removeprefix(f"{name}: ")))
     labelled = set(label_frame.index)
     rejected.extend((cid, "CIF without a label in the labels file") for cid in extra_cif_ids if cid not in labelled)
     if not entries:
@@ -233,12 +207,12 @@ def read_cgcnn_folder(directory: Path | str) -> CrystalDataset:
     atom_init_path = directory / "atom_init.json"
     atom_init = atom_init_path.read_text() if atom_init_path.is_file() else None
 
-    def cif_text(cid: str) -> str | None:
+    def cif_bytes(cid: str) -> bytes | None:
         path = directory / f"{cid}.cif"
-        return path.read_text(errors="replace") if path.is_file() else None
+        return read_file_bytes(path) if path.is_file() else None
 
     extra = [p.stem for p in sorted(directory.glob("*.cif"))]
-    return _assemble(frame, cif_text, extra, "user_folder", directory.name, atom_init)
+    return _assemble(frame, cif_bytes, extra, "user_folder", directory.name, atom_init)
 
 
 def read_cifs_with_labels(cif_paths: Sequence[Path | str], labels_csv: Path | str) -> CrystalDataset:
@@ -253,11 +227,11 @@ def read_cifs_with_labels(cif_paths: Sequence[Path | str], labels_csv: Path | st
     frame = _read_label_table(labels_path.read_text(errors="replace"), str(labels_path), header=True)
     by_id = {Path(p).stem: Path(p) for p in cif_paths}
 
-    def cif_text(cid: str) -> str | None:
+    def cif_bytes(cid: str) -> bytes | None:
         path = by_id.get(cid)
-        return path.read_text(errors="replace") if path is not None and path.is_file() else None
+        return read_file_bytes(path) if path is not None and path.is_file() else None
 
-    return _assemble(frame, cif_text, list(by_id), "user_files", labels_path.stem, None)
+    return _assemble(frame, cif_bytes, list(by_id), "user_files", labels_path.stem, None)
 
 
 def read_zip(
@@ -309,11 +283,15 @@ def read_zip(
         root = PurePosixPath(id_props[0].filename).parent
         members = {PurePosixPath(i.filename).name: i for i in infos if PurePosixPath(i.filename).parent == root}
 
-        def read(name: str) -> str | None:
+        def read(name: str) -> bytes | None:
             info = members.get(name)
-            return read_zip_member(archive, info, label, caps).decode("utf-8", errors="replace") if info else None
+            return read_zip_member(archive, info, label, caps) if info else None
 
-        labels_text = read("id_prop.csv") or ""
+        def read_text(name: str) -> str | None:
+            data = read(name)
+            return None if data is None else data.decode("utf-8", errors="replace")
+
+        labels_text = read_text("id_prop.csv") or ""
         lines = labels_text.count("\n") + 1
         if caps.max_label_lines and lines > caps.max_label_lines:
             raise DatasetError(
@@ -323,7 +301,7 @@ def read_zip(
         frame = _read_label_table(labels_text, f"{label}:id_prop.csv", header=False)
         extra = [n[: -len(".cif")] for n in members if n.lower().endswith(".cif")]
         return _assemble(
-            frame, lambda cid: read(f"{cid}.cif"), extra, "user_zip", label, read("atom_init.json"), file_seconds
+            frame, lambda cid: read(f"{cid}.cif"), extra, "user_zip", label, read_text("atom_init.json"), file_seconds
         )
 
 

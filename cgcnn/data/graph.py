@@ -29,9 +29,10 @@ import torch
 from pymatgen.core import Structure
 from pymatgen.optimization.neighbors import find_points_in_spheres
 
+from cgcnn.data.crystal_io import check_usable
 from cgcnn.data.elements import ElementTable, original_table
 from cgcnn.data.screen import MAX_CELL_LENGTH, MIN_VOLUME_PER_ATOM
-from cgcnn.errors import CrystalInputError, NoNeighborsError, UnknownElementError
+from cgcnn.errors import CrystalInputError, NoNeighborsError
 
 #: Bumped whenever the arrays a graph holds change meaning; part of every cache key.
 GRAPH_FORMAT_VERSION = 1
@@ -204,15 +205,8 @@ def structure_to_graph(
         NoNeighborsError: some atom has no neighbour inside the radius (and ``options.widen_radius`` is off or
             did not help).
     """
-    if not structure.is_ordered:
-        raise CrystalInputError(
-            "the structure has partial occupancies (a disordered crystal); CGCNN needs one species per "
-            "site: order it first (e.g. pymatgen's OrderDisorderedStructureTransformation)"
-        )
-    try:
-        atomic_numbers = np.array([site.specie.Z for site in structure], dtype=np.int64)
-    except AttributeError as exc:  # DummySpecies such as "X" have no atomic number
-        raise UnknownElementError(f"species without an atomic number in the structure ({exc})") from None
+    check_usable(structure)  # no atoms, disorder, dummy species: the rules (and words) of file input
+    atomic_numbers = np.array([site.specie.Z for site in structure], dtype=np.int64)
     return graph_from_arrays(
         structure.lattice.matrix, structure.frac_coords, atomic_numbers, params, table, structure.cart_coords, options
     )

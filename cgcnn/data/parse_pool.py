@@ -4,7 +4,8 @@ The app's server holds the GIL for every session: a file that makes pymatgen spi
 5 GB, would stall or kill every student's page. So uploads are parsed here, in a small persistent pool of
 worker processes that imported pymatgen once (a fresh interpreter per file would cost seconds each):
 
-- each file first passes :func:`cgcnn.data.screen.screen_text` (size, lines, cell, atoms after symmetry);
+- each file is checked and parsed by :func:`cgcnn.data.crystal_io.read_crystal_bytes` (size, the screen of
+  :mod:`cgcnn.data.screen`, one parser per format, disorder, atoms after symmetry), the rules every surface uses;
 - a worker runs with one BLAS thread and an address-space limit (``RLIMIT_AS``: its size after the imports
   plus ``CGCNN_PARSE_MEMORY_MB``), so a file that needs more memory fails with a message, not the OOM killer;
 - a file that takes longer than ``CGCNN_PARSE_SECONDS`` gets its worker killed and replaced, and an error
@@ -33,34 +34,6 @@ from cgcnn.paths import PROJECT_ROOT
 START_SECONDS = 120.0
 
 
-def crystal_format(name: str) -> str:
-    """The format a file name implies: ``cif``, ``json``, else ``poscar`` (POSCAR, CONTCAR, ``*.vasp``)."""
-    lower = name.lower()
-    return "cif" if lower.endswith(".cif") else "json" if lower.endswith(".json") else "poscar"
-
-
-def parse_crystal_bytes(name: str, data: bytes, max_atoms: int | None = None):
-    """Screen and parse one file in this process (what a worker runs; also the trusted, in-process path).
-
-    Raises:
-        CrystalInputError: refused by the screen, unreadable, or over a limit once parsed.
-    """
-    from cgcnn.data.crystal_io import read_structure_text
-    from cgcnn.data.screen import check_structure, screen_limits, screen_text
-
-    limits = screen_limits(max_atoms)
-    if len(data) > limits.max_bytes:
-        raise CrystalInputError(f"{name}: {len(data) / 1e6:.1f} MB is too large for a crystal file")
-    fmt = crystal_format(name)
-    text = screen_text(name, data.decode("utf-8", errors="replace"), fmt, limits)
-    try:
-        structure = read_structure_text(text, name, fmt)
-    except MemoryError:
-        raise CrystalInputError(f"{name}: parsing it needs more memory than a crystal file may use") from None
-    check_structure(name, structure, limits)
-    return structure
-
-
 def _worker_main(inbox: Connection, outbox: Connection, memory_mb: float) -> None:
     """A worker: one BLAS thread, pymatgen imported, memory capped; then parse files until told to stop."""
     import warnings
@@ -71,6 +44,8 @@ def _worker_main(inbox: Connection, outbox: Connection, memory_mb: float) -> Non
     for module in ("pymatgen.core", "pymatgen.io.cif", "cgcnn.data.crystal_io", "cgcnn.data.screen"):
         importlib.import_module(module)  # pre-imported once: the reason the pool is persistent
     from pymatgen.symmetry.groups import SpaceGroup
+
+    from cgcnn.data.crystal_io import read_crystal_bytes
 
     SpaceGroup("Fm-3m")  # loads the symmetry tables once (4 s cold)
     _limit_memory(memory_mb)
@@ -89,7 +64,7 @@ def _worker_main(inbox: Connection, outbox: Connection, memory_mb: float) -> Non
 
                 reply = ("ok", len(read_zip_once(payload, file_seconds=limit)))
             else:
-                reply = ("ok", parse_crystal_bytes(name, payload, limit))
+                reply = ("ok", read_crystal_bytes(name, payload, limit))
         except CGCNNError as exc:
             reply = ("error", str(exc))
         except MemoryError:

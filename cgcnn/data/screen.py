@@ -35,9 +35,11 @@ _NUMBER = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 @dataclass(frozen=True)
 class ScreenLimits:
-    """What one crystal file may be (see :func:`screen_limits` for the server's)."""
+    """What one crystal file may be (see :func:`screen_limits` for the server's).
 
-    max_bytes: int = 20_000_000
+    Its size cap is :data:`cgcnn.data.crystal_io.MAX_FILE_BYTES`, checked before the text is decoded.
+    """
+
     max_atoms: int = 20_000
     min_volume_per_atom: float = MIN_VOLUME_PER_ATOM
     max_cell_length: float = MAX_CELL_LENGTH
@@ -50,10 +52,9 @@ class ScreenLimits:
 
 def screen_limits(max_atoms: int | None = None) -> ScreenLimits:
     """The server's limits (``CGCNN_MAX_ATOMS`` unless ``max_atoms`` is given)."""
-    from cgcnn.data.crystal_io import MAX_FILE_BYTES
     from cgcnn.settings import current_limits
 
-    return ScreenLimits(max_bytes=MAX_FILE_BYTES, max_atoms=int(max_atoms or current_limits().max_atoms))
+    return ScreenLimits(max_atoms=int(max_atoms or current_limits().max_atoms))
 
 
 def compact_text(text: str) -> str:
@@ -70,12 +71,13 @@ def screen_text(name: str, text: str, fmt: str, limits: ScreenLimits) -> str:
         fmt: ``cif``, ``poscar`` or ``json``.
         limits: what is allowed.
 
+    The file's size is checked before it is decoded, by :func:`cgcnn.data.crystal_io.read_crystal_bytes`
+    (the one caller).
+
     Raises:
-        CrystalInputError: too large, too many lines, or a cell that is too small, too large, or holds too many
-            atoms once its symmetry operations are applied.
+        CrystalInputError: too many lines, or a cell that is too small, too large, or holds too many atoms once
+            its symmetry operations are applied.
     """
-    if len(text.encode("utf-8", errors="replace")) > limits.max_bytes:
-        raise CrystalInputError(f"{name}: {len(text) / 1e6:.1f} MB is too large for a crystal file")
     text = compact_text(text)
     lines = text.count("\n")
     if lines > limits.max_lines:

@@ -25,7 +25,8 @@ import numpy as np
 from cgcnn.data.datasets import CrystalDataset, DatasetError
 from cgcnn.data.dedup import groups_for, twins
 
-#: The study protocol: band-gap crystals per split (test, validation, train).
+#: The study protocol's target and crystals per split (test, validation, train); with its epochs they make
+#: :data:`cgcnn.training.protocol.STUDY`, the one declaration the rest of the project reads.
 PROTOCOL_TARGET = "band_gap"
 PROTOCOL_SIZE = 1000
 #: Size of the canonical test and validation blocks (capped at a fifth of the crystals, see ``block_size``).

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from pymatgen.core import Structure
 
-from cgcnn.data.crystal_io import read_structure
+from cgcnn.data.crystal_io import read_structure, sentence
 from cgcnn.data.graph import DEFAULT_MAX_ATOMS, BuildOptions, CrystalGraph, GraphParams, collate, structure_to_graph
 from cgcnn.errors import CGCNNError
 from cgcnn.nn.cards import ModelCard
@@ -141,22 +141,66 @@ class Ensemble:
         """Every member's predictions, ``(n_members, n_crystals, n_targets)``."""
         return np.stack([m.predict_graphs(graphs, clamp=clamp) for m in self.members])
 
+    def predict_spread(
+        self, graphs: list[CrystalGraph], clamp: bool = False
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(mean, std, members)``: the members' mean and spread ``(n_crystals, n_targets)``, and each member.
+
+        The spread is the standard deviation with ddof 1: the members are a sample of seeds, and two of them
+        already give a finite, unbiased variance. The one place an ensemble's spread is computed.
+        """
+        members = self.predict_members(graphs, clamp=clamp)
+        return members.mean(axis=0), members.std(axis=0, ddof=1), members
+
     def predict_graphs(self, graphs: list[CrystalGraph], batch_size: int = 256, clamp: bool = False) -> np.ndarray:
         """The members' mean, ``(n_crystals, n_targets)`` (as :meth:`Predictor.predict_graphs`)."""
         return self.predict_members(graphs, clamp=clamp).mean(axis=0)
 
 
 @dataclass
-class FilePrediction:
-    """Prediction for one crystal file (``values`` is None and ``error`` set when it failed)."""
+class CrystalPrediction:
+    """One crystal's prediction, or why it has none: what ``predict``, the Predict page and the viewer format.
 
-    path: Path
+    Attributes:
+        name: the file, zip member or crystal id (the first word of ``error`` and ``note``).
+        values: ``(n_targets,)`` in the model's units; an ensemble's mean. None when ``error`` is set.
+        std: an ensemble's spread per target, ``(n_targets,)``, ddof 1 (the members are a sample of seeds, so
+            two members give a finite spread); None for one model.
+        members: an ensemble's members' values ``(n_members, n_targets)``, in the order of ``Ensemble.names``.
+        formula: the crystal's reduced formula ('' when it could not be read).
+        atoms: atoms in its cell (0 when it could not be read).
+        error: why it was not predicted, ``"<name>: <reason>"``.
+        note: what the user should know about a good prediction (a widened cutoff).
+        tie: :func:`tie_note` of the crystal ('' without a neighbour tie at the cut).
+    """
+
+    name: str
     values: np.ndarray | None = None
-    formula: str = ""
-    error: str = ""
-    note: str = ""
     std: np.ndarray | None = None
     members: np.ndarray | None = None
+    formula: str = ""
+    atoms: int = 0
+    error: str = ""
+    note: str = ""
+    tie: str = ""
+
+
+#: What is said wherever a crystal with a neighbour tie at the cut is predicted (CLI ``predict`` and ``explain``,
+#: the viewer): the same structure written down another way can get another graph and another prediction.
+TIE_NOTE = (
+    "this crystal has tied neighbours at the cutoff: its prediction depends on atom order and coordinate rounding"
+)
+
+
+def tie_note(structure: Structure, params: GraphParams) -> str:
+    """:data:`TIE_NOTE` and where the tie is, when the ``M``-neighbour cut splits a shell; '' otherwise.
+
+    See :func:`cgcnn.data.graph.neighbour_tie`.
+    """
+    from cgcnn.data.graph import neighbour_tie
+
+    tie = neighbour_tie(structure, params)
+    return "" if tie is None else f"{TIE_NOTE} ({tie.describe(params.max_neighbors)})"
 
 
 def crystal_files(paths: list[str | Path]) -> list[Path]:
@@ -167,23 +211,25 @@ def crystal_files(paths: list[str | Path]) -> list[Path]:
     return files
 
 
-def predict_files(
+def predict_crystals(
     predictor: Predictor | Ensemble,
-    paths: list[Path],
+    crystals: Sequence[tuple[str, Structure]],
     widen_radius: bool = False,
     max_atoms: int | None = None,
-    read: Callable[[Path], Structure] = read_structure,
     clamp: bool = False,
-) -> list[FilePrediction]:
-    """Predict every file; a bad file gets its error message and the others are still predicted.
+) -> list[CrystalPrediction]:
+    """Predict named crystals: the one prediction path of the CLI, the Predict page and the viewer.
+
+    Each crystal's graph is built on its own (a crystal the graph builder refuses gets its ``error`` and the
+    others go on), then all are predicted in one batch. An :class:`Ensemble` gives the members' mean as
+    ``values``, their spread (std, ddof 1) and each member's values; the surfaces only format these numbers, so
+    they cannot disagree.
 
     Args:
-        predictor: the model, or an :class:`Ensemble`: then ``values`` is the members' mean, ``std`` their
-            spread and ``members`` each one (``(n_members, n_targets)``).
-        paths: crystal files.
-        widen_radius: search past the cutoff for atoms without a neighbour.
+        predictor: the model, or an :class:`Ensemble`.
+        crystals: ``(name, structure)`` in the order the results come back.
+        widen_radius: search past the cutoff for atoms without a neighbour (``note`` says so).
         max_atoms: refuse crystals with more atoms (default: :data:`~cgcnn.data.graph.DEFAULT_MAX_ATOMS`).
-        read: how a file becomes a structure (the CLI passes one that parses in a capped worker process).
         clamp: clamp negative predictions of non-negative targets at 0 (:func:`clamp_nonnegative`).
     """
     params = predictor.graph_params
@@ -191,27 +237,57 @@ def predict_files(
         max_atoms=DEFAULT_MAX_ATOMS if max_atoms is None else int(max_atoms), widen_radius=widen_radius
     )
     results, graphs, good = [], [], []
-    for path in paths:
-        result = FilePrediction(path=path)
+    for name, structure in crystals:
+        result = CrystalPrediction(name=name)
         try:
-            structure = read(path)
             graph = structure_to_graph(structure, params, options=options)
         except CGCNNError as exc:
-            msg = str(exc)
-            result.error = msg if msg.startswith(path.name) else f"{path.name}: {msg}"
+            result.error = sentence(name, str(exc))
         else:
-            result.formula = structure.composition.reduced_formula
+            result.formula, result.atoms = structure.composition.reduced_formula, len(structure)
+            result.tie = tie_note(structure, params)
             if graph.radius > params.radius:
-                result.note = f"{path.name}: cutoff widened from {params.radius:g} to {graph.radius:g} Å"
+                result.note = f"{name}: cutoff widened from {params.radius:g} to {graph.radius:g} Å"
             graphs.append(graph)
             good.append(result)
         results.append(result)
     if graphs and isinstance(predictor, Ensemble):
-        members = predictor.predict_members(graphs, clamp=clamp)
-        means, stds = members.mean(axis=0), members.std(axis=0, ddof=1)
+        means, stds, members = predictor.predict_spread(graphs, clamp=clamp)
         for k, result in enumerate(good):
             result.values, result.std, result.members = means[k], stds[k], members[:, k]
     elif graphs:
         for result, values in zip(good, predictor.predict_graphs(graphs, clamp=clamp), strict=True):
             result.values = values
     return results
+
+
+def predict_files(
+    predictor: Predictor | Ensemble,
+    paths: list[Path],
+    widen_radius: bool = False,
+    max_atoms: int | None = None,
+    read: Callable[[Path], Structure] = read_structure,
+    clamp: bool = False,
+) -> list[CrystalPrediction]:
+    """Read every file and predict it (:func:`predict_crystals`); a bad file gets its error, the others go on.
+
+    Args:
+        predictor: the model, or an :class:`Ensemble`.
+        paths: crystal files; each result is named by its file name.
+        widen_radius: search past the cutoff for atoms without a neighbour.
+        max_atoms: refuse crystals with more atoms (default: :data:`~cgcnn.data.graph.DEFAULT_MAX_ATOMS`).
+        read: how a file becomes a structure (the CLI passes one that parses in a capped worker process).
+        clamp: clamp negative predictions of non-negative targets at 0 (:func:`clamp_nonnegative`).
+    """
+    read_errors: dict[int, str] = {}
+    crystals = []
+    for k, path in enumerate(paths):
+        try:
+            crystals.append((path.name, read(path)))
+        except CGCNNError as exc:
+            read_errors[k] = sentence(path.name, str(exc))
+    predicted = iter(predict_crystals(predictor, crystals, widen_radius, max_atoms, clamp))
+    return [
+        CrystalPrediction(name=path.name, error=read_errors[k]) if k in read_errors else next(predicted)
+        for k, path in enumerate(paths)
+    ]

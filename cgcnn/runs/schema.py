@@ -19,6 +19,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cgcnn.names import name_key
+
 STATUSES = ("queued", "running", "done", "failed", "cancelled")
 ACTIVE_STATUSES = ("queued", "running")
 FINAL_STATUSES = ("done", "failed", "cancelled")
@@ -89,17 +91,60 @@ PREDICTION_COLUMNS = ("crystal_id", "split", "y_true", "y_pred")
 FLOAT_FRAME_COLUMNS = frozenset(EPOCH_COLUMNS[1:] + PREDICTION_COLUMNS[2:])
 
 
+#: Hyperparameters at these values are dropped before a spec is hashed: they are ``TrainConfig``'s defaults
+#: (a test keeps the two equal), so ``{"epochs": 30}`` from the app and the CLI's fully written-out
+#: ``{"epochs": 30, "batch_size": 64, "optimizer": "adam", ...}`` are one computation. Epochs are not here:
+#: every spec writes them out (they are the protocol's, see :mod:`cgcnn.training.protocol`). A new
+#: hyperparameter is added here with its default, so adding it changes no stored key.
+HYPERPARAM_KEY_DEFAULTS: dict[str, Any] = {
+    "batch_size": 64,
+    "optimizer": "adam",
+    "lr": 0.003,
+    "momentum": 0.9,
+    "weight_decay": 0.0,
+    "lr_milestones": [],
+    "lr_gamma": 0.1,
+    "patience": None,
+    "device": "cpu",
+    "eval_batch_size": 256,
+}
+#: Spec fields at these values are dropped before hashing: the optional fields (a new spec field goes here with
+#: its default, so specs stored before it existed keep their key).
+SPEC_KEY_DEFAULTS: dict[str, Any] = {"data": None, "warm_start": False}
+
+
+def canonical_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """What of a spec defines the computation: no owner/sweep/thread fields, no value at its default.
+
+    Values are compared as JSON (a tuple and a list of the same numbers are equal; ``1`` and ``1.0`` too).
+    """
+
+    def same(a: Any, b: Any) -> bool:
+        return json.loads(json.dumps(a, default=json_default)) == b
+
+    clean = {
+        k: v
+        for k, v in spec.items()
+        if k not in NON_COMPUTE_SPEC_KEYS and not (k in SPEC_KEY_DEFAULTS and same(v, SPEC_KEY_DEFAULTS[k]))
+    }
+    if isinstance(clean.get("hyperparams"), dict):
+        clean["hyperparams"] = {
+            k: v
+            for k, v in clean["hyperparams"].items()
+            if k not in NON_COMPUTE_HYPERPARAMS
+            and not (k in HYPERPARAM_KEY_DEFAULTS and same(v, HYPERPARAM_KEY_DEFAULTS[k]))
+        }
+    return clean
+
+
 def compute_spec_key(spec: dict[str, Any]) -> str:
-    """Sha256 of the canonical JSON of a spec without its owner/sweep fields.
+    """Sha256 of the canonical JSON of a spec (:func:`canonical_spec`): equal keys, one computation.
 
     Two specs with the same key ask for the same computation, so a resumed sweep can skip a cell whose key
-    already has a ``done`` run. Canonical means sorted keys and no whitespace; values are compared as JSON
-    (``1`` and ``1.0`` differ), so build specs the same way each time.
+    already has a ``done`` run, and a run queued from the CLI reuses one finished through the app or a sweep.
+    Canonical means sorted keys, no whitespace, and no field or hyperparameter at its default.
     """
-    clean = {k: v for k, v in spec.items() if k not in NON_COMPUTE_SPEC_KEYS}
-    if isinstance(clean.get("hyperparams"), dict):
-        clean["hyperparams"] = {k: v for k, v in clean["hyperparams"].items() if k not in NON_COMPUTE_HYPERPARAMS}
-    text = json.dumps(clean, sort_keys=True, separators=(",", ":"), default=json_default)
+    text = json.dumps(canonical_spec(spec), sort_keys=True, separators=(",", ":"), default=json_default)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -132,6 +177,14 @@ def _backfill_spec_keys(conn: sqlite3.Connection) -> None:
     conn.executemany(
         "UPDATE runs SET spec_key = ? WHERE id = ?",
         [(compute_spec_key(loads(spec) or {}), run_id) for run_id, spec in rows],
+    )
+
+
+def backfill_owner_keys(conn: sqlite3.Connection) -> None:
+    """Set every run's ``owner_key`` from its ``owner`` (run it again in a migration if ``name_key`` changes)."""
+    rows = conn.execute("SELECT id, owner FROM runs").fetchall()
+    conn.executemany(
+        "UPDATE runs SET owner_key = ? WHERE id = ?", [(name_key(owner), run_id) for run_id, owner in rows]
     )
 
 
@@ -230,6 +283,14 @@ MIGRATIONS: list[list[Migration]] = [
     [
         "ALTER TABLE runs ADD COLUMN cpu_capability TEXT",
     ],
+    # 6 (issue 18): canonical spec keys (no hyperparameter or optional field at its default), and the owner's
+    # key (names.name_key: "Alice" and "alice" are one owner for lists, quota, the fair queue and rights)
+    [
+        _backfill_spec_keys,
+        "ALTER TABLE runs ADD COLUMN owner_key TEXT NOT NULL DEFAULT ''",
+        backfill_owner_keys,
+        "CREATE INDEX runs_owner_key ON runs (owner_key, created_at)",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -294,6 +355,7 @@ class RunRecord:
     host: str | None = None
     setup_seconds: float | None = None
     cpu_capability: str | None = None
+    owner_key: str = ""
 
     @property
     def is_active(self) -> bool:

@@ -20,11 +20,13 @@ from typing import Any
 from cgcnn.runs.schema import ACTIVE_STATUSES, FOLLOW_COLUMNS
 
 # The next queued computation for the fair queue (see RunStore.claim_next): fewest runs in progress for its
-# owner, then the owner served least recently, then the oldest run.
+# owner, then the owner served least recently, then the oldest run. Owners are compared by owner_key, so one
+# person signing in as "Alice" and "alice" is one owner here too.
 NEXT_QUEUED_SQL = (
     "SELECT q.id FROM runs q WHERE q.status = 'queued' AND q.source_run_id IS NULL ORDER BY "
-    "(SELECT COUNT(*) FROM runs p WHERE p.owner = q.owner AND p.status = 'running' AND p.source_run_id IS NULL), "
-    "COALESCE((SELECT MAX(p.started_at) FROM runs p WHERE p.owner = q.owner AND p.source_run_id IS NULL), 0), "
+    "(SELECT COUNT(*) FROM runs p WHERE p.owner_key = q.owner_key AND p.status = 'running' "
+    "AND p.source_run_id IS NULL), "
+    "COALESCE((SELECT MAX(p.started_at) FROM runs p WHERE p.owner_key = q.owner_key AND p.source_run_id IS NULL), 0), "
     "q.created_at, q.rowid LIMIT 1"
 )
 

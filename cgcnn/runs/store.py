@@ -47,6 +47,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cgcnn.names import name_key
 from cgcnn.paths import PROJECT_ROOT
 from cgcnn.runs import claims, estimates
 from cgcnn.runs.database import (
@@ -142,6 +143,11 @@ def git_commit() -> str:
     return out.stdout.strip() if out.returncode == 0 else ""
 
 
+def _key(owner: str | None) -> str | None:
+    """The ``owner_key`` an owner filter matches (None: no filter)."""
+    return None if owner is None else name_key(owner)
+
+
 def _iso(ts: float | None) -> str:
     if ts is None:
         return "never"
@@ -194,6 +200,7 @@ class RunStore(RunResults):
             created_at=now,
             status=status,
             owner=owner or "",
+            owner_key=name_key(owner or ""),
             sweep_id=sweep_id,
             hyperparams=json.dumps(spec.get("hyperparams") or {}),
             package_version=__version__,
@@ -244,10 +251,12 @@ class RunStore(RunResults):
     ) -> list[RunRecord]:
         """Runs matching every given filter, newest first. ``status`` may be one status or several.
 
+        ``owner`` matches by :func:`cgcnn.names.name_key` ("Alice" lists alice's runs too).
+
         Entries their owner deleted while others still reuse them (:meth:`hide`) are left out unless
         ``include_hidden``.
         """
-        where, params = self._filters(owner=owner, status=status, sweep_id=sweep_id)
+        where, params = self._filters(owner_key=_key(owner), status=status, sweep_id=sweep_id)
         if not include_hidden:
             where += (" AND " if where else " WHERE ") + "hidden = 0"
         sql = f"SELECT * FROM runs{where} ORDER BY created_at DESC, rowid DESC"
@@ -264,7 +273,7 @@ class RunStore(RunResults):
         With ``computations_only``, entries that reuse another run's computation are not counted (what the
         workers have to do).
         """
-        where, params = self._filters(owner=owner, sweep_id=sweep_id)
+        where, params = self._filters(owner_key=_key(owner), sweep_id=sweep_id)
         if computations_only:
             where += (" AND " if where else " WHERE ") + "source_run_id IS NULL"
         rows = self._read(f"SELECT status, COUNT(*) FROM runs{where} GROUP BY status", params)
@@ -297,6 +306,8 @@ class RunStore(RunResults):
             raise ValueError(f"update() cannot set {sorted(unknown)}; allowed: {sorted(UPDATABLE_COLUMNS)}")
         if "status" in columns and columns["status"] not in STATUSES:
             raise ValueError(f"status must be one of {STATUSES}, not {columns['status']!r}")
+        if "owner" in columns:
+            columns["owner_key"] = name_key(columns["owner"] or "")
         values = [dumps(v) if k in JSON_COLUMNS else v for k, v in columns.items()]
         assignments = ", ".join(f"{k} = ?" for k in columns)
         sync = bool(set(columns) & set(FOLLOW_COLUMNS))
@@ -607,8 +618,8 @@ class RunStore(RunResults):
 
         def go(conn: sqlite3.Connection) -> str:
             active = conn.execute(
-                "SELECT COUNT(*) FROM runs WHERE owner = ? AND hidden = 0 AND status IN ('queued', 'running')",
-                (owner,),
+                "SELECT COUNT(*) FROM runs WHERE owner_key = ? AND hidden = 0 AND status IN ('queued', 'running')",
+                (name_key(owner),),
             ).fetchone()[0]
             source = None
             if not force:
@@ -668,19 +679,19 @@ class RunStore(RunResults):
             return 0.0, 0
         speed = self.speed()
         running = self._read(
-            "SELECT r.id, r.owner, COALESCE(r.n_train, 0) + COALESCE(r.n_val, 0), r.hyperparams, "
+            "SELECT r.id, r.owner_key, COALESCE(r.n_train, 0) + COALESCE(r.n_val, 0), r.hyperparams, "
             "(SELECT json_group_array(e.seconds) FROM epochs e WHERE e.run_id = r.id) FROM runs r "
             "WHERE r.status = 'running' AND r.source_run_id IS NULL"
         )
         queued = self._read(
-            "SELECT r.id, r.owner, COALESCE(r.n_train, 0) + COALESCE(r.n_val, 0), r.hyperparams FROM runs r "
+            "SELECT r.id, r.owner_key, COALESCE(r.n_train, 0) + COALESCE(r.n_val, 0), r.hyperparams FROM runs r "
             "WHERE r.status = 'queued' AND r.source_run_id IS NULL ORDER BY r.created_at, r.rowid"
         )
         last_served = {
             str(r[0]): float(r[1] or 0.0)
             for r in self._read(
-                "SELECT owner, MAX(started_at) FROM runs WHERE source_run_id IS NULL AND started_at IS NOT NULL "
-                "GROUP BY owner"
+                "SELECT owner_key, MAX(started_at) FROM runs WHERE source_run_id IS NULL AND started_at IS NOT NULL "
+                "GROUP BY owner_key"
             )
         }
         return estimates.simulate_queue(

@@ -291,7 +291,9 @@ def _run(
     progress: ProgressCallback | None,
     started: float,
 ) -> FinetuneOutcome:
-    dataset = spec.validate()  # the same checks as the CLI, the queue and the app
+    if progress:
+        progress("loading data", 0.0)
+    dataset = spec.validate()  # the same checks as the CLI, the queue, the app and the sweep (loads the data)
     config = spec.train_config()
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -299,8 +301,6 @@ def _run(
     params = pretrained.graph_params if pretrained is not None else GraphParams()
     options = BuildOptions(max_atoms=current_limits().max_atoms)  # the server's atom limit, never saved
 
-    if progress:
-        progress("loading data", 0.0)
     target = resolve_target(dataset, spec.target)
     split = make_split(dataset, target, spec.n_train, spec.n_val, spec.n_test, split_seed=spec.split_seed)
     if store is not None and run_id is not None:

@@ -5,13 +5,16 @@ written out in the spec, the sweep grid, the CLI options, the app's form, the cl
 filter, and any one of them could drift. :data:`STUDY` is now declared here only; each of those surfaces takes
 its defaults from it, and a teacher's presets are :class:`RunProtocol` values too.
 
-This module imports nothing of the project, so every layer (training, experiments, app, CLI) may use it.
+The band-gap target and the 1000-crystal blocks are the canonical split's own (:mod:`cgcnn.data.splits`, a lower
+layer that needs them too); the epochs are declared here.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+
+from cgcnn.data.splits import PROTOCOL_SIZE, PROTOCOL_TARGET
 
 
 @dataclass(frozen=True)
@@ -26,11 +29,11 @@ class RunProtocol:
         title: a name for people (a preset's title); not part of the protocol's identity.
     """
 
-    target: str = "band_gap"
-    n_train: int = 1000
-    n_val: int = 1000
-    n_test: int = 1000
-    epochs: int = 30
+    target: str
+    n_train: int
+    n_val: int
+    n_test: int
+    epochs: int
     patience: int | None = None
     title: str = field(default="", compare=False)
 
@@ -64,4 +67,6 @@ class RunProtocol:
 
 
 #: The study's protocol: band gap, 1000/1000/1000 crystals, 30 epochs, no early stopping. Declared only here.
-STUDY = RunProtocol(title="The study's protocol")
+STUDY = RunProtocol(
+    PROTOCOL_TARGET, PROTOCOL_SIZE, PROTOCOL_SIZE, PROTOCOL_SIZE, epochs=30, title="The study's protocol"
+)
