@@ -265,3 +265,32 @@ def test_faithfulness_cli_json(capsys, tmp_path):
     assert main(["faithfulness", "--model", "mean"]) == 2
     assert "no edges" in capsys.readouterr().err
     assert main(["faithfulness", "--model", "own-attention", "--methods", "saliency"]) == 2
+
+
+def test_shipped_results_are_read_not_computed(tmp_path):
+    from cgcnn.analysis.faithfulness import method_for_colouring, shipped_faithfulness
+
+    assert method_for_colouring("attention", 1, 2) == "attention_layer2_head3"
+    assert method_for_colouring("gate", 0) == "gate_layer1"
+    row = {"deletion_auc": 0.6, "deletion_auc_ci": [0.5, 0.7]}
+    report = {
+        "n": 5,
+        "occlusion": "delete",
+        "methods": {"attention_layer1": row, "random": row, "occlusion_delete": row},
+    }
+    (tmp_path / "m.json").write_text(json.dumps(report))
+    found = shipped_faithfulness("m", "attention_layer1", tmp_path)
+    assert found["deletion_auc"] == 0.6 and found["n"] == 5 and found["random_deletion_auc"] == 0.6
+    assert shipped_faithfulness("m", "attention_layer9", tmp_path) is None
+    assert shipped_faithfulness("other", "attention_layer1", tmp_path) is None  # "not measured"
+    (tmp_path / "bad.json").write_text("{")
+    assert shipped_faithfulness("bad", "attention_layer1", tmp_path) is None
+
+
+def test_one_crystal_deletion_curve_on_demand():
+    from cgcnn.analysis.faithfulness import crystal_deletion_curve
+
+    predictor = _one_edge_model()
+    curve = crystal_deletion_curve(predictor, _two_atom_graph(predictor.graph_params), "gradient_input")
+    assert len(curve["fractions"]) == len(curve["gradient_input"]) == len(curve["random"]) == 21
+    assert curve["gradient_input"][1] == pytest.approx(1.0, abs=1e-3) and curve["random"][1] < 0.5
