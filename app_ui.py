@@ -85,9 +85,10 @@ TOKEN_COOKIE, USER_COOKIE, TEACHER_COOKIE = "cgcnn_token", "cgcnn_user", "cgcnn_
 def cookie(name: str) -> str | None:
     """A cookie the browser sent when it opened this session (``st.context.cookies``), or None."""
     try:
-        return st.context.cookies.get(name)
+        value = st.context.cookies.get(name)
     except Exception:  # no browser behind the session (AppTest, bare mode)
         return None
+    return value if isinstance(value, str) else None  # AppTest's context gives a stand-in object
 
 
 def _browser_token() -> str:
