@@ -46,7 +46,13 @@ def setup(title: str) -> str:
     st.set_page_config(page_title=f"{title} · CGCNN explorer", page_icon=FAVICON, layout="wide")
     token = _browser_token()
     mark_active()
-    wanted = (st.session_state.get("user") or st.query_params.get("user") or cookie(USER_COOKIE) or "").strip()
+    wanted = (
+        st.session_state.get("user")
+        or st.query_params.get("user")
+        or ident.name_of_token(store(), token)  # a returning browser: its token holds its name
+        or cookie(USER_COOKIE)
+        or ""
+    ).strip()
     if "user" in st.query_params:  # a name in an old link only pre-fills the box; the address keeps no sign-in
         del st.query_params["user"]
     me = ident.Identity()

@@ -212,6 +212,13 @@ def _check_class_code(code: str, required: str, keys: Sequence[str]) -> None:
     )
 
 
+def name_of_token(store: RunStore, token: str) -> str:
+    """The display name ``token`` holds ('' if none, or if the token is not a valid one of this server)."""
+    if not token or token_problem(token, store.home) is not None:
+        return ""
+    return store.name_held_by(hash_token(token)) or ""
+
+
 def release_name(store: RunStore, name: str, is_teacher: bool) -> bool:
     """Free a claimed display name (the teacher's action: a student lost her cookie, a name was squatted).
 
