@@ -46,7 +46,13 @@ def setup(title: str) -> str:
     st.set_page_config(page_title=f"{title} · CGCNN explorer", page_icon=FAVICON, layout="wide")
     token = _browser_token()
     mark_active()
-    wanted = (st.session_state.get("user") or st.query_params.get("user") or cookie(USER_COOKIE) or "").strip()
+    wanted = (
+        st.session_state.get("user")
+        or st.query_params.get("user")
+        or ident.name_of_token(store(), token)  # a returning browser: its token holds its name
+        or cookie(USER_COOKIE)
+        or ""
+    ).strip()
     if "user" in st.query_params:  # a name in an old link only pre-fills the box; the address keeps no sign-in
         del st.query_params["user"]
     me = ident.Identity()
@@ -85,9 +91,10 @@ TOKEN_COOKIE, USER_COOKIE, TEACHER_COOKIE = "cgcnn_token", "cgcnn_user", "cgcnn_
 def cookie(name: str) -> str | None:
     """A cookie the browser sent when it opened this session (``st.context.cookies``), or None."""
     try:
-        return st.context.cookies.get(name)
+        value = st.context.cookies.get(name)
     except Exception:  # no browser behind the session (AppTest, bare mode)
         return None
+    return value if isinstance(value, str) else None  # AppTest's context gives a stand-in object
 
 
 def _browser_token() -> str:

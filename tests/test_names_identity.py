@@ -270,3 +270,12 @@ def test_the_migration_rekeys_owners_and_claims_and_the_earliest_look_alike_keep
     assert migrated.name_claim("alice") == "hash-a" and migrated.name_claim("bob") == "h"
     with sqlite3.connect(store.path) as conn:
         assert sorted(k for (k,) in conn.execute("SELECT name_key FROM name_claims")) == ["alice", "bob"]
+
+
+def test_a_returning_browsers_token_names_it(tmp_path):
+    store = RunStore(tmp_path / "runs.sqlite")
+    token, other = tokens(store)
+    identity.sign_in(store, "Hana", token)
+    assert identity.name_of_token(store, token) == "Hana"  # a reload with the cookie: signed in again
+    assert identity.name_of_token(store, other) == ""
+    assert identity.name_of_token(store, "made-up-token-0123456789") == ""

@@ -204,11 +204,19 @@ def _check_class_code(code: str, required: str, keys: Sequence[str]) -> None:
     if hmac.compare_digest(code.strip().encode(), required.encode()):
         CLASS_CODE_GUARD.succeeded(keys)
         return
-    time.sleep(CLASS_CODE_GUARD.failed(keys or ("anonymous",)))
+    if keys:  # a page's session and address; library callers are local and unguarded
+        time.sleep(CLASS_CODE_GUARD.failed(keys))
     locked = CLASS_CODE_GUARD.locked_for(keys)
     raise ClassCodeRequired(
         CLASS_CODE_GUARD.refusal(locked) if locked > 0 else "that class code is not right: ask your teacher for it"
     )
+
+
+def name_of_token(store: RunStore, token: str) -> str:
+    """The display name ``token`` holds ('' if none, or if the token is not a valid one of this server)."""
+    if not token or token_problem(token, store.home) is not None:
+        return ""
+    return store.name_held_by(hash_token(token)) or ""
 
 
 def release_name(store: RunStore, name: str, is_teacher: bool) -> bool:

@@ -28,6 +28,12 @@ def claimed_as(read: Reader, name_key: str) -> str | None:
     return str(rows[0][0]) if rows else None
 
 
+def name_of(read: Reader, token_hash: str) -> str | None:
+    """The display name a token hash holds (a browser coming back with its cookie), or None."""
+    rows = read("SELECT name FROM name_claims WHERE token_hash = ? ORDER BY created_at LIMIT 1", (token_hash,))
+    return str(rows[0][0]) if rows else None
+
+
 def rekey(conn: sqlite3.Connection, key_of: Callable[[str], str]) -> None:
     """Recompute every claim's key after the naming rule's key changed (a migration step).
 
