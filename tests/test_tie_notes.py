@@ -41,7 +41,8 @@ def test_predict_warns_about_a_tie_on_stderr_and_keeps_the_csv():
     out = cli("predict", "--model", "band-gap", str(TIED_CIF), str(UNTIED_CIF))
     warnings = [line for line in out.stderr.splitlines() if line.startswith("warning:")]
     assert warnings == [f"warning: {TIED_CIF.name}: {results[0].tie}"]
-    assert out.stdout.splitlines()[0] == "id,prediction,formula" and len(out.stdout.splitlines()) == 3
+    header = "id,prediction,lower_90,upper_90,distance,far,formula"  # an original: no interval, no distance
+    assert out.stdout.splitlines()[0] == header and len(out.stdout.splitlines()) == 3
 
 
 def test_explain_says_it_too():

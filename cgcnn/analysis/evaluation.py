@@ -13,11 +13,17 @@ from typing import Any
 
 import numpy as np
 
-from cgcnn.analysis.metrics import classification_metrics, regression_metrics, uncertainty_metrics
+from cgcnn.analysis.metrics import (
+    INTERVAL_KEYS,
+    classification_metrics,
+    interval_metrics,
+    regression_metrics,
+    uncertainty_metrics,
+)
 from cgcnn.data.datasets import CrystalDataset
 from cgcnn.data.graph import BuildOptions, CrystalGraph, structure_to_graph
 from cgcnn.errors import CGCNNError
-from cgcnn.nn.predictor import NON_NEGATIVE_TARGETS, Ensemble, Predictor
+from cgcnn.nn.predictor import NON_NEGATIVE_TARGETS, Ensemble, Predictor, assess
 
 
 @dataclass
@@ -32,7 +38,11 @@ class EvaluationResult:
         members: ``(n_members, n)`` each member's predictions (None for one model).
         failures: ``(id, reason)`` of crystals that could not be read or featurised.
         metrics: :func:`~cgcnn.analysis.metrics.regression_metrics` (or classification) plus ``failures``
-            (a count), and for an ensemble ``spearman_abs_error_std`` and ``calibration``.
+            (a count), the :func:`~cgcnn.analysis.metrics.interval_metrics` (null where not applicable), and
+            for an ensemble ``spearman_abs_error_std`` and ``calibration``.
+        intervals: confidence → ``(lower, upper)`` per crystal (None: no calibration for this target).
+        distance: each crystal's distance from the training data (None: no applicability domain).
+        note: one line when the model's calibration exists but could not be used ('' otherwise).
     """
 
     target: str
@@ -44,6 +54,9 @@ class EvaluationResult:
     members: np.ndarray | None = None
     failures: list[tuple[str, str]] = field(default_factory=list)
     metrics: dict[str, Any] = field(default_factory=dict)
+    intervals: dict[float, tuple[np.ndarray, np.ndarray]] | None = None
+    distance: np.ndarray | None = None
+    note: str = ""
 
 
 def choose_target(model_targets: list[str], target: str | None) -> str:
@@ -131,9 +144,22 @@ def evaluate_model(
     else:
         metrics = regression_metrics(y_true, y_pred, non_negative=target in NON_NEGATIVE_TARGETS)
     metrics["failures"] = len(failures)
+    intervals = distance = None
+    note = ""
+    if classifier:
+        metrics.update(dict.fromkeys(INTERVAL_KEYS))  # null: a probability gets no interval or distance here
+    else:
+        found = assess(model, graphs, y_pred, std, clamp=clamp)
+        note = found.note
+        if found.lower is not None and found.upper is not None and column_index == 0:
+            intervals = {c: (found.lower[c], found.upper[c]) for c in found.lower}
+        distance = found.distance
+        metrics.update(interval_metrics(y_true, y_pred, intervals, distance, std))
     if std is not None:
         metrics.update(uncertainty_metrics(y_true, y_pred, std))
-    return EvaluationResult(target, column, ids, y_true, y_pred, std, members, failures, metrics)
+    result = EvaluationResult(target, column, ids, y_true, y_pred, std, members, failures, metrics)
+    result.intervals, result.distance, result.note = intervals, distance, note
+    return result
 
 
 def target_units(model: Predictor | Ensemble, target: str) -> str:

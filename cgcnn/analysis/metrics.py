@@ -132,6 +132,82 @@ def uncertainty_metrics(y_true: np.ndarray, mean: np.ndarray, std: np.ndarray) -
     }
 
 
+#: Fraction of the crystals of an evaluation, the largest absolute errors, that the error AUROCs try to find.
+LARGE_ERROR_FRACTION = 0.10
+#: The keys :func:`interval_metrics` always returns (null where the model has no interval or domain).
+INTERVAL_KEYS = (
+    "coverage_68",
+    "coverage_90",
+    "coverage_95",
+    "interval_width_90",
+    "interval_width_90_std",
+    "far_fraction",
+    "mae_near",
+    "mae_far",
+    "error_auroc_std",
+    "error_auroc_distance",
+)
+
+
+def error_auroc(abs_error: np.ndarray, score: np.ndarray) -> float:
+    """How well ``score`` finds the largest errors: ROC AUC with the 10% largest ``abs_error`` as positives.
+
+    0.5 is chance, 1 ranks every large error above every other crystal. NaN with fewer than 10 crystals.
+    """
+    abs_error, score = np.asarray(abs_error, dtype=np.float64), np.asarray(score, dtype=np.float64)
+    n = len(abs_error)
+    n_pos = int(np.ceil(LARGE_ERROR_FRACTION * n))
+    if n < 10 or n_pos >= n:
+        return float("nan")
+    labels = np.zeros(n)
+    labels[np.argsort(-abs_error, kind="stable")[:n_pos]] = 1.0
+    return classification_metrics(labels, score)["roc_auc"]
+
+
+def interval_metrics(
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    intervals: dict[float, tuple[np.ndarray, np.ndarray]] | None,
+    distance: np.ndarray | None,
+    std: np.ndarray | None,
+) -> dict[str, Any]:
+    """Coverage and width of calibrated intervals, and how well the spread and the distance flag large errors.
+
+    Args:
+        y_true: labels (of the target the intervals are for).
+        y_pred: predictions.
+        intervals: confidence → ``(lower, upper)`` (None: the model has no calibration).
+        distance: each crystal's distance from the training data (None: no applicability domain).
+        std: an ensemble's spread (None: one model).
+
+    Returns:
+        Every key of :data:`INTERVAL_KEYS`; NaN where not applicable. ``coverage_C``: fraction of labels inside
+        the interval at confidence C; ``interval_width_90``: its mean width (``_std``: how much the width varies
+        across crystals: 0 for one model's plain intervals); ``far_fraction``: fraction with ``distance > 1``;
+        ``mae_near``/``mae_far``: the MAE of either side; ``error_auroc_std``/``error_auroc_distance``: see
+        :func:`error_auroc`.
+    """
+    y_true, y_pred = np.asarray(y_true, dtype=np.float64), np.asarray(y_pred, dtype=np.float64)
+    err = np.abs(y_pred - y_true)
+    nan = float("nan")
+    out: dict[str, Any] = dict.fromkeys(INTERVAL_KEYS, nan)
+    if intervals:
+        for confidence, (lower, upper) in intervals.items():
+            out[f"coverage_{round(confidence * 100)}"] = float(np.mean((lower <= y_true) & (y_true <= upper)))
+        lower, upper = intervals[0.90]
+        out["interval_width_90"] = float(np.mean(upper - lower))
+        out["interval_width_90_std"] = float(np.std(upper - lower))
+    if distance is not None:
+        far = np.asarray(distance) > 1.0
+        out["far_fraction"] = float(np.mean(far))
+        out["mae_near"] = float(np.mean(err[~far])) if (~far).any() else nan
+        out["mae_far"] = float(np.mean(err[far])) if far.any() else nan
+        out["error_auroc_distance"] = error_auroc(err, distance)
+    if std is not None:
+        out["error_auroc_std"] = error_auroc(err, std)
+    return out
+
+
 def json_safe(value: Any) -> Any:
     """``value`` with every NaN or infinity replaced by None (JSON has no NaN), recursively."""
     if isinstance(value, dict):

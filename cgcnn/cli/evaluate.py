@@ -12,25 +12,38 @@ the model's units (log10 GPa for the moduli; 0/1 for a classifier's positive cla
 spearman, bias (mean prediction - label), failures, mae_by_quintile (MAE in each fifth of the crystals
 sorted by label) and mae_clamped (negative predictions set to 0); a classifier gets accuracy and roc_auc. With
 several models (--model run:A,run:B,...) the ensemble mean is scored and the ensemble's spread is checked:
-spearman_abs_error_std and a calibration table. Bad files are named on stderr and skipped; exit code 1 if any
-failed (as predict).
+spearman_abs_error_std and a calibration table. A calibrated model (an own model or a shipped ensemble, see
+`calibrate`) adds coverage_68/90/95 (fraction of labels inside its conformal intervals), interval_width_90,
+far_fraction (distance > 1 from the training data), mae_near, mae_far, error_auroc_std and error_auroc_distance
+(how well the spread and the distance find the 10% largest errors); null where not applicable. Bad files are
+named on stderr and skipped; exit code 1 if any failed (as predict).
 """
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from cgcnn.analysis.evaluation import evaluate_model, parity_png, target_units
     from cgcnn.analysis.metrics import json_safe
+    from cgcnn.errors import CGCNNError
     from cgcnn.nn.predictor import Ensemble
     from cgcnn.settings import atom_limit
     from cgcnn.training.finetune import load_data
     from cgcnn.zoo import load_model_or_ensemble
 
+    if bool(args.data) == bool(args.test_block):
+        raise CGCNNError("give --data FOLDER or --test-block (the model's own test block), not both or neither")
     model = load_model_or_ensemble(args.model)
-    dataset = load_data(args.data)
+    if args.test_block:
+        from cgcnn.training.calibrate import own_test_dataset
+
+        dataset = own_test_dataset(args.model)
+    else:
+        dataset = load_data(args.data)
     max_atoms = atom_limit(args.max_atoms)
     result = evaluate_model(model, dataset, target=args.target, clamp=args.clamp, max_atoms=max_atoms)
     for crystal_id, reason in result.failures:
         print(f"error: {crystal_id}: {reason}", file=sys.stderr)
+    if result.note:
+        print(f"note: {result.note}", file=sys.stderr)
     if args.out:
         parity_png(result, args.out, units=target_units(model, result.target))
     metrics = {"target": result.target, "label": result.label_column, **result.metrics}
@@ -68,7 +81,12 @@ def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--model", required=True, help="zoo name, checkpoint path or run:ID; several joined by commas")
-    p.add_argument("--data", required=True, help="CGCNN folder (id_prop.csv + CIFs) or a zip of one")
+    p.add_argument("--data", help="CGCNN folder (id_prop.csv + CIFs) or a zip of one")
+    p.add_argument(
+        "--test-block",
+        action="store_true",
+        help="instead of --data: the test block of an own model or shipped ensemble (from the default dataset)",
+    )
     p.add_argument("--target", help="the output to score (required for a multi-output model)")
     p.add_argument("--json", action="store_true", help="print one compact JSON object as the last line")
     p.add_argument("--out", help="write a parity plot to this PNG file")

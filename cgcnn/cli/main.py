@@ -19,6 +19,7 @@ from cgcnn.cli.data import add_data_parser
 from cgcnn.cli.evaluate import add_evaluate_parser
 from cgcnn.cli.explain import add_explain_parser
 from cgcnn.cli.faithfulness import add_faithfulness_parser
+from cgcnn.cli.names import add_names_parser
 from cgcnn.cli.options import isolated_reader
 from cgcnn.cli.pretrain import add_pretrain_parsers
 from cgcnn.cli.probe import add_probe_parsers
@@ -43,7 +44,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from cgcnn.nn.predictor import Ensemble, crystal_files, predict_files
+    from cgcnn.nn.predictor import Ensemble, crystal_files, predict_files, uncertainty_note
     from cgcnn.zoo import load_model_or_ensemble
 
     max_atoms = atom_limit(args.max_atoms)
@@ -59,6 +60,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         read=isolated_reader(max_atoms),
         clamp=args.clamp,
     )
+    note = uncertainty_note(predictor)
+    if note:
+        print(f"note: {note}", file=sys.stderr)
     targets = predictor.targets
     ensemble = isinstance(predictor, Ensemble)
     header = ["id", "prediction"]
@@ -66,7 +70,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         header += [f"prediction_{t}" for t in targets]
     if ensemble:  # spread and members of the first target
         header += ["std", *[f"member_{name}" for name in predictor.names]]
-    header.append("formula")
+    header += ["lower_90", "upper_90", "distance", "far", "formula"]
     out = open(args.out, "w", newline="") if args.out else sys.stdout  # noqa: SIM115
     try:
         writer = csv.writer(out, lineterminator="\n")
@@ -83,7 +87,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             extra = values if len(targets) > 1 else []
             if ensemble:
                 extra = [*extra, repr(float(r.std[0])), *[repr(float(v)) for v in r.members[:, 0]]]
-            writer.writerow([Path(r.name).stem, values[0], *extra, r.formula])
+            bounds = [repr(v) for v in r.interval] if r.interval is not None else ["", ""]
+            distance = [repr(r.distance), str(int(r.far))] if r.distance is not None else ["", ""]
+            writer.writerow([Path(r.name).stem, values[0], *extra, *bounds, *distance, r.formula])
     finally:
         if args.out:
             out.close()
@@ -91,6 +97,18 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     if failed:
         print(f"{failed} of {len(results)} file(s) failed", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from cgcnn.training.calibrate import calibrate_own, write_ensemble
+
+    if args.ensemble:
+        members = [m.strip() for m in args.ensemble.split(",") if m.strip()]
+        path = write_ensemble(args.name, members, notes=args.notes or "")
+    else:
+        path = calibrate_own(args.name)
+    print(f"wrote {path}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -107,9 +125,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "predict",
         help="predict crystals with a model",
-        description="Predict CIF files; writes CSV 'id,prediction[,prediction_<target>...],formula'. "
-        "Predictions are in the model's units (log10 GPa for the moduli; probability of the positive "
-        "class for a classifier). A bad file is reported on stderr and skipped; exit code 1 if any failed.",
+        description="Predict CIF files; writes CSV 'id,prediction[,prediction_<target>...][,std,member_<name>...],"
+        "lower_90,upper_90,distance,far,formula'. Predictions are in the model's units (log10 GPa for the "
+        "moduli; probability of the positive class for a classifier). lower_90/upper_90: the calibrated 90% "
+        "interval of the first target; distance: from the training crystals (far = 1 when above 1, as for 5% of "
+        "crystals like them); empty for a model without a calibration (the originals). A bad file is reported "
+        "on stderr and skipped; exit code 1 if any failed.",
     )
     p.add_argument(
         "--model",
@@ -132,6 +153,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", help="CIF files or folders of CIF files")
     p.set_defaults(func=_cmd_predict)
 
+    p = sub.add_parser(
+        "calibrate",
+        help="calibrate an own model (or write and calibrate a shipped ensemble) on its validation block",
+        description="Write NAME.calibration.npz beside an own model: split-conformal scores of its validation "
+        "block and its applicability domain (training crystals' pooled features). With --ensemble M1,M2,...: "
+        "write the manifest NAME.json of an ensemble of those own models (same split) and its calibration "
+        "normalised by the ensemble's std. The file records each checkpoint's sha256: retrain a model and its "
+        "intervals stay empty until it is calibrated again.",
+    )
+    p.add_argument("name", help="own model (pretrained/NAME.pt) or, with --ensemble, the ensemble's name")
+    p.add_argument("--ensemble", help="comma-separated own models: write NAME.json as their ensemble")
+    p.add_argument("--notes", help="the ensemble card's notes")
+    p.set_defaults(func=_cmd_calibrate)
+
     add_evaluate_parser(sub)
     add_explain_parser(sub)
     add_faithfulness_parser(sub)
@@ -140,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_pretrain_parsers(sub)
     add_probe_parsers(sub)
     add_experiment_parsers(sub)
+    add_names_parser(sub)
     return parser
 
 

@@ -30,6 +30,9 @@ class ModelCard:
         shift_penalty: for this project's own models, how much worse the same recipe does on chemistry it never
             saw (see :func:`shift_penalty`): the same numbers on every own card, because it is measured once on
             a pair of models trained for the purpose; empty on other cards.
+        members: a shipped ensemble's member models (empty for one model).
+        calibration: what its intervals and distances rest on (``cgcnn.nn.conformal.Calibration.summary``, the
+            calibration file, or ``reason`` when there are none); filled in by the zoo when it lists the model.
     """
 
     name: str
@@ -45,6 +48,8 @@ class ModelCard:
     notes: str = ""
     details: dict = field(default_factory=dict)
     shift_penalty: dict = field(default_factory=dict)
+    members: list[str] = field(default_factory=list)
+    calibration: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         """Plain dict (JSON- and ``weights_only``-safe)."""

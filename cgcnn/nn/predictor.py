@@ -14,8 +14,10 @@ from cgcnn.data.crystal_io import read_structure, sentence
 from cgcnn.data.graph import DEFAULT_MAX_ATOMS, BuildOptions, CrystalGraph, GraphParams, collate, structure_to_graph
 from cgcnn.errors import CGCNNError
 from cgcnn.nn.cards import ModelCard
-from cgcnn.nn.model import CrystalGraphConvNet
+from cgcnn.nn.conformal import CONFIDENCES, Calibration
+from cgcnn.nn.model import CrystalGraphConvNet, mean_pool
 from cgcnn.nn.normalizer import Normalizer
+from cgcnn.nn.uncertainty import Uncertainty
 
 #: Targets that cannot be negative; ``clamp=True`` sets their negative predictions to 0.
 NON_NEGATIVE_TARGETS = frozenset({"band_gap", "e_above_hull"})
@@ -51,12 +53,16 @@ class Predictor:
         graph_params: the definition of this model's graphs (radius, neighbours, Gaussians); the limits of
             where graphs are built (:class:`~cgcnn.data.graph.BuildOptions`) are the caller's.
         card: the model card.
+        uncertainty: its calibration and applicability domain (None: it has none, see ``uncertainty_note``).
+        uncertainty_note: why there is none, one line naming the model ('' when it simply has none).
     """
 
     model: CrystalGraphConvNet
     normalizer: Normalizer
     graph_params: GraphParams
     card: ModelCard
+    uncertainty: Uncertainty | None = None
+    uncertainty_note: str = ""
 
     @property
     def targets(self) -> list[str]:
@@ -93,6 +99,20 @@ class Predictor:
         values = torch.cat(out).double().cpu().numpy() if out else np.zeros((0, len(self.targets)))
         return clamp_nonnegative(values, self.targets) if clamp else values
 
+    @torch.no_grad()
+    def pooled_features(self, graphs: list[CrystalGraph], batch_size: int = 256) -> np.ndarray:
+        """Each crystal's pooled features ``(n_crystals, atom_fea_len)`` (the applicability domain's space).
+
+        The mean atom features after the last convolution: the model's last representation shared by every target.
+        """
+        self.model.eval()
+        device = next(self.model.parameters()).device
+        out = []
+        for start in range(0, len(graphs), batch_size):
+            batch = collate(graphs[start : start + batch_size], self.graph_params).to(device)
+            out.append(mean_pool(self.model.atom_features(batch), batch).double().cpu())
+        return torch.cat(out).numpy() if out else np.zeros((0, self.model.config.atom_fea_len))
+
     def predict_structures(self, structures: list[Structure], batch_size: int = 256, clamp: bool = False) -> np.ndarray:
         """Build graphs and predict (see :meth:`predict_graphs`)."""
         return self.predict_graphs([self.graph(s) for s in structures], batch_size, clamp=clamp)
@@ -103,23 +123,38 @@ class Ensemble:
     """Several models of one target (typically one fine-tune recipe with different seeds), predicting together.
 
     The mean is the prediction; the standard deviation over members (ddof 1) is a measure of how much the
-    seeds disagree: a lower bound on the uncertainty (every member saw the same training crystals), whose
-    calibration ``evaluate`` measures.
+    seeds disagree, not an error bar (every member saw the same training crystals): a calibrated interval
+    scales it by conformal scores measured on a validation block (:mod:`cgcnn.nn.conformal`).
+
+    Attributes:
+        members: the models.
+        name: the zoo name of a shipped ensemble ('' for one put together from names joined by commas).
+        uncertainty: the ensemble's own calibration (normalised by its std); distances come from the members.
+        uncertainty_note: why it has none, one line naming it ('' when it simply has none).
     """
 
     members: list[Predictor]
+    name: str = ""
+    uncertainty: Uncertainty | None = None
+    uncertainty_note: str = ""
 
     def __post_init__(self) -> None:
         if len(self.members) < 2:
             raise CGCNNError("an ensemble needs at least two models")
         first = self.members[0]
+        label = f"{self.name}: " if self.name else ""
         for other in self.members[1:]:
+            pair = f"{first.card.name} and {other.card.name}"
             if other.targets != first.targets:
-                raise CGCNNError(f"ensemble members predict different targets ({first.targets} vs {other.targets})")
+                raise CGCNNError(
+                    f"{label}ensemble members {pair} predict different targets ({first.targets} vs {other.targets})"
+                )
             if other.graph_params != first.graph_params:  # the definition only: limits are never saved with a model
-                raise CGCNNError("ensemble members build their graphs differently (radius, neighbours or Gaussians)")
+                raise CGCNNError(
+                    f"{label}ensemble members {pair} build their graphs differently (radius, neighbours or Gaussians)"
+                )
             if other.model.config.classification != first.model.config.classification:
-                raise CGCNNError("an ensemble cannot mix classifiers and regressors")
+                raise CGCNNError(f"{label}an ensemble cannot mix classifiers and regressors ({pair})")
 
     @property
     def targets(self) -> list[str]:
@@ -172,6 +207,9 @@ class CrystalPrediction:
         error: why it was not predicted, ``"<name>: <reason>"``.
         note: what the user should know about a good prediction (a widened cutoff).
         tie: :func:`tie_note` of the crystal ('' without a neighbour tie at the cut).
+        interval: the calibrated 90% interval ``(lower, upper)`` of the first target; None without a calibration.
+        distance: how far the crystal is from the training crystals, in units of the validation block's 95th
+            percentile (:mod:`cgcnn.nn.domain`); None without an applicability domain.
     """
 
     name: str
@@ -183,6 +221,64 @@ class CrystalPrediction:
     error: str = ""
     note: str = ""
     tie: str = ""
+    interval: tuple[float, float] | None = None
+    distance: float | None = None
+
+    @property
+    def far(self) -> bool | None:
+        """Far from the training data (``distance > 1``: 5% of crystals drawn like them); None: unknown."""
+        return None if self.distance is None else bool(self.distance > 1.0)
+
+
+@dataclass
+class Assessment:
+    """What a model knows about its own error on predicted crystals (the first target).
+
+    Attributes:
+        lower, upper: the calibrated bounds at each of :data:`~cgcnn.nn.conformal.CONFIDENCES` (None: no
+            calibration).
+        distance: each crystal's distance from the training crystals (None: no applicability domain).
+        note: one line naming the model when a calibration exists but cannot be used ('' otherwise).
+    """
+
+    lower: dict[float, np.ndarray] | None
+    upper: dict[float, np.ndarray] | None
+    distance: np.ndarray | None
+    note: str = ""
+
+
+def assess(
+    model: Predictor | Ensemble,
+    graphs: list[CrystalGraph],
+    predictions: np.ndarray,
+    std: np.ndarray | None = None,
+    clamp: bool = False,
+) -> Assessment:
+    """Calibrated intervals and distances of predicted crystals: the one place they are computed.
+
+    Args:
+        model: the model or ensemble that predicted ``predictions``.
+        graphs: the crystals' graphs.
+        predictions: the first target's predictions ``(n,)`` (an ensemble's mean).
+        std: an ensemble's spread of the first target ``(n,)``.
+        clamp: clamp the bounds of a non-negative target at 0, as the predictions.
+    """
+    members = model.members if isinstance(model, Ensemble) else [model]
+    note = uncertainty_note(model)
+    lower = upper = distance = None
+    calibration: Calibration | None = model.uncertainty.calibration if model.uncertainty else None
+    if calibration is not None and len(graphs):
+        lower, upper = {}, {}
+        for confidence in CONFIDENCES:
+            low, high = calibration.intervals(predictions, std if calibration.normalised else None, confidence)
+            if clamp and model.targets[0] in NON_NEGATIVE_TARGETS:
+                low, high = np.maximum(low, 0.0), np.maximum(high, 0.0)
+            lower[confidence], upper[confidence] = low, high
+    domains = [m.uncertainty.domain if m.uncertainty else None for m in members]
+    if len(graphs) and all(d is not None for d in domains):
+        ratios = [d.distance(m.pooled_features(graphs)) for d, m in zip(domains, members, strict=True)]
+        distance = np.mean(ratios, axis=0)  # an ensemble averages its members' ratios
+    return Assessment(lower, upper, distance, note)
 
 
 #: What is said wherever a crystal with a neighbour tie at the cut is predicted (CLI ``predict`` and ``explain``,
@@ -217,6 +313,7 @@ def predict_crystals(
     widen_radius: bool = False,
     max_atoms: int | None = None,
     clamp: bool = False,
+    build_graph: Callable[[str, Structure, GraphParams, BuildOptions], CrystalGraph] | None = None,
 ) -> list[CrystalPrediction]:
     """Predict named crystals: the one prediction path of the CLI, the Predict page and the viewer.
 
@@ -231,6 +328,8 @@ def predict_crystals(
         widen_radius: search past the cutoff for atoms without a neighbour (``note`` says so).
         max_atoms: refuse crystals with more atoms (default: :data:`~cgcnn.data.graph.DEFAULT_MAX_ATOMS`).
         clamp: clamp negative predictions of non-negative targets at 0 (:func:`clamp_nonnegative`).
+        build_graph: ``(name, structure, params, options) -> graph`` instead of ``structure_to_graph`` (the
+            app builds uploads' graphs in its capped parse pool).
     """
     params = predictor.graph_params
     options = BuildOptions(
@@ -240,7 +339,10 @@ def predict_crystals(
     for name, structure in crystals:
         result = CrystalPrediction(name=name)
         try:
-            graph = structure_to_graph(structure, params, options=options)
+            if build_graph is None:
+                graph = structure_to_graph(structure, params, options=options)
+            else:
+                graph = build_graph(name, structure, params, options)
         except CGCNNError as exc:
             result.error = sentence(name, str(exc))
         else:
@@ -258,7 +360,22 @@ def predict_crystals(
     elif graphs:
         for result, values in zip(good, predictor.predict_graphs(graphs, clamp=clamp), strict=True):
             result.values = values
+    if graphs:
+        first = np.array([r.values[0] for r in good])
+        spread = np.array([r.std[0] for r in good]) if isinstance(predictor, Ensemble) else None
+        found = assess(predictor, graphs, first, spread, clamp=clamp)
+        for k, result in enumerate(good):
+            if found.lower is not None and found.upper is not None:
+                result.interval = (float(found.lower[0.90][k]), float(found.upper[0.90][k]))
+            if found.distance is not None:
+                result.distance = float(found.distance[k])
     return results
+
+
+def uncertainty_note(predictor: Predictor | Ensemble) -> str:
+    """The one line to show when a model's calibration exists but cannot be used ('' otherwise)."""
+    members = predictor.members if isinstance(predictor, Ensemble) else [predictor]
+    return next((n for n in [predictor.uncertainty_note] + [m.uncertainty_note for m in members] if n), "")
 
 
 def predict_files(

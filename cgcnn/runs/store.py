@@ -754,6 +754,10 @@ class RunStore(RunResults):
         """The token hash that holds a display name (its key), or None (see :mod:`cgcnn.runs.claims`)."""
         return claims.holder(self._read, name_key)
 
+    def claimed_as(self, name_key: str) -> str | None:
+        """The display name as its holder typed it, or None if nobody claimed it."""
+        return claims.claimed_as(self._read, name_key)
+
     def claim_name(self, name_key: str, name: str, token_hash: str) -> str:
         """Claim a display name for a token hash unless someone holds it; returns the holder's token hash."""
         return self._write(lambda conn: claims.claim(conn, name_key, name, token_hash))
