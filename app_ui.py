@@ -339,10 +339,10 @@ def dataset():
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=16)
 def model(name: str, stamp: float = 0.0):
-    """A zoo model by name (``stamp`` lets callers refresh a saved run's entry after it changes)."""
-    from cgcnn.zoo import load_model
+    """A zoo model (or shipped ensemble) by name (``stamp`` lets callers refresh a saved run's entry)."""
+    from cgcnn.zoo import load_model_or_ensemble
 
-    return load_model(name)
+    return load_model_or_ensemble(name)
 
 
 @st.cache_resource
@@ -372,11 +372,14 @@ def poll_seconds() -> float:
 
 
 @st.cache_data(ttl=10, show_spinner=False)
-def model_choices() -> list[str]:
-    """The zoo's model names for the launch form (refreshed every 10 s: saving a run adds one)."""
+def model_choices(include_ensembles: bool = False) -> list[str]:
+    """The zoo's model names (refreshed every 10 s: saving a run adds one); ensembles where a page predicts.
+
+    A shipped ensemble is offered where it predicts (the viewer), never to fine-tune.
+    """
     from cgcnn.app.tables import model_choices as names
 
-    return names(store())
+    return names(store(), include_ensembles=include_ensembles)
 
 
 @st.cache_data(ttl=10, show_spinner=False)

@@ -67,13 +67,19 @@ def sync_address(state: viewer.ViewState) -> None:
 def prediction(info: dict, state: viewer.ViewState, note) -> None:
     """The prediction as a metric, with the ensemble's members and the hints that belong to it."""
     units = info["units"]
-    spread = f" ± {info['std']:.3f}" if "std" in info else ""
-    st.metric(plain.markdown(f"Prediction: {info['target']}"), f"{info['prediction']:.3f}{spread} {units}")
+    st.metric(plain.markdown(f"Prediction: {info['target']}"), f"{info['prediction']:.3f} {units}")
+    if "interval" in info:
+        low, high = info["interval"]
+        note(f"Calibrated 90% interval: {low:.3f} … {high:.3f} {units}")
+    if info.get("far"):
+        st.warning(f"{uploads.FAR_BADGE.capitalize()} (distance {info['distance']:.2f}; above 1 for 5% of crystals "
+                   "like them).")  # fmt: skip
     if "std" not in info and hints.at_floor(state.model, info["prediction"]):
         note(plain.markdown(hints.floor_note(state.model)))
     if "members" in info:
         each = ", ".join(f"{name} {value:.3f}" for name, value in info["members"].items())
-        note(plain.markdown(f"Mean ± std over {len(info['members'])} models (seed ensemble): {each}."))
+        spread = f"{uploads.SPREAD_LABEL} {info['std']:.3f}"
+        note(plain.markdown(f"Mean over {len(info['members'])} models (seed ensemble), {spread}: {each}."))
 
 
 def show_view(left, right, state: viewer.ViewState, upload: tuple[str, bytes] | None, present: bool) -> None:
@@ -165,7 +171,7 @@ with app_ui.boundary("the viewer"):
     present = app_ui.presenting()
     if not classroom.local_3dmol_available():
         st.warning("The offline 3D viewer library is missing: run `make` (it copies 3Dmol.js into static/).")
-    models = [viewer.NO_MODEL, *app_ui.model_choices()]
+    models = [viewer.NO_MODEL, *app_ui.model_choices(include_ensembles=True)]
     default = viewer.ViewState(crystal=index.default, model=viewer.default_model(models), fixed_range=present)
 
     # Another page opened a crystal here; a new search shows its first match.

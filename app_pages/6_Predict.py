@@ -18,18 +18,19 @@ NO_ENSEMBLE, PICK_RUNS = "none", "pick runs…"
 user = app_ui.setup("Predict")
 with app_ui.boundary("the predict page"):
     store = app_ui.store()
-    names = tables.model_choices(store, include_classifier=True)
+    names = tables.model_choices(store, include_classifier=True, include_ensembles=True)
     chosen = st.multiselect(
         "Models", names, default=[n for n in ("formation-energy-per-atom", "band-gap") if n in names], key="pred_models"
     )
     records = [r for r in store.list_runs(status="done") if ensembles.usable(r)]
     groups = {g.label: g.run_ids for g in ensembles.seed_ensembles(records)}
     choice = st.selectbox(
-        "Seed ensemble (mean ± std over finished runs of one recipe)",
+        "Seed ensemble (mean and seed spread over finished runs of one recipe)",
         [NO_ENSEMBLE, *groups, PICK_RUNS],
         key="pred_ensemble",
-        help="Runs that differ only in their seed, predicting together: the spread (±) shows how much the seed "
-        "alone moves a prediction. Same as `python -m cgcnn predict --model run:A,run:B,...`.",
+        help="Runs that differ only in their seed, predicting together: the spread shows how much the seed "
+        "alone moves a prediction (a seed spread, not an error bar). Same as `python -m cgcnn predict --model "
+        "run:A,run:B,...`.",
     )
     run_ids: tuple[str, ...] = groups.get(choice, ())
     if choice == PICK_RUNS:
@@ -62,6 +63,9 @@ with app_ui.boundary("the predict page"):
         st.success(f"Predicted {len(table)} crystal(s) with {len(models)} model(s).")
         main, members = uploads.split_members(table)
         app_ui.table(main)
+        far = uploads.far_rows(main)
+        if far:
+            st.warning(f"{uploads.FAR_BADGE.capitalize()}: " + plain.markdown(", ".join(far)))
         for note in hints.floor_notes(main):
             st.info(plain.markdown(note))
         if len(members.columns) > 1:

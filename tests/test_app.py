@@ -324,7 +324,8 @@ def assert_view_follows_widgets(at: AppTest, upload: Path | None = None) -> None
     expected = cli_prediction(",".join([model, *extra]), shown_crystal(at, upload))
     assert float(shown[0]) == pytest.approx(expected, abs=5.01e-4), (model, shown, expected)
     assert info["prediction"] == pytest.approx(expected, abs=1e-4)
-    assert (shown[1] == "±") == bool(extra)
+    assert "±" not in at.metric[0].value  # a seed spread is not an error bar: it goes in the caption, named so
+    assert any("seed spread (not an error bar)" in c.value.replace("\\", "") for c in at.caption) == bool(extra)
     assert f"Prediction: {model_config(model).targets[0]}" == at.metric[0].label.replace("\\", "")
     mode = at.radio(key="view_mode").value
     if mode == EDGE_MODES["all"]:
@@ -483,12 +484,17 @@ def test_viewer_presentation_mode_fixes_the_colour_range_and_fits_a_projector():
 
 
 def test_viewer_ensemble_shows_mean_and_std():
-    """Issue 12: a seed ensemble (``predict --model A,B``) shows mean ± std and each member."""
+    """Issue 12: a seed ensemble (``predict --model A,B``) shows its mean, its spread and each member.
+
+    Issue 21: the spread is named a seed spread (not an error bar), never written as ± beside the prediction.
+    """
     at = viewer_at(crystal="mp-22862", model="own-attention,own-attention-4head")
     no_problems(at)
     assert at.multiselect(key="view_ensemble").value == ["own-attention-4head"]
     assert "own-attention-4head" in at.multiselect(key="view_ensemble").options
-    value, pm, std, _ = at.metric[0].value.split()
+    value, _ = at.metric[0].value.split()
+    caption = next(c.value.replace("\\", "") for c in at.caption if "seed spread" in c.value)
+    std = caption.split("seed spread (not an error bar) ")[1].split(":")[0]
     from cgcnn.nn.predictor import predict_files
     from cgcnn.zoo import load_model_or_ensemble
 
@@ -496,7 +502,7 @@ def test_viewer_ensemble_shows_mean_and_std():
         load_model_or_ensemble("own-attention,own-attention-4head"), [Path("mp-22862")],
         read=lambda path: load_default_dataset().structure(path.name),
     )  # fmt: skip
-    assert pm == "±" and float(value) == pytest.approx(result.values[0], abs=5.01e-4)
+    assert float(value) == pytest.approx(result.values[0], abs=5.01e-4)
     assert float(std) == pytest.approx(result.std[0], abs=5.01e-4)
     assert any("seed ensemble" in c.value for c in at.caption)
     assert_view_follows_widgets(at)

@@ -26,7 +26,7 @@ from cgcnn.nn.checkpoint import save_checkpoint
 from cgcnn.nn.conformal import NORMALISED, PLAIN, fit_calibration
 from cgcnn.nn.domain import fit_domain
 from cgcnn.nn.predictor import Ensemble, predict_crystals
-from cgcnn.nn.uncertainty import calibration_path, save_uncertainty
+from cgcnn.nn.uncertainty import calibration_path, read_uncertainty, save_uncertainty
 from cgcnn.paths import project_path
 from cgcnn.training.calibrate import Block, calibrate_ensemble, calibrate_model, save_ensemble
 from cgcnn.zoo import list_cards, load_model, load_model_or_ensemble, locate_checkpoint, pretrained_dir
@@ -241,3 +241,43 @@ def test_training_crystal_is_near_and_an_unseen_element_is_far():
     near, far = predict_crystals(model, [(trained_on, dataset.structure(trained_on)), ("Fr", _bcc("Fr", 5.0))])
     assert near.far is False and far.far is True and far.distance > 1.5
     assert near.interval is not None and near.interval[0] < near.values[0] < near.interval[1]
+
+
+# ---------------------------------------------------------------------------------------------- runs
+
+
+def test_a_finished_run_calibrates_on_its_validation_block(store):
+    from cgcnn.training.finetune import FinetuneSpec, run_finetune
+
+    spec = FinetuneSpec("none", 0, hyperparams={"epochs": 1, "batch_size": 16}, n_train=32, n_val=24, n_test=8)
+    outcome = run_finetune(spec, store=store)
+    record = store.get(outcome.run_id)
+    val = store.predictions(outcome.run_id, split="val")
+    assert len(val) == 24 and val["y_pred"].notna().all()
+    found = read_uncertainty(calibration_path(record.checkpoint_path))
+    assert found.calibration is not None and found.calibration.method == PLAIN and len(found.calibration.scores) == 24
+    model = load_model(f"run:{outcome.run_id}", store)
+    assert model.uncertainty is not None and model.uncertainty_note == ""
+    # the stored validation predictions are the scores' errors
+    assert np.sort(np.abs(val["y_true"] - val["y_pred"]).to_numpy()) == pytest.approx(found.calibration.scores)
+
+
+# ---------------------------------------------------------------------------------------------- the app
+
+
+def test_predict_page_table_and_viewer_show_the_badge():
+    """Predict's table and the viewer: a training crystal is near, a francium crystal gets the badge."""
+    from cgcnn.app import uploads, viewer
+
+    model = load_model("own-formation-energy-matched")
+    card = json.loads((pretrained_dir() / "own-formation-energy-matched.json").read_text())
+    trained = load_default_dataset().structure(card["details"]["split"]["test_ids"][0])
+    files = [("known.json", trained.to_json().encode()), ("Fr.json", _bcc("Fr", 5.0).to_json().encode())]
+    table, errors = uploads.predict_uploads({"m": model}, files)
+    assert errors == [] and uploads.far_rows(table) == ["Fr.json"]
+    assert list(table["m: training data"]) == ["near", uploads.FAR_BADGE]
+    low, high = (float(v) for v in table["m 90% interval (eV/atom)"][0].split(" … "))
+    assert low < table["m (eV/atom)"][0] < high
+    structure = uploads.structure_from_upload(*files[1])
+    info = viewer.view_of_state(structure, viewer.ViewState("Fr", "own-formation-energy-matched"), load_model).info
+    assert info["far"] is True and info["distance"] > 1 and len(info["interval"]) == 2

@@ -26,12 +26,21 @@ from cgcnn.training.transfer import is_scratch
 # --------------------------------------------------------------------------------------------------- models
 
 
-def model_choices(store: RunStore | None = None, include_classifier: bool = False) -> list[str]:
-    """Names a user can pick: the zoo's models (originals, own, saved runs)."""
+def model_choices(
+    store: RunStore | None = None, include_classifier: bool = False, include_ensembles: bool = False
+) -> list[str]:
+    """Names a user can pick: the zoo's models (originals, own, saved runs), and shipped ensembles where asked.
+
+    A shipped ensemble predicts (Predict, the viewer) but cannot be fine-tuned or probed as one model.
+    """
     from cgcnn.zoo import list_cards
 
     cards = list_cards(store)
-    return [c.name for c in cards if include_classifier or c.task != "classification"]
+    return [
+        c.name
+        for c in cards
+        if (include_classifier or c.task != "classification") and (include_ensembles or c.kind != "ensemble")
+    ]
 
 
 def cards_frame(store: RunStore | None = None) -> pd.DataFrame:
@@ -50,10 +59,20 @@ def cards_frame(store: RunStore | None = None) -> pd.DataFrame:
                 "metric": c.mae_metric,
                 "task": c.task,
                 "shift penalty": f"{c.shift_penalty['ratio']}x" if c.shift_penalty else None,
+                "90% interval": interval_text(c.calibration),
             }
             for c in list_cards(store)
         ]
     )
+
+
+def interval_text(calibration: dict) -> str:
+    """What the zoo table says of a model's calibrated intervals (see ``ModelCard.calibration``)."""
+    if not calibration or "half_width" not in calibration:
+        return "none (original checkpoint)" if calibration.get("reason") else "none"
+    if calibration.get("method", "").startswith("normalised"):
+        return f"± {calibration['half_width']['90']:.2f} × seed spread (calibrated on {calibration['n_val']})"
+    return f"± {calibration['half_width']['90']:.3f} (calibrated on {calibration['n_val']})"
 
 
 def layer_frame(predictor, freeze: int) -> tuple[pd.DataFrame, Any]:

@@ -127,6 +127,12 @@ def iter_uploads(files: list[tuple[str, bytes]], errors: list[str]) -> Iterator[
             errors.append(str(exc))
 
 
+#: What the app calls a seed ensemble's std wherever it is not a calibrated interval.
+SPREAD_LABEL = "seed spread (not an error bar)"
+#: The badge of a crystal whose distance from the training crystals is above 1 (see :mod:`cgcnn.nn.domain`).
+FAR_BADGE = "far from the training data: treat with care"
+
+
 def predict_uploads(predictors: dict[str, Any], files: list[tuple[str, bytes]]) -> tuple[pd.DataFrame, list[str]]:
     """Predict every uploaded crystal with every model; a bad file is reported by name, the others go on.
 
@@ -137,8 +143,10 @@ def predict_uploads(predictors: dict[str, Any], files: list[tuple[str, bytes]]) 
 
     Returns:
         ``(table with file, formula, atoms and one column per model and target, [error lines])``. An
-        ensemble gives its mean, then ``± std`` (the members' spread, ddof 1), then each member's value: the
-        numbers of :func:`~cgcnn.nn.predictor.predict_crystals`, as ``predict`` prints them.
+        ensemble gives its mean, then ``± seed spread (not an error bar)`` (the members' std, ddof 1), then
+        each member's value; a calibrated model its 90% interval and whether the crystal is far from its
+        training data (:data:`FAR_BADGE`): the numbers of :func:`~cgcnn.nn.predictor.predict_crystals`, as
+        ``predict`` prints them.
     """
     from cgcnn.nn.predictor import Ensemble, predict_crystals
 
@@ -167,11 +175,24 @@ def predict_uploads(predictors: dict[str, Any], files: list[tuple[str, bytes]]) 
                 column = model_name if len(predictor.targets) == 1 else f"{model_name}:{target}"
                 rows[k][f"{column}{suffix}"] = float(result.values[t])
                 if result.std is not None and result.members is not None:
-                    rows[k][f"{column} ±{suffix}"] = float(result.std[t])
+                    rows[k][f"{column} ± {SPREAD_LABEL}{suffix}"] = float(result.std[t])
                     for m, member in enumerate(names):
                         rows[k][f"{column} · {member}"] = float(result.members[m, t])
+            first = model_name if len(predictor.targets) == 1 else f"{model_name}:{predictor.targets[0]}"
+            if result.interval is not None:
+                rows[k][f"{first} 90% interval{suffix}"] = f"{result.interval[0]:.3f} … {result.interval[1]:.3f}"
+            if result.far is not None:
+                rows[k][f"{model_name}: training data"] = FAR_BADGE if result.far else "near"
     frame = pd.DataFrame([r for k, r in enumerate(rows) if k not in bad_rows or len(r) > 3])
     return frame, errors
+
+
+def far_rows(table: pd.DataFrame) -> list[str]:
+    """The files of ``table`` that some model marks :data:`FAR_BADGE` (what the page's badge names)."""
+    columns = [c for c in table.columns if str(c).endswith(": training data")]
+    if not columns or not len(table):
+        return []
+    return [str(f) for f, far in zip(table["file"], (table[columns] == FAR_BADGE).any(axis=1), strict=True) if far]
 
 
 def split_members(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:

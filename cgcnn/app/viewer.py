@@ -25,7 +25,7 @@ from cgcnn.analysis import crystal_scene, explain
 from cgcnn.analysis.attribution import attribute, gradient_attribution
 from cgcnn.data.graph import CrystalGraph, GraphParams, neighbour_tie, structure_to_graph
 from cgcnn.errors import CGCNNError, CrystalInputError
-from cgcnn.nn.predictor import Ensemble, Predictor, predict_crystals, tie_note
+from cgcnn.nn.predictor import CrystalPrediction, Ensemble, Predictor, predict_crystals, tie_note
 
 #: How a view builds a crystal's graph (``structure_to_graph``; an upload's goes through the parse pool).
 GraphBuilder = Callable[[Structure, GraphParams], CrystalGraph]
@@ -384,6 +384,21 @@ class CrystalView:
     info: dict[str, Any] = field(default_factory=dict)
 
 
+def predict_result(
+    model: Predictor | Ensemble, structure: Structure, graph_of: GraphBuilder = structure_to_graph
+) -> CrystalPrediction:
+    """One crystal through :func:`cgcnn.nn.predictor.predict_crystals` (the CLI's and the Predict page's path).
+
+    Raises:
+        CrystalInputError: a crystal the graph builder refuses.
+    """
+    build = None if graph_of is structure_to_graph else (lambda name, s, params, options: graph_of(s, params))
+    (result,) = predict_crystals(model, [(structure.composition.reduced_formula, structure)], build_graph=build)
+    if result.error:
+        raise CrystalInputError(result.error)
+    return result
+
+
 def predict_one(
     model: Predictor | Ensemble, structure: Structure, graph_of: GraphBuilder = structure_to_graph
 ) -> tuple[float, float | None, dict[str, float]]:
@@ -395,10 +410,7 @@ def predict_one(
     Raises:
         CGCNNError: a crystal the graph builder refuses.
     """
-    build = None if graph_of is structure_to_graph else (lambda name, s, params, options: graph_of(s, params))
-    (result,) = predict_crystals(model, [(structure.composition.reduced_formula, structure)], build_graph=build)
-    if result.error:
-        raise CrystalInputError(result.error)
+    result = predict_result(model, structure, graph_of)
     if result.std is None or result.members is None:
         return float(result.values[0]), None, {}
     members = dict(zip(model.names, map(float, result.members[:, 0]), strict=True))
@@ -481,10 +493,16 @@ def crystal_view(
             real = np.concatenate([v[graph.edge_mask] for v in per_layer])
             value_range = (float(real.min()), float(real.max())) if real.size else None
         contrib, mean, _ = explain.atom_contributions(predictor, graph)
-        prediction, std, members = predict_one(ensemble if ensemble is not None else predictor, structure, graph_of)
-        info.update(prediction=prediction, contrib_mean=mean, units=predictor.card.units, target=predictor.targets[0])
-        if std is not None:
-            info.update(std=std, members=members)
+        result = predict_result(ensemble if ensemble is not None else predictor, structure, graph_of)
+        info.update(prediction=float(result.values[0]), contrib_mean=mean, units=predictor.card.units)
+        info["target"] = predictor.targets[0]
+        if result.std is not None and result.members is not None and ensemble is not None:
+            each = dict(zip(ensemble.names, map(float, result.members[:, 0]), strict=True))
+            info.update(std=float(result.std[0]), members=each)
+        if result.interval is not None:
+            info["interval"] = result.interval
+        if result.far is not None:
+            info.update(distance=result.distance, far=result.far)
         atom_label = f"contribution ({predictor.card.units})" if predictor.card.units else "contribution"
         if color_atoms:
             atom_values = contrib
@@ -548,7 +566,7 @@ def png_title(formula: str, state: ViewState) -> str:
 def view_of_state(
     structure: Structure,
     state: ViewState,
-    load: Callable[[str], Predictor],
+    load: Callable[[str], Predictor | Ensemble],
     height: int = 460,
     zoom: float = 1.0,
     legend_px: int = 13,
@@ -560,7 +578,8 @@ def view_of_state(
     Args:
         structure: the crystal shown.
         state: what to show (see :class:`ViewState`); nothing else decides the picture or the numbers.
-        load: a model by name (the app's cached loader; :func:`cgcnn.zoo.load_model` works too).
+        load: a model by name (the app's cached loader; :func:`cgcnn.zoo.load_model_or_ensemble` works too:
+            a shipped ensemble predicts, drawn with its first member's weights).
         height: scene height in pixels.
         zoom: extra zoom after fitting (presentation mode fills the frame).
         legend_px: text size of the legend and colour bars (16 in presentation mode).
@@ -571,7 +590,9 @@ def view_of_state(
         CGCNNError: the atom index is not in the crystal, ensemble members that do not fit together, or a
             crystal the graph builder refuses.
     """
-    members = [load(name) for name in state.members]
+    loaded = [load(name) for name in state.members]
+    shipped = loaded[0] if len(loaded) == 1 and isinstance(loaded[0], Ensemble) else None  # e.g. a zoo ensemble
+    members = [p for m in loaded for p in (m.members if isinstance(m, Ensemble) else [m])]
     if state.edges == "atom" and members and not 0 <= state.atom < len(structure):
         raise CGCNNError(f"This crystal has {len(structure)} atoms: choose an atom index from 0 to "
                          f"{len(structure) - 1}.")  # fmt: skip
@@ -588,7 +609,7 @@ def view_of_state(
         height=height,
         attribution=state.colour == "occlusion",
         fixed_range=state.fixed_range,
-        ensemble=Ensemble(members) if len(members) > 1 else None,
+        ensemble=shipped or (Ensemble(members) if len(members) > 1 else None),
         zoom=zoom,
         png_name=f"{name}_conv{state.layer}.png" if members else f"{name}.png",
         png_title=png_title(structure.composition.reduced_formula, state),
@@ -604,8 +625,9 @@ def model_shape(name: str, store=None) -> ModelShape:
     Raises:
         CGCNNError: a name the zoo does not know, or a run without a model.
     """
-    from cgcnn.zoo import model_config
+    from cgcnn.zoo import ensemble_manifests, model_config
 
-    config = model_config(name, store)
+    shipped = ensemble_manifests().get(name)  # a zoo ensemble is drawn with its first member's weights
+    config = model_config(shipped["members"][0] if shipped else name, store)
     heads = int(config.conv_options.get("heads", 1)) if config.conv != "gated" else 1
     return ModelShape(n_conv=int(config.n_conv), n_heads=max(heads, 1))

@@ -373,6 +373,8 @@ def _run(
             for i, t, p in zip(test.ids, test.targets[:, 0], result.test.predictions[:, 0], strict=True)
         ]
         store.add_predictions(run_id, rows)
+        if not result.cancelled and predictor.model.config.classification is False:
+            _calibrate_run(store, run_id, predictor, path, train, val)
         store.finish(
             run_id,
             "cancelled" if result.cancelled else "done",
@@ -398,6 +400,26 @@ def _run(
         seconds=seconds,
         test_ids=test.ids,
         test_true=test.targets[:, 0],
+    )
+
+
+def _calibrate_run(store: RunStore, run_id: str, predictor: Predictor, path: Path, train, val) -> None:
+    """Calibrate a finished run on its validation block (``model.calibration.npz`` beside ``model.pt``).
+
+    The validation predictions go to the store (``split='val'``). A block too small to calibrate leaves the run
+    without intervals (its predictions say nothing about it), never without its model.
+    """
+    from cgcnn.nn.uncertainty import calibration_path, save_uncertainty
+    from cgcnn.training.run_calibration import calibrate_run
+
+    labels = val.targets[:, 0]
+    try:
+        uncertainty, val_pred = calibrate_run(predictor, path, train.graphs, val.graphs, labels)
+    except CGCNNError:
+        return
+    save_uncertainty(calibration_path(path), uncertainty)
+    store.add_predictions(
+        run_id, [(i, "val", float(t), float(p)) for i, t, p in zip(val.ids, labels, val_pred, strict=True)]
     )
 
 
