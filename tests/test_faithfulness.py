@@ -248,14 +248,24 @@ def test_remove_top_caps_and_refuses(gated, dataset):
 
 
 def test_faithfulness_cli_json(capsys, tmp_path):
+    import shutil
+
+    from conftest import CIF_DIR
+
     from cgcnn.cli.main import main
 
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copy(CIF_DIR / "mp-2184.cif", data)
+    (data / "id_prop.csv").write_text("mp-2184,0.1\n")
     out = tmp_path / "curves.png"
-    argv = ["faithfulness", "--model", "own-attention", "--n", "2", "--methods", "attention_layer1,occlusion_zero"]
-    assert main([*argv, "--json", "--out", str(out)]) == 0
-    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    argv = ["faithfulness", "--model", "own-attention", "--n", "3", "--data", str(data)]
+    assert main([*argv, "--methods", "attention_layer1,occlusion_zero", "--json", "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "--n 3 is more than the 1 crystals" in captured.err  # capped and said
+    report = json.loads(captured.out.strip().splitlines()[-1])
     assert set(report) >= {"model", "n", "skipped", "occlusion", "methods", "not_applicable", "stability"}
-    assert report["n"] + report["skipped"] == 2 and report["occlusion"] == "delete"
+    assert report["n"] + report["skipped"] == 1 and report["occlusion"] == "delete"
     assert set(report["methods"]) == {"attention_layer1", "occlusion_zero", "random"}
     row = report["methods"]["occlusion_zero"]
     assert set(row) == {"deletion_auc", "deletion_auc_ci", "insertion_auc", "fidelity_plus", "fidelity_minus"}
