@@ -36,19 +36,25 @@ FAVICON = str(Path(__file__).resolve().parent / "static" / "favicon.png")
 def setup(title: str) -> str:
     """Page config, title and the sidebar sign-in; returns the signed-in display name ('' if none yet).
 
-    The name and the browser's secret token live in ``st.query_params`` (``?user=...&token=...``) so a reload
-    or a bookmark keeps them, and in the session so that switching pages keeps them where the URL loses its
-    query. The token proves the name (see :mod:`cgcnn.app.identity`): a classmate typing it gets an error.
+    The browser's secret token (issued by this server, see :mod:`cgcnn.app.identity`) and its display name live
+    in cookies, so a reload keeps them, and in the session, so switching pages keeps them; never in the page
+    address, so a link a student copies or shares carries only what the page shows. The token proves the name:
+    a classmate typing it gets an error.
     """
     from cgcnn.app import identity as ident
 
     st.set_page_config(page_title=f"{title} · CGCNN explorer", page_icon=FAVICON, layout="wide")
-    token = st.query_params.get("token") or st.session_state.get("token") or ident.new_token()
-    st.session_state["token"] = token
+    token = _browser_token()
     mark_active()
-    if st.query_params.get("token") != token:
-        st.query_params["token"] = token
-    wanted = (st.query_params.get("user") or st.session_state.get("user", "")).strip()
+    wanted = (
+        st.session_state.get("user")
+        or st.query_params.get("user")
+        or ident.name_of_token(store(), token)  # a returning browser: its token holds its name
+        or cookie(USER_COOKIE)
+        or ""
+    ).strip()
+    if "user" in st.query_params:  # a name in an old link only pre-fills the box; the address keeps no sign-in
+        del st.query_params["user"]
     me = ident.Identity()
     with st.sidebar:
         typed = st.text_input(
@@ -56,27 +62,89 @@ def setup(title: str) -> str:
             value=wanted,
             key="user_input",
             max_chars=40,
-            help="Letters, digits, spaces and - _ . (at most 40). Kept in the page address with a secret token: "
-            "a reload keeps it, and only this browser can change your runs.",
+            help="Letters, digits, spaces and - _ . (at most 40). Kept in this browser with a secret token "
+            "(a cookie, never the page address): a reload keeps it, and only this browser can change your runs.",
         ).strip()
         if typed:
             try:
-                me = ident.sign_in(store(), typed, token, st.session_state.get("class_code", ""))
+                me = ident.sign_in(store(), typed, token, st.session_state.get("class_code", ""), _guard_keys())
             except ident.ClassCodeRequired as exc:
+                if st.session_state.get("class_code"):
+                    st.session_state["class_code"] = ""  # counted once: a rerun must not count it again
                 st.text_input("Class code", type="password", key="class_code")
                 st.warning(plain.markdown(str(exc)))
             except CGCNNError as exc:
                 st.error(plain.markdown(str(exc)))
         st.session_state["user"] = me.name
         st.session_state["identity"] = me
-        if me.signed_in and st.query_params.get("user") != me.name:
-            st.query_params["user"] = me.name
-        elif not typed and "user" in st.query_params:
-            del st.query_params["user"]
         st.caption("Runs you launch are recorded under this name." if me.name else "Enter a name to launch runs.")
         _presentation_toggle()
+        _remember_sign_in(token, me.name)
     st.title(title)
     return me.name
+
+
+#: Cookies holding the browser's sign-in token, its display name and the teacher's mode.
+TOKEN_COOKIE, USER_COOKIE, TEACHER_COOKIE = "cgcnn_token", "cgcnn_user", "cgcnn_teacher"
+
+
+def cookie(name: str) -> str | None:
+    """A cookie the browser sent when it opened this session (``st.context.cookies``), or None."""
+    try:
+        value = st.context.cookies.get(name)
+    except Exception:  # no browser behind the session (AppTest, bare mode)
+        return None
+    return value if isinstance(value, str) else None  # AppTest's context gives a stand-in object
+
+
+def _browser_token() -> str:
+    """This browser's sign-in token, checked (made-up or expired ones are skipped).
+
+    The first valid of: a server-issued one from the address (taken out of it at once: an old bookmark or a
+    test), the session's, the cookie's; else a new one.
+    """
+    from cgcnn.app import identity as ident
+
+    home = store().home
+    from_address = st.query_params.get("token")
+    if "token" in st.query_params:
+        del st.query_params["token"]
+    for candidate in (from_address, st.session_state.get("token"), cookie(TOKEN_COOKIE)):
+        if candidate and ident.valid_token(candidate, home):
+            token = candidate
+            break
+    else:
+        token = ident.new_token(home)
+    st.session_state["token"] = token
+    return token
+
+
+def set_cookie(name: str, value: str, hours: float, key: str) -> None:
+    """Write a cookie in this browser (path ``/``, same-site strict), through a maintained component.
+
+    ``extra-streamlit-components``' CookieManager sets it from its (offline, bundled) frontend; ``hours`` 0
+    deletes it. Rendered on every run with the same arguments, so it writes once per change.
+    """
+    import datetime
+
+    import extra_streamlit_components as stx
+
+    manager = stx.CookieManager(key=f"{key}_read")
+    if hours > 0:
+        manager.set(name, value, key=key, max_age=hours * 3600, same_site="strict")
+    else:  # emptied and expired at once (the component's delete needs the cookie read back first)
+        manager.set(name, "", key=key, expires_at=datetime.datetime(2000, 1, 1), same_site="strict")
+
+
+def _remember_sign_in(token: str, name: str) -> None:
+    """Keep the token (and the name, once signed in) in cookies for a reload, when they differ from the sent ones."""
+    from cgcnn.settings import current_limits
+
+    hours = current_limits().sign_in_hours or 24 * 365
+    if cookie(TOKEN_COOKIE) != token or (name and cookie(USER_COOKIE) != name):
+        set_cookie(TOKEN_COOKIE, token, hours, key="cookie_token")
+        if name:
+            set_cookie(USER_COOKIE, name, hours, key="cookie_user")
 
 
 def _presentation_toggle() -> None:
@@ -158,22 +226,73 @@ def identity():
 
 
 def is_teacher() -> bool:
-    """Whether this session is the class's teacher (set by the teacher sign-in, see the classroom issue)."""
-    return bool(st.session_state.get("is_teacher", False))
+    """Whether this session is in teacher mode: unlocked less than ``CGCNN_TEACHER_HOURS`` ago.
+
+    A reload keeps it through the teacher cookie (no secret in the address).
+    """
+    from cgcnn.app import teacher
+
+    since = st.session_state.get("teacher_since")
+    if since is None and not st.session_state.get("teacher_left"):  # a reload: the cookie, if still valid
+        since = teacher.restored_since(cookie(TEACHER_COOKIE), store().home, teacher_secret())
+        if since is not None:
+            st.session_state["teacher_since"] = since
+    if since is not None and teacher.active(since):
+        return True
+    st.session_state.pop("teacher_since", None)
+    return False
+
+
+def enter_teacher_mode(typed: str) -> str | None:
+    """Try the teacher password (lockout and log: :mod:`cgcnn.app.guard`); None on success, else the refusal."""
+    from cgcnn.app import teacher
+
+    outcome = teacher.unlock(typed, teacher_secret(), _guard_keys(), store().home)
+    if outcome.token:
+        st.session_state["teacher_since"] = outcome.since
+        st.session_state["teacher_left"] = False
+        st.session_state["teacher_cookie"] = outcome.token
+        return None
+    return outcome.message
+
+
+def leave_teacher_mode() -> None:
+    """End teacher mode in this session and drop the teacher cookie."""
+    st.session_state.pop("teacher_since", None)
+    st.session_state["teacher_left"] = True
+    st.session_state.pop("teacher_cookie", None)
+
+
+def teacher_cookie() -> None:
+    """Write (or delete) the teacher cookie to match this session's mode; call once per Class page run."""
+    from cgcnn.settings import current_limits
+
+    value = st.session_state.get("teacher_cookie")
+    if value and is_teacher():
+        set_cookie(TEACHER_COOKIE, value, current_limits().teacher_hours or 2.0, key="cookie_teacher")
+    elif st.session_state.get("teacher_left") and cookie(TEACHER_COOKIE):
+        set_cookie(TEACHER_COOKIE, "", 0, key="cookie_teacher")
+
+
+def _guard_keys() -> list[str]:
+    """Who a wrong password counts against: this session, and its client address where Streamlit gives one."""
+    keys = [f"session:{st.session_state.setdefault('guard_id', __import__('secrets').token_hex(8))}"]
+    try:
+        address = st.context.ip_address
+    except Exception:
+        address = None
+    if address:
+        keys.append(f"address:{address}")
+    return keys
 
 
 def link_params() -> dict[str, str]:
-    """Query parameters that keep the sign-in across pages (display name and token)."""
-    params = {"token": st.session_state.get("token", "")}
-    if st.session_state.get("user"):
-        params["user"] = st.session_state["user"]
-    if presenting():
-        params["present"] = "1"
-    return {k: v for k, v in params.items() if v}
+    """Query parameters links between pages carry: only the view (presentation mode); never the sign-in."""
+    return {"present": "1"} if presenting() else {}
 
 
 def page_links() -> None:
-    """Links to every page (the display name and token travel with them)."""
+    """Links to every page (the sign-in stays in the session and its cookies)."""
     params = link_params() or None
     cols = st.columns(3)
     for k, (path, label) in enumerate(list(PAGES.items())[1:]):

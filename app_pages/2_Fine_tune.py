@@ -46,7 +46,7 @@ def launch_form(store) -> None:
         )
         if upload is not None:
             try:
-                path, uploaded = launch.save_upload(store, upload.getvalue(), upload.name)
+                path, uploaded = launch.save_upload(store, upload.getvalue(), upload.name, user)
             except CGCNNError as exc:
                 st.error(plain.markdown(f"The upload cannot be used: {exc}"))
             else:

@@ -25,8 +25,16 @@ def build_view(upload: tuple[str, bytes] | None, state: viewer.ViewState, height
         uploads.structure_from_upload(*upload) if upload is not None else app_ui.dataset().structure(state.crystal)
     )
     legend_px = app_ui.style().table_px if present else 13
+    graph_of = uploads.graph_builder_for_upload(upload[0]) if upload is not None else viewer.structure_to_graph
     view = viewer.view_of_state(
-        structure, state, app_ui.model, height=height, zoom=zoom, legend_px=legend_px, legend_first=present
+        structure,
+        state,
+        app_ui.model,
+        height=height,
+        zoom=zoom,
+        legend_px=legend_px,
+        legend_first=present,
+        graph_of=graph_of,
     )
     return view.html, view.table, view.info
 
@@ -116,6 +124,8 @@ def show_view(left, right, state: viewer.ViewState, upload: tuple[str, bytes] | 
                 f"model predicts for a crystal of atoms like it); their mean is {info['contrib_mean']:.3f}, the "
                 "crystal's prediction applies the head to the mean feature instead."
             )  # fmt: skip
+            if info.get("attribution_note"):
+                st.info(info["attribution_note"])
         with st.expander("How to read this"):
             st.markdown(
                 "- **Edges** are the crystal graph: each atom reads messages from its 12 nearest neighbours, "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 import app_ui
-from cgcnn.app import class_settings, classroom, plain, run_actions, tables, teacher
+from cgcnn.app import class_settings, classroom, identity, plain, run_actions, tables, teacher
 
 app_ui.setup("Class (teacher)")
 
@@ -15,11 +15,11 @@ def unlock() -> None:
     with st.form("teacher_login"):
         typed = st.text_input("Teacher password", type="password", key="teacher_password")
         if st.form_submit_button("Unlock"):
-            if teacher.check_password(typed, app_ui.teacher_secret()):
-                st.session_state["is_teacher"] = True
+            refused = app_ui.enter_teacher_mode(typed)
+            if refused is None:
                 st.rerun()
             else:
-                st.error(teacher.REFUSED)
+                st.error(refused)
 
 
 def runs_panel(store) -> None:
@@ -99,9 +99,20 @@ def class_panel(store) -> None:
         if st.button("Apply", key="class_pin"):
             teacher.pin_preset(store, None if choice == "(not pinned)" else choice, is_teacher=True)
             st.toast("protocol pinned" if choice != "(not pinned)" else "protocol unpinned")
+    names_panel(store)
     if st.button("Leave teacher mode", key="class_lock"):
-        st.session_state["is_teacher"] = False
+        app_ui.leave_teacher_mode()
         st.rerun()
+
+
+def names_panel(store) -> None:
+    """Release a display name: a student who lost her cookie (or a squatted name) can claim it again."""
+    with st.form("class_release"):
+        name = st.text_input("Release a display name", key="class_release_name",
+                             help="Its runs stay; the next browser to sign in with the name claims it.")  # fmt: skip
+        if st.form_submit_button("Release"):
+            released = identity.release_name(store, name, is_teacher=True)
+            st.toast(f"{name!r} released" if released else f"nobody holds {name!r}")
 
 
 with app_ui.boundary("the class page"):
@@ -111,3 +122,4 @@ with app_ui.boundary("the class page"):
     else:
         class_panel(store)
         runs_panel(store)
+    app_ui.teacher_cookie()

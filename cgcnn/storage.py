@@ -57,10 +57,24 @@ def describe_storage_error(exc: BaseException, path: Path | str | None = None) -
         if "malformed" in text or "not a database" in text:
             return f"the run store is damaged ({exc}): restore it or point CGCNN_HOME elsewhere"
         return None
-    text = str(exc).lower()  # torch.save reports a full disk as RuntimeError("... file write failed")
-    if isinstance(exc, RuntimeError) and "write" in text and ("failed" in text or "no space" in text):
+    text = str(exc).lower()
+    if isinstance(exc, RuntimeError) and _torch_write_failure(text):
         return "the disk is full or refused the write: free some space or set CGCNN_HOME to another disk"
     return None
+
+
+def _torch_write_failure(text: str) -> bool:
+    """Whether a ``RuntimeError`` message is ``torch.save`` failing to write its zip.
+
+    On a full disk torch says "... file write failed", or, when a short write slipped through, "unexpected
+    pos N vs M" from its zip writer (``inline_container.cc``): both are the disk, not the model.
+    """
+    return (
+        ("write" in text and ("failed" in text or "no space" in text))
+        or "unexpected pos" in text
+        or "pytorchstreamwriter" in text
+        or "inline_container" in text
+    )
 
 
 @contextlib.contextmanager
@@ -75,6 +89,33 @@ def storage_errors(action: str, path: Path | str | None = None) -> Iterator[None
         if reason is None:
             raise
         raise StorageError(f"{action}: {reason}") from exc
+
+
+def ensure_free_space(path: Path | str, action: str, needed_bytes: int = 0) -> None:
+    """Refuse a write before it starts when the disk holding ``path`` has too little room left.
+
+    A write that fills the disk half-way leaves a damaged file or a torch ``unexpected pos`` error; checking
+    first gives the cause in words. The floor is ``CGCNN_MIN_FREE_MB`` plus what the write needs.
+
+    Raises:
+        StorageError: "<action>: only N MB free ...".
+    """
+    from cgcnn.settings import current_limits
+
+    floor = current_limits().min_free_mb * 1024**2 + needed_bytes
+    folder = Path(path)
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return
+    if free < floor:
+        raise StorageError(
+            f"{action}: only {free / 1024**2:.0f} MB free on the disk of {folder}, less than the "
+            f"{floor / 1024**2:.0f} MB kept free (set by CGCNN_MIN_FREE_MB): free some space or set CGCNN_HOME "
+            "to another disk"
+        )
 
 
 def _nearly_full(path: Path | str) -> bool:

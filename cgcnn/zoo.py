@@ -167,11 +167,13 @@ def save_run_as(store: RunStore, run_id: str, name: str | None) -> str | None:
     :mod:`cgcnn.names` and neither can shadow a zoo model.
 
     Raises:
-        InvalidName: a name that breaks the rule; NameTaken: another run carries it.
+        InvalidName: a name that breaks the rule, or looks like a zoo model's or another run's name (Cyrillic
+            "bаnd-gap"); NameTaken: another run carries it.
     """
     from cgcnn.names import validate_name
 
-    clean = validate_name(name, reserved_names(), what="a run name") if name and name.strip() else None
+    others = [r.name for r in store.list_runs(include_hidden=True) if r.name and r.id != run_id]
+    clean = validate_name(name, reserved_names(), "a run name", taken=others) if name and name.strip() else None
     store.set_name(run_id, clean)
     return clean
 

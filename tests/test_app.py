@@ -20,6 +20,7 @@ from cgcnn.data.datasets import load_default_dataset
 from cgcnn.data.graph import GraphParams, structure_to_graph
 from cgcnn.runs.store import RunStore
 from cgcnn.zoo import load_model, model_config
+from devtools.sign_in import token_of
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -45,7 +46,7 @@ def page(path: str, user: str | None = "alice") -> AppTest:
     at = AppTest.from_file(str(ROOT / path), default_timeout=120)
     if user:
         at.query_params["user"] = user
-        at.query_params["token"] = f"test-token-of-{user}-0123456789"
+        at.query_params["token"] = token_of(user)
     return at.run()
 
 
@@ -417,12 +418,12 @@ def test_viewer_every_mode_switch_shows_the_cli_prediction():
 
 def viewer_at(**params: str) -> AppTest:
     at = AppTest.from_file(str(ROOT / VIEWER), default_timeout=120)
-    at.query_params.update({"user": "alice", "token": "test-token-of-alice-0123456789", **params})
+    at.query_params.update({"user": "alice", "token": token_of("alice"), **params})
     return at.run()
 
 
 def test_viewer_view_lives_in_the_address():
-    """A shared link reopens the same view; the sign-in and presentation keys stay in the address."""
+    """A shared link reopens the same view; the address holds the view and never the sign-in (issue 23)."""
     at = viewer_at(crystal="mp-22862", model="own-attention-4head", layer="2", head="3", edges="atom", atom="5",
                    colour="weights", atoms="1", fixed="1")  # fmt: skip
     no_problems(at)
@@ -440,8 +441,8 @@ def test_viewer_view_lives_in_the_address():
     no_problems(at)
     params = dict(at.query_params)
     assert params["layer"] == "4" and params["edges"] == "top" and params["head"] == "3"
-    assert params["user"] == "alice" and params["token"] == "test-token-of-alice-0123456789"
-    again = viewer_at(**{k: v for k, v in params.items() if k not in ("user", "token")})  # the shared link
+    assert "user" not in params and "token" not in params and at.session_state["user"] == "alice"
+    again = viewer_at(**params)  # the shared link
     assert again.session_state["viewer_state"] == at.session_state["viewer_state"]
     assert (
         again.session_state["viewer_html"].split("<script>", 1)[0]
@@ -476,6 +477,8 @@ def test_viewer_presentation_mode_fixes_the_colour_range_and_fits_a_projector():
     assert html.index('class="cgcnn-legend" style="font-family:sans-serif;font-size:16px') < html.index("3Dmol")
     assert not [c for c in at.caption if "Edge colour" in c.value]  # notes are 16 px body text, not captions
     assert any("Edge colour" in m.value for m in at.markdown)
+    (edges,) = at.get("table")  # the edge table: static, 16 px, not a 14 px canvas grid
+    assert "font-size: 16px" in edges.proto.arrow_data.styler.styles and not at.dataframe
     normal = page(VIEWER).session_state["viewer_html"]
     assert normal.index("cgcnn-legend") > normal.index("3Dmol") and "font-size:13px" in normal
 

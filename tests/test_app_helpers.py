@@ -265,6 +265,16 @@ def test_training_speed_ignores_tiny_runs_and_set_up_time(tmp_path):
     assert speed.run_seconds(2000, 30) == pytest.approx(65.0)  # the set-up once, then 30 epochs
 
 
+def test_training_speed_does_not_learn_a_busy_stretch():
+    """Load only slows epochs down: after most recent epochs ran 3x slower (a class's pages, another program), the
+    preview still reads the machine's own speed, not the load (issue 24: "about 2 min" for a 150-crystal run)."""
+    quiet, busy = [(2.0, 2000)] * 4, [(6.0, 2000)] * 6
+    speed = estimates.speed_from(busy + quiet)
+    assert speed.seconds_per_crystal_epoch == pytest.approx(2.0 / 2000)
+    # ... while one freak fast epoch cannot set it either
+    assert estimates.speed_from([(0.1, 2000)] + quiet * 2).seconds_per_crystal_epoch == pytest.approx(2.0 / 2000)
+
+
 def test_one_speed_model_feeds_preview_queue_and_progress(tmp_path, monkeypatch):
     """The launch preview, a queued run's ETA and a running run's time left agree (one model, one unit)."""
     from cgcnn.training.finetune import FinetuneSpec

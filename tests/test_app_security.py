@@ -11,6 +11,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from cgcnn.runs.store import RunStore
+from devtools.sign_in import token_of
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -21,7 +22,6 @@ HOSTILE = {
     "html": f'<span style="color:red">{MARK}</span>',
     "directive": f":red[{MARK} SERVER WILL SHUT DOWN]",
 }
-TOKEN_A, TOKEN_B = "token-of-browser-a-0123456789", "token-of-browser-b-0123456789"
 
 
 @pytest.fixture
@@ -35,9 +35,9 @@ def home(tmp_path, monkeypatch):
     st.cache_resource.clear()
 
 
-def open_page(path: str, user: str | None = None, token: str = TOKEN_A) -> AppTest:
+def open_page(path: str, user: str | None = None, browser: str = "a") -> AppTest:
     at = AppTest.from_file(str(ROOT / path), default_timeout=120)
-    at.query_params["token"] = token
+    at.query_params["token"] = token_of(browser)
     if user:
         at.query_params["user"] = user
     return at.run()
@@ -76,10 +76,10 @@ def test_hostile_stored_names_render_as_text(home):
 def test_second_browser_cannot_act_as_the_first(home):
     store = RunStore()
     run = store.create_run({"pretrained": "band-gap", "target": "band_gap"}, owner="alice", status="done")
-    first = open_page("app_pages/2_Fine_tune.py", "alice", TOKEN_A)
+    first = open_page("app_pages/2_Fine_tune.py", "alice", "a")
     assert not first.exception and not first.error
     assert first.button(key=f"delete_{run}")  # the claiming browser sees its controls
-    second = open_page("app_pages/2_Fine_tune.py", "alice", TOKEN_B)  # a classmate types "alice"
+    second = open_page("app_pages/2_Fine_tune.py", "alice", "b")  # a classmate types "alice"
     assert any("already used" in e.value for e in second.sidebar.error)
     assert not [b for b in second.button if b.key and b.key.startswith(("delete_", "cancel_", "save_"))]
     second.toggle(key="ft_everyone").set_value(True).run()

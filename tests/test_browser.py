@@ -17,7 +17,7 @@ from browser_support import CLIPPED_JS, chromium, wait_until_idle
 
 pytestmark = pytest.mark.browser
 
-DEMO_TOKEN = "browser-test-token-of-demo-0123456789"  # the display name 'demo' is claimed by this token
+DEMO_TOKEN = ""  # the display name 'demo' is claimed by this token, issued by the test server (see `server`)
 PAGES = {
     "": "home",
     "Model_zoo": "zoo",
@@ -42,7 +42,11 @@ def server(tmp_path_factory, browser):
     from cgcnn.training.finetune import FinetuneSpec, run_finetune
     from devtools.app_server import AppServer
 
+    global DEMO_TOKEN
+    from cgcnn.app.identity import new_token
+
     home = tmp_path_factory.mktemp("browser_home")
+    DEMO_TOKEN = new_token(home)  # only tokens the server issued sign in (issue 23)
     old = os.environ.get("CGCNN_HOME")
     os.environ["CGCNN_HOME"] = str(home)
     try:
@@ -175,7 +179,7 @@ def test_a_second_browser_typing_alices_name_cannot_touch_her_runs(browser, host
         time.sleep(1.0)
         assert other.get_by_role("button", name="Delete run").count() == 0
         assert other.get_by_role("button", name="Cancel").count() == 0
-        page.reload(wait_until="domcontentloaded")  # the first browser's address carries its token: still alice
+        page.reload(wait_until="domcontentloaded")  # the first browser's cookie carries its token: still alice
         wait_until_idle(page)
         page.get_by_role("button", name="Delete run").first.wait_for(timeout=60_000)
     finally:

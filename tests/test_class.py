@@ -12,6 +12,7 @@ from cgcnn.app import class_settings, classroom, tables, teacher
 from cgcnn.errors import CGCNNError
 from cgcnn.runs.store import RunStore
 from devtools.class_runs import make_class, spec_dict
+from devtools.sign_in import token_of
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -53,7 +54,7 @@ def page(path: str, user: str | None = "alice") -> AppTest:
     at = AppTest.from_file(str(ROOT / path), default_timeout=120)
     if user:
         at.query_params["user"] = user
-        at.query_params["token"] = f"test-token-of-{user}-0123456789"  # the browser's token that claims the name
+        at.query_params["token"] = token_of(user)  # the browser's token that claims the name
     return at.run()
 
 

@@ -142,18 +142,17 @@ def _occlusion_aucs(predictor, graphs, mode):
 def test_occlusion_beats_random_and_random_beats_reversed_occlusion(single_head, dataset):
     """On 10 of own-attention's test crystals (the smallest): reversed < random < occlusion, as deletion AUCs.
 
-    Under ``zero`` all three are ordered as the issue expects. Under ``delete`` occlusion still beats both, but
-    the reversed ranking beats random too: an attention layer averages its neighbours, so deleting a random
-    subset of them barely changes the average (the random floor is low), while deleting the edges that matter
-    least one at a time removes whole groups of redundant neighbours, which does change it.
+    Under ``zero``, as here, the three are ordered as the issue expects. Under ``delete`` (measured, not tested:
+    it doubles the time) occlusion still beats both, but the reversed ranking beats random too (0.39 against 0.29
+    on the first 12 test crystals): an attention layer averages its neighbours, so deleting a random subset of them
+    barely changes the average, while deleting the edges that matter least one at a time removes whole groups of
+    redundant neighbours, which does change it.
     """
     ids = single_head.card.details["split"]["test_ids"][:60]
     graphs, _ = get_graphs(dataset, ids, single_head.graph_params)
     small = [graphs[i] for i in sorted(graphs, key=lambda i: (graphs[i].n_atoms, i))[:10]]
     zero = _occlusion_aucs(single_head, small, "zero")
     assert zero["reversed"] < zero["random"] < zero["occlusion"], zero
-    delete = _occlusion_aucs(single_head, small, "delete")
-    assert delete["occlusion"] > max(delete["random"], delete["reversed"]), delete
 
 
 def test_integrated_gradients_converge_on_a_small_crystal(single_head, dataset):
@@ -249,14 +248,24 @@ def test_remove_top_caps_and_refuses(gated, dataset):
 
 
 def test_faithfulness_cli_json(capsys, tmp_path):
+    import shutil
+
+    from conftest import CIF_DIR
+
     from cgcnn.cli.main import main
 
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copy(CIF_DIR / "mp-2184.cif", data)
+    (data / "id_prop.csv").write_text("mp-2184,0.1\n")
     out = tmp_path / "curves.png"
-    argv = ["faithfulness", "--model", "own-attention", "--n", "2", "--methods", "attention_layer1,occlusion_zero"]
-    assert main([*argv, "--json", "--out", str(out)]) == 0
-    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    argv = ["faithfulness", "--model", "own-attention", "--n", "3", "--data", str(data)]
+    assert main([*argv, "--methods", "attention_layer1,occlusion_zero", "--json", "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "--n 3 is more than the 1 crystals" in captured.err  # capped and said
+    report = json.loads(captured.out.strip().splitlines()[-1])
     assert set(report) >= {"model", "n", "skipped", "occlusion", "methods", "not_applicable", "stability"}
-    assert report["n"] + report["skipped"] == 2 and report["occlusion"] == "delete"
+    assert report["n"] + report["skipped"] == 1 and report["occlusion"] == "delete"
     assert set(report["methods"]) == {"attention_layer1", "occlusion_zero", "random"}
     row = report["methods"]["occlusion_zero"]
     assert set(row) == {"deletion_auc", "deletion_auc_ci", "insertion_auc", "fidelity_plus", "fidelity_minus"}
@@ -265,3 +274,32 @@ def test_faithfulness_cli_json(capsys, tmp_path):
     assert main(["faithfulness", "--model", "mean"]) == 2
     assert "no edges" in capsys.readouterr().err
     assert main(["faithfulness", "--model", "own-attention", "--methods", "saliency"]) == 2
+
+
+def test_shipped_results_are_read_not_computed(tmp_path):
+    from cgcnn.analysis.faithfulness import method_for_colouring, shipped_faithfulness
+
+    assert method_for_colouring("attention", 1, 2) == "attention_layer2_head3"
+    assert method_for_colouring("gate", 0) == "gate_layer1"
+    row = {"deletion_auc": 0.6, "deletion_auc_ci": [0.5, 0.7]}
+    report = {
+        "n": 5,
+        "occlusion": "delete",
+        "methods": {"attention_layer1": row, "random": row, "occlusion_delete": row},
+    }
+    (tmp_path / "m.json").write_text(json.dumps(report))
+    found = shipped_faithfulness("m", "attention_layer1", tmp_path)
+    assert found["deletion_auc"] == 0.6 and found["n"] == 5 and found["random_deletion_auc"] == 0.6
+    assert shipped_faithfulness("m", "attention_layer9", tmp_path) is None
+    assert shipped_faithfulness("other", "attention_layer1", tmp_path) is None  # "not measured"
+    (tmp_path / "bad.json").write_text("{")
+    assert shipped_faithfulness("bad", "attention_layer1", tmp_path) is None
+
+
+def test_one_crystal_deletion_curve_on_demand():
+    from cgcnn.analysis.faithfulness import crystal_deletion_curve
+
+    predictor = _one_edge_model()
+    curve = crystal_deletion_curve(predictor, _two_atom_graph(predictor.graph_params), "gradient_input")
+    assert len(curve["fractions"]) == len(curve["gradient_input"]) == len(curve["random"]) == 21
+    assert curve["gradient_input"][1] == pytest.approx(1.0, abs=1e-3) and curve["random"][1] < 0.5

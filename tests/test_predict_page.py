@@ -20,6 +20,7 @@ from cgcnn.app import ensembles, scoring
 from cgcnn.cli.main import main
 from cgcnn.data.datasets import load_default_dataset
 from cgcnn.runs.store import RunStore
+from devtools.sign_in import token_of
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -35,7 +36,7 @@ def _cwd(monkeypatch):
 def open_page() -> AppTest:
     at = AppTest.from_file(PAGE, default_timeout=180)
     at.query_params["user"] = "dana"
-    at.query_params["token"] = "test-token-of-dana-0123456789"
+    at.query_params["token"] = token_of("dana")
     return at.run()
 
 

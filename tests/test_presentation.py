@@ -15,6 +15,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from cgcnn.analysis import style
+from devtools.sign_in import token_of
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,7 +31,7 @@ def _cwd(monkeypatch):
 def open_page(path: str, present: bool = True) -> AppTest:
     at = AppTest.from_file(str(ROOT / path), default_timeout=180)
     at.query_params["user"] = "erin"
-    at.query_params["token"] = "test-token-of-erin-0123456789"
+    at.query_params["token"] = token_of("erin")
     if present:
         at.query_params["present"] = "1"
     at.run()

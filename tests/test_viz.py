@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -183,25 +185,21 @@ def test_curves_have_one_legend_entry_per_run_and_room_for_all():
     assert fig.layout.margin.b >= 22 * 12  # the legend has a row per run below the axis title
 
 
+PACKAGE_DIR = Path(crystal_scene.__file__).resolve().parent.parent
+
+
 def test_user_text_is_escaped_by_one_implementation():
     """The figures, the scene and the app's pages share one escaping module; no picture module keeps a copy."""
     import inspect
 
-    from cgcnn.analysis import markup, viz
+    from cgcnn.analysis import markup
     from cgcnn.app import plain
 
     assert plain.plotly is markup.plotly_text
-    assert not hasattr(viz, "_plain")
+    assert not (PACKAGE_DIR / "analysis" / "viz.py").exists()  # the old module and its private _plain copy are gone
     for module in (crystal_scene, figures, colors, plain):
         assert "html.escape" not in inspect.getsource(module) and "html_lib" not in inspect.getsource(module)
     run_name = '<a href="http://x">run</a>'
     fig = figures.probe_figure(pd.DataFrame({"model": [run_name], "depth": [0], "mae": [0.1]}))
     assert fig.data[0].name == '&lt;a href="http://x"&gt;run&lt;/a&gt;'
     assert markup.js_file_name("a'); alert(1); ('.png") == "a____alert_1_____.png"
-
-
-def test_the_compatibility_names_resolve_to_the_new_modules():
-    from cgcnn.analysis import viz
-
-    assert viz.parity_figure is figures.parity_figure and viz.scene_html is crystal_scene.scene_html
-    assert viz.VALUE_COLORSCALE == colors.VALUE_COLORSCALE

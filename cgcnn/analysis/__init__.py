@@ -1,4 +1,4 @@
-"""Looking inside models: linear probes and maps, per-edge weights and atom contributions, figures and 3D scenes."""
+"""Looking inside models: probes and maps, edge weights, attribution and its faithfulness, figures and 3D scenes."""
 
 from __future__ import annotations
 

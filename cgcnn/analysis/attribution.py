@@ -142,6 +142,25 @@ def attribute(predictor: Predictor, graph: CrystalGraph, occlusion: str = "delet
     return Attribution(full, edge_occ, atom_occ, edge_grad, atom_grad, occlusion)
 
 
+def gradient_attribution(predictor: Predictor, graph: CrystalGraph) -> tuple[np.ndarray, np.ndarray]:
+    """Only gradient × input, ``(per edge, per atom)``: one backward pass, for crystals too large for occlusion."""
+    model = predictor.model
+    was_training = model.training
+    model.eval()
+    try:
+        return _gradients(predictor, graph)
+    finally:
+        model.train(was_training)
+
+
+def _gradients(predictor: Predictor, graph: CrystalGraph) -> tuple[np.ndarray, np.ndarray]:
+    edge_grad = edge_gradient(predictor, graph)
+    batch = _batch(predictor, [graph], None)
+    features = batch.node_features.clone().requires_grad_(True)
+    _predict(predictor, dataclasses.replace(batch, node_features=features)).sum().backward()
+    return edge_grad, (features.grad * features).sum(dim=1).detach().numpy()
+
+
 def attention_agreement(edge_weights: list[np.ndarray], attribution: np.ndarray, real: np.ndarray) -> float:
     """Spearman correlation between an edge's attention (mean over layers and heads) and ``|attribution|``.
 

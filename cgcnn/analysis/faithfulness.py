@@ -33,8 +33,10 @@ gap, the convergence delta, is measured against the same full-removal change as 
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -489,6 +491,66 @@ def remove_top(
     }
 
 
+# ------------------------------------------------------------------------------- for the viewer's colour bar
+
+
+def method_for_colouring(kind: str, layer: int, head: int | None = None) -> str:
+    """The method key of a viewer colouring: ``kind`` ``attention`` or ``gate``, 0-based ``layer`` and ``head``."""
+    family = "gate" if kind == "gate" else "attention"
+    return f"{family}_layer{layer + 1}" + (f"_head{head + 1}" if head is not None else "")
+
+
+def shipped_results_dir() -> Path:
+    """Where the shipped faithfulness results live (``docs/results/faithfulness``, one JSON per model)."""
+    from cgcnn.paths import project_path
+
+    return project_path("docs", "results", "faithfulness")
+
+
+def shipped_faithfulness(model: str, method: str, folder: Path | None = None) -> dict | None:
+    """The measured faithfulness of one ranking of one model, read from the shipped results; None: not measured.
+
+    Read, never computed: a server must not spend minutes on it. Returns the method's deletion AUC and CI, the
+    same for ``random`` and ``occlusion_delete`` (the floor and the reference), and the number of crystals.
+    """
+    path = (folder or shipped_results_dir()) / f"{model}.json"
+    try:
+        report = json.loads(path.read_text())
+        methods = report["methods"]
+        row, floor, occlusion = methods[method], methods["random"], methods["occlusion_delete"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return {
+        "model": model,
+        "method": method,
+        "n": report.get("n"),
+        "occlusion": report.get("occlusion"),
+        "deletion_auc": row["deletion_auc"],
+        "deletion_auc_ci": row["deletion_auc_ci"],
+        "random_deletion_auc": floor["deletion_auc"],
+        "occlusion_deletion_auc": occlusion["deletion_auc"],
+    }
+
+
+def crystal_deletion_curve(
+    predictor: Predictor, graph: CrystalGraph, method: str, mode: str = "delete"
+) -> dict[str, np.ndarray] | str:
+    """One crystal's deletion curve of ``method`` beside the random floor (``{"fractions", method, "random"}``).
+
+    Computed on demand (one batch, under a second for a small crystal), or the reason the crystal is skipped.
+    """
+    model = predictor.model
+    was_training = model.training
+    model.eval()
+    try:
+        result = crystal_curves(predictor, graph, [method, "random"], mode)
+    finally:
+        model.train(was_training)
+    if isinstance(result, str):
+        return result
+    return {"fractions": FRACTIONS.copy(), method: result.deletion[method], "random": result.deletion["random"]}
+
+
 # ------------------------------------------------------------------------------------------------- figure
 
 #: Curves drawn in the figure (per-head curves are left out: the layer's mean stands for its heads).
@@ -500,7 +562,7 @@ def mean_deletion_curves(result: FaithfulnessResult) -> dict[str, list[float]]:
     return {m: [round(float(v), 5) for v in result.mean_curve(m)] for m in result.methods}
 
 
-def curves_png(panels: Sequence[tuple[str, dict[str, Sequence[float]]]], path) -> None:
+def curves_png(panels: Sequence[tuple[str, dict[str, Sequence[float]]]], path: Path | str) -> None:
     """Draw mean deletion curves, one panel per model (``(title, {method: curve})``), random dashed: a PNG.
 
     Per-head curves are left out (their layer's mean stands for them), so a 4-head model's panel stays legible.

@@ -160,12 +160,15 @@ def launch(store: RunStore, specs: list, owner: str, force: bool = False) -> Lau
     return LaunchResult(ids, refused, reused)
 
 
-def save_upload(store: RunStore, data: bytes, filename: str) -> tuple[Path, Any]:
+def save_upload(store: RunStore, data: bytes, filename: str, owner: str = "") -> tuple[Path, Any]:
     """Check an uploaded CGCNN-folder zip and keep it as ``<home>/uploads/<sha256>.zip``, parsed once.
 
     The zip is parsed in the capped parser pool (never in the server: a hostile CIF cannot stall the other
     sessions) and its dataset is kept beside it by content hash, so a page rerun, and every job worker that
     trains on it, loads arrays instead of parsing again.
+
+    The disk is guarded (:mod:`cgcnn.app.upload_space`): a new zip past ``owner``'s or the class's upload
+    quota, or below the free-space floor, is refused before it is written, and old unused uploads are removed.
 
     Returns:
         ``(path to pass as FinetuneSpec.data, the dataset read from it)``.
@@ -182,9 +185,13 @@ def save_upload(store: RunStore, data: bytes, filename: str) -> tuple[Path, Any]
         raise CGCNNError(f"{filename} is {len(data) / 1024**2:.1f} MB; uploads are limited to {MAX_UPLOAD_MB} MB")
     if not filename.lower().endswith(".zip"):
         raise CGCNNError(f"{filename}: upload a .zip of a CGCNN data folder (id_prop.csv and <id>.cif files)")
+    from cgcnn.app import upload_space
+
     folder = store.home / "uploads"
     path = folder / f"{hashlib.sha256(data).hexdigest()[:32]}.zip"
     with storage_errors(f"saving {filename}"):
+        upload_space.remove_unused(store)
+        upload_space.check_room(store, path, len(data), owner, filename)
         folder.mkdir(parents=True, exist_ok=True)
         if not path.is_file():
             tmp = path.with_suffix(".part")
@@ -203,4 +210,6 @@ def save_upload(store: RunStore, data: bytes, filename: str) -> tuple[Path, Any]
         raise CGCNNError(str(exc).replace(path.name, filename).replace("uploaded zip", filename)) from None
     if len(dataset) == 0:
         raise CGCNNError(f"{filename}: no usable crystal in the zip")
+    with storage_errors(f"saving {filename}"):
+        upload_space.record_owner(path, owner)
     return path, dataset

@@ -2,14 +2,25 @@
 
 The password comes from Streamlit secrets (``teacher_password`` in ``.streamlit/secrets.toml``; the page reads
 it and passes it in, since this package never imports Streamlit) or from ``CGCNN_TEACHER_PASSWORD``. It is
-compared in constant time and a wrong one is refused without saying why, so guessing learns nothing. With no
-password configured, teacher mode is off: nobody can act on another person's runs.
+compared in constant time and a wrong one is refused without saying why, so guessing learns nothing; wrong
+guesses are delayed, counted and locked out (:mod:`cgcnn.app.guard`). With no password configured, or one
+shorter than ``CGCNN_MIN_PASSWORD_LENGTH`` (``serve.py`` refuses to start with it), teacher mode is off: nobody
+can act on another person's runs.
+
+Teacher mode lasts ``CGCNN_TEACHER_HOURS`` from the moment the password was typed. A reload keeps it: the page
+stores a server-signed teacher token in a cookie (:func:`unlock` issues it, :func:`restored_since` reads it
+back); the token is bound to the password, so changing the password ends every teacher session.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 
@@ -35,12 +46,104 @@ def configured_password(secret: str | None = None) -> str | None:
     return value or None
 
 
+def secret_problem(value: str | None, what: str, variable: str) -> str | None:
+    """Why a configured secret (teacher password, class code) is too weak to start with, or None."""
+    from cgcnn.settings import current_limits
+
+    shortest = current_limits().min_password_length
+    if value and len(value) < shortest:
+        return (
+            f"the {what} is {len(value)} characters long; this server needs at least {shortest} (set by "
+            f"CGCNN_MIN_PASSWORD_LENGTH): choose a longer one in {variable}"
+        )
+    return None
+
+
+def password_problem(secret: str | None = None) -> str | None:
+    """Why the configured teacher password may not be used (too short), or None (also None if none is set)."""
+    return secret_problem(configured_password(secret), "teacher password", f"{PASSWORD_ENV} or secrets.toml")
+
+
 def check_password(typed: str | None, secret: str | None = None) -> bool:
-    """Whether ``typed`` is the teacher password (constant-time; always False when none is configured)."""
+    """Whether ``typed`` is the teacher password (constant-time).
+
+    Always False when none, or a too short one, is configured.
+    """
     expected = configured_password(secret)
-    if expected is None or not typed:
+    if expected is None or not typed or password_problem(secret) is not None:
         return False
     return hmac.compare_digest(typed.encode("utf-8"), expected.encode("utf-8"))
+
+
+@dataclass(frozen=True)
+class Unlock:
+    """The outcome of a typed password.
+
+    ``token`` (for the teacher cookie) and ``since`` on success, else a ``message`` (wrong, or locked out).
+    """
+
+    token: str | None = None
+    since: float | None = None
+    message: str = ""
+
+
+def _purpose(secret: str | None) -> str:
+    """The token purpose of teacher mode, bound to the password (a new password ends old teacher cookies)."""
+    expected = configured_password(secret) or ""
+    return "teacher:" + hashlib.sha256(expected.encode()).hexdigest()[:16]
+
+
+def unlock(
+    typed: str | None,
+    secret: str | None,
+    keys: Sequence[str],
+    home: Path | None = None,
+    guard=None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Unlock:
+    """Try a typed teacher password for the session and client address ``keys``.
+
+    A locked-out key is refused without checking the password; a wrong one is logged and answered after a
+    growing delay (:class:`~cgcnn.app.guard.LoginGuard`); a right one clears the count and issues the token of
+    a teacher cookie.
+    """
+    from cgcnn.app.guard import TEACHER_GUARD
+    from cgcnn.app.identity import new_token
+
+    guard = guard or TEACHER_GUARD
+    locked = guard.locked_for(keys)
+    if locked > 0:
+        return Unlock(message=guard.refusal(locked))
+    if check_password(typed, secret):
+        guard.succeeded(keys)
+        now = time.time()
+        return Unlock(token=new_token(home, purpose=_purpose(secret), now=now), since=float(int(now)))
+    sleep(guard.failed(keys))
+    locked = guard.locked_for(keys)
+    return Unlock(message=guard.refusal(locked) if locked > 0 else REFUSED)
+
+
+def restored_since(token: str | None, home: Path | None = None, secret: str | None = None) -> float | None:
+    """When the teacher unlocked, read from a teacher cookie's token.
+
+    None if it is missing, forged, expired or made for another password.
+    """
+    from cgcnn.app.identity import token_problem
+    from cgcnn.settings import current_limits
+
+    if not token or configured_password(secret) is None:
+        return None
+    if token_problem(token, home, _purpose(secret), hours=current_limits().teacher_hours) is not None:
+        return None
+    return float(token.split(".")[1])
+
+
+def active(since: float, now: float | None = None) -> bool:
+    """Whether teacher mode unlocked at ``since`` (epoch seconds) is still on (``CGCNN_TEACHER_HOURS``; 0: no end)."""
+    from cgcnn.settings import current_limits
+
+    hours = current_limits().teacher_hours
+    return not hours or (time.time() if now is None else now) - since < hours * 3600
 
 
 def require_teacher(is_teacher: bool) -> None:

@@ -45,6 +45,18 @@ def structure_from_upload(name: str, data: bytes):
     return shared_pool().parse(name, data, max_atoms=current_limits().max_atoms)
 
 
+def graph_builder_for_upload(name: str):
+    """How the viewer builds an uploaded crystal's graphs: in the parse pool, never in the page process.
+
+    Returns ``build(structure, params) -> CrystalGraph`` (what :func:`cgcnn.data.graph.structure_to_graph` does,
+    under the worker's memory and time caps, with the server's ``CGCNN_MAX_ATOMS``; a refusal names the file).
+    """
+    from cgcnn.data.graph import BuildOptions
+
+    options = BuildOptions(max_atoms=current_limits().max_atoms)
+    return lambda structure, params: shared_pool().build_graph(name, structure, params, options)
+
+
 def expand_uploads(files: list[tuple[str, bytes]]) -> tuple[list[tuple[str, bytes]], list[str]]:
     """Uploaded files with zips opened: ``([(name, bytes)] of crystal files, [errors])``.
 
@@ -85,6 +97,7 @@ def iter_uploads(files: list[tuple[str, bytes]], errors: list[str]) -> Iterator[
             continue
         try:
             with zipfile.ZipFile(io.BytesIO(data)) as archive:
+                check_zip_members([i for i in archive.infolist() if not i.is_dir()], name, caps)  # hidden too
                 members = [
                     i
                     for i in archive.infolist()
@@ -138,6 +151,7 @@ def predict_uploads(predictors: dict[str, Any], files: list[tuple[str, bytes]]) 
     from cgcnn.nn.predictor import Ensemble, predict_crystals
 
     max_atoms = current_limits().max_atoms
+    in_pool = shared_pool().build_graph  # an upload's neighbour search runs in a capped worker, not the page
     errors: list[str] = []
     parsed: list[tuple[str, Any]] = []
     stream = iter_uploads(files, errors)
@@ -151,7 +165,7 @@ def predict_uploads(predictors: dict[str, Any], files: list[tuple[str, bytes]]) 
         units = (predictor.members[0] if isinstance(predictor, Ensemble) else predictor).card.units
         suffix = f" ({units})" if units else ""
         names = predictor.names if isinstance(predictor, Ensemble) else []
-        for k, result in enumerate(predict_crystals(predictor, parsed, max_atoms=max_atoms)):
+        for k, result in enumerate(predict_crystals(predictor, parsed, max_atoms=max_atoms, build_graph=in_pool)):
             if result.error:
                 if result.error not in errors:
                     errors.append(result.error)

@@ -22,11 +22,16 @@ import pandas as pd
 from pymatgen.core import Structure
 
 from cgcnn.analysis import crystal_scene, explain
-from cgcnn.analysis.attribution import attribute
-from cgcnn.data.graph import GraphParams, neighbour_tie, structure_to_graph
+from cgcnn.analysis.attribution import attribute, gradient_attribution
+from cgcnn.data.graph import CrystalGraph, GraphParams, neighbour_tie, structure_to_graph
 from cgcnn.errors import CGCNNError, CrystalInputError
-from cgcnn.nn.predictor import Ensemble, Predictor, predict_crystals, tie_note
+from cgcnn.nn.predictor import CrystalPrediction, Ensemble, Predictor, predict_crystals, tie_note
 
+#: How a view builds a crystal's graph (``structure_to_graph``; an upload's goes through the parse pool).
+GraphBuilder = Callable[[Structure, GraphParams], CrystalGraph]
+#: Largest crystal coloured by occlusion (one forward pass per edge: ~13 s for 50 atoms on a busy 2-core box,
+#: growing with the square of the atoms); larger ones get gradient × input, and the page says so.
+OCCLUSION_MAX_ATOMS = 32
 #: The model choice that draws the crystal graph alone.
 NO_MODEL = "(graph only, no model)"
 #: Edge modes: URL value → the radio's label.
@@ -379,7 +384,24 @@ class CrystalView:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-def predict_one(model: Predictor | Ensemble, structure: Structure) -> tuple[float, float | None, dict[str, float]]:
+def predict_result(
+    model: Predictor | Ensemble, structure: Structure, graph_of: GraphBuilder = structure_to_graph
+) -> CrystalPrediction:
+    """One crystal through :func:`cgcnn.nn.predictor.predict_crystals` (the CLI's and the Predict page's path).
+
+    Raises:
+        CrystalInputError: a crystal the graph builder refuses.
+    """
+    build = None if graph_of is structure_to_graph else (lambda name, s, params, options: graph_of(s, params))
+    (result,) = predict_crystals(model, [(structure.composition.reduced_formula, structure)], build_graph=build)
+    if result.error:
+        raise CrystalInputError(result.error)
+    return result
+
+
+def predict_one(
+    model: Predictor | Ensemble, structure: Structure, graph_of: GraphBuilder = structure_to_graph
+) -> tuple[float, float | None, dict[str, float]]:
     """``(prediction, std or None, {member: prediction})`` of one crystal, first target, as ``predict`` prints it.
 
     The numbers are :func:`cgcnn.nn.predictor.predict_crystals`' (the CLI's and the Predict page's path); this
@@ -388,9 +410,7 @@ def predict_one(model: Predictor | Ensemble, structure: Structure) -> tuple[floa
     Raises:
         CGCNNError: a crystal the graph builder refuses.
     """
-    (result,) = predict_crystals(model, [(structure.composition.reduced_formula, structure)])
-    if result.error:
-        raise CrystalInputError(result.error)
+    result = predict_result(model, structure, graph_of)
     if result.std is None or result.members is None:
         return float(result.values[0]), None, {}
     members = dict(zip(model.names, map(float, result.members[:, 0]), strict=True))
@@ -420,6 +440,7 @@ def crystal_view(
     png_title: str = "",
     legend_px: int = 13,
     legend_first: bool = False,
+    graph_of: GraphBuilder = structure_to_graph,
 ) -> CrystalView:
     """The 3D view of ``structure``, its edges coloured by ``predictor``'s weights in convolution ``layer``.
 
@@ -446,6 +467,11 @@ def crystal_view(
         png_title: the PNG's title line (see :func:`png_title`).
         legend_px: text size of the legend and colour bars.
         legend_first: legend and colour bars above the 3D view (presentation mode).
+        graph_of: how the graph is built (an upload's: in the parse pool, see
+            :func:`cgcnn.app.uploads.graph_builder_for_upload`).
+
+    Occlusion needs one forward pass per edge; past :data:`OCCLUSION_MAX_ATOMS` atoms the colours are
+    gradient × input instead (one backward pass) and ``info["attribution_note"]`` says so.
 
     Raises:
         CGCNNError: a crystal the graph builder refuses.
@@ -453,7 +479,7 @@ def crystal_view(
     params = predictor.graph_params if predictor is not None else GraphParams()
     info: dict[str, Any] = {"n_atoms": len(structure), "formula": structure.composition.reduced_formula}
     info["tie"] = tie_note(structure, params)  # '' without a tie at the cut
-    graph = structure_to_graph(structure, params)
+    graph = graph_of(structure, params)
     values, atom_values, label, value_range = None, None, "", None
     if predictor is not None:
         layers, kind = explain.edge_weight_layers(predictor, graph)
@@ -467,9 +493,7 @@ def crystal_view(
             real = np.concatenate([v[graph.edge_mask] for v in per_layer])
             value_range = (float(real.min()), float(real.max())) if real.size else None
         contrib, mean, _ = explain.atom_contributions(predictor, graph)
-        (result,) = predict_crystals(ensemble if ensemble is not None else predictor, [(info["formula"], structure)])
-        if result.error:
-            raise CrystalInputError(result.error)
+        result = predict_result(ensemble if ensemble is not None else predictor, structure, graph_of)
         info.update(prediction=float(result.values[0]), contrib_mean=mean, units=predictor.card.units)
         info["target"] = predictor.targets[0]
         if result.std is not None and result.members is not None and ensemble is not None:
@@ -482,7 +506,16 @@ def crystal_view(
         atom_label = f"contribution ({predictor.card.units})" if predictor.card.units else "contribution"
         if color_atoms:
             atom_values = contrib
-        if attribution:
+        if attribution and graph.n_atoms > OCCLUSION_MAX_ATOMS:
+            edge_grad, atom_grad = gradient_attribution(predictor, graph)
+            values, label, value_range = edge_grad, f"gradient × input ({predictor.card.units})", None
+            atom_values = atom_grad if color_atoms else None
+            atom_label = f"gradient × input ({predictor.card.units})"
+            info["attribution_note"] = (
+                f"Occlusion is computed for crystals of up to {OCCLUSION_MAX_ATOMS} atoms (one prediction per edge); "
+                f"this one has {graph.n_atoms}, so the colours are gradient × input, its one-pass estimate."
+            )
+        elif attribution:
             result = attribute(predictor, graph)
             values, label, value_range = result.edge_occlusion, f"occlusion attribution ({predictor.card.units})", None
             atom_values = result.atom_occlusion if color_atoms else None
@@ -538,6 +571,7 @@ def view_of_state(
     zoom: float = 1.0,
     legend_px: int = 13,
     legend_first: bool = False,
+    graph_of: GraphBuilder = structure_to_graph,
 ) -> CrystalView:
     """The :class:`CrystalView` of ``state`` for ``structure`` (a dataset crystal or an uploaded file).
 
@@ -550,6 +584,7 @@ def view_of_state(
         zoom: extra zoom after fitting (presentation mode fills the frame).
         legend_px: text size of the legend and colour bars (16 in presentation mode).
         legend_first: legend and colour bars above the 3D view (presentation mode: above the fold).
+        graph_of: how the graph is built (see :func:`crystal_view`).
 
     Raises:
         CGCNNError: the atom index is not in the crystal, ensemble members that do not fit together, or a
@@ -580,6 +615,7 @@ def view_of_state(
         png_title=png_title(structure.composition.reduced_formula, state),
         legend_px=legend_px,
         legend_first=legend_first,
+        graph_of=graph_of,
     )
 
 

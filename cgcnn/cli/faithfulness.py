@@ -42,7 +42,8 @@ def _cmd_faithfulness(args: argparse.Namespace) -> int:
     else:
         ids, origin = test_crystal_ids(predictor.card, dataset, args.split_seed)
     if args.n > len(ids):
-        print(f"note: --n {args.n} is more than the {len(ids)} crystals of {origin}: using {len(ids)}", file=sys.stderr)
+        note = f"note: --n {args.n} is more than the {len(ids)} crystals there are ({origin}): using all"
+        print(note, file=sys.stderr)
     ids = ids[: args.n]
     graphs, failures = get_graphs(dataset, ids, predictor.graph_params)
     for crystal_id, reason in failures:

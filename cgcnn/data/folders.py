@@ -151,9 +151,9 @@ def _assemble(
     that takes longer is rejected by name and the others go on. ``cif_bytes`` gives a CIF's bytes (None: no
     such file) and may refuse it with a :class:`~cgcnn.errors.CrystalInputError` (too large, unreadable).
     """
-    from cgcnn.settings import current_limits
+    from cgcnn.settings import current_limits, label_range_problem
 
-    max_atoms = current_limits().max_atoms  # one limit for the whole folder, read once
+    max_atoms, max_label = current_limits().max_atoms, current_limits().max_label  # read once per folder
     entries: list[tuple[str, Structure]] = []
     rejected: list[tuple[str, str]] = []
     numeric = label_frame.apply(pd.to_numeric, errors="coerce")
@@ -165,6 +165,9 @@ def _assemble(
         values = numeric.loc[cid].to_numpy(dtype=float)
         if np.isinf(values).any():
             rejected.append((cid, "a label is infinite"))
+            continue
+        if (np.abs(values) > max_label).any():  # 1e300 passes as finite, then rmse and r2 overflow to null
+            rejected.append((cid, label_range_problem(values, max_label)))
             continue
         if np.isnan(values).all():  # a crystal missing one of several labels still teaches the others
             rejected.append((cid, "no label value (NaN or empty)"))
@@ -271,8 +274,9 @@ def read_zip(
     except zipfile.BadZipFile:
         raise DatasetError(f"{label} is not a zip file") from None
     with archive:
-        infos = [i for i in archive.infolist() if not i.is_dir() and not _ignored_member(i.filename)]
-        check_zip_members(infos, label, caps)
+        every = [i for i in archive.infolist() if not i.is_dir()]
+        check_zip_members(every, label, caps)  # hidden members too: padding in .junk files is still disk
+        infos = [i for i in every if not _ignored_member(i.filename)]
         id_props = [i for i in infos if PurePosixPath(i.filename).name == "id_prop.csv"]
         if not id_props:
             raise DatasetError(

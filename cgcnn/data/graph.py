@@ -31,6 +31,7 @@ from pymatgen.optimization.neighbors import find_points_in_spheres
 
 from cgcnn.data.crystal_io import check_usable
 from cgcnn.data.elements import ElementTable, original_table
+from cgcnn.data.graph_budget import check_pair_budget
 from cgcnn.data.screen import MAX_CELL_LENGTH, MIN_VOLUME_PER_ATOM
 from cgcnn.errors import CrystalInputError, NoNeighborsError
 
@@ -253,6 +254,7 @@ def graph_from_arrays(
 
     radius = float(params.radius)
     while True:
+        check_pair_budget(n, volume, radius)  # before the search allocates the pairs (CGCNN_MAX_PAIRS)
         centers, neighbors, images, dists = _neighbor_list(cart_coords, lattice, radius)
         counts = np.bincount(centers, minlength=n)
         if counts.min() > 0:

@@ -113,11 +113,21 @@ class LocalExecutor:
         return JobRunner(self.store, max_workers=self.workers, torch_threads=1)
 
     def run(self, specs: list[FinetuneSpec], sweep_id: str, on_finished: Callable[[RunRecord], None]) -> None:
-        """Queue, start workers, and poll the store for runs that ended."""
-        run_ids = [self.store.create_run(s.to_dict(), sweep_id=sweep_id) for s in specs]
-        if not run_ids:
+        """Queue, start workers, and poll the store for runs that ended.
+
+        The executor is reached first: a cluster that cannot be reached leaves no run queued (the next sweep
+        would train the leftovers), and runs queued for a runner that then fails to start are cancelled.
+        """
+        if not specs:
             return
-        runner = self.make_runner().start()
+        runner = self.make_runner()
+        run_ids = [self.store.create_run(s.to_dict(), sweep_id=sweep_id) for s in specs]
+        try:
+            runner.start()
+        except BaseException:
+            for run_id in run_ids:
+                self.store.request_cancel(run_id, force=True)
+            raise
         pending = set(run_ids)
         try:
             while pending:

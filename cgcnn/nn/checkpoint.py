@@ -38,7 +38,8 @@ from cgcnn.nn.layers import CONV_LAYERS
 from cgcnn.nn.model import CrystalGraphConvNet, ModelConfig
 from cgcnn.nn.normalizer import Normalizer
 from cgcnn.nn.predictor import Predictor
-from cgcnn.storage import storage_errors
+from cgcnn.nn.sanity import check_predictor
+from cgcnn.storage import ensure_free_space, storage_errors
 
 FORMAT_NAME = "cgcnn-explorer-checkpoint"
 FORMAT_VERSION = 2
@@ -168,6 +169,7 @@ def save_checkpoint(path: str | Path, predictor: Predictor) -> Path:
         "card": predictor.card.to_dict(),
     }
     tmp = path.with_suffix(path.suffix + ".tmp")
+    ensure_free_space(path.parent, f"saving the checkpoint {path}", _payload_bytes(payload))
     try:
         with storage_errors(f"saving the checkpoint {path}"):
             torch.save(payload, tmp)
@@ -175,6 +177,11 @@ def save_checkpoint(path: str | Path, predictor: Predictor) -> Path:
     finally:
         tmp.unlink(missing_ok=True)  # a full disk leaves no .tmp behind
     return path
+
+
+def _payload_bytes(payload: dict) -> int:
+    """About what ``torch.save`` will write: the state's tensors."""
+    return sum(t.numel() * t.element_size() for t in payload["state_dict"].values())
 
 
 def load_checkpoint(path: str | Path, card: ModelCard | None = None) -> Predictor:
@@ -186,7 +193,8 @@ def load_checkpoint(path: str | Path, card: ModelCard | None = None) -> Predicto
 
     Raises:
         CheckpointError: unsafe or unreadable, a version with no upgrade, a config out of bounds or not fitting
-            the element table or graph, weights of the wrong shape or not finite, a bad normaliser or card.
+            the element table or graph, weights of the wrong shape or not finite, a bad normaliser or card,
+            negative batch-norm variances or a probe prediction that is not finite (:mod:`cgcnn.nn.sanity`).
     """
     path = Path(path)
     data = safe_torch_load(path)
@@ -206,7 +214,9 @@ def load_checkpoint(path: str | Path, card: ModelCard | None = None) -> Predicto
     model = CrystalGraphConvNet(config)
     model.load_state_dict(state, strict=True)  # keys and shapes are checked: this cannot fail
     model.eval()
-    return Predictor(model=model, normalizer=normalizer, graph_params=graph_params, card=card)
+    predictor = Predictor(model=model, normalizer=normalizer, graph_params=graph_params, card=card)
+    check_predictor(predictor, path.name)  # finite but broken weights: refused here, not printed as nan
+    return predictor
 
 
 def read_config(path: str | Path) -> tuple[ModelConfig, GraphParams]:

@@ -313,6 +313,7 @@ def predict_crystals(
     widen_radius: bool = False,
     max_atoms: int | None = None,
     clamp: bool = False,
+    build_graph: Callable[[str, Structure, GraphParams, BuildOptions], CrystalGraph] | None = None,
 ) -> list[CrystalPrediction]:
     """Predict named crystals: the one prediction path of the CLI, the Predict page and the viewer.
 
@@ -327,6 +328,8 @@ def predict_crystals(
         widen_radius: search past the cutoff for atoms without a neighbour (``note`` says so).
         max_atoms: refuse crystals with more atoms (default: :data:`~cgcnn.data.graph.DEFAULT_MAX_ATOMS`).
         clamp: clamp negative predictions of non-negative targets at 0 (:func:`clamp_nonnegative`).
+        build_graph: ``(name, structure, params, options) -> graph`` instead of ``structure_to_graph`` (the
+            app builds uploads' graphs in its capped parse pool).
     """
     params = predictor.graph_params
     options = BuildOptions(
@@ -336,7 +339,10 @@ def predict_crystals(
     for name, structure in crystals:
         result = CrystalPrediction(name=name)
         try:
-            graph = structure_to_graph(structure, params, options=options)
+            if build_graph is None:
+                graph = structure_to_graph(structure, params, options=options)
+            else:
+                graph = build_graph(name, structure, params, options)
         except CGCNNError as exc:
             result.error = sentence(name, str(exc))
         else:

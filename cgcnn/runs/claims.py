@@ -22,6 +22,36 @@ def holder(read: Reader, name_key: str) -> str | None:
     return str(rows[0][0]) if rows else None
 
 
+def claimed_as(read: Reader, name_key: str) -> str | None:
+    """The display name as its holder typed it (for "looks like ..." messages), or None if unclaimed."""
+    rows = read("SELECT name FROM name_claims WHERE name_key = ?", (name_key,))
+    return str(rows[0][0]) if rows else None
+
+
+def name_of(read: Reader, token_hash: str) -> str | None:
+    """The display name a token hash holds (a browser coming back with its cookie), or None."""
+    rows = read("SELECT name FROM name_claims WHERE token_hash = ? ORDER BY created_at LIMIT 1", (token_hash,))
+    return str(rows[0][0]) if rows else None
+
+
+def rekey(conn: sqlite3.Connection, key_of: Callable[[str], str]) -> None:
+    """Recompute every claim's key after the naming rule's key changed (a migration step).
+
+    Claims whose new keys collide are look-alikes of one name: the earliest claim keeps it, the later ones are
+    dropped (their browsers can pick another name; the runs stay).
+    """
+    rows = conn.execute("SELECT name_key, name FROM name_claims ORDER BY created_at, rowid").fetchall()
+    kept: set[str] = set()
+    for old, name in rows:
+        new = key_of(name)
+        if new in kept:
+            conn.execute("DELETE FROM name_claims WHERE name_key = ?", (old,))
+            continue
+        kept.add(new)
+        if new != old:
+            conn.execute("UPDATE name_claims SET name_key = ? WHERE name_key = ?", (new, old))
+
+
 def claim(conn: sqlite3.Connection, name_key: str, name: str, token_hash: str) -> str:
     """Claim a display name for a token hash unless someone holds it; returns the holder's token hash.
 

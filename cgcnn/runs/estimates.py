@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 #: Seconds per crystal and epoch (train + validation) when the store has recorded no epoch to learn from yet:
 #: the study's default fine-tune (1000 + 1000 crystals, 30 epochs) measured at about 35 s on 2 cores.
 FALLBACK_SECONDS_PER_CRYSTAL_EPOCH = 35.0 / (2000 * 30)
@@ -65,20 +67,26 @@ class Speed:
         return self.seconds_per_crystal_epoch * max(1, int(crystals)) * left + setup
 
 
+#: Which quantile of recent per-crystal epoch rates is taken as the speed (0.25: the lower quartile).
+SPEED_QUANTILE = 0.25
+
+
 def speed_from(epochs: Iterable[tuple[float, int]], setups: Iterable[float] = ()) -> Speed:
     """The speed from recent epochs ``(seconds, crystals of its run)`` and recent set-up times.
 
-    The median per-crystal rate (one slow epoch on a busy machine does not double every estimate), over
-    epochs of runs of real size (:data:`MIN_CRYSTALS_FOR_SPEED`); the measured fallback when there is none.
+    Load only ever slows an epoch down (a class's page runs, a benchmark, another program), so the recent epochs'
+    rates are this machine's speed times a load factor of at least 1. The median learned that factor: after a
+    busy stretch every preview read several times too long ("about 2 min" for a 150-crystal run). The lower
+    quartile (:data:`SPEED_QUANTILE`) estimates the unloaded speed while one freak fast epoch still cannot set it.
+    Only epochs of runs of real size count (:data:`MIN_CRYSTALS_FOR_SPEED`); the measured fallback when there is
+    none.
     """
     rates = sorted(float(s) / int(n) for s, n in epochs if s is not None and n and int(n) >= MIN_CRYSTALS_FOR_SPEED)
     setup_list = [float(s) for s in setups if s is not None]
     setup = sum(setup_list) / len(setup_list) if setup_list else 0.0
     if not rates:
         return Speed(FALLBACK_SECONDS_PER_CRYSTAL_EPOCH, setup, measured=False)
-    mid = len(rates) // 2
-    median = rates[mid] if len(rates) % 2 else (rates[mid - 1] + rates[mid]) / 2
-    return Speed(median, setup, measured=True)
+    return Speed(float(np.quantile(rates, SPEED_QUANTILE)), setup, measured=True)
 
 
 def remaining_seconds(

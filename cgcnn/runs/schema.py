@@ -188,6 +188,12 @@ def backfill_owner_keys(conn: sqlite3.Connection) -> None:
     )
 
 
+def _rekey_name_claims(conn: sqlite3.Connection) -> None:
+    from cgcnn.runs.claims import rekey
+
+    rekey(conn, name_key)
+
+
 Migration = str | Callable[[sqlite3.Connection], None]
 
 # Ordered schema migrations: entry i brings user_version from i to i + 1. Each entry is a list of SQL
@@ -290,6 +296,12 @@ MIGRATIONS: list[list[Migration]] = [
         "ALTER TABLE runs ADD COLUMN owner_key TEXT NOT NULL DEFAULT ''",
         backfill_owner_keys,
         "CREATE INDEX runs_owner_key ON runs (owner_key, created_at)",
+    ],
+    # 7 (issue 23): names.name_key became NFKC + case fold + confusable skeleton ("alіce" in Cyrillic is
+    # "alice"): owner keys and claim keys recomputed; of look-alike claims, the earliest keeps the name
+    [
+        backfill_owner_keys,
+        _rekey_name_claims,
     ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

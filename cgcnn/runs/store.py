@@ -754,6 +754,14 @@ class RunStore(RunResults):
         """The token hash that holds a display name (its key), or None (see :mod:`cgcnn.runs.claims`)."""
         return claims.holder(self._read, name_key)
 
+    def name_held_by(self, token_hash: str) -> str | None:
+        """The display name a token hash holds, or None (a returning browser's name, from its token alone)."""
+        return claims.name_of(self._read, token_hash)
+
+    def claimed_as(self, name_key: str) -> str | None:
+        """The display name as its holder typed it, or None if nobody claimed it."""
+        return claims.claimed_as(self._read, name_key)
+
     def claim_name(self, name_key: str, name: str, token_hash: str) -> str:
         """Claim a display name for a token hash unless someone holds it; returns the holder's token hash."""
         return self._write(lambda conn: claims.claim(conn, name_key, name, token_hash))

@@ -242,7 +242,11 @@ def run_finetune(
     if store is not None and run_id is None:
         run_id = store.create_run(spec.to_dict(), owner=owner, status="running")
         # A direct run (the CLI) heartbeats from a thread, data loading included, and obeys the time limit;
-        # a job runner's worker does both itself.
+        # a job runner's worker does both itself. The limit interrupts the main thread, so the import torch's
+        # optimiser makes on its first step (torch._dynamo, then sympy: seconds) is done first: an interrupt
+        # inside it would leave those modules half-imported for the rest of the process.
+        import torch._dynamo  # noqa: F401
+
         beat = Heartbeat(store, run_id, max_s=current_limits().max_run_seconds, on_overtime=_thread.interrupt_main)
         beat.start()
     elif store is not None and run_id is not None:
