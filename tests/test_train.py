@@ -180,8 +180,9 @@ def test_finetune_records_the_run_and_scratch_shares_the_split(isolated_home):
     assert record.split_hash == tuned.split.content_hash and record.freeze == 2
     assert record.cpu_capability == torch.backends.cpu.get_cpu_capability()
     assert len(store.epochs(tuned.run_id)) == 2
-    preds = store.predictions(tuned.run_id)
+    preds = store.predictions(tuned.run_id, split="test")
     assert len(preds) == SMALL["n_test"]
+    assert len(store.predictions(tuned.run_id, split="val")) == SMALL["n_val"]  # kept for its calibration (issue 21)
     # a finished run is a model
     p = load_model(f"run:{tuned.run_id}", store=store)
     assert p.targets == ["band_gap"]
