@@ -237,6 +237,8 @@ def test_spec_holds_a_model_config_and_reads_every_stored_card():
     spec = PretrainSpec()
     assert spec.model == ModelConfig.original_checkpoints(targets=list(spec.targets))
     for card in sorted((Path(__file__).parent.parent / "pretrained").glob("*.json")):
+        if json.loads(card.read_text()).get("kind") == "ensemble":
+            continue  # a shipped ensemble's manifest: its members are cards of their own
         stored = json.loads(card.read_text())["details"]["spec"]
         back = PretrainSpec.from_dict(stored)
         assert back.to_dict() == stored  # same flat form, so the same fingerprint and resume key

@@ -281,3 +281,14 @@ def test_predict_page_table_and_viewer_show_the_badge():
     structure = uploads.structure_from_upload(*files[1])
     info = viewer.view_of_state(structure, viewer.ViewState("Fr", "own-formation-energy-matched"), load_model).info
     assert info["far"] is True and info["distance"] > 1 and len(info["interval"]) == 2
+
+
+def test_the_shipped_ensemble_loads_by_name_with_its_calibration():
+    """``own-formation-energy-ensemble``: five seeds of one recipe, its calibration current (no note)."""
+    ensemble = load_model_or_ensemble("own-formation-energy-ensemble")
+    assert isinstance(ensemble, Ensemble) and len(ensemble.members) == 5 and ensemble.uncertainty_note == ""
+    assert ensemble.uncertainty.calibration.method == NORMALISED and len(ensemble.uncertainty.calibration.scores) == 531
+    assert all(m.uncertainty is not None and m.uncertainty.domain is not None for m in ensemble.members)
+    seeds = [m.card.details["spec"]["seed"] for m in ensemble.members]
+    flags = [{k: v for k, v in m.card.details["spec"].items() if k not in ("seed", "name")} for m in ensemble.members]
+    assert seeds == [0, 1, 2, 3, 4] and all(f == flags[0] for f in flags)  # one flag set for every member
