@@ -15,6 +15,7 @@ from streamlit.testing.v1 import AppTest
 from cgcnn.app import run_actions, teacher
 from cgcnn.runs.store import RunStore
 from devtools.class_runs import spec_dict
+from devtools.sign_in import token_of
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -46,7 +47,7 @@ def _cwd_workers_password(monkeypatch):
 def teacher_page() -> AppTest:
     at = AppTest.from_file(str(ROOT / "app_pages/7_Class.py"), default_timeout=120)
     at.query_params["user"] = "teacher"
-    at.query_params["token"] = "test-token-of-teacher-0123456789"
+    at.query_params["token"] = token_of("teacher")
     at.run()
     at.text_input(key="teacher_password").set_value(PASSWORD)
     return next(b for b in at.button if b.label == "Unlock").click().run()

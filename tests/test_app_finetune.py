@@ -10,6 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from cgcnn.runs.store import RunStore
 from cgcnn.training.finetune import FinetuneSpec
+from devtools.sign_in import token_of
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -39,7 +40,7 @@ def page(user: str | None) -> AppTest:
     at = AppTest.from_file(str(ROOT / "app_pages/2_Fine_tune.py"), default_timeout=120)
     if user:
         at.query_params["user"] = user
-        at.query_params["token"] = f"test-token-of-{user}-0123456789"
+        at.query_params["token"] = token_of(user)
     return at.run()
 
 
