@@ -15,6 +15,7 @@ from streamlit.testing.v1 import AppTest
 from cgcnn.app import run_actions, teacher
 from cgcnn.runs.store import RunStore
 from devtools.class_runs import spec_dict
+from devtools.homes import own_home
 from devtools.sign_in import token_of
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,16 +26,7 @@ PASSWORD = "chalk dust and overhead projectors"
 @pytest.fixture(autouse=True, scope="module")
 def _own_home(tmp_path_factory):
     """A store of this module's own (a job runner started by other tests would claim the queued runs)."""
-    import os
-
-    import app_ui
-
-    old = os.environ["CGCNN_HOME"]
-    os.environ["CGCNN_HOME"] = str(tmp_path_factory.mktemp("class_page_home"))
-    app_ui.store.clear()
-    yield
-    os.environ["CGCNN_HOME"] = old
-    app_ui.store.clear()
+    yield from own_home(tmp_path_factory.mktemp("class_page_home"))
 
 
 @pytest.fixture(autouse=True)

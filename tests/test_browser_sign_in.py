@@ -56,6 +56,20 @@ def signed_in_name(page) -> str:
     return page.get_by_role("textbox", name="Your display name").input_value()
 
 
+def wait_for_name(page, name: str, timeout_s: float = 30.0) -> str:
+    """The sidebar's name once it reads ``name`` (or what it reads at the deadline).
+
+    After a reload the first script run can start before the browser's cookies reach the new session; the page
+    reruns once they do, so the name may appear a moment after the page first goes idle.
+    """
+    deadline = time.monotonic() + timeout_s
+    shown = signed_in_name(page)
+    while shown != name and time.monotonic() < deadline:
+        time.sleep(0.3)
+        shown = signed_in_name(page)
+    return shown
+
+
 def test_a_shared_viewer_link_does_not_sign_in_and_a_reload_keeps_the_owner(browser, server):
     a_context = browser.new_context(viewport={"width": 1400, "height": 1000})
     b_context = browser.new_context(viewport={"width": 1400, "height": 1000})
@@ -70,7 +84,7 @@ def test_a_shared_viewer_link_does_not_sign_in_and_a_reload_keeps_the_owner(brow
         a.goto(f"{server.url}/Crystal_viewer?crystal=mp-22862", wait_until="domcontentloaded")  # a new session
         wait_until_idle(a)
         a.get_by_text("Prediction").first.wait_for(timeout=90_000)
-        assert signed_in_name(a) == "alice"  # from the cookie
+        assert wait_for_name(a, "alice") == "alice"  # from the cookie
         shared = a.url  # what A copies from the address bar
         assert "crystal=mp-22862" in shared and not any(s in shared for s in SECRETS), shared
 
@@ -89,7 +103,7 @@ def test_a_shared_viewer_link_does_not_sign_in_and_a_reload_keeps_the_owner(brow
 
         a.reload(wait_until="domcontentloaded")
         wait_until_idle(a)
-        assert signed_in_name(a) == "alice"
+        assert wait_for_name(a, "alice") == "alice"
         a.goto(f"{server.url}/Fine_tune", wait_until="domcontentloaded")
         wait_until_idle(a)
         a.get_by_role("button", name="Cancel").first.wait_for(timeout=60_000)

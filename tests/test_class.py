@@ -12,6 +12,7 @@ from cgcnn.app import class_settings, classroom, tables, teacher
 from cgcnn.errors import CGCNNError
 from cgcnn.runs.store import RunStore
 from devtools.class_runs import make_class, spec_dict
+from devtools.homes import own_home
 from devtools.sign_in import token_of
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -23,16 +24,7 @@ PASSWORD = "correct horse battery staple"
 def _own_home(tmp_path_factory):
     """A store of this module's own: the job runner other tests started in this process drains the session's
     store, and would claim the queued runs these tests expect to stay queued."""
-    import os
-
-    import app_ui
-
-    old = os.environ["CGCNN_HOME"]
-    os.environ["CGCNN_HOME"] = str(tmp_path_factory.mktemp("class_home"))
-    app_ui.store.clear()
-    yield
-    os.environ["CGCNN_HOME"] = old
-    app_ui.store.clear()
+    yield from own_home(tmp_path_factory.mktemp("class_home"))
 
 
 @pytest.fixture(autouse=True)
