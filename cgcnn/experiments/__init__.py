@@ -9,6 +9,9 @@ _EXPORTS = {
     "LocalExecutor": "cgcnn.experiments.sweep",
     "run_sweep": "cgcnn.experiments.sweep",
     "summarize": "cgcnn.experiments.sweep",
+    "curve_points": "cgcnn.experiments.learning_curve",
+    "learning_curve_figure": "cgcnn.experiments.learning_curve",
+    "save_learning_curve_png": "cgcnn.experiments.learning_curve",
     "study_mae": "cgcnn.experiments.study",
     "study_row": "cgcnn.experiments.study",
 }
