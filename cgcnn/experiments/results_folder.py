@@ -58,7 +58,7 @@ class Scoring:
 SCORINGS = {
     s.name: s
     for s in (
-        Scoring("all", "every test crystal, unclamped (sensitivity analysis 2: twins kept)"),
+        Scoring("all", "sensitivity analysis 2 (twins kept): every test crystal, unclamped"),
         Scoring("primary", "pre-registered primary: unclamped, twins of the test block removed", drop_twins=True),
         Scoring("clamped", "sensitivity analysis 1: clamped at 0, twins removed", drop_twins=True, clamp_at=0.0),
         Scoring(
@@ -121,17 +121,19 @@ def file_test_predictions(path: Path) -> TestPredictions:
 
 
 def folder_test_predictions(folder: Path, store: RunStore | None) -> TestPredictions:
-    """The store's predictions of a run, else the folder's ``predictions.csv.gz`` (read once, on first need)."""
+    """The store's predictions of a run, else the folder's ``predictions.csv.gz``.
+
+    The file is read (and checked) here, once, so a damaged file is reported even when the store has every run.
+
+    Raises:
+        CGCNNError: ``predictions.csv.gz`` exists but cannot be read or lacks a column.
+    """
     from_store = store_test_predictions(store) if store is not None else (lambda run_id: None)
-    from_file: list[TestPredictions] = []
+    from_file = file_test_predictions(folder / PREDICTIONS_FILE)
 
     def predictions(run_id: str) -> pd.DataFrame | None:
         frame = from_store(run_id)
-        if frame is not None:
-            return frame
-        if not from_file:
-            from_file.append(file_test_predictions(folder / PREDICTIONS_FILE))
-        return from_file[0](run_id)
+        return frame if frame is not None else from_file(run_id)
 
     return predictions
 
