@@ -67,7 +67,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         runner_of = LocalExecutor(store, args.workers)
     result = run_sweep(grid, store, runner_of, out, sweep_id=args.name, progress=progress)
     if out is not None:
-        written = ["runs.csv", "summary.csv", "crossover.csv", "predictions.csv.gz", "learning_curve.png"]
+        written = ["runs.csv", "summary.csv", "crossover.csv", "predictions.csv.gz", "learning_curve.csv",
+                   "learning_curve.png"]  # fmt: skip
         if len(grid.train_sizes) == 1:
             save_summary_figure(result.summary, out / "summary.png", title=args.title or "")
             written.append("summary.png")

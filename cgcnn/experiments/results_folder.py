@@ -208,15 +208,22 @@ def score_results(
     )
 
 
+#: The learning-curve points of a folder (:func:`~cgcnn.experiments.learning_curve.curve_points` and the scoring
+#: they were computed under), which the app's Compare page reads.
+POINTS_FILE = "learning_curve.csv"
+
+
 def write_results(folder: Path, results: ScoredResults, title: str = "") -> list[Path]:
-    """``summary.csv``, ``crossover.csv`` and ``learning_curve.png`` of one scoring; the paths written."""
+    """``summary.csv``, ``crossover.csv``, ``learning_curve.csv`` and ``.png`` of one scoring; the paths written."""
     folder.mkdir(parents=True, exist_ok=True)
-    paths = [folder / "summary.csv", folder / "crossover.csv", folder / "learning_curve.png"]
+    paths = [folder / "summary.csv", folder / "crossover.csv", folder / POINTS_FILE, folder / "learning_curve.png"]
     results.summary.to_csv(paths[0], index=False)
     results.crossover.to_csv(paths[1], index=False)
+    points = results.points.assign(scoring=results.scoring.name, scoring_description=results.scoring.description)
+    points.to_csv(paths[2], index=False)
     band_gap = "target" not in results.runs or set(results.runs["target"].dropna()) <= {"band_gap"}
     label = title or f"Learning curves ({results.scoring.name} scoring): mean and 95% band over splits"
-    save_learning_curve_png(results.points, paths[2], references=band_gap, title=label)
+    save_learning_curve_png(results.points, paths[3], references=band_gap, title=label)
     return paths
 
 
