@@ -203,6 +203,20 @@ def mae_axis_range(points: pd.DataFrame, references: bool) -> tuple[float, float
     return min(values) / 2.0, max(values) * 2.0
 
 
+def log_ticks(low: float, high: float) -> list[float]:
+    """Tick values for a log axis from ``low`` to ``high``: 1-2-5 per decade, or 1-3 over more than 2.5 decades.
+
+    Explicit ticks, because plotly draws the labels of its own in-between log ticks at three quarters of the
+    font size, under the 16 px a projector needs.
+    """
+    if not (np.isfinite(low) and np.isfinite(high)) or low <= 0 or high <= low:
+        return []
+    steps = (1, 2, 5) if np.log10(high / low) <= 2.5 else (1, 3)
+    first, last = int(np.floor(np.log10(low))), int(np.ceil(np.log10(high)))
+    values = [m * 10.0**e for e in range(first, last + 1) for m in steps]
+    return [float(f"{v:.3g}") for v in values if low <= v <= high]
+
+
 def _colors(curves: list[tuple[tuple, pd.DataFrame]]) -> list[str]:
     colors, k = [], 0
     for key, _ in curves:
@@ -288,9 +302,19 @@ def learning_curve_figure(
                     + "<extra></extra>",
                 )
             )
-    fig.update_xaxes(type="log", title="training crystals n (log scale)")
+    sizes = [float(n) for n in points["n_train"]] if len(points) else []
+    sizes += [float(r.n_train) for r in REFERENCES] if references else []
+    x_ticks = log_ticks(min(sizes) / 1.5, max(sizes) * 1.5) if sizes else []
+    y_ticks = log_ticks(y_low, y_high)
+    fig.update_xaxes(
+        type="log", title="training crystals n (log scale)", tickvals=x_ticks, ticktext=[f"{v:,.0f}" for v in x_ticks]
+    )
     fig.update_yaxes(
-        type="log", title=f"test MAE{f' ({units})' if units else ''} (log scale)", range=np.log10([y_low, y_high])
+        type="log",
+        title=f"test MAE{f' ({units})' if units else ''} (log scale)",
+        range=np.log10([y_low, y_high]),
+        tickvals=y_ticks,
+        ticktext=[f"{v:g}" for v in y_ticks],
     )
     n_entries = len(curves) + (len(REFERENCES) if references else 0)
     plot_px = 420
