@@ -36,6 +36,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         hyper["patience"] = args.patience
     if args.milestones:
         hyper["lr_milestones"] = args.milestones
+    hyper.update(options.strategy_hyperparams(args))
     grid = SweepGrid(
         pretrained=pretrained,
         freezes=freezes,
@@ -48,6 +49,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         split_seed=args.split_seed,
         split_seeds=parse_int_list(args.split_seeds) if args.split_seeds else None,
         hyperparams=hyper,
+        strategy=args.strategy,
     )
     grid.validate()  # fail now, not in every worker
     store = RunStore()
@@ -185,6 +187,7 @@ def add_experiment_parsers(sub: argparse._SubParsersAction) -> None:
         "--patience", type=int, default=STUDY.patience, help="early stopping after this many epochs without improvement"
     )
     p.add_argument("--milestones", type=int, nargs="*", help="epochs where the learning rate drops tenfold")
+    options.add_strategy(p)  # the pretrained cells' strategy; the scratch baseline trains as always
     p.add_argument("--workers", type=int, help="parallel runs (default: one per core)")
     p.add_argument("--out", help="folder for runs.csv, summary.csv and summary.png")
     p.add_argument("--name", default="sweep", help="sweep id recorded with each run")
