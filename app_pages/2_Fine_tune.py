@@ -101,7 +101,15 @@ def launch_form(store) -> None:
         )
         strategy, settings = strategy_choice()
         depths = launch.freeze_choices(chosen or models, store, strategy)
-        freezes = c2.multiselect("Freeze depth(s)", depths, default=[min(2, depths[-1])], key="ft_freezes")
+        all_train = strategy == "discriminative"  # depth 0 only; its own widget keeps the depths chosen before
+        freezes = c2.multiselect(
+            "Freeze depth(s)",
+            depths,
+            default=[min(2, depths[-1])],
+            key="ft_freezes_all_train" if all_train else "ft_freezes",
+            disabled=all_train,
+            help="Discriminative fine-tuning trains every layer." if all_train else None,
+        )
         if preset is None:
             target = c3.selectbox(
                 "Target",

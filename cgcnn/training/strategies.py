@@ -49,7 +49,7 @@ EXPLANATIONS = {
     "discriminative": "every layer trains; the learning rate shrinks by the decay factor per block down from the "
     "head, so the early, general features move least (freeze 0 only)",
     "gradual": "all convolutions frozen at first; one more block, from the head down, joins every few epochs",
-    "lp-ft": "the head alone first (a linear probe of the pretrained features), then every layer",
+    "lp-ft": "the new head alone first, on the fixed pretrained features (a probe), then every layer",
     "l2sp": "every layer trains, pulled back towards its pretrained weights by an L2 penalty",
 }
 
