@@ -15,6 +15,7 @@ from cgcnn.runs.estimates import format_duration
 from cgcnn.runs.store import RunNotFound
 from cgcnn.settings import current_limits
 from cgcnn.training.protocol import STUDY, RunProtocol
+from cgcnn.training.strategies import EXPLANATIONS, STRATEGIES
 from cgcnn.training.transfer import SCRATCH
 
 user = app_ui.setup("Fine-tune")
@@ -29,6 +30,33 @@ def limits_caption(n_crystals: int) -> None:
         f"{limits.max_epochs} epochs · {crystals:,} crystals per run · "
         f"{format_duration(limits.max_run_seconds)} per run."
     )
+
+
+def strategy_choice() -> tuple[str, dict]:
+    """The fine-tuning strategy (one line on each) and its one setting; drawn in its own row of the form."""
+    left, right = st.columns([3, 2])
+    strategy = left.radio(
+        "Fine-tuning strategy",
+        STRATEGIES,
+        captions=[EXPLANATIONS[s] for s in STRATEGIES],
+        key="ft_strategy",
+        help="How the pretrained layers learn. Scratch models train every layer whatever is chosen here.",
+    )
+    setting = launch.strategy_setting(strategy)
+    if setting is None:
+        right.caption("The freeze depths above are this strategy's setting.")
+        return strategy, {}
+    value = right.number_input(
+        setting.label,
+        min_value=setting.min_value,
+        max_value=setting.max_value,
+        value=setting.default,
+        step=setting.step,
+        format=setting.format,
+        help=setting.help,
+        key=f"ft_{setting.field}",
+    )
+    return strategy, {setting.field: value}
 
 
 def launch_form(store) -> None:
@@ -71,8 +99,17 @@ def launch_form(store) -> None:
             format_func=lambda m: "scratch (no pretraining)" if m == SCRATCH else m,
             key="ft_models",
         )
-        depths = launch.freeze_choices(chosen or models, store)
-        freezes = c2.multiselect("Freeze depth(s)", depths, default=[min(2, depths[-1])], key="ft_freezes")
+        strategy, settings = strategy_choice()
+        depths = launch.freeze_choices(chosen or models, store, strategy)
+        all_train = strategy == "discriminative"  # depth 0 only; its own widget keeps the depths chosen before
+        freezes = c2.multiselect(
+            "Freeze depth(s)",
+            depths,
+            default=[min(2, depths[-1])],
+            key="ft_freezes_all_train" if all_train else "ft_freezes",
+            disabled=all_train,
+            help="Discriminative fine-tuning trains every layer." if all_train else None,
+        )
         if preset is None:
             target = c3.selectbox(
                 "Target",
@@ -96,7 +133,8 @@ def launch_form(store) -> None:
             key="ft_force",
             help="An identical finished run is normally reused at once; tick this to compute a fresh one.",
         )
-        specs = launch.make_specs(chosen, freezes, protocol, seeds, data=data_path)
+        specs = launch.make_specs(chosen, freezes, protocol, seeds, data=data_path, strategy=strategy,
+                                  settings=settings)  # fmt: skip
         if specs:
             st.caption(plain.markdown(launch.preview(store, specs, force=force).summary()))
         submitted = st.button("Queue runs", type="primary", key="ft_submit")

@@ -91,3 +91,38 @@ def test_everyones_runs_start_off_for_a_student_who_types_a_name_late():
     assert not at.exception
     assert at.toggle(key="ft_everyone").value is False
     assert any("You have no runs yet" in i.value for i in at.info)  # only jules's runs: none
+
+
+def test_a_strategy_is_chosen_with_its_setting_and_explained():
+    """Issue 19 item 5: the strategy radio (a line on each), its one setting, and what is queued."""
+    from cgcnn.training.strategies import EXPLANATIONS, STRATEGIES
+
+    store = RunStore()
+    at = page("kim")
+    radio = at.radio(key="ft_strategy")
+    assert radio.value == "freeze" and list(radio.options) == list(STRATEGIES)
+    assert list(radio.proto.captions) == [EXPLANATIONS[s] for s in STRATEGIES]  # one line under each
+    assert not [n for n in at.number_input if n.key and n.key.startswith("ft_l")]  # freeze: no extra setting
+
+    at = radio.set_value("l2sp").run()
+    assert not at.exception
+    assert at.number_input(key="ft_l2sp_alpha").value == pytest.approx(0.01)
+    at.number_input(key="ft_l2sp_alpha").set_value(0.05)
+    at = queue(at, 90)
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    (run,) = [r for r in store.list_runs(owner="kim") if r.n_train == 90]
+    assert run.spec["strategy"] == "l2sp" and run.freeze == 2
+    assert run.spec["hyperparams"]["l2sp_alpha"] == pytest.approx(0.05)
+
+    at = at.radio(key="ft_strategy").set_value("discriminative").run()  # every layer trains: depth 0 only
+    assert not at.exception
+    depths = at.multiselect(key="ft_freezes_all_train")
+    assert depths.options == ["0"] and depths.value == [0] and depths.disabled
+    assert at.number_input(key="ft_lr_decay").value == pytest.approx(0.5)
+    at = queue(at, 95)
+    (run,) = [r for r in store.list_runs(owner="kim") if r.n_train == 95]
+    assert (run.spec["strategy"], run.freeze) == ("discriminative", 0)
+    assert "discriminative" in at.selectbox(key="ft_open").format_func(run.id)
+    at = at.radio(key="ft_strategy").set_value("gradual").run()  # the depths chosen before come back
+    assert at.multiselect(key="ft_freezes").value == [2]
+    assert at.number_input(key="ft_unfreeze_every").value == 5

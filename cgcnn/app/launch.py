@@ -20,16 +20,21 @@ from cgcnn.runs.store import RunStore, compute_spec_key
 from cgcnn.settings import LimitExceeded
 from cgcnn.training.finetune import FinetuneSpec, load_data
 from cgcnn.training.protocol import RunProtocol
+from cgcnn.training.strategies import DEFAULT_STRATEGY, SETTING_DEFAULTS, SETTINGS
 from cgcnn.training.transfer import is_scratch
 from cgcnn.zoo import model_config
 
 
-def freeze_choices(model_names: list[str], store: RunStore | None = None) -> list[int]:
+def freeze_choices(
+    model_names: list[str], store: RunStore | None = None, strategy: str = DEFAULT_STRATEGY
+) -> list[int]:
     """Freeze depths a form can offer for ``model_names``: 0 to the deepest model's ``n_conv``.
 
-    Only 0 when every model is scratch or unreadable; :meth:`FinetuneSpec.validate` refuses a depth beyond a
-    chosen model's own ``n_conv``.
+    Only 0 when every model is scratch or unreadable, or for ``discriminative`` (every layer trains);
+    :meth:`FinetuneSpec.validate` refuses a depth beyond a chosen model's own ``n_conv``.
     """
+    if strategy == "discriminative":
+        return [0]
     deepest = 0
     for name in model_names:
         if is_scratch(name):
@@ -39,6 +44,42 @@ def freeze_choices(model_names: list[str], store: RunStore | None = None) -> lis
         except CGCNNError:
             continue  # the launch reports an unusable model with its reason
     return list(range(deepest + 1))
+
+
+@dataclass(frozen=True)
+class StrategySetting:
+    """The one number a strategy's form asks for, with the widget's bounds (the checks are the spec's)."""
+
+    field: str
+    label: str
+    help: str
+    default: float | int
+    min_value: float | int
+    max_value: float | int
+    step: float | int
+    format: str
+
+
+_SETTING_LABELS = {
+    "lr_decay": "Learning-rate factor per block",
+    "unfreeze_every": "Unfreeze one more block every (epochs)",
+    "lp_epochs": "Epochs of the head alone",
+    "l2sp_alpha": "Pull towards the pretrained weights (alpha)",
+}
+
+
+def strategy_setting(strategy: str) -> StrategySetting | None:
+    """The setting the form shows for ``strategy`` (None for ``freeze``, whose setting is the freeze depth)."""
+    if strategy not in SETTINGS:
+        return None
+    field, _, meaning = SETTINGS[strategy]
+    default = SETTING_DEFAULTS[field]
+    label = _SETTING_LABELS[field]
+    if isinstance(default, int):
+        return StrategySetting(field, label, meaning, default, 1, 500, 1, "%d")
+    if field == "lr_decay":
+        return StrategySetting(field, label, meaning, default, 0.01, 1.0, 0.05, "%.2f")
+    return StrategySetting(field, label, meaning, default, 0.0001, 100.0, 0.005, "%.4f")
 
 
 # --------------------------------------------------------------------------------------------------- launching
@@ -71,10 +112,31 @@ def make_specs(
     protocol: RunProtocol,
     seeds: list[int],
     data: str | None = None,
+    strategy: str = DEFAULT_STRATEGY,
+    settings: dict[str, Any] | None = None,
 ) -> list[FinetuneSpec]:
-    """One :class:`~cgcnn.training.finetune.FinetuneSpec` of ``protocol`` per (model, freeze, seed) combination."""
+    """One :class:`~cgcnn.training.finetune.FinetuneSpec` of ``protocol`` per (model, freeze, seed) combination.
+
+    ``strategy`` and its ``settings`` (``{"l2sp_alpha": 0.05}``) apply to the pretrained models; a scratch model
+    has nothing pretrained and trains as always, as the sweep's baseline does.
+    """
+    settings = settings or {}
+
+    def spec(model: str, freeze: int, seed: int) -> FinetuneSpec:
+        if is_scratch(model):
+            return FinetuneSpec.from_protocol(protocol, pretrained=model, freeze=freeze, seed=seed, data=data)
+        return FinetuneSpec.from_protocol(
+            protocol,
+            pretrained=model,
+            freeze=freeze,
+            seed=seed,
+            data=data,
+            strategy=strategy,
+            hyperparams=dict(settings),
+        )
+
     return [
-        FinetuneSpec.from_protocol(protocol, pretrained=model, freeze=int(freeze), seed=int(seed), data=data)
+        spec(model, int(freeze), int(seed))
         for model, freeze, seed in itertools.product(pretrained, sorted(set(freezes)), sorted(set(seeds)))
     ]
 
@@ -111,9 +173,10 @@ def preview(store: RunStore, specs: list[FinetuneSpec], force: bool = False) -> 
 
 
 def describe_spec(spec: FinetuneSpec) -> str:
-    """Short label of a spec: ``band-gap, freeze 2, seed 0``."""
+    """Short label of a spec: ``band-gap, freeze 2, seed 0`` (``band-gap, freeze 0, l2sp, seed 0``)."""
     model = "scratch" if spec.is_scratch else spec.pretrained
-    return f"{model}, freeze {spec.freeze}, seed {spec.seed}"
+    strategy = "" if spec.strategy == DEFAULT_STRATEGY else f", {spec.strategy}"
+    return f"{model}, freeze {spec.freeze}{strategy}, seed {spec.seed}"
 
 
 def launch(store: RunStore, specs: list, owner: str, force: bool = False) -> LaunchResult:

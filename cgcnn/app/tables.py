@@ -123,7 +123,9 @@ def run_label(record: RunRecord) -> str:
     name = f" «{record.name}»" if record.name else ""
     owner = f" · {record.owner}" if record.owner else ""
     protocol = f"{record.target} {sizes} · {epochs} ep · seed {record.seed}"
-    return text(f"{record.id} · {model} k{record.freeze} · {protocol}{owner}{name}")  # no bidi controls
+    strategy = record.spec.get("strategy") or "freeze"
+    recipe = f"k{record.freeze}" + ("" if strategy == "freeze" else f" {strategy}")  # the study's recipe unnamed
+    return text(f"{record.id} · {model} {recipe} · {protocol}{owner}{name}")  # no bidi controls
 
 
 def protocol_of(record: RunRecord) -> tuple:

@@ -39,6 +39,33 @@ def add_data(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", help="a CGCNN folder (id_prop.csv + CIFs) or a zip of one; default: embedded MP data")
 
 
+def add_strategy(p: argparse.ArgumentParser) -> None:
+    """``--strategy`` and its settings ``--lr-decay``, ``--unfreeze-every``, ``--lp-epochs``, ``--l2sp-alpha``.
+
+    The values are checked by ``FinetuneSpec.validate`` (one owner of run policy, so the app and the queue refuse
+    what the CLI refuses); a setting left out is its default and stays out of the run's key.
+    """
+    from cgcnn.training.strategies import EXPLANATIONS, SETTING_DEFAULTS, SETTINGS, STRATEGIES
+
+    p.add_argument(
+        "--strategy",
+        default=STRATEGIES[0],
+        help="how the pretrained layers learn (default freeze): "
+        + "; ".join(f"{name}: {EXPLANATIONS[name]}" for name in STRATEGIES),
+    )
+    for strategy, (field, option, meaning) in SETTINGS.items():
+        kind = int if isinstance(SETTING_DEFAULTS[field], int) else float
+        p.add_argument(option, type=kind, help=f"--strategy {strategy}: {meaning} (default {SETTING_DEFAULTS[field]})")
+
+
+def strategy_hyperparams(args: argparse.Namespace) -> dict:
+    """The strategy settings given on the command line, as ``hyperparams`` entries (those left out are absent)."""
+    from cgcnn.training.strategies import SETTINGS
+
+    values = {field: getattr(args, field) for field, _, _ in SETTINGS.values()}
+    return {field: value for field, value in values.items() if value is not None}
+
+
 def isolated_reader(max_atoms: int):
     """A reader of crystal files that parses in the capped parser pool (files given to the CLI may come from anyone).
 

@@ -39,6 +39,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     if args.sizes is not None and args.train is not None:
         raise CGCNNError("--sizes and --train exclude each other: --sizes 50,100,... is the grid's training sizes, "
                          "--train N a single one")  # fmt: skip
+    hyper.update(options.strategy_hyperparams(args))
     grid = SweepGrid(
         pretrained=pretrained,
         freezes=freezes,
@@ -52,6 +53,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         split_seed=args.split_seed,
         split_seeds=parse_int_list(args.split_seeds) if args.split_seeds else None,
         hyperparams=hyper,
+        strategy=args.strategy,
     )
     grid.validate()  # fail now, not in every worker
     store = RunStore()
@@ -228,6 +230,7 @@ def add_experiment_parsers(sub: argparse._SubParsersAction) -> None:
         "--patience", type=int, default=STUDY.patience, help="early stopping after this many epochs without improvement"
     )
     p.add_argument("--milestones", type=int, nargs="*", help="epochs where the learning rate drops tenfold")
+    options.add_strategy(p)  # the pretrained cells' strategy; the scratch baseline trains as always
     p.add_argument("--workers", type=int, help="parallel runs (default: one per core)")
     p.add_argument("--out", help="folder for runs.csv, summary.csv, crossover.csv, predictions.csv.gz and the figures")
     p.add_argument("--name", default="sweep", help="sweep id recorded with each run")

@@ -22,6 +22,11 @@ Defaults: optimizer {_DEFAULTS.optimizer} (lr {_DEFAULTS.lr}), batch {_DEFAULTS.
 {_DEFAULTS.epochs} epochs, no learning-rate schedule (--milestones to add one), MSE loss on the normalised
 target; the weights of the epoch with the best validation MAE are tested. Frozen layers are computed once per
 crystal, so deeper freezing trains faster.
+
+--strategy picks how the pretrained layers learn: freeze (the study's, above), discriminative (layer-wise
+learning rates, --lr-decay), gradual (unfreezing from the head down, --unfreeze-every), lp-ft (the head alone
+first, --lp-epochs) or l2sp (a pull towards the pretrained weights, --l2sp-alpha). Every strategy but freeze
+keeps all pretrained convolutions. See docs/cli.md.
 """
 
 
@@ -41,6 +46,7 @@ def _spec_from_args(args: argparse.Namespace):
         hyper["patience"] = args.patience
     if args.threads:
         hyper["threads"] = args.threads
+    hyper.update(options.strategy_hyperparams(args))
     return FinetuneSpec(
         pretrained=args.pretrained,
         freeze=args.freeze,
@@ -53,6 +59,7 @@ def _spec_from_args(args: argparse.Namespace):
         data=args.data,
         warm_start=args.warm_start,
         hyperparams=hyper,
+        strategy=args.strategy,
     )
 
 
@@ -91,6 +98,7 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
         "best_epoch": result.best_epoch,
         "pretrained": spec.pretrained,
         "freeze": spec.freeze,
+        "strategy": spec.strategy,
         "target": outcome.predictor.targets[0],
         "n_train": len(outcome.split.train),
         "n_val": len(outcome.split.val),
@@ -228,6 +236,7 @@ def add_train_parsers(sub: argparse._SubParsersAction) -> None:
         "--patience", type=int, default=STUDY.patience, help="early stopping after this many epochs without improvement"
     )
     p.add_argument("--warm-start", action="store_true", help="keep the deeper pretrained layers (no re-init)")
+    options.add_strategy(p)
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     p.add_argument("--threads", type=int, help="torch threads (default: all cores)")
     p.add_argument(

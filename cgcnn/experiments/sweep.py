@@ -29,6 +29,7 @@ from cgcnn.runs.jobs import JobRunner
 from cgcnn.runs.store import RunRecord, RunStore, compute_spec_key
 from cgcnn.training.finetune import FinetuneSpec
 from cgcnn.training.protocol import STUDY
+from cgcnn.training.strategies import DEFAULT_STRATEGY, SETTING_DEFAULTS
 from cgcnn.training.transfer import SCRATCH
 
 
@@ -46,10 +47,13 @@ class SweepGrid:
         split_seeds: several canonical splits instead of ``split_seed``: every cell and seed runs on each, and
             pairs match on (split seed, seed), so the comparison covers the choice of test set too.
         hyperparams: training settings of every run (``threads`` is forced to 1, see the module docstring);
-            without ``epochs``, the study's.
+            without ``epochs``, the study's. The strategy's setting (``lr_decay``, ...) goes here too.
         sizes: several training-set sizes instead of ``n_train`` (a learning curve): every cell, seed and split
             runs at each. A smaller training set is a prefix of a larger one on the same split, with the same
             validation and test crystals (:func:`cgcnn.data.splits.make_split`), so sizes compare on one test set.
+        strategy: how every pretrained model of the grid is fine-tuned (:mod:`cgcnn.training.strategies`).
+            The scratch baseline has nothing pretrained: it trains as always (``freeze``, no strategy setting),
+            so one baseline serves grids of every strategy.
     """
 
     pretrained: list[str]
@@ -64,6 +68,7 @@ class SweepGrid:
     hyperparams: dict = field(default_factory=dict)
     split_seeds: list[int] | None = None
     sizes: list[int] | None = None
+    strategy: str = DEFAULT_STRATEGY
 
     @property
     def train_sizes(self) -> list[int]:
@@ -79,20 +84,24 @@ class SweepGrid:
             "n_test": self.n_test,
             "hyperparams": hyper,
         }
+        scratch = {**common, "hyperparams": {k: v for k, v in hyper.items() if k not in SETTING_DEFAULTS}}
+        tuned = {**common, "strategy": self.strategy}
         splits = self.split_seeds if self.split_seeds else [self.split_seed]
-        cells = ([(SCRATCH, 0)] if self.baseline else []) + [(p, k) for p in self.pretrained for k in self.freezes]
+        baseline = [(SCRATCH, 0, scratch)] if self.baseline else []
+        cells = baseline + [(p, k, tuned) for p in self.pretrained for k in self.freezes]
         return [
-            FinetuneSpec(p, k, seed=s, split_seed=split, n_train=n, **common)
+            FinetuneSpec(p, k, seed=s, split_seed=split, n_train=n, **fields)
             for split in splits
             for n in self.train_sizes
             for s in self.seeds
-            for p, k in cells
+            for p, k, fields in cells
         ]
 
     def validate(self) -> None:
         """Check every cell before anything is queued (:meth:`FinetuneSpec.validate`, the data loaded once).
 
-        Seeds do not change whether a run can run, so one spec per (model, depth, split, size) is checked.
+        Seeds do not change whether a run can run, so one spec per (model, depth, strategy, split, size) is
+        checked.
 
         Raises:
             CGCNNError: a size below 2, repeated, or above the target's training block (the message names
@@ -103,7 +112,7 @@ class SweepGrid:
             dataset = self._check_sizes()
         seen = set()
         for spec in self.specs():
-            cell = (spec.pretrained, spec.freeze, spec.split_seed, spec.n_train)
+            cell = (spec.pretrained, spec.freeze, spec.strategy, spec.split_seed, spec.n_train)
             if cell not in seen:
                 seen.add(cell)
                 dataset = spec.validate(dataset)

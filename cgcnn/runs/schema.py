@@ -107,10 +107,14 @@ HYPERPARAM_KEY_DEFAULTS: dict[str, Any] = {
     "patience": None,
     "device": "cpu",
     "eval_batch_size": 256,
+    "lr_decay": 0.5,
+    "unfreeze_every": 5,
+    "lp_epochs": 5,
+    "l2sp_alpha": 0.01,
 }
 #: Spec fields at these values are dropped before hashing: the optional fields (a new spec field goes here with
 #: its default, so specs stored before it existed keep their key).
-SPEC_KEY_DEFAULTS: dict[str, Any] = {"data": None, "warm_start": False}
+SPEC_KEY_DEFAULTS: dict[str, Any] = {"data": None, "warm_start": False, "strategy": "freeze"}
 
 
 def canonical_spec(spec: dict[str, Any]) -> dict[str, Any]:

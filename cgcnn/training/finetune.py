@@ -32,6 +32,7 @@ from cgcnn.runs.heartbeat import Heartbeat, overtime_message
 from cgcnn.runs.store import RunStore
 from cgcnn.settings import current_limits
 from cgcnn.training.protocol import STUDY, RunProtocol
+from cgcnn.training.strategies import DEFAULT_STRATEGY, check_strategy, keeps_all_convolutions, make_strategy
 from cgcnn.training.train import EpochStats, LabelledGraphs, TrainConfig, TrainResult, train_model
 from cgcnn.training.transfer import (
     SCRATCH,
@@ -59,7 +60,10 @@ class FinetuneSpec:
         split_seed: which canonical split (kept apart from ``seed`` so seeds share one test set).
         data: a CGCNN folder or zip of the user's (default: the embedded Materials Project dataset).
         warm_start: keep the deeper pretrained layers instead of re-initialising them.
-        hyperparams: :class:`~cgcnn.training.train.TrainConfig` fields (epochs, batch_size, optimizer, lr, ...).
+        hyperparams: :class:`~cgcnn.training.train.TrainConfig` fields (epochs, batch_size, optimizer, lr, ...,
+            and the strategies' settings ``lr_decay``, ``unfreeze_every``, ``lp_epochs``, ``l2sp_alpha``).
+        strategy: how the pretrained layers learn (:data:`~cgcnn.training.strategies.STRATEGIES`; default
+            ``freeze``, the study's). Every other strategy keeps all pretrained convolutions.
 
     The defaults are the study's protocol (:data:`cgcnn.training.protocol.STUDY`; its 30 epochs are
     ``TrainConfig``'s default); :meth:`from_protocol` builds a spec of another :class:`RunProtocol`.
@@ -76,6 +80,7 @@ class FinetuneSpec:
     data: str | None = None
     warm_start: bool = False
     hyperparams: dict[str, Any] = field(default_factory=dict)
+    strategy: str = DEFAULT_STRATEGY
 
     @property
     def is_scratch(self) -> bool:
@@ -117,7 +122,9 @@ class FinetuneSpec:
 
         Raises:
             CGCNNError: split sizes the trainer cannot use, epochs below 1, unknown hyperparameters, an unknown
-                model or a freeze depth beyond it, an unknown target, or sizes larger than the dataset.
+                strategy or a setting out of its range or not its own, ``discriminative`` with a freeze depth,
+                ``gradual``/``lp-ft``/``l2sp`` from scratch, an unknown model or a freeze depth beyond it, an
+                unknown target, or sizes larger than the dataset.
             LimitExceeded: epochs or crystals past the server's limits (``CGCNN_MAX_EPOCHS``,
                 ``CGCNN_MAX_CRYSTALS``).
         """
@@ -128,6 +135,7 @@ class FinetuneSpec:
             )
         check_freeze_request(self.pretrained, self.freeze)
         config = self.train_config()  # unknown hyperparameters
+        check_strategy(self.strategy, self.hyperparams, self.pretrained, self.freeze)
         if config.epochs < 1:
             raise CGCNNError(f"epochs must be at least 1, got {config.epochs}")
         # The server's hard limits (CLI, queue and app all come here): LimitExceeded names the variable.
@@ -332,7 +340,9 @@ def _run(
         [target],
         warm_start=spec.warm_start,
         seed=spec.seed,
+        keep_all_convs=keeps_all_convolutions(spec.strategy),
     )
+    strategy = make_strategy(spec.strategy, model, config, report.freeze, report.pretrained_layers)
 
     def callback(stats: EpochStats) -> bool:
         if store is not None and run_id is not None:
@@ -358,7 +368,9 @@ def _run(
         progress("training", 0.0)
     if store is not None and run_id is not None:
         _record_setup(store, run_id)
-    result = train_model(model, train, val, test, config, callback=callback, frozen_depth=report.freeze)
+    result = train_model(
+        model, train, val, test, config, callback=callback, frozen_depth=report.freeze, strategy=strategy
+    )
     seconds = time.perf_counter() - started
     predictor = Predictor(
         model=result.model,
@@ -486,6 +498,8 @@ def _card(
     n_train: int,
 ) -> ModelCard:
     origin = "trained from scratch" if spec.is_scratch else f"fine-tuned from {spec.pretrained}"
+    if spec.strategy != DEFAULT_STRATEGY:
+        origin += f" ({spec.strategy})"
     return ModelCard(
         name=f"run:{run_id}" if run_id else "unsaved run",
         kind="run",

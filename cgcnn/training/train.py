@@ -27,6 +27,7 @@ from cgcnn.errors import CGCNNError
 from cgcnn.nn.model import CrystalGraphConvNet
 from cgcnn.nn.normalizer import Normalizer
 from cgcnn.training.protocol import STUDY
+from cgcnn.training.strategies import Strategy
 
 
 @dataclass
@@ -50,6 +51,13 @@ class TrainConfig:
         device: ``cpu`` or ``cuda``.
         threads: torch intra-op threads (None: torch's default, all cores).
         eval_batch_size: crystals per batch for validation and test (no gradients, so larger).
+        lr_decay: ``discriminative`` fine-tuning: learning-rate factor per block down from the head.
+        unfreeze_every: ``gradual`` fine-tuning: epochs between unfreezing one more block.
+        lp_epochs: ``lp-ft`` fine-tuning: epochs of the head alone before every layer trains.
+        l2sp_alpha: ``l2sp`` fine-tuning: strength of the pull towards the pretrained weights.
+
+    The last four are read only by the strategy that names them (:mod:`cgcnn.training.strategies`); they are
+    fields here so that a spec's ``hyperparams`` hold them and its key drops them at their defaults.
     """
 
     epochs: int = STUDY.epochs
@@ -65,6 +73,10 @@ class TrainConfig:
     device: str = "cpu"
     threads: int | None = None
     eval_batch_size: int = 256
+    lr_decay: float = 0.5
+    unfreeze_every: int = 5
+    lp_epochs: int = 5
+    l2sp_alpha: float = 0.01
 
 
 @dataclass
@@ -159,6 +171,7 @@ def train_model(
     resume_state: TrainState | None = None,
     on_checkpoint: CheckpointCallback | None = None,
     frozen_depth: int = 0,
+    strategy: Strategy | None = None,
 ) -> TrainResult:
     """Train ``model`` (frozen layers as set by :func:`cgcnn.training.transfer.freeze_layers`) and evaluate it.
 
@@ -176,6 +189,9 @@ def train_model(
         on_checkpoint: called after every epoch (before ``callback``) with the :data:`TrainState` to resume from.
         frozen_depth: ``k`` of the freeze (``FreezeReport.freeze``): the output of the embedding and the first
             ``k`` convolutions never changes, so it is computed once per crystal and training starts from it.
+        strategy: how the trainable layers learn (:func:`cgcnn.training.strategies.make_strategy`: parameter
+            groups, the layers each epoch trains, a loss penalty); None: all of them at ``config.lr`` (``freeze``).
+            ``EpochStats.lr`` is its first group's rate (the head's).
 
     Raises:
         CGCNNError: empty or unlabelled training data, NaN-only targets, or a non-finite loss.
@@ -203,8 +219,8 @@ def train_model(
     if test is not None:
         cached["test"] = _frozen_features(model, test, start, device)
 
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = _optimizer(params, config)
+    strategy = strategy or Strategy(model, start)
+    optimizer = _optimizer(strategy.param_groups(model, config.lr), config)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(config.lr_milestones), config.lr_gamma)
     order_rng = np.random.default_rng(config.seed)
     y_train = normalizer.norm(torch.tensor(train.targets, dtype=torch.float32)).to(device)
@@ -225,7 +241,8 @@ def train_model(
         first_epoch = int(resume_state["epoch"]) + 1
     for epoch in range(first_epoch, config.epochs + 1):
         t0 = time.perf_counter()
-        model.train()
+        strategy.begin_epoch(model, epoch)
+        model.train()  # after begin_epoch: layers that wait this epoch keep their batch norms in eval mode
         order = order_rng.permutation(len(train.ids))
         loss_sum, abs_err, n_err = 0.0, 0.0, 0
         for lo in range(0, len(order), config.batch_size):
@@ -236,10 +253,14 @@ def train_model(
             pred = model.forward_from(batch.node_features, batch, start) if start else model(batch)
             target = y_train[torch.from_numpy(idx).to(device)]
             loss = masked_mse(pred, target)
-            if not torch.isfinite(loss):
-                raise CGCNNError(f"training diverged at epoch {epoch} (loss is {loss.item()}): lower the learning rate")
+            penalty = strategy.penalty(model)
+            objective = loss if penalty is None else loss + penalty  # the recorded loss stays the data's
+            if not torch.isfinite(objective):
+                raise CGCNNError(
+                    f"training diverged at epoch {epoch} (loss is {objective.item()}): lower the learning rate"
+                )
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            objective.backward()
             optimizer.step()
             with torch.no_grad():
                 err = (normalizer.denorm(pred.detach().double()) - normalizer.denorm(target.double())).abs()
@@ -369,13 +390,15 @@ def _selection_score(evaluation: Evaluation, normalizer: Normalizer, names: list
     return float(np.mean(scaled)) if scaled else float("inf")
 
 
-def _optimizer(params: list[torch.nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
-    if not params:
+def _optimizer(groups: list[dict], config: TrainConfig) -> torch.optim.Optimizer:
+    """The optimizer over ``groups`` (each with its own ``lr``; a strategy's :meth:`Strategy.param_groups`)."""
+    groups = [g for g in groups if g["params"]]
+    if not groups:
         raise CGCNNError("nothing to train: every layer is frozen")
     if config.optimizer == "adam":
-        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+        return torch.optim.Adam(groups, lr=config.lr, weight_decay=config.weight_decay)
     if config.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+        return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
     raise CGCNNError(f"unknown optimizer {config.optimizer!r}: use 'adam' or 'sgd'")
 
 

@@ -103,6 +103,7 @@ def prepare_transfer(
     warm_start: bool = False,
     seed: int = 0,
     scratch_config: ModelConfig | None = None,
+    keep_all_convs: bool = False,
 ) -> tuple[CrystalGraphConvNet, FreezeReport]:
     """Build the model to fine-tune on ``targets``.
 
@@ -113,6 +114,8 @@ def prepare_transfer(
         warm_start: keep the deeper convolutions and hidden dense layers instead of re-initialising them.
         seed: seed of the fresh weights (the same seed gives the same model).
         scratch_config: architecture of a scratch model (default: :meth:`ModelConfig.original_checkpoints`).
+        keep_all_convs: keep every pretrained convolution, also those deeper than ``freeze`` (what every
+            fine-tuning strategy but ``freeze`` does, see :mod:`cgcnn.training.strategies`).
 
     Raises:
         CGCNNError: a freeze depth that the architecture does not have, or freezing a scratch model.
@@ -125,7 +128,7 @@ def prepare_transfer(
 
     kept: list[str] = []
     if pretrained is not None:
-        keep_convs = config.n_conv if (warm_start or freeze == 0) else freeze
+        keep_convs = config.n_conv if (warm_start or keep_all_convs or freeze == 0) else freeze
         names = model.layer_names()
         kept = names[: 1 + keep_convs]
         if warm_start:
