@@ -22,10 +22,12 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from cgcnn.errors import CGCNNError
 from cgcnn.experiments.stats import PairErrors, holm, paired_bootstrap_ci, sign_test
 from cgcnn.experiments.study import study_mae
 from cgcnn.runs.jobs import JobRunner
 from cgcnn.runs.store import RunRecord, RunStore, compute_spec_key
+from cgcnn.training.baselines import BASELINES
 from cgcnn.training.finetune import FinetuneSpec
 from cgcnn.training.protocol import STUDY
 from cgcnn.training.transfer import SCRATCH
@@ -46,6 +48,8 @@ class SweepGrid:
             pairs match on (split seed, seed), so the comparison covers the choice of test set too.
         hyperparams: training settings of every run (``threads`` is forced to 1, see the module docstring);
             without ``epochs``, the study's.
+        baselines: yardsticks to add (``mean``, ``composition``: :mod:`cgcnn.training.baselines`), once per
+            split seed: they are deterministic, so a model seed would only repeat them (recorded as seed 0).
     """
 
     pretrained: list[str]
@@ -59,9 +63,10 @@ class SweepGrid:
     split_seed: int = 0
     hyperparams: dict = field(default_factory=dict)
     split_seeds: list[int] | None = None
+    baselines: list[str] = field(default_factory=list)
 
     def specs(self) -> list[FinetuneSpec]:
-        """Every run of the grid: per split and seed, the baseline first, then each model and depth."""
+        """Every run of the grid: per split its baselines, then per seed the scratch run and each model and depth."""
         hyper = {**self.hyperparams, "threads": 1}
         common = {
             "target": self.target,
@@ -72,18 +77,22 @@ class SweepGrid:
         }
         splits = self.split_seeds if self.split_seeds else [self.split_seed]
         cells = ([(SCRATCH, 0)] if self.baseline else []) + [(p, k) for p in self.pretrained for k in self.freezes]
-        return [
-            FinetuneSpec(p, k, seed=s, split_seed=split, **common)
-            for split in splits
-            for s in self.seeds
-            for p, k in cells
-        ]
+        specs = []
+        for split in splits:
+            specs += [FinetuneSpec(b, 0, seed=0, split_seed=split, **common) for b in self.baselines]
+            specs += [FinetuneSpec(p, k, seed=s, split_seed=split, **common) for s in self.seeds for p, k in cells]
+        return specs
 
     def validate(self) -> None:
         """Check every cell before anything is queued (:meth:`FinetuneSpec.validate`, the data loaded once).
 
         Seeds do not change whether a run can run, so one spec per (model, depth, split) is checked.
         """
+        unknown = [b for b in self.baselines if b not in BASELINES]
+        if unknown:
+            raise CGCNNError(
+                f"--baselines: unknown baseline(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(BASELINES)}"
+            )
         dataset = None
         seen = set()
         for spec in self.specs():
@@ -343,7 +352,10 @@ def summarize(runs: pd.DataFrame, test_errors: TestErrors | None = None) -> pd.D
         rows.append(row)
     frame = pd.DataFrame(rows, columns=columns)
     is_base = frame.pretrained == SCRATCH
-    frame["p_holm"] = pd.Series(holm([None if is_base[i] else frame.at[i, "p_value"] for i in frame.index]),
+    # the yardsticks (mean, composition) are compared with scratch too, but are no transfer recipe: they stay
+    # out of the Holm family, so adding them to a sweep changes no fine-tune's corrected p-value
+    outside = is_base | frame.pretrained.isin(BASELINES)
+    frame["p_holm"] = pd.Series(holm([None if outside[i] else frame.at[i, "p_value"] for i in frame.index]),
                                 index=frame.index, dtype=object)  # fmt: skip
     return pd.concat([frame[is_base], frame[~is_base]], ignore_index=True)  # baseline first
 
@@ -375,8 +387,9 @@ def save_summary_figure(summary: pd.DataFrame, path: Path, title: str = "") -> P
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    cells = summary[summary.pretrained != SCRATCH]
+    cells = summary[(summary.pretrained != SCRATCH) & ~summary.pretrained.isin(BASELINES)]
     base = summary[summary.pretrained == SCRATCH]
+    yardsticks = summary[summary.pretrained.isin(BASELINES)]
     models = list(dict.fromkeys(cells.pretrained))
     freezes = sorted(cells.freeze.unique())
     fig, ax = plt.subplots(figsize=(3.2 + 1.6 * len(models), 4.0), dpi=120)
@@ -394,6 +407,8 @@ def save_summary_figure(summary: pd.DataFrame, path: Path, title: str = "") -> P
         study_base = base.study_mae.astype(float).iloc[0]
         if np.isfinite(study_base):
             ax.axhline(study_base, color="black", lw=1, ls=":", label=f"study scratch {study_base:.3f}")
+    for name, mae in zip(yardsticks.pretrained, yardsticks.mean_mae.astype(float), strict=True):
+        ax.axhline(mae, color="black", lw=1, ls="--", alpha=0.6, label=f"{name} baseline {mae:.3f}")
     ax.set_xticks(np.arange(len(models)), [m.replace("-per-atom", "") for m in models], rotation=12)
     ax.set_ylabel("test MAE, band gap (eV)")
     ax.set_title(title or "fine-tuned to band gap: mean ± std over seeds", fontsize=10)
