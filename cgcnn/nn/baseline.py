@@ -215,11 +215,11 @@ def _read(path: Path | str, arrays: bool) -> tuple[dict[str, Any], dict[str, np.
     try:
         with np.load(path, allow_pickle=False) as data:
             header = json.loads(str(data["header"]))
+            if not isinstance(header, dict) or header.get("format") != FORMAT or header.get("kind") not in KINDS:
+                raise CheckpointError(f"{name}: not a baseline file of this version")
             found = {k: data[k] for k in _ARRAYS} if arrays else {}
     except (OSError, ValueError, KeyError) as exc:
         raise CheckpointError(f"{name}: not a readable baseline file ({type(exc).__name__}: {exc})") from None
-    if not isinstance(header, dict) or header.get("format") != FORMAT or header.get("kind") not in KINDS:
-        raise CheckpointError(f"{name}: not a baseline file of this version")
     return header, found
 
 
