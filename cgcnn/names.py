@@ -27,6 +27,16 @@ from cgcnn.errors import CGCNNError
 MAX_NAME_LENGTH = 40
 #: Characters allowed besides Unicode letters and digits.
 NAME_PUNCTUATION = frozenset(" -_.")
+#: ``pretrained`` values that name no network (a spec's scratch run and the baselines, see
+#: ``cgcnn.training.baselines``), with what each means: no file, saved run or own model may be called so, or a
+#: name could pick a network where a yardstick was meant (checked with :func:`name_key`, as every name).
+RESERVED_MEANINGS: dict[str, str] = {
+    "none": "training from scratch",
+    "mean": "the mean baseline",
+    "composition": "the composition baseline",
+}
+RESERVED_WORDS: tuple[str, ...] = tuple(RESERVED_MEANINGS)
+
 #: Letters that draw nothing (fillers of Hangul and braille, invisible marks): refused like format characters.
 INVISIBLE = frozenset("\u115f\u1160\u3164\uffa0\u2800\u034f\u17b4\u17b5\u180e\u2028\u2029")
 
@@ -63,6 +73,8 @@ def name_problem(
         return f"{what} may hold only letters, digits, spaces and - _ . (not {shown})"
     key = name_key(text)
     clash = next((r for r in reserved if name_key(r) == key), None)
+    if clash in RESERVED_MEANINGS:
+        return f"{what} may not be {text!r}: {clash!r} is reserved for {RESERVED_MEANINGS[clash]}"
     if clash is not None:
         same = clash.casefold() == text.casefold()
         return f"{what} may not be {text!r}: that {'is' if same else 'looks like'} the zoo model {clash!r}"
@@ -93,6 +105,12 @@ def validate_name(name: str, reserved: Iterable[str] = (), what: str = "a name",
     if problem is not None:
         raise InvalidName(problem[0].upper() + problem[1:])
     return unicodedata.normalize("NFKC", name).strip()
+
+
+def is_reserved_word(name: str | None) -> bool:
+    """Whether ``name`` is (or looks like) one of :data:`RESERVED_WORDS`: ``none``, ``mean``, ``composition``."""
+    key = name_key(name or "")
+    return any(name_key(word) == key for word in RESERVED_WORDS)
 
 
 def is_valid_name(name: str | None, reserved: Iterable[str] = ()) -> bool:

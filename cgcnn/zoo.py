@@ -18,6 +18,8 @@ from importlib import resources
 from pathlib import Path
 
 from cgcnn.errors import CheckpointError
+from cgcnn.names import RESERVED_MEANINGS, RESERVED_WORDS, is_reserved_word
+from cgcnn.nn.baseline import BASELINE_FILE, BaselineModel, load_baseline
 from cgcnn.nn.cards import ModelCard
 from cgcnn.nn.checkpoint import load_checkpoint, read_config, safe_torch_load
 from cgcnn.nn.model import ModelConfig
@@ -109,8 +111,12 @@ def _original_card(name: str) -> ModelCard:
 
 
 def reserved_names() -> list[str]:
-    """Names a saved run may not take (compared case-insensitively): the originals, own models, own ensembles."""
-    return original_names() + [card.name for card in own_cards()] + list(ensemble_manifests())
+    """Names a saved run may not take (compared as :func:`cgcnn.names.name_key`).
+
+    The originals, own models, own ensembles, and the words that mean "no network"
+    (:data:`cgcnn.names.RESERVED_WORDS`: none, mean, composition).
+    """
+    return [*RESERVED_WORDS, *original_names(), *(card.name for card in own_cards()), *ensemble_manifests()]
 
 
 def ensemble_manifests() -> dict[str, dict]:
@@ -118,7 +124,7 @@ def ensemble_manifests() -> dict[str, dict]:
     folder = pretrained_dir()
     found = {}
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-        if path.with_suffix(".pt").exists():
+        if path.with_suffix(".pt").exists() or is_reserved_word(path.stem):
             continue
         try:
             data = json.loads(path.read_text())
@@ -183,7 +189,7 @@ def own_cards() -> list[ModelCard]:
     cards = []
     folder = pretrained_dir()
     for card_path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-        if card_path.with_suffix(".pt").is_file():
+        if card_path.with_suffix(".pt").is_file() and not is_reserved_word(card_path.stem):
             card = ModelCard.from_dict(json.loads(card_path.read_text()))
             card.calibration = calibration_summary(card_path.with_suffix(".pt"))
             cards.append(card)
@@ -194,8 +200,8 @@ def run_cards(store: RunStore | None = None) -> list[ModelCard]:
     """Cards of the runs saved to the zoo under a name (newest first)."""
     store = store or RunStore()
     cards = []
-    for record in store.list_runs(status="done"):
-        if record.name and record.checkpoint_path:
+    for record in store.list_runs(status="done"):  # a baseline is no network to pick: it stays out of the zoo
+        if record.name and record.checkpoint_path and not is_baseline_file(record.checkpoint_path):
             card = _run_card(record)
             card.name = record.name
             cards.append(card)
@@ -241,13 +247,25 @@ def list_cards(store: RunStore | None = None) -> list[ModelCard]:
     return originals + own_cards() + ensemble_cards() + run_cards(store)
 
 
-def load_model(name_or_path: str, store: RunStore | None = None) -> Predictor:
+def load_model(name_or_path: str, store: RunStore | None = None, baseline_ok: bool = False) -> Predictor:
     """Load a model by zoo name, ``run:ID``, saved run name, or checkpoint path.
 
+    Args:
+        name_or_path: the model.
+        store: the run store of ``run:ID`` and saved names (default: this home's).
+        baseline_ok: a baseline run (:mod:`cgcnn.nn.baseline`) is welcome: the caller only predicts and scores
+            (``predict``, ``evaluate``), so a :class:`~cgcnn.nn.baseline.BaselinePredictor` will do.
+
     Raises:
-        CheckpointError: unknown name, an unfinished run, or a file that is not a safe CGCNN checkpoint.
+        CheckpointError: unknown name, an unfinished run, a file that is not a safe CGCNN checkpoint, or a baseline
+            run where a network is needed (explaining, probing, fine-tuning).
     """
     path, display_name = locate_checkpoint(name_or_path, store)
+    if is_baseline_file(path):
+        baseline = load_baseline(path, _baseline_card(path, display_name or name_or_path))
+        if not baseline_ok:
+            raise CheckpointError(_no_network(display_name or name_or_path, baseline.baseline.kind))
+        return baseline  # type: ignore[return-value]  # the predicting interface of a Predictor
     original = name_or_path in _ORIGINALS
     card = _original_card(name_or_path) if original else _own_card(path)
     predictor = load_checkpoint(path, card=card)
@@ -297,6 +315,8 @@ def model_config(name_or_path: str, store: RunStore | None = None) -> ModelConfi
         CheckpointError: as :func:`load_model`.
     """
     path, _ = locate_checkpoint(name_or_path, store)
+    if is_baseline_file(path):
+        raise CheckpointError(_no_network(name_or_path, baseline_kind(path)))
     return _file_config(str(path), path.stat().st_mtime_ns)
 
 
@@ -314,6 +334,11 @@ def locate_checkpoint(name_or_path: str, store: RunStore | None = None) -> tuple
     """
     if name_or_path in _ORIGINALS:
         return original_checkpoint_path(name_or_path), None
+    if is_reserved_word(name_or_path):
+        raise CheckpointError(
+            f"{name_or_path!r} is not a model: it is reserved for {RESERVED_MEANINGS[name_or_path.strip().casefold()]} "
+            "(--pretrained in finetune and sweep); a finished baseline run loads as run:ID"
+        )
     if "/" not in name_or_path and name_or_path in ensemble_manifests():
         members = ", ".join(ensemble_manifests()[name_or_path].get("members", []))
         raise CheckpointError(
@@ -337,16 +362,19 @@ def locate_checkpoint(name_or_path: str, store: RunStore | None = None) -> tuple
     raise CheckpointError(f"unknown model {name_or_path!r}: not a zoo name ({known}), a run:ID or a file")
 
 
-def load_model_or_ensemble(names: str, store: RunStore | None = None) -> Predictor | Ensemble:
+def load_model_or_ensemble(
+    names: str, store: RunStore | None = None, baseline_ok: bool = False
+) -> Predictor | Ensemble:
     """One model (see :func:`load_model`), or an :class:`Ensemble` of several named with commas.
 
     ``run:A,run:B,run:C`` (any mix of names, ``run:ID`` and paths) gives the seed ensemble of those runs.
+    ``baseline_ok`` lets one baseline run through (see :func:`load_model`); an ensemble is of networks only.
     """
     parts = [p.strip() for p in names.split(",") if p.strip()]
     if len(parts) == 1 and parts[0] in ensemble_manifests():
         return load_ensemble(parts[0], store)
     if len(parts) <= 1:
-        return load_model(parts[0] if parts else names, store)
+        return load_model(parts[0] if parts else names, store, baseline_ok=baseline_ok)
     store = store or RunStore()
     return Ensemble([load_model(p, store) for p in parts])
 
@@ -363,6 +391,36 @@ def _run_card(record: RunRecord) -> ModelCard:
         source=f"fine-tune of {record.pretrained}, freeze {record.freeze}, seed {record.seed}",
         targets=[str(record.target)],
         details={"run_id": record.id, "split_hash": record.split_hash, "owner": record.owner},
+    )
+
+
+def is_baseline_file(path: Path | str) -> bool:
+    """Whether a run's model file is a baseline's (:data:`~cgcnn.nn.baseline.BASELINE_FILE`), not a network's."""
+    return Path(path).name == BASELINE_FILE
+
+
+def baseline_kind(path: Path) -> str:
+    """``mean`` or ``composition``: the baseline a file holds, from its header (no refit)."""
+    return BaselineModel.peek(path)["kind"]
+
+
+def _baseline_card(path: Path, name: str) -> ModelCard:
+    """The card stored in a baseline file, shown under the name it was asked for."""
+    header = BaselineModel.peek(path)
+    if isinstance(header.get("card"), dict):
+        card = ModelCard.from_dict(header["card"])
+    else:  # a file written without its card
+        target = str(header["target"])
+        card = ModelCard(name, "run", target.replace("_", " "), "", None, None, "", f"the {header['kind']} baseline")
+        card.targets = [target]
+    card.name = name
+    return card
+
+
+def _no_network(name: str, kind: str) -> str:
+    return (
+        f"{name} is the {kind} baseline: it has no network to fine-tune, explain or probe; it predicts and is "
+        "scored like a model (predict, evaluate, Compare)"
     )
 
 

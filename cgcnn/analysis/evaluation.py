@@ -138,7 +138,7 @@ def evaluate_model(
         y_pred, std, members = mean[:, column_index], spread[:, column_index], all_members[:, :, column_index]
     else:
         y_pred = model.predict_graphs(graphs, clamp=clamp)[:, column_index]
-    classifier = (model.members[0] if isinstance(model, Ensemble) else model).model.config.classification
+    classifier = (model.members[0] if isinstance(model, Ensemble) else model).classification
     if classifier:
         metrics = classification_metrics(y_true, y_pred)
     else:

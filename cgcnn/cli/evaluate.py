@@ -31,7 +31,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
     if bool(args.data) == bool(args.test_block):
         raise CGCNNError("give --data FOLDER or --test-block (the model's own test block), not both or neither")
-    model = load_model_or_ensemble(args.model)
+    model = load_model_or_ensemble(args.model, baseline_ok=True)  # a baseline run is scored like a network
     if args.test_block:
         from cgcnn.training.calibrate import own_test_dataset
 
@@ -85,7 +85,7 @@ def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--test-block",
         action="store_true",
-        help="instead of --data: the test block of an own model or shipped ensemble (from the default dataset)",
+        help="instead of --data: the test block of an own model, shipped ensemble (default dataset) or run:ID",
     )
     p.add_argument("--target", help="the output to score (required for a multi-output model)")
     p.add_argument("--json", action="store_true", help="print one compact JSON object as the last line")

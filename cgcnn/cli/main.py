@@ -48,7 +48,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from cgcnn.zoo import load_model_or_ensemble
 
     max_atoms = atom_limit(args.max_atoms)
-    predictor = load_model_or_ensemble(args.model)
+    predictor = load_model_or_ensemble(args.model, baseline_ok=True)  # a baseline run predicts too
     files = crystal_files(args.paths)
     if not files:
         raise CGCNNError("no crystal files found (a folder is searched for *.cif directly inside it)")

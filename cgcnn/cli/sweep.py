@@ -54,6 +54,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         split_seeds=parse_int_list(args.split_seeds) if args.split_seeds else None,
         hyperparams=hyper,
         strategy=args.strategy,
+        baselines=[b.strip() for b in (args.baselines or "").split(",") if b.strip()],
     )
     grid.validate()  # fail now, not in every worker
     store = RunStore()
@@ -211,6 +212,11 @@ def add_experiment_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--freeze", default="1,2,3", help="freeze depths, e.g. 1,2,3 (default)")
     p.add_argument("--seeds", default="0-4", help="seeds, e.g. 0-4 (default) or 0,1,2")
     p.add_argument("--no-baseline", action="store_true", help="skip the scratch baseline")
+    p.add_argument(
+        "--baselines",
+        help="yardsticks to add once per split seed: mean (the training mean), composition (trees on the formula's "
+        "Magpie-style features), e.g. mean,composition",
+    )
     options.add_target(p, "label to learn")
     options.add_sizes(p)
     p.set_defaults(train=None)  # so that --train given with --sizes can be told from the default

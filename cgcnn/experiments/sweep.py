@@ -23,10 +23,11 @@ import numpy as np
 import pandas as pd
 
 from cgcnn.errors import CGCNNError
-from cgcnn.experiments.learning_curve import BASELINE_NAMES, DEFAULT_STRATEGY, NO_STRATEGY
+from cgcnn.experiments.learning_curve import BASELINE_NAMES, NO_STRATEGY
 from cgcnn.experiments.summary import TestErrors, summarize
 from cgcnn.runs.jobs import JobRunner
 from cgcnn.runs.store import RunRecord, RunStore, compute_spec_key
+from cgcnn.training.baselines import BASELINES
 from cgcnn.training.finetune import FinetuneSpec
 from cgcnn.training.protocol import STUDY
 from cgcnn.training.strategies import DEFAULT_STRATEGY, SETTING_DEFAULTS
@@ -54,6 +55,8 @@ class SweepGrid:
         strategy: how every pretrained model of the grid is fine-tuned (:mod:`cgcnn.training.strategies`).
             The scratch baseline has nothing pretrained: it trains as always (``freeze``, no strategy setting),
             so one baseline serves grids of every strategy.
+        baselines: yardsticks to add (``mean``, ``composition``: :mod:`cgcnn.training.baselines`), once per
+            split seed: they are deterministic, so a model seed would only repeat them (recorded as seed 0).
     """
 
     pretrained: list[str]
@@ -69,6 +72,7 @@ class SweepGrid:
     split_seeds: list[int] | None = None
     sizes: list[int] | None = None
     strategy: str = DEFAULT_STRATEGY
+    baselines: list[str] = field(default_factory=list)
 
     @property
     def train_sizes(self) -> list[int]:
@@ -76,7 +80,7 @@ class SweepGrid:
         return list(self.sizes) if self.sizes else [self.n_train]
 
     def specs(self) -> list[FinetuneSpec]:
-        """Every run of the grid: per split, size and seed, the baseline first, then each model and depth."""
+        """Every run of the grid: per split its baselines, then per size and seed scratch and each model and depth."""
         hyper = {**self.hyperparams, "threads": 1}
         common = {
             "target": self.target,
@@ -89,13 +93,13 @@ class SweepGrid:
         splits = self.split_seeds if self.split_seeds else [self.split_seed]
         baseline = [(SCRATCH, 0, scratch)] if self.baseline else []
         cells = baseline + [(p, k, tuned) for p in self.pretrained for k in self.freezes]
-        return [
-            FinetuneSpec(p, k, seed=s, split_seed=split, n_train=n, **fields)
-            for split in splits
-            for n in self.train_sizes
-            for s in self.seeds
-            for p, k, fields in cells
-        ]
+        specs = []
+        for split in splits:
+            for n in self.train_sizes:
+                specs += [FinetuneSpec(b, 0, seed=0, split_seed=split, n_train=n, **scratch) for b in self.baselines]
+                specs += [FinetuneSpec(p, k, seed=s, split_seed=split, n_train=n, **fields)
+                          for s in self.seeds for p, k, fields in cells]  # fmt: skip
+        return specs
 
     def validate(self) -> None:
         """Check every cell before anything is queued (:meth:`FinetuneSpec.validate`, the data loaded once).
@@ -107,6 +111,11 @@ class SweepGrid:
             CGCNNError: a size below 2, repeated, or above the target's training block (the message names
                 ``--sizes`` and the largest size allowed), or whatever :meth:`FinetuneSpec.validate` refuses.
         """
+        unknown = [b for b in self.baselines if b not in BASELINES]
+        if unknown:
+            raise CGCNNError(
+                f"--baselines: unknown baseline(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(BASELINES)}"
+            )
         dataset = None
         if self.sizes is not None:
             dataset = self._check_sizes()
@@ -379,8 +388,9 @@ def save_summary_figure(summary: pd.DataFrame, path: Path, title: str = "") -> P
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    cells = summary[summary.pretrained != SCRATCH]
+    cells = summary[(summary.pretrained != SCRATCH) & ~summary.pretrained.isin(BASELINES)]
     base = summary[summary.pretrained == SCRATCH]
+    yardsticks = summary[summary.pretrained.isin(BASELINES)]
     models = list(dict.fromkeys(cells.pretrained))
     freezes = sorted(cells.freeze.unique())
     fig, ax = plt.subplots(figsize=(3.2 + 1.6 * len(models), 4.0), dpi=120)
@@ -398,6 +408,8 @@ def save_summary_figure(summary: pd.DataFrame, path: Path, title: str = "") -> P
         study_base = base.study_mae.astype(float).iloc[0]
         if np.isfinite(study_base):
             ax.axhline(study_base, color="black", lw=1, ls=":", label=f"study scratch {study_base:.3f}")
+    for name, mae in zip(yardsticks.pretrained, yardsticks.mean_mae.astype(float), strict=True):
+        ax.axhline(mae, color="black", lw=1, ls="--", alpha=0.6, label=f"{name} baseline {mae:.3f}")
     ax.set_xticks(np.arange(len(models)), [m.replace("-per-atom", "") for m in models], rotation=12)
     ax.set_ylabel("test MAE, band gap (eV)")
     ax.set_title(title or "fine-tuned to band gap: mean ± std over seeds", fontsize=10)

@@ -69,6 +69,11 @@ class Predictor:
         """Output names in order (a classifier has one: its positive class probability)."""
         return list(self.model.config.targets)
 
+    @property
+    def classification(self) -> bool:
+        """Whether it is a classifier (its value is a probability), as the baselines also say."""
+        return bool(self.model.config.classification)
+
     def to_units(self, raw: torch.Tensor) -> torch.Tensor:
         """Network outputs ``(n, n_out)`` → values in the model's units ``(n, n_targets)``, float64.
 

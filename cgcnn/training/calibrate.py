@@ -18,6 +18,7 @@ import numpy as np
 
 from cgcnn.data.datasets import CrystalDataset, load_default_dataset
 from cgcnn.data.graph import CrystalGraph, GraphParams
+from cgcnn.data.splits import make_split
 from cgcnn.errors import CGCNNError
 from cgcnn.nn.conformal import fit_calibration
 from cgcnn.nn.domain import fit_domain
@@ -96,13 +97,17 @@ def own_blocks(card_details: dict, target: str, dataset: CrystalDataset | None =
 
 
 def own_test_dataset(name: str) -> CrystalDataset:
-    """The test block of an own model or shipped ensemble, as a dataset (what ``evaluate --test-block`` scores).
+    """The test block of an own model, a shipped ensemble or a run (``run:ID``), as a dataset.
+
+    What ``evaluate --test-block`` scores.
 
     Raises:
-        CGCNNError: not an own model or ensemble, or see :func:`own_blocks`.
+        CGCNNError: not an own model, ensemble or run, or see :func:`own_blocks` and :func:`run_test_dataset`.
     """
     from cgcnn.zoo import ensemble_manifests, pretrained_dir
 
+    if name.startswith("run:"):
+        return run_test_dataset(name[4:])
     folder = pretrained_dir()
     manifest = ensemble_manifests().get(name)
     card_name = manifest["members"][0] if manifest and manifest.get("members") else name
@@ -116,6 +121,26 @@ def own_test_dataset(name: str) -> CrystalDataset:
     except CGCNNError as exc:
         raise CGCNNError(f"{name}: {exc}") from None
     return dataset.subset(test.ids, name=f"{name} test block")
+
+
+def run_test_dataset(run_id: str) -> CrystalDataset:
+    """The test block of a stored run, rebuilt from its spec (its data, target, sizes and split seed).
+
+    Raises:
+        CGCNNError: an unknown run, data that is gone, or a split that no longer matches the one the run was
+            tested on (its recorded split hash).
+    """
+    from cgcnn.runs.store import RunStore
+    from cgcnn.training.finetune import FinetuneSpec, load_data, resolve_target
+
+    record = RunStore().get(run_id)
+    spec = FinetuneSpec.from_dict(record.spec)
+    dataset = load_data(spec.data)
+    target = resolve_target(dataset, spec.target)
+    split = make_split(dataset, target, spec.n_train, spec.n_val, spec.n_test, split_seed=spec.split_seed)
+    if record.split_hash and record.split_hash != split.content_hash:
+        raise CGCNNError(f"run {run_id}: its data changed since it ran (the split no longer matches its test block)")
+    return dataset.subset(list(split.test), name=f"run:{run_id} test block")
 
 
 def calibrate_own(name: str, folder: Path | None = None) -> Path:

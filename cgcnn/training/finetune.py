@@ -23,6 +23,7 @@ from cgcnn.data.folders import read_cgcnn_folder, read_zip_once
 from cgcnn.data.graph import BuildOptions, GraphParams, GraphSet
 from cgcnn.data.splits import Split, make_split
 from cgcnn.errors import CGCNNError
+from cgcnn.nn.baseline import BASELINE_FILE, BaselinePredictor
 from cgcnn.nn.cards import ModelCard
 from cgcnn.nn.checkpoint import save_checkpoint
 from cgcnn.nn.model import ModelConfig
@@ -31,9 +32,10 @@ from cgcnn.numerics import cpu_capability
 from cgcnn.runs.heartbeat import Heartbeat, overtime_message
 from cgcnn.runs.store import RunStore
 from cgcnn.settings import current_limits
+from cgcnn.training.baselines import check_baseline_labels, check_baseline_request, fit_baseline, is_baseline
 from cgcnn.training.protocol import STUDY, RunProtocol
 from cgcnn.training.strategies import DEFAULT_STRATEGY, check_strategy, keeps_all_convolutions, make_strategy
-from cgcnn.training.train import EpochStats, LabelledGraphs, TrainConfig, TrainResult, train_model
+from cgcnn.training.train import EpochStats, Evaluation, LabelledGraphs, TrainConfig, TrainResult, train_model
 from cgcnn.training.transfer import (
     SCRATCH,
     FreezeReport,
@@ -133,7 +135,11 @@ class FinetuneSpec:
                 f"split sizes {self.n_train}/{self.n_val}/{self.n_test}: training needs at least 2 crystals "
                 "and validation and test at least 1 each"
             )
-        check_freeze_request(self.pretrained, self.freeze)
+        baseline = is_baseline(self.pretrained)
+        if baseline:
+            check_baseline_request(self.pretrained, self.freeze, self.warm_start)
+        else:
+            check_freeze_request(self.pretrained, self.freeze)
         config = self.train_config()  # unknown hyperparameters
         check_strategy(self.strategy, self.hyperparams, self.pretrained, self.freeze)
         if config.epochs < 1:
@@ -142,11 +148,13 @@ class FinetuneSpec:
         limits = current_limits()
         limits.check("max_epochs", config.epochs, "epochs")
         limits.check("max_crystals", self.n_train + self.n_val + self.n_test, "crystals (train + validation + test)")
-        if not self.is_scratch:
+        if not self.is_scratch and not baseline:
             check_freeze(model_config(self.pretrained), self.freeze, self.pretrained)  # reads the header only
         data = dataset if dataset is not None else load_data(self.data)
         target = resolve_target(data, self.target)
-        make_split(data, target, self.n_train, self.n_val, self.n_test, split_seed=self.split_seed)
+        split = make_split(data, target, self.n_train, self.n_val, self.n_test, split_seed=self.split_seed)
+        if baseline:
+            check_baseline_labels(self.pretrained, target, data.labels.loc[list(split.train), target].to_numpy())
         return data
 
     def train_config(self, **overrides: Any) -> TrainConfig:
@@ -179,6 +187,8 @@ class FinetuneSpec:
         """
         if self.is_scratch:
             return ModelConfig().conv
+        if is_baseline(self.pretrained):
+            return self.pretrained  # no convolution: the baseline's own name
         try:
             return model_config(self.pretrained).conv
         except (CGCNNError, OSError, sqlite3.Error):  # the run itself reports an unusable model with the reason
@@ -306,6 +316,8 @@ def _run(
     if progress:
         progress("loading data", 0.0)
     dataset = spec.validate()  # the same checks as the CLI, the queue, the app and the sweep (loads the data)
+    if is_baseline(spec.pretrained):
+        return _run_baseline(spec, dataset, store, run_id, progress, started)
     config = spec.train_config()
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -415,6 +427,93 @@ def _run(
     )
 
 
+def _run_baseline(
+    spec: FinetuneSpec,
+    dataset: CrystalDataset,
+    store: RunStore | None,
+    run_id: str | None,
+    progress: ProgressCallback | None,
+    started: float,
+) -> FinetuneOutcome:
+    """A baseline run: the same split and featurised crystals as a network's, a fit instead of epochs.
+
+    The crystals come through the graph cache with the default graph parameters, so a crystal a scratch
+    network cannot featurise is left out here too and both score the same test crystals. The run has no
+    epochs; its model file is the fit's inputs (:mod:`cgcnn.nn.baseline`), its test predictions are stored
+    as every run's are.
+    """
+    target = resolve_target(dataset, spec.target)
+    split = make_split(dataset, target, spec.n_train, spec.n_val, spec.n_test, split_seed=spec.split_seed)
+    if store is not None and run_id is not None:
+        store.update(run_id, split_hash=split.content_hash, target=target, model_kind=spec.pretrained)
+    params = GraphParams()
+    options = BuildOptions(max_atoms=current_limits().max_atoms)
+    ids = list(split.train) + list(split.val) + list(split.test)
+    graphs, failures = cached_graphs(
+        dataset, ids, params, progress=(lambda f: progress("featurising", f)) if progress else None, options=options
+    )
+    skipped = list(dataset.rejected) + list(failures)
+
+    def block(part: list[str]) -> tuple[list[str], list, np.ndarray]:
+        keep = [i for i in part if i in graphs]
+        return keep, [graphs[i] for i in keep], dataset.labels.loc[keep, target].to_numpy(dtype=np.float64)
+
+    train, val, test = block(split.train), block(split.val), block(split.test)
+    if progress:
+        progress("fitting", 0.0)
+    if store is not None and run_id is not None:
+        _record_setup(store, run_id)
+    fit_started = time.perf_counter()
+    baseline = fit_baseline(spec.pretrained, target, train, val)
+    fit_seconds = time.perf_counter() - fit_started
+    predictor = BaselinePredictor(baseline=baseline, card=ModelCard("", "run", "", "", None, None, "", ""))
+    test_pred = predictor.predict_graphs(test[1])[:, 0]
+    test_true = test[2]
+    labelled = np.isfinite(test_true)
+    mae = float(np.mean(np.abs(test_pred[labelled] - test_true[labelled])))
+    seconds = time.perf_counter() - started
+    evaluation = Evaluation(loss=float("nan"), mae=mae, mae_per_target={target: mae}, predictions=test_pred[:, None])
+    result = TrainResult(
+        model=None, normalizer=None, history=[], best_epoch=0, test=evaluation, cancelled=False, seconds=fit_seconds
+    )
+    report = FreezeReport(0, 0, 0, [], [], [])
+    predictor.card = _card(spec, run_id, target, result, report, split, seconds, len(baseline.train_ids))
+    predictor.card.details.update({"baseline": spec.pretrained, "fit_seconds": fit_seconds, "n_iter": baseline.n_iter})
+    if store is not None and run_id is not None:
+        path = baseline.save(store.run_dir(run_id) / BASELINE_FILE, card=predictor.card)
+        store.add_predictions(
+            run_id, [(i, "test", float(t), float(p)) for i, t, p in zip(test[0], test_true, test_pred, strict=True)]
+        )
+        store.finish(
+            run_id,
+            "done",
+            test_mae=mae,
+            test_metrics={
+                "test_mae": mae,
+                "best_epoch": 0,
+                "epochs_run": 0,
+                "frozen_params": 0,
+                "trainable_params": 0,
+                "skipped": len(skipped),
+                "fit_seconds": fit_seconds,
+                "n_iter": baseline.n_iter,
+            },
+            seconds=seconds,
+            checkpoint_path=str(path),
+        )
+    return FinetuneOutcome(
+        run_id=run_id,
+        predictor=predictor,
+        result=result,
+        report=report,
+        split=split,
+        skipped=skipped,
+        seconds=seconds,
+        test_ids=test[0],
+        test_true=test_true,
+    )
+
+
 def _calibrate_run(store: RunStore, run_id: str, predictor: Predictor, path: Path, train, val) -> None:
     """Calibrate a finished run on its validation block (``model.calibration.npz`` beside ``model.pt``).
 
@@ -497,7 +596,10 @@ def _card(
     seconds: float,
     n_train: int,
 ) -> ModelCard:
-    origin = "trained from scratch" if spec.is_scratch else f"fine-tuned from {spec.pretrained}"
+    if is_baseline(spec.pretrained):
+        origin = f"the {spec.pretrained} baseline (no network)"
+    else:
+        origin = "trained from scratch" if spec.is_scratch else f"fine-tuned from {spec.pretrained}"
     if spec.strategy != DEFAULT_STRATEGY:
         origin += f" ({spec.strategy})"
     return ModelCard(
