@@ -68,8 +68,18 @@ def open_curves(browser, server, present: bool):
         except Exception:  # detached: wait for the rerun and try again
             wait_until_idle(page)
     page.wait_for_function(f"({CURVE_TEXT_JS})() !== null", timeout=60_000)
-    time.sleep(1.5)  # grids measure their columns after they mount
     return page
+
+
+def settled(page, script: str, done, timeout_s: float = 30.0):
+    """``script``'s value once ``done`` holds for it (charts and grids finish their layout after they mount),
+    or its last value after ``timeout_s`` (then the assertion on it says what was wrong)."""
+    deadline = time.monotonic() + timeout_s
+    value = page.evaluate(script)
+    while not done(value) and time.monotonic() < deadline:
+        time.sleep(0.5)
+        value = page.evaluate(script)
+    return value
 
 
 @pytest.mark.parametrize("present", [False, True], ids=["screen", "presentation"])
@@ -82,8 +92,13 @@ def test_learning_curve_view_draws_and_fits_at_1280px(browser, server, present):
         assert page.locator('[data-testid="stAlertContentError"]').count() == 0, page.locator(
             '[data-testid="stAlertContentError"]'
         ).all_inner_texts()
-        found = page.evaluate(CURVE_TEXT_JS)
-        assert {"scratch", "formation-energy-per-atom k=1"} <= set(found["names"]), found
+        wanted = {"scratch", "formation-energy-per-atom k=1"}
+        found = settled(
+            page,
+            CURVE_TEXT_JS,
+            lambda v: bool(v) and wanted <= set(v["names"]) and v["paths"] >= 7 and (not present or v["ticks"] >= 16),
+        )
+        assert wanted <= set(found["names"]), found
         assert any("Matbench CGCNN" in name for name in found["names"]), found
         assert found["paths"] >= 2 + 2 + 3  # two bands, two lines, three reference points
         if present:
@@ -91,7 +106,7 @@ def test_learning_curve_view_draws_and_fits_at_1280px(browser, server, present):
         else:
             assert found["ticks"] < 16, found
         assert page.get_by_text("Source: this server's runs").count() >= 1
-        assert page.evaluate(CLIPPED_JS) == []
+        assert settled(page, CLIPPED_JS, lambda clipped: clipped == []) == []
         assert errors == []
     finally:
         page.close()
