@@ -366,3 +366,17 @@ def test_cli_queues_a_strategy_with_its_setting(home, capsys):
     assert code == 0
     spec = RunStore().get(run_id).spec
     assert spec["strategy"] == "l2sp" and spec["hyperparams"]["l2sp_alpha"] == 0.05
+
+
+def test_seed_ensembles_never_mix_strategies(home):
+    from cgcnn.app.ensembles import seed_ensembles
+
+    store = RunStore()
+    for strategy in ("freeze", "l2sp"):
+        for seed in (0, 1):
+            spec = FinetuneSpec(SOURCE, 0, **TINY, seed=seed, strategy=strategy, hyperparams={"epochs": 1})
+            run_id = store.create_run(spec.to_dict(), status="running")
+            store.finish(run_id, "done", test_mae=0.5, checkpoint_path=str(home / f"{run_id}.pt"))
+    ensembles = seed_ensembles(store.list_runs())
+    assert len(ensembles) == 2 and all(len(e.run_ids) == 2 for e in ensembles)
+    assert sorted(" l2sp " in e.label for e in ensembles) == [False, True]
