@@ -379,3 +379,22 @@ def test_seed_ensembles_never_mix_strategies(home):
     ensembles = seed_ensembles(store.list_runs())
     assert len(ensembles) == 2 and all(len(e.run_ids) == 2 for e in ensembles)
     assert sorted(" l2sp " in e.label for e in ensembles) == [False, True]
+
+
+def test_table2_counts_only_the_studys_freeze_strategy(home):
+    import pandas as pd
+
+    from cgcnn.app.tables import table2_cells
+
+    store = RunStore()
+    for seed, strategy in enumerate(["freeze", "l2sp", "freeze"]):
+        spec = FinetuneSpec("bulk-moduli", 1, seed=seed, strategy=strategy, hyperparams={"epochs": 30})
+        run_id = store.create_run(spec.to_dict(), status="running")
+        store.finish(run_id, "done", test_mae=0.5 + seed)
+    assert table2_cells(store.list_runs())[["mean", "n"]].values.tolist() == [[1.5, 2]]
+    cell = {"pretrained": "bulk-moduli", "freeze": 1, "target": "band_gap", "n_train": 1000, "n_val": 1000,
+            "n_test": 1000, "split_seed": 0}  # fmt: skip
+    frame = pd.DataFrame(
+        [{**cell, "strategy": "freeze", "test_mae": 0.5}, {**cell, "strategy": "l2sp", "test_mae": 0.9}]
+    )
+    assert table2_cells(frame)[["mean", "n"]].values.tolist() == [[0.5, 1]]
