@@ -131,8 +131,8 @@ def test_gradual_unfreezes_one_block_from_the_head_per_period(pretrained, tiny_s
     model, _ = prepare_transfer(pretrained, 0, ["band_gap"], seed=0, keep_all_convs=True)
     gradual = Gradual(model, unfreeze_every=2)
     assert [gradual.trainable_blocks(e) for e in range(1, 14)] == [1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 6]
-    before, seen = _train_recording(model, tiny_sets[:2], Gradual(model, unfreeze_every=1), epochs=3)
-    assert [layers for layers, _, _ in seen] == [HEAD, ["convs.3", *HEAD], ["convs.2", "convs.3", *HEAD]]
+    before, seen = _train_recording(model, tiny_sets[:2], Gradual(model, unfreeze_every=1), epochs=2)
+    assert [layers for layers, _, _ in seen] == [HEAD, ["convs.3", *HEAD]]
     states = [before] + [weights for _, weights, _ in seen]
     for epoch, (layers, _, _) in enumerate(seen, start=1):
         for name in model.layer_names():  # a waiting layer keeps its weights and its batch-norm statistics
@@ -148,13 +148,13 @@ def test_gradual_keeps_a_freeze_depth_as_its_floor(pretrained, tiny_sets):
 
 def test_lp_ft_trains_the_head_alone_then_everything(pretrained, tiny_sets):
     model, _ = prepare_transfer(pretrained, 0, ["band_gap"], seed=0, keep_all_convs=True)
-    lp_ft = LinearProbeThenFinetune(model, lp_epochs=2)
-    assert [lp_ft.trainable_blocks(e) for e in (1, 2, 3, 10)] == [1, 1, 6, 6]
-    before, seen = _train_recording(model, tiny_sets[:2], lp_ft, epochs=3)
-    assert [layers for layers, _, _ in seen] == [HEAD, HEAD, model.layer_names()]
-    assert not _changed(before["convs.0"], seen[1][1]["convs.0"])  # two epochs of the head alone
-    assert _changed(seen[1][1]["convs.0"], seen[2][1]["convs.0"]) and _changed(
-        seen[1][1]["embedding"], seen[2][1]["embedding"]
+    assert [LinearProbeThenFinetune(model, lp_epochs=2).trainable_blocks(e) for e in (1, 2, 3, 10)] == [1, 1, 6, 6]
+    before, seen = _train_recording(model, tiny_sets[:2], LinearProbeThenFinetune(model, lp_epochs=1), epochs=2)
+    assert [layers for layers, _, _ in seen] == [HEAD, model.layer_names()]
+    assert not _changed(before["convs.0"], seen[0][1]["convs.0"])  # the head alone
+    assert _changed(before["fc_out"], seen[0][1]["fc_out"])
+    assert _changed(seen[0][1]["convs.0"], seen[1][1]["convs.0"]) and _changed(
+        seen[0][1]["embedding"], seen[1][1]["embedding"]
     )
 
 
@@ -183,7 +183,7 @@ def test_l2sp_pulls_towards_the_pretrained_weights(pretrained, tiny_sets):
             strategy = make_strategy("freeze", model, TrainConfig())
         else:
             strategy = make_strategy("l2sp", model, TrainConfig(l2sp_alpha=alpha), 0, report.pretrained_layers)
-        train_model(model, *tiny_sets[:2], config=TrainConfig(epochs=2, batch_size=16), strategy=strategy)
+        train_model(model, *tiny_sets[:2], config=TrainConfig(epochs=1, batch_size=16), strategy=strategy)
         source = dict(pretrained.named_parameters())
         return sum(((p - source[k]) ** 2).sum().item() for k, p in model.named_parameters() if k.startswith("convs"))
 
@@ -306,12 +306,11 @@ def test_a_sweep_tunes_its_models_with_the_strategy_and_its_baseline_as_always()
 def test_each_strategy_fine_tunes_end_to_end(isolated_home, strategy):
     store = RunStore()
     freeze = 1 if strategy == "freeze" else 0
-    spec = FinetuneSpec(SOURCE, freeze, **TINY, strategy=strategy,
-                        hyperparams={"epochs": 2, "batch_size": 16, "unfreeze_every": 1} if strategy == "gradual"
-                        else {"epochs": 2, "batch_size": 16})  # fmt: skip
+    hyper = {"epochs": 2, "unfreeze_every": 1} if strategy == "gradual" else {"epochs": 1}  # gradual: one unfreezing
+    spec = FinetuneSpec(SOURCE, freeze, **TINY, strategy=strategy, hyperparams={**hyper, "batch_size": 16})
     outcome = run_finetune(spec, store=store)
     record = store.get(outcome.run_id)
-    assert record.status == "done" and len(store.epochs(outcome.run_id)) == 2
+    assert record.status == "done" and len(store.epochs(outcome.run_id)) == hyper["epochs"]
     assert record.spec["strategy"] == strategy
     assert FinetuneSpec.from_dict(record.spec) == spec
     assert torch.isfinite(torch.tensor(record.test_mae))
@@ -366,3 +365,36 @@ def test_cli_queues_a_strategy_with_its_setting(home, capsys):
     assert code == 0
     spec = RunStore().get(run_id).spec
     assert spec["strategy"] == "l2sp" and spec["hyperparams"]["l2sp_alpha"] == 0.05
+
+
+def test_seed_ensembles_never_mix_strategies(home):
+    from cgcnn.app.ensembles import seed_ensembles
+
+    store = RunStore()
+    for strategy in ("freeze", "l2sp"):
+        for seed in (0, 1):
+            spec = FinetuneSpec(SOURCE, 0, **TINY, seed=seed, strategy=strategy, hyperparams={"epochs": 1})
+            run_id = store.create_run(spec.to_dict(), status="running")
+            store.finish(run_id, "done", test_mae=0.5, checkpoint_path=str(home / f"{run_id}.pt"))
+    ensembles = seed_ensembles(store.list_runs())
+    assert len(ensembles) == 2 and all(len(e.run_ids) == 2 for e in ensembles)
+    assert sorted(" l2sp " in e.label for e in ensembles) == [False, True]
+
+
+def test_table2_counts_only_the_studys_freeze_strategy(home):
+    import pandas as pd
+
+    from cgcnn.app.tables import table2_cells
+
+    store = RunStore()
+    for seed, strategy in enumerate(["freeze", "l2sp", "freeze"]):
+        spec = FinetuneSpec("bulk-moduli", 1, seed=seed, strategy=strategy, hyperparams={"epochs": 30})
+        run_id = store.create_run(spec.to_dict(), status="running")
+        store.finish(run_id, "done", test_mae=0.5 + seed)
+    assert table2_cells(store.list_runs())[["mean", "n"]].values.tolist() == [[1.5, 2]]
+    cell = {"pretrained": "bulk-moduli", "freeze": 1, "target": "band_gap", "n_train": 1000, "n_val": 1000,
+            "n_test": 1000, "split_seed": 0}  # fmt: skip
+    frame = pd.DataFrame(
+        [{**cell, "strategy": "freeze", "test_mae": 0.5}, {**cell, "strategy": "l2sp", "test_mae": 0.9}]
+    )
+    assert table2_cells(frame)[["mean", "n"]].values.tolist() == [[0.5, 1]]

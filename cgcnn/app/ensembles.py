@@ -39,8 +39,12 @@ def usable(record: RunRecord) -> bool:
 
 
 def recipe_of(record: RunRecord) -> tuple:
-    """What members of one seed ensemble share: model, freeze depth and the protocol (everything but the seed)."""
-    return (model_label(record), record.freeze, *protocol_of(record))
+    """What members of one seed ensemble share: model, freeze depth, strategy and the protocol (all but the seed)."""
+    return (model_label(record), record.freeze, _strategy(record), *protocol_of(record))
+
+
+def _strategy(record: RunRecord) -> str:
+    return record.spec.get("strategy") or "freeze"  # runs recorded before strategies froze
 
 
 def seed_ensembles(records: list[RunRecord], min_members: int = 2) -> list[SeedEnsemble]:
@@ -64,7 +68,8 @@ def ensemble_label(members: list[RunRecord]) -> str:
     epochs = (first.spec.get("hyperparams") or {}).get("epochs", "?")
     seeds = ", ".join(str(r.seed) for r in members)
     data = "" if not first.spec.get("data") else " · own data"
-    return f"{model_label(first)} k{first.freeze} · {first.target} {sizes} · {epochs} ep{data} · " + (
+    strategy = "" if _strategy(first) == "freeze" else f" {_strategy(first)}"
+    return f"{model_label(first)} k{first.freeze}{strategy} · {first.target} {sizes} · {epochs} ep{data} · " + (
         f"{len(members)} runs (seeds {seeds})"
     )
 

@@ -368,8 +368,9 @@ def table2_cells(records: list[RunRecord] | pd.DataFrame) -> pd.DataFrame:
     """Done runs of Table 2's protocol, grouped by (pretrained, freeze).
 
     The protocol: the study's (:data:`cgcnn.training.protocol.STUDY`: band gap, 1000/1000/1000, 30 epochs, no
-    early stopping), split seed 0, freezing (not a warm start), the default data. Any other run (another split,
-    the 100-epoch budget, a user's data) would change what a cell's mean is a mean of, so it is left out.
+    early stopping), split seed 0, freezing (not a warm start, nor another fine-tuning strategy), the default
+    data. Any other run (another split, the 100-epoch budget, a user's data) would change what a cell's mean is
+    a mean of, so it is left out.
 
     Args:
         records: run records of the store, or a sweep's ``runs.csv`` frame (see :func:`shipped_runs`; a frame
@@ -380,6 +381,8 @@ def table2_cells(records: list[RunRecord] | pd.DataFrame) -> pd.DataFrame:
     """
     if isinstance(records, pd.DataFrame):
         frame = records.assign(split_seed=records["split_seed"].fillna(0) if "split_seed" in records else 0)
+        if "strategy" in frame:  # runs.csv names scratch's strategy "none"
+            frame = frame[frame["strategy"].fillna("freeze").isin(["freeze", "none"])]
         frame = frame[["pretrained", "freeze", "target", "n_train", "n_val", "n_test", "split_seed", "test_mae"]]
         rows = [
             r
@@ -409,6 +412,7 @@ def _is_table2_run(record: RunRecord) -> bool:
     return (
         not spec.get("data")
         and not spec.get("warm_start")
+        and (spec.get("strategy") or "freeze") == "freeze"  # the study froze; other strategies are other recipes
         and int(record.split_seed or 0) == 0
         and STUDY.matches(
             record.target, (record.n_train or 0, record.n_val or 0, record.n_test or 0), record.hyperparams

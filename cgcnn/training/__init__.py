@@ -1,4 +1,4 @@
-"""Training: the train loop, transfer (freeze k layers), the study's fine-tune protocol, pretraining."""
+"""Training: the train loop, transfer (freeze k layers), fine-tuning strategies, the study's protocol, pretraining."""
 
 from __future__ import annotations
 
