@@ -17,7 +17,7 @@ from cgcnn.errors import CGCNNError, CheckpointError
 from cgcnn.names import RESERVED_WORDS, InvalidName
 from cgcnn.nn.baseline import BASELINE_FILE, BaselineModel
 from cgcnn.runs.jobs import JobRunner
-from cgcnn.runs.store import RunStore
+from cgcnn.runs.store import RunStore, compute_spec_key
 from cgcnn.training.baselines import BASELINES, RESERVED_NAMES
 from cgcnn.training.calibrate import own_test_dataset
 from cgcnn.training.finetune import FinetuneSpec, execute_run, run_finetune
@@ -239,6 +239,10 @@ def test_sweep_adds_baselines_once_per_split_seed_and_refuses_bad_ones(tmp_path,
     baselines = [(s.pretrained, s.freeze, s.seed, s.split_seed) for s in specs if s.pretrained in BASELINES]
     assert baselines == [("mean", 0, 0, 0), ("mean", 0, 0, 1)]
     assert len(specs) == 2 + 2 * 3 * 2  # plus scratch and the fine-tune per (split, seed)
+    # no training settings in a baseline's spec: a 3-epoch sweep's baseline is a 100-epoch sweep's
+    short, long = (FinetuneSpec("composition", 0, hyperparams={"epochs": e, "lr": 0.1}) for e in (3, 100))
+    assert short.to_dict() == long.to_dict()
+    assert compute_spec_key(short.to_dict()) == compute_spec_key(long.to_dict())
     home = tmp_path / "home"
     monkeypatch.setenv("CGCNN_HOME", str(home))
     common = ["sweep", "--pretrained", "formation-energy-per-atom", "--freeze", "1"]
@@ -247,3 +251,17 @@ def test_sweep_adds_baselines_once_per_split_seed_and_refuses_bad_ones(tmp_path,
     assert main([*common, "--baselines", "composition", "--train", "8", "--val", "24", "--test", "24"]) == 2
     assert "at least 10" in capsys.readouterr().err
     assert RunStore(home / "runs.sqlite").list_runs() == []
+
+
+def test_compare_shows_baseline_runs_beside_a_network(isolated_home):
+    from test_app import no_problems, page
+
+    store = RunStore()
+    tiny = {**SMALL, "hyperparams": {"epochs": 1, "batch_size": 16}}
+    ids = [run_finetune(FinetuneSpec(p, 0, **tiny), store=store, owner="dora").run_id for p in ("none", *BASELINES)]
+    cmp = page("app_pages/3_Compare_runs.py", user="dora")
+    cmp.multiselect(key="cmp_runs").set_value(ids).run()
+    no_problems(cmp)
+    shown = cmp.dataframe[0].value
+    assert set(ids) <= set(shown["id"].tolist())
+    assert {"mean", "composition"} <= set(shown["pretrained"].tolist())

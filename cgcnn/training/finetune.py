@@ -52,8 +52,9 @@ class FinetuneSpec:
     """Everything that defines a fine-tune (stored as the run's spec; equal specs are the same experiment).
 
     Attributes:
-        pretrained: zoo name, checkpoint path, ``run:ID``, or :data:`~cgcnn.training.transfer.SCRATCH` (``"none"``:
-            train from scratch).
+        pretrained: zoo name, checkpoint path, ``run:ID``, :data:`~cgcnn.training.transfer.SCRATCH` (``"none"``:
+            train from scratch), or a baseline (``"mean"``, ``"composition"``: :mod:`cgcnn.training.baselines`;
+            freeze 0, and its hyperparameters are dropped).
         freeze: ``k``, convolutions frozen with the embedding (0 = nothing frozen).
         target: label to learn.
         n_train, n_val, n_test: split sizes (prefixes of the canonical split, see :mod:`cgcnn.data.datasets`).
@@ -78,6 +79,12 @@ class FinetuneSpec:
     data: str | None = None
     warm_start: bool = False
     hyperparams: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if is_baseline(self.pretrained):
+            # A baseline trains no network: epochs, batch size or learning rate change nothing, so they are not part
+            # of the experiment (a baseline of a 3-epoch sweep is the one of a 100-epoch sweep, found done).
+            self.hyperparams = {}
 
     @property
     def is_scratch(self) -> bool:
@@ -195,7 +202,7 @@ class FinetuneSpec:
 
 @dataclass
 class FinetuneOutcome:
-    """What a finished fine-tune produced."""
+    """What a finished fine-tune produced (a baseline's: a ``BaselinePredictor``, and a result without a model)."""
 
     run_id: str | None
     predictor: Predictor
