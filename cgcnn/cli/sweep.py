@@ -168,7 +168,7 @@ def add_experiment_parsers(sub: argparse._SubParsersAction) -> None:
         "processes with one torch thread each, and writes runs.csv, summary.csv (mean ± std per cell; paired "
         "difference to the scratch model of the same split seed and seed, wins, paired t-test p-value, its Holm "
         "correction over all cells, exact sign test, 95% bootstrap CI over test crystals and pairs) and "
-        "summary.png as runs finish.",
+        "summary.png as runs finish. --baselines mean,composition adds the yardsticks once per split seed.",
     )
     p.add_argument("--pretrained", required=True, help="comma-separated zoo names")
     p.add_argument("--freeze", default="1,2,3", help="freeze depths, e.g. 1,2,3 (default)")
