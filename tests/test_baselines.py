@@ -265,3 +265,22 @@ def test_compare_shows_baseline_runs_beside_a_network(isolated_home):
     shown = cmp.dataframe[0].value
     assert set(ids) <= set(shown["id"].tolist())
     assert {"mean", "composition"} <= set(shown["pretrained"].tolist())
+
+
+def test_a_sweep_of_baselines_runs_them_in_workers_and_writes_them_to_runs_csv(tmp_path):
+    import pandas as pd
+
+    from cgcnn.experiments.sweep import LocalExecutor, SweepGrid, run_sweep
+
+    store = RunStore(tmp_path / "runs.sqlite")
+    grid = SweepGrid([], [], seeds=[0, 1], baseline=False, split_seeds=[0, 1], baselines=list(BASELINES), **SMALL)
+    grid.validate()
+    result = run_sweep(grid, store, LocalExecutor(store, workers=1, poll_s=0.2), tmp_path / "out")
+    runs = pd.read_csv(tmp_path / "out" / "runs.csv")
+    assert sorted(zip(runs.pretrained, runs.split_seed, runs.seed, strict=True)) == [
+        ("composition", 0, 0), ("composition", 1, 0), ("mean", 0, 0), ("mean", 1, 0)
+    ]  # fmt: skip
+    assert runs.test_mae.notna().all() and set(result.summary.pretrained) == set(BASELINES)
+    # a second sweep finds them done: nothing is fitted again
+    again = run_sweep(grid, store, LocalExecutor(store, workers=1, poll_s=0.2))
+    assert sorted(again.runs.run_id) == sorted(runs.run_id) and len(store.list_runs()) == 4
