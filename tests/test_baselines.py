@@ -284,3 +284,12 @@ def test_a_sweep_of_baselines_runs_them_in_workers_and_writes_them_to_runs_csv(t
     # a second sweep finds them done: nothing is fitted again
     again = run_sweep(grid, store, LocalExecutor(store, workers=1, poll_s=0.2))
     assert sorted(again.runs.run_id) == sorted(runs.run_id) and len(store.list_runs()) == 4
+
+
+def test_a_baseline_sent_back_by_a_ray_task_keeps_its_file_name():
+    from cgcnn.runs.ray_jobs import MODEL_FILES, model_file_name
+
+    assert BASELINE_FILE in MODEL_FILES
+    assert model_file_name(f"/tmp/task/runs/abc/{BASELINE_FILE}") == BASELINE_FILE
+    assert model_file_name("/tmp/task/runs/abc/model.pt") == "model.pt"
+    assert model_file_name("/tmp/../../etc/passwd") == "model.pt" and model_file_name(None) == "model.pt"
