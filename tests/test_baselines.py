@@ -242,6 +242,7 @@ def test_sweep_adds_baselines_once_per_split_seed_and_refuses_bad_ones(tmp_path,
     # no training settings in a baseline's spec: a 3-epoch sweep's baseline is a 100-epoch sweep's
     short, long = (FinetuneSpec("composition", 0, hyperparams={"epochs": e, "lr": 0.1}) for e in (3, 100))
     assert short.to_dict() == long.to_dict()
+    assert short.to_dict()["hyperparams"] == {} and short.epochs == 0  # the queue's estimate: set-up only
     assert compute_spec_key(short.to_dict()) == compute_spec_key(long.to_dict())
     home = tmp_path / "home"
     monkeypatch.setenv("CGCNN_HOME", str(home))
@@ -265,6 +266,7 @@ def test_compare_shows_baseline_runs_beside_a_network(isolated_home):
     shown = cmp.dataframe[0].value
     assert set(ids) <= set(shown["id"].tolist())
     assert {"mean", "composition"} <= set(shown["pretrained"].tolist())
+    assert any("mean k0" in label and "baseline" in label for label in cmp.multiselect(key="cmp_runs").options)
 
 
 def test_a_sweep_of_baselines_runs_them_in_workers_and_writes_them_to_runs_csv(tmp_path):

@@ -93,7 +93,9 @@ class FinetuneSpec:
 
     @property
     def epochs(self) -> int:
-        """The epochs this spec trains (its hyperparameter, else the training default)."""
+        """The epochs this spec trains (its hyperparameter, else the training default; 0 for a baseline)."""
+        if is_baseline(self.pretrained):
+            return 0
         return int(self.hyperparams.get("epochs", TrainConfig.epochs))
 
     @classmethod
@@ -176,7 +178,8 @@ class FinetuneSpec:
         data = {**dataclasses.asdict(self), "model_kind": self.model_kind()}
         # The epochs are written out: the store (a lower layer) estimates durations from them without knowing
         # the training default; the spec key drops values equal to the defaults, so this changes no key.
-        data["hyperparams"] = {"epochs": self.epochs, **data["hyperparams"]}
+        # A baseline writes none: it trains no epochs, and the queue's estimates then count its set-up only.
+        data["hyperparams"] = {"epochs": self.epochs, **data["hyperparams"]} if self.epochs else {}
         return data
 
     def model_kind(self) -> str | None:
