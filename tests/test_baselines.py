@@ -17,7 +17,7 @@ from cgcnn.errors import CGCNNError, CheckpointError
 from cgcnn.names import RESERVED_WORDS, InvalidName
 from cgcnn.nn.baseline import BASELINE_FILE, BaselineModel
 from cgcnn.runs.jobs import JobRunner
-from cgcnn.runs.store import RunStore
+from cgcnn.runs.store import RunStore, compute_spec_key
 from cgcnn.training.baselines import BASELINES, RESERVED_NAMES
 from cgcnn.training.calibrate import own_test_dataset
 from cgcnn.training.finetune import FinetuneSpec, execute_run, run_finetune
@@ -239,6 +239,11 @@ def test_sweep_adds_baselines_once_per_split_seed_and_refuses_bad_ones(tmp_path,
     baselines = [(s.pretrained, s.freeze, s.seed, s.split_seed) for s in specs if s.pretrained in BASELINES]
     assert baselines == [("mean", 0, 0, 0), ("mean", 0, 0, 1)]
     assert len(specs) == 2 + 2 * 3 * 2  # plus scratch and the fine-tune per (split, seed)
+    # no training settings in a baseline's spec: a 3-epoch sweep's baseline is a 100-epoch sweep's
+    short, long = (FinetuneSpec("composition", 0, hyperparams={"epochs": e, "lr": 0.1}) for e in (3, 100))
+    assert short.to_dict() == long.to_dict()
+    assert short.to_dict()["hyperparams"] == {} and short.epochs == 0  # the queue's estimate: set-up only
+    assert compute_spec_key(short.to_dict()) == compute_spec_key(long.to_dict())
     home = tmp_path / "home"
     monkeypatch.setenv("CGCNN_HOME", str(home))
     common = ["sweep", "--pretrained", "formation-energy-per-atom", "--freeze", "1"]
@@ -247,3 +252,46 @@ def test_sweep_adds_baselines_once_per_split_seed_and_refuses_bad_ones(tmp_path,
     assert main([*common, "--baselines", "composition", "--train", "8", "--val", "24", "--test", "24"]) == 2
     assert "at least 10" in capsys.readouterr().err
     assert RunStore(home / "runs.sqlite").list_runs() == []
+
+
+def test_compare_shows_baseline_runs_beside_a_network(isolated_home):
+    from test_app import no_problems, page
+
+    store = RunStore()
+    tiny = {**SMALL, "hyperparams": {"epochs": 1, "batch_size": 16}}
+    ids = [run_finetune(FinetuneSpec(p, 0, **tiny), store=store, owner="dora").run_id for p in ("none", *BASELINES)]
+    cmp = page("app_pages/3_Compare_runs.py", user="dora")
+    cmp.multiselect(key="cmp_runs").set_value(ids).run()
+    no_problems(cmp)
+    shown = cmp.dataframe[0].value
+    assert set(ids) <= set(shown["id"].tolist())
+    assert {"mean", "composition"} <= set(shown["pretrained"].tolist())
+    assert any("mean k0" in label and "baseline" in label for label in cmp.multiselect(key="cmp_runs").options)
+
+
+def test_a_sweep_of_baselines_runs_them_in_workers_and_writes_them_to_runs_csv(tmp_path):
+    import pandas as pd
+
+    from cgcnn.experiments.sweep import LocalExecutor, SweepGrid, run_sweep
+
+    store = RunStore(tmp_path / "runs.sqlite")
+    grid = SweepGrid([], [], seeds=[0, 1], baseline=False, split_seeds=[0, 1], baselines=list(BASELINES), **SMALL)
+    grid.validate()
+    result = run_sweep(grid, store, LocalExecutor(store, workers=1, poll_s=0.2), tmp_path / "out")
+    runs = pd.read_csv(tmp_path / "out" / "runs.csv")
+    assert sorted(zip(runs.pretrained, runs.split_seed, runs.seed, strict=True)) == [
+        ("composition", 0, 0), ("composition", 1, 0), ("mean", 0, 0), ("mean", 1, 0)
+    ]  # fmt: skip
+    assert runs.test_mae.notna().all() and set(result.summary.pretrained) == set(BASELINES)
+    # a second sweep finds them done: nothing is fitted again
+    again = run_sweep(grid, store, LocalExecutor(store, workers=1, poll_s=0.2))
+    assert sorted(again.runs.run_id) == sorted(runs.run_id) and len(store.list_runs()) == 4
+
+
+def test_a_baseline_sent_back_by_a_ray_task_keeps_its_file_name():
+    from cgcnn.runs.ray_jobs import MODEL_FILES, model_file_name
+
+    assert BASELINE_FILE in MODEL_FILES
+    assert model_file_name(f"/tmp/task/runs/abc/{BASELINE_FILE}") == BASELINE_FILE
+    assert model_file_name("/tmp/task/runs/abc/model.pt") == "model.pt"
+    assert model_file_name("/tmp/../../etc/passwd") == "model.pt" and model_file_name(None) == "model.pt"

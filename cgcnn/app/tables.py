@@ -20,6 +20,7 @@ from cgcnn.names import name_key
 from cgcnn.paths import project_path
 from cgcnn.runs.estimates import format_duration, remaining_seconds
 from cgcnn.runs.store import RunRecord, RunStore
+from cgcnn.training.baselines import BASELINES
 from cgcnn.training.protocol import STUDY
 from cgcnn.training.transfer import is_scratch
 
@@ -122,7 +123,8 @@ def run_label(record: RunRecord) -> str:
     epochs = (record.spec.get("hyperparams") or {}).get("epochs", "?")
     name = f" «{record.name}»" if record.name else ""
     owner = f" · {record.owner}" if record.owner else ""
-    protocol = f"{record.target} {sizes} · {epochs} ep · seed {record.seed}"
+    budget = "baseline" if record.pretrained in BASELINES else f"{epochs} ep"  # a baseline trains no epochs
+    protocol = f"{record.target} {sizes} · {budget} · seed {record.seed}"
     strategy = record.spec.get("strategy") or "freeze"
     recipe = f"k{record.freeze}" + ("" if strategy == "freeze" else f" {strategy}")  # the study's recipe unnamed
     return text(f"{record.id} · {model} {recipe} · {protocol}{owner}{name}")  # no bidi controls

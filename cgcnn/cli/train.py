@@ -15,6 +15,8 @@ _DEFAULTS = TrainConfig()
 FINETUNE_HELP = f"""\
 Fine-tune a pretrained CGCNN to a new target with the embedding and the first K convolutions frozen (the
 deeper layers re-initialised, as in the transfer study), or train from scratch with --pretrained none.
+The yardsticks run the same way: --pretrained mean (the training mean) and --pretrained composition
+(gradient-boosted trees on the formula's Magpie-style features), freeze 0, stored as runs.
 The split is the canonical one of --split-seed (default: the study's protocol, {STUDY.describe()});
 --seed sets the model initialisation and data order only, so seeds share one test set.
 
@@ -69,6 +71,7 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     from cgcnn.names import validate_name
     from cgcnn.runs.store import RunStore
     from cgcnn.settings import atom_limit
+    from cgcnn.training.baselines import BASELINES
     from cgcnn.training.finetune import run_finetune
 
     if args.max_atoms is not None:  # this command's own limit (the workers of a server keep CGCNN_MAX_ATOMS)
@@ -113,6 +116,11 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
         print(f"skipped: {crystal_id}: {reason}", file=sys.stderr)
     if args.json:
         print(json.dumps(summary))
+    elif spec.pretrained in BASELINES:
+        print(
+            f"test MAE {result.test.mae:.4f}: the {spec.pretrained} baseline, fitted in {result.seconds:.2f} s "
+            f"({outcome.seconds:.1f} s in all)" + (f"; run {outcome.run_id}" if outcome.run_id else "")
+        )
     else:
         print(
             f"test MAE {result.test.mae:.4f} after {len(result.history)} epochs (best epoch {result.best_epoch}), "
@@ -220,7 +228,12 @@ def add_train_parsers(sub: argparse._SubParsersAction) -> None:
         description=FINETUNE_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--pretrained", default="none", help="zoo name, checkpoint path, run:ID, or none (scratch)")
+    p.add_argument(
+        "--pretrained",
+        default="none",
+        help="zoo name, checkpoint path, run:ID, none (scratch), or a baseline: mean (the training mean), "
+        "composition (trees on the formula's Magpie-style features)",
+    )
     p.add_argument("--freeze", type=int, default=0, help="K: freeze the embedding and the first K convolutions")
     options.add_target(p, "label to learn")
     options.add_sizes(p)

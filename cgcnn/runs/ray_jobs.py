@@ -48,6 +48,18 @@ OBJECT_STORE_BYTES = 80 * 1024**2  # a small object store: tasks pass run ids an
 TEMP_DIR = "/tmp/cgcnn-ray"  # short: Ray's socket paths must stay under 107 characters
 CONNECT_TIMEOUT_S = 3.0
 _FORWARDED = frozenset({"mark_running", "update", "add_epoch", "heartbeat", "add_predictions", "finish"})
+
+#: The model files a task may send back: a network's checkpoint, or a baseline's fit inputs
+#: (``cgcnn.nn.baseline.BASELINE_FILE``); any other name is stored as ``model.pt`` (and refused when loaded).
+MODEL_FILES = ("model.pt", "baseline.npz")
+
+
+def model_file_name(sent_path: str | None) -> str:
+    """The name to store a task's model file under, in its run's folder on the driver (never a path)."""
+    name = Path(sent_path).name if sent_path else ""
+    return name if name in MODEL_FILES else MODEL_FILES[0]
+
+
 _INIT_LOCK = threading.Lock()
 
 
@@ -340,9 +352,9 @@ class RayJobRunner(JobRunner):
                 if method == "finish":
                     data = kwargs.pop("checkpoint_bytes", None)
                     if data is not None:
-                        path = self.store.run_dir(run_id) / "model.pt"
+                        path = self.store.run_dir(run_id) / model_file_name(kwargs.get("checkpoint_path"))
                         path.parent.mkdir(parents=True, exist_ok=True)
-                        tmp = path.with_suffix(".pt.tmp")
+                        tmp = path.with_name(path.name + ".tmp")
                         tmp.write_bytes(data)
                         tmp.replace(path)
                         kwargs["checkpoint_path"] = str(path)

@@ -53,8 +53,9 @@ class FinetuneSpec:
     """Everything that defines a fine-tune (stored as the run's spec; equal specs are the same experiment).
 
     Attributes:
-        pretrained: zoo name, checkpoint path, ``run:ID``, or :data:`~cgcnn.training.transfer.SCRATCH` (``"none"``:
-            train from scratch).
+        pretrained: zoo name, checkpoint path, ``run:ID``, :data:`~cgcnn.training.transfer.SCRATCH` (``"none"``:
+            train from scratch), or a baseline (``"mean"``, ``"composition"``: :mod:`cgcnn.training.baselines`;
+            freeze 0, and its hyperparameters are dropped).
         freeze: ``k``, convolutions frozen with the embedding (0 = nothing frozen).
         target: label to learn.
         n_train, n_val, n_test: split sizes (prefixes of the canonical split, see :mod:`cgcnn.data.datasets`).
@@ -84,6 +85,12 @@ class FinetuneSpec:
     hyperparams: dict[str, Any] = field(default_factory=dict)
     strategy: str = DEFAULT_STRATEGY
 
+    def __post_init__(self) -> None:
+        if is_baseline(self.pretrained):
+            # A baseline trains no network: epochs, batch size or learning rate change nothing, so they are not part
+            # of the experiment (a baseline of a 3-epoch sweep is the one of a 100-epoch sweep, found done).
+            self.hyperparams = {}
+
     @property
     def is_scratch(self) -> bool:
         """Whether this spec trains from scratch (no pretrained model)."""
@@ -91,7 +98,9 @@ class FinetuneSpec:
 
     @property
     def epochs(self) -> int:
-        """The epochs this spec trains (its hyperparameter, else the training default)."""
+        """The epochs this spec trains (its hyperparameter, else the training default; 0 for a baseline)."""
+        if is_baseline(self.pretrained):
+            return 0
         return int(self.hyperparams.get("epochs", TrainConfig.epochs))
 
     @classmethod
@@ -177,7 +186,8 @@ class FinetuneSpec:
         data = {**dataclasses.asdict(self), "model_kind": self.model_kind()}
         # The epochs are written out: the store (a lower layer) estimates durations from them without knowing
         # the training default; the spec key drops values equal to the defaults, so this changes no key.
-        data["hyperparams"] = {"epochs": self.epochs, **data["hyperparams"]}
+        # A baseline writes none: it trains no epochs, and the queue's estimates then count its set-up only.
+        data["hyperparams"] = {"epochs": self.epochs, **data["hyperparams"]} if self.epochs else {}
         return data
 
     def model_kind(self) -> str | None:
@@ -203,7 +213,7 @@ class FinetuneSpec:
 
 @dataclass
 class FinetuneOutcome:
-    """What a finished fine-tune produced."""
+    """What a finished fine-tune produced (a baseline's: a ``BaselinePredictor``, and a result without a model)."""
 
     run_id: str | None
     predictor: Predictor

@@ -98,6 +98,11 @@ def check_strategy(strategy: str, hyperparams: Mapping[str, Any], pretrained: st
             f"--strategy discriminative trains every layer, so it needs --freeze 0 (got --freeze {freeze}); "
             "to keep layers fixed use --strategy freeze, gradual, lp-ft or l2sp"
         )
+    if strategy != DEFAULT_STRATEGY and pretrained in ("mean", "composition"):
+        raise CGCNNError(
+            f"--strategy {strategy} fine-tunes a network, and --pretrained {pretrained} is a baseline without one: "
+            f"use --strategy {DEFAULT_STRATEGY}"
+        )
     if strategy in NEEDS_PRETRAINED and is_scratch(pretrained):
         raise CGCNNError(
             f"--strategy {strategy} fine-tunes pretrained weights, and --pretrained none has none: use a "
