@@ -208,8 +208,8 @@ def add_experiment_parsers(sub: argparse._SubParsersAction) -> None:
         "difference to the scratch model of the same size, split seed and seed, wins, paired t-test p-value, its Holm "
         "correction per size, exact sign test, 95% bootstrap CI over test crystals and pairs; the same at split "
         "level) as runs finish, and when the sweep ends predictions.csv.gz (per-crystal test predictions) and, with "
-        "--sizes, crossover.csv, learning_curve.csv and learning_curve.png (one size: summary.png). --baselines mean,composition adds "
-        "the yardsticks once per split seed.",
+        "--sizes, crossover.csv, learning_curve.csv and learning_curve.png (one size: summary.png). "
+        "--baselines mean,composition adds the yardsticks once per split seed.",
     )
     p.add_argument("--pretrained", required=True, help="comma-separated zoo names")
     p.add_argument("--freeze", default="1,2,3", help="freeze depths, e.g. 1,2,3 (default)")
