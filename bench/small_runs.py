@@ -8,12 +8,13 @@ timed ones (other model seeds of the same recipe). For each it reads:
 * ``claim_to_first_step_s``: from the claim (``started_at``, set by ``RunStore.claim_next``) to the optimiser's
   first step in the worker (a ``torch.optim`` step pre-hook);
 * ``last_epoch_to_done_s``: from the last epoch's row (written, heartbeat and cancel check done) to ``finished_at``
-  (the run is done for everyone who looks): the test evaluation, the checkpoint, the predictions, the calibration
-  and the final write;
+  (the run is done for everyone who looks), split by when the predictions are written into ``test_block_s`` (the
+  test block's frozen features and evaluation, the checkpoint, the test predictions), ``calibration_s`` (a forward
+  pass over the training and validation blocks, the validation predictions) and ``finish_s`` (the final write);
 * ``val_s_per_epoch``: each epoch's validation pass (the epoch's seconds minus its training pass), and its share.
 
 The target here is :func:`timed_target`, which calls the same ``run_finetune`` as the default target with the
-two timestamps added. Prints medians and ranges, and with ``--json`` one JSON line.
+its timestamps added. Prints medians and ranges, and with ``--json`` one JSON line.
 
     python -m bench.small_runs [--runs 5] [--train 50] [--val 1000] [--test 1000] [--epochs 3] [--json]
 """
@@ -54,6 +55,14 @@ def timed_target(run_id: str, store) -> None:
             {"epoch": stats.epoch, "at": time.time(), "seconds": stats.seconds, "train_seconds": stats.train_seconds}
         )
 
+    write_predictions = store.add_predictions
+
+    def add_predictions(run: str, rows) -> int:  # test predictions, then (after calibrating) validation ones
+        count = write_predictions(run, rows)
+        marks.setdefault("predictions_written", []).append(time.time())
+        return count
+
+    store.add_predictions = add_predictions  # this worker's store object only
     hook = register_optimizer_step_pre_hook(first_step)
     try:
         run_finetune(FinetuneSpec.from_dict(store.get(run_id).spec), store=store, run_id=run_id, on_epoch=on_epoch)
@@ -112,12 +121,18 @@ def main() -> int:
             marks = json.loads((store.run_dir(run_id) / TIMINGS_FILE).read_text())
             if k == 0:
                 continue  # the worker's first run reads the graphs from disk: not a warm run
-            epochs = marks["epochs"]
+            epochs, written = marks["epochs"], marks["predictions_written"]
             rows.append(
                 {
                     "claim_to_first_step_s": marks["first_step"] - record.started_at,
                     "setup_seconds": record.setup_seconds,
                     "last_epoch_to_done_s": record.finished_at - epochs[-1]["at"],
+                    # of which: the test block (features, evaluation, checkpoint, its predictions written) ...
+                    "test_block_s": written[0] - epochs[-1]["at"],
+                    # ... the calibration (a forward pass over training and validation, its predictions) ...
+                    "calibration_s": (written[1] if len(written) > 1 else written[0]) - written[0],
+                    # ... and the final write
+                    "finish_s": record.finished_at - written[-1],
                     "epoch_s": statistics.median(e["seconds"] for e in epochs),
                     "val_s_per_epoch": statistics.median(e["seconds"] - e["train_seconds"] for e in epochs),
                     "run_s": record.seconds,
@@ -138,7 +153,8 @@ def main() -> int:
     val, epoch = result["val_s_per_epoch"]["median"], result["epoch_s"]["median"]
     result["val_share_of_epoch"] = round(val / epoch, 3) if epoch else None
     print(f"{len(rows)} warm runs of {result['sizes']} crystals, {args.epochs} epochs, load {result['load_avg_1min']}")
-    for name in ("claim_to_first_step_s", "last_epoch_to_done_s", "val_s_per_epoch", "epoch_s", "run_s"):
+    for name in ("claim_to_first_step_s", "last_epoch_to_done_s", "test_block_s", "calibration_s", "finish_s",
+                 "val_s_per_epoch", "epoch_s", "run_s"):  # fmt: skip
         s = result[name]
         print(f"  {name}: median {s['median']} s (range {s['min']}-{s['max']})")
     print(f"  validation is {100 * (result['val_share_of_epoch'] or 0):.0f}% of an epoch")
