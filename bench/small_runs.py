@@ -11,6 +11,8 @@ timed ones (other model seeds of the same recipe). For each it reads:
   (the run is done for everyone who looks), split by when the predictions are written into ``test_block_s`` (the
   test block's frozen features and evaluation, the checkpoint, the test predictions), ``calibration_s`` (a forward
   pass over the training and validation blocks, the validation predictions) and ``finish_s`` (the final write);
+* ``first_step_cpu_s`` and ``last_epoch_to_done_cpu_s``: the same spans in the worker's CPU seconds (from the
+  target's start, so without the claim's message), which a loaded machine inflates less than wall time;
 * ``val_s_per_epoch``: each epoch's validation pass (the epoch's seconds minus its training pass), and its share.
 
 The target here is :func:`timed_target`, which calls the same ``run_finetune`` as the default target with the
@@ -45,24 +47,31 @@ def timed_target(run_id: str, store) -> None:
 
     from cgcnn.training.finetune import FinetuneSpec, run_finetune
 
-    marks: dict[str, object] = {"epochs": []}
+    marks: dict[str, object] = {"epochs": [], "cpu_start": time.process_time()}
 
     def first_step(optimizer, args, kwargs) -> None:
         marks.setdefault("first_step", time.time())
+        marks.setdefault("cpu_first_step", time.process_time())
 
     def on_epoch(stats) -> None:
         marks["epochs"].append(
-            {"epoch": stats.epoch, "at": time.time(), "seconds": stats.seconds, "train_seconds": stats.train_seconds}
-        )
+            {"epoch": stats.epoch, "at": time.time(), "cpu": time.process_time(), "seconds": stats.seconds,
+             "train_seconds": stats.train_seconds}
+        )  # fmt: skip
 
-    write_predictions = store.add_predictions
+    write_predictions, finish = store.add_predictions, store.finish
 
     def add_predictions(run: str, rows) -> int:  # test predictions, then (after calibrating) validation ones
         count = write_predictions(run, rows)
         marks.setdefault("predictions_written", []).append(time.time())
         return count
 
-    store.add_predictions = add_predictions  # this worker's store object only
+    def finished(*args, **kwargs):
+        out = finish(*args, **kwargs)
+        marks["cpu_done"] = time.process_time()
+        return out
+
+    store.add_predictions, store.finish = add_predictions, finished  # this worker's store object only
     hook = register_optimizer_step_pre_hook(first_step)
     try:
         run_finetune(FinetuneSpec.from_dict(store.get(run_id).spec), store=store, run_id=run_id, on_epoch=on_epoch)
@@ -134,6 +143,9 @@ def main() -> int:
                     # ... and the final write
                     "finish_s": record.finished_at - written[-1],
                     "epoch_s": statistics.median(e["seconds"] for e in epochs),
+                    # CPU seconds of the worker (all its threads; less sensitive to other load than wall time)
+                    "first_step_cpu_s": marks["cpu_first_step"] - marks["cpu_start"],
+                    "last_epoch_to_done_cpu_s": marks["cpu_done"] - epochs[-1]["cpu"],
                     "val_s_per_epoch": statistics.median(e["seconds"] - e["train_seconds"] for e in epochs),
                     "run_s": record.seconds,
                 }
@@ -153,8 +165,8 @@ def main() -> int:
     val, epoch = result["val_s_per_epoch"]["median"], result["epoch_s"]["median"]
     result["val_share_of_epoch"] = round(val / epoch, 3) if epoch else None
     print(f"{len(rows)} warm runs of {result['sizes']} crystals, {args.epochs} epochs, load {result['load_avg_1min']}")
-    for name in ("claim_to_first_step_s", "last_epoch_to_done_s", "test_block_s", "calibration_s", "finish_s",
-                 "val_s_per_epoch", "epoch_s", "run_s"):  # fmt: skip
+    for name in ("claim_to_first_step_s", "first_step_cpu_s", "last_epoch_to_done_s", "last_epoch_to_done_cpu_s",
+                 "test_block_s", "calibration_s", "finish_s", "val_s_per_epoch", "epoch_s", "run_s"):  # fmt: skip
         s = result[name]
         print(f"  {name}: median {s['median']} s (range {s['min']}-{s['max']})")
     print(f"  validation is {100 * (result['val_share_of_epoch'] or 0):.0f}% of an epoch")
