@@ -6,7 +6,8 @@ import streamlit as st
 
 import app_ui
 from cgcnn.analysis import figures, style
-from cgcnn.app import learning_curves, tables
+from cgcnn.app import learning_curves, recipes, tables
+from cgcnn.app.plain import markdown
 from cgcnn.data.datasets import TARGET_UNITS
 from cgcnn.experiments import study
 from cgcnn.experiments.learning_curve import learning_curve_figure
@@ -55,6 +56,40 @@ def learning_curve_section() -> None:
     )  # fmt: skip
 
 
+def recipes_section(store, records, look, session_runs: set[str] | None = None) -> None:
+    """The class-scale view: finished runs grouped by recipe, a mean ± 95% band per recipe, one table row each.
+
+    ``session_runs``: the run ids of a lesson session, when the page shows one (None: every run).
+    """
+    st.subheader("Runs grouped by recipe")
+    st.markdown(
+        "A recipe is a run's settings without its seeds. Each line is the mean validation MAE of a recipe's "
+        "finished runs (one per model seed and split seed; runs shared between people count once), the band its "
+        "95% t-interval; the legend says whether the runs differ by model seed, split seed or both."
+    )
+    owners = sorted({r.owner for r in records if r.status == "done" and r.owner}, key=name_key)
+    picked = st.multiselect("Owners", owners, key="cmp_rec_owners", placeholder="Everyone")
+    groups = recipes.group_recipes(recipes.filter_runs(records, owners=picked, run_ids=session_runs))
+    if not groups:
+        st.info("No finished run matches: recipes appear here once runs are done.")
+        return
+    targets = sorted({g.target for g in groups})
+    target = recipes.most_common_target(groups)
+    if len(targets) > 1:
+        target = st.selectbox("Target", targets, index=targets.index(target), key="cmp_rec_target")
+    groups = [g for g in groups if g.target == target]
+    table = recipes.recipe_table(groups)
+    shown = ["recipe", "n", "test_mae_mean", "test_mae_std", "replicates", "owners"]
+    app_ui.table(table[shown])
+    points = recipes.recipe_curves(groups, recipes.recipe_epochs(store, groups))
+    figure = figures.recipe_band_figure(points, TARGET_UNITS.get(target or "", ""), legend_row_px=look.legend_row_px)
+    app_ui.chart(figure, key="cmp_recipes")
+    st.caption(markdown(f"{len(groups)} recipe(s) of {target}, {int(table['n'].sum())} finished run(s)."))
+    st.download_button(
+        "Download the recipes (CSV)", table.to_csv(index=False), "recipes.csv", "text/csv", key="cmp_csv_recipes"
+    )
+
+
 user = app_ui.setup("Compare runs")
 with app_ui.boundary("the compare page"):
     store = app_ui.store()
@@ -90,6 +125,9 @@ with app_ui.boundary("the compare page"):
         st.download_button(
             "Download these runs (CSV)", table.to_csv(index=False), "runs.csv", "text/csv", key="cmp_csv_runs"
         )
+
+    if records:
+        recipes_section(store, records, look)
 
     st.subheader("The study's Table 2, over seeds")
     source = st.radio(

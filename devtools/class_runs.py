@@ -24,12 +24,21 @@ def spec_dict(k: int, epochs: int = 30, sizes: tuple[int, int, int] = (1000, 100
 
 
 def make_class(
-    store: RunStore, n_runs: int = 100, owners: int = 25, queued: int = 10, running: int = 5, prefix: str = "student"
+    store: RunStore,
+    n_runs: int = 100,
+    owners: int = 25,
+    queued: int = 10,
+    running: int = 5,
+    prefix: str = "student",
+    epochs: int = 30,
+    predictions: bool = True,
 ) -> list[str]:
     """Write ``n_runs`` entries by ``owners`` students; returns their ids.
 
     Of these, ``queued`` are queued and ``running`` running (pass 0 for both when a job runner could claim
-    them), one in ten failed, one in five an entry reusing an earlier done run, the rest done.
+    them), one in ten failed, one in five an entry reusing an earlier done run, the rest done. Each epoch
+    and the predictions are one write each (about 25 ms on a busy disk): a test of a few hundred runs asks
+    for fewer ``epochs`` and no ``predictions``.
     """
     rng = random.Random(0)
     ids: list[str] = []
@@ -49,14 +58,15 @@ def make_class(
             _, spec = done[rng.randrange(len(done))]
             ids.append(store.launch(spec, owner=owner).id)
             continue
-        spec = spec_dict(k)
+        spec = spec_dict(k, epochs=epochs)
         run_id = store.create_run(spec, owner=owner, status="running")
-        for epoch in range(1, 31):
+        for epoch in range(1, epochs + 1):
             store.add_epoch(run_id, epoch, 1.0 / epoch, 0.8 / epoch, 1.1 / epoch, 0.9 / epoch, 1.2)
         if k % 10 == 3:
             store.finish(run_id, "failed", error="worker stopped (no heartbeat)")
         else:
-            store.add_predictions(run_id, [(f"mp-{i}", "test", 1.0 + i / 100, 1.05 + i / 90) for i in range(200)])
+            if predictions:
+                store.add_predictions(run_id, [(f"mp-{i}", "test", 1.0 + i / 100, 1.05 + i / 90) for i in range(200)])
             store.finish(run_id, "done", test_mae=0.3 + rng.random() / 10, seconds=60.0)
             done.append((run_id, spec))
         ids.append(run_id)

@@ -73,6 +73,73 @@ def curves_figure(
     return fig
 
 
+#: What a recipe's band spans, by the ``band_over`` of :func:`cgcnn.app.recipes.recipe_curves`, for the legend.
+BAND_LEGEND = {"seeds": "model seeds", "splits": "split seeds", "seeds and splits": "model and split seeds"}
+
+
+def recipe_band_figure(
+    points: pd.DataFrame, units: str = "", metric_title: str = "validation MAE", legend_row_px: int = 22
+) -> go.Figure:
+    """One line per recipe (the mean over its replicates) with its 95% band, instead of one line per run.
+
+    Args:
+        points: ``cgcnn.app.recipes.recipe_curves`` (columns ``recipe``, ``label``, ``band_over``, ``epoch``,
+            ``n``, ``mean``, ``low``, ``high``).
+        units: appended to the y axis title.
+        metric_title: what the y axis holds.
+        legend_row_px: height of one legend entry (larger in presentation mode).
+
+    The legend says, per recipe, how many replicates and what varied between them (model seeds on one split,
+    split seeds, or both), so a band over model seeds is never read as one over splits.
+    """
+    fig = go.Figure()
+    keys = list(dict.fromkeys(points["recipe"])) if len(points) else []
+    palette = sample_colorscale("Turbo", np.linspace(0.05, 0.95, max(len(keys), 1)).tolist())
+    for k, key in enumerate(keys):
+        part = points[points["recipe"] == key].sort_values("epoch")
+        color = palette[k % len(palette)]
+        n = int(part["n"].max())
+        over = BAND_LEGEND.get(str(part["band_over"].iloc[0]))
+        spread = f"n={n} · band over {over}" if over else "n=1 · no band"
+        banded = part[part["n"] > 1]
+        if len(banded):
+            fig.add_trace(
+                go.Scatter(
+                    x=[*banded["epoch"], *banded["epoch"][::-1]],
+                    y=[*banded["high"], *banded["low"][::-1]],
+                    fill="toself",
+                    fillcolor=color,
+                    opacity=0.2,
+                    line={"width": 0},
+                    hoverinfo="skip",
+                    legendgroup=key,
+                    showlegend=False,
+                )
+            )
+        fig.add_trace(
+            go.Scatter(
+                x=part["epoch"],
+                y=part["mean"],
+                mode="lines+markers",
+                name=plotly_text(f"{part['label'].iloc[0]} ({spread})"),
+                line={"color": color},
+                marker={"size": 4},
+                legendgroup=key,
+                customdata=np.stack([part["n"], part["low"], part["high"]], axis=1),
+                hovertemplate="mean %{y:.4f} at epoch %{x}<br>95% band %{customdata[1]:.4f} to %{customdata[2]:.4f}"
+                "<br>n=%{customdata[0]}<extra></extra>",
+            )
+        )
+    plot_px = 300
+    legend_px = 20 + legend_row_px * max(len(keys), 1)
+    fig.update_layout(legend={"orientation": "v", "yanchor": "top", "y": -70 / plot_px, "x": 0})
+    fig.update_xaxes(title="epoch")
+    fig.update_yaxes(title=f"{metric_title}{f' ({units})' if units else ''}")
+    _layout(fig, f"Mean {metric_title} per recipe, 95% t-interval band", height=plot_px)
+    fig.update_layout(height=plot_px + 50 + 70 + legend_px, margin={"b": 70 + legend_px})
+    return fig
+
+
 def parity_figure(predictions: pd.DataFrame, units: str = "", title: str = "Test set: predicted vs true") -> go.Figure:
     """Parity plot of ``RunStore.predictions`` (``crystal_id``, ``y_true``, ``y_pred``) with the MAE.
 

@@ -53,6 +53,24 @@ def sign_test(diff: np.ndarray) -> float | None:
     return float(stats.binomtest(wins, wins + losses, 0.5, alternative="two-sided").pvalue)
 
 
+def t_interval(values: Sequence[float] | np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
+    """Mean and its two-sided t-interval: mean ± t(level, n - 1) × sd / √n (sd with n - 1).
+
+    The band a class sees around a recipe's curve: with 3 runs the t-quantile is 4.30, not 1.96, so a band
+    over three seeds is honestly wide. NaNs are dropped; one value has no spread, so its interval is the
+    value itself (drawn as a line without a band); no value gives three NaNs.
+    """
+    data = np.asarray(values, dtype=np.float64)
+    data = data[np.isfinite(data)]
+    if not len(data):
+        return float("nan"), float("nan"), float("nan")
+    mean = float(data.mean())
+    if len(data) < 2:
+        return mean, mean, mean
+    half = float(stats.t.ppf(0.5 + level / 2.0, len(data) - 1) * data.std(ddof=1) / np.sqrt(len(data)))
+    return mean, mean - half, mean + half
+
+
 @dataclass(frozen=True)
 class PairErrors:
     """One pair's absolute test errors on the same crystals: the cell's run and the baseline's run.

@@ -152,6 +152,25 @@ def compute_spec_key(spec: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+#: Spec fields that say which replicate a run is, not what recipe it follows: the model seed (initialisation
+#: and data order) and the split seed (which canonical split). Runs whose specs differ only here are replicates
+#: of one recipe, compared as a mean with a band on the Compare page.
+REPLICATE_SPEC_KEYS = frozenset({"seed", "split_seed"})
+
+
+def recipe_key(spec: dict[str, Any]) -> str:
+    """Sha256 of the canonical spec without its seeds: equal keys, one recipe run on other seeds or splits.
+
+    The spec key (:func:`compute_spec_key`) tells computations apart; a class comparing "freeze 2 vs scratch"
+    asks about recipes, and each recipe has several computations (one per model seed and split seed). Same
+    canonicalisation as the spec key (defaults, owner, sweep and thread fields dropped), so every other field
+    (model, freeze, target, sizes, epochs, data, hyperparameters, strategy, ...) still separates recipes.
+    """
+    recipe = {k: v for k, v in canonical_spec(spec).items() if k not in REPLICATE_SPEC_KEYS}
+    text = json.dumps(recipe, sort_keys=True, separators=(",", ":"), default=json_default)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def json_default(value: Any) -> Any:
     """JSON for the values a spec or a metric may hold (paths, numpy and torch scalars and arrays)."""
     if isinstance(value, Path):

@@ -77,6 +77,7 @@ from cgcnn.runs.schema import (
     dumps,
     json_default,
     loads,
+    recipe_key,
 )
 from cgcnn.runs.sharing import (
     NEXT_QUEUED_SQL,
@@ -111,6 +112,7 @@ __all__ = [
     "compute_spec_key",
     "default_home",
     "git_commit",
+    "recipe_key",
     "run_dir",
 ]
 

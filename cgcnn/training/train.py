@@ -215,9 +215,14 @@ def train_model(
     frozen = [model.get_submodule(name) for name in model.layer_names()[: 1 + start]] if start else []
     if any(p.requires_grad for module in frozen for p in module.parameters()):
         raise ValueError(f"frozen_depth={start}, but those layers are not frozen (see transfer.freeze_layers)")
-    cached = {name: _frozen_features(model, data, start, device) for name, data in (("train", train), ("val", val))}
-    if test is not None:
-        cached["test"] = _frozen_features(model, test, start, device)
+    # The validation and test blocks' frozen features are computed when first needed (after the first training
+    # pass, at the end): a 50-crystal run with 1,000 validation and test crystals starts its first step at once.
+    cached = {"train": _frozen_features(model, train, start, device)}
+
+    def features(name: str, data: LabelledGraphs) -> torch.Tensor | None:
+        if name not in cached:
+            cached[name] = _frozen_features(model, data, start, device)
+        return cached[name]
 
     strategy = strategy or Strategy(model, start)
     optimizer = _optimizer(strategy.param_groups(model, config.lr), config)
@@ -271,7 +276,7 @@ def train_model(
         train_seconds = time.perf_counter() - t0
         lr = optimizer.param_groups[0]["lr"]
         scheduler.step()
-        val_eval = evaluate(model, val, normalizer, config, device, cached["val"], start)
+        val_eval = evaluate(model, val, normalizer, config, device, features("val", val), start)
         stats = EpochStats(
             epoch=epoch,
             train_loss=loss_sum / max(len(order), 1),
@@ -316,7 +321,7 @@ def train_model(
     model.eval()
     test_eval = None
     if test is not None:
-        test_eval = evaluate(model, test, normalizer, config, device, cached.get("test"), start)
+        test_eval = evaluate(model, test, normalizer, config, device, features("test", test), start)
     return TrainResult(
         model=model,
         normalizer=normalizer,
