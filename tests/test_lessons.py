@@ -226,3 +226,10 @@ def test_the_shipped_lessons_pass_the_checks_and_state_their_grids_duration():
 def test_parse_structure_checks_nothing_of_the_server():
     lesson = parse_structure(GOOD.replace("formation-energy-per-atom", "a-model-elsewhere"), "tiny")
     assert lesson.experiment("grid").models == ("a-model-elsewhere",)
+
+
+def test_shipped_lessons_are_checked_again_when_the_limits_change(monkeypatch):
+    assert shipped_lessons()
+    monkeypatch.setenv("CGCNN_MAX_EPOCHS", "5")
+    with pytest.raises(LessonError, match="CGCNN_MAX_EPOCHS"):
+        shipped_lessons()

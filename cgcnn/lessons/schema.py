@@ -41,6 +41,7 @@ but an uploaded file is still untrusted input).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import re
 import tomllib
@@ -55,6 +56,7 @@ from cgcnn.lessons import checks
 from cgcnn.lessons.source import SourceLines
 from cgcnn.paths import project_path
 from cgcnn.runs import estimates
+from cgcnn.settings import Limits, current_limits
 from cgcnn.training.finetune import FinetuneSpec
 from cgcnn.training.protocol import STUDY
 from cgcnn.training.transfer import SCRATCH
@@ -626,6 +628,16 @@ def read_lesson(path: Path | str) -> Lesson:
 
 
 def shipped_lessons() -> dict[str, Lesson]:
-    """The lessons shipped in ``lessons/*.toml``, by name (the file's stem), in file-name order."""
+    """The lessons shipped in ``lessons/*.toml``, by name (the file's stem), in file-name order.
+
+    Parsed and checked once per version of the files and of the limits (the Class page asks on every run).
+    """
     folder = lessons_dir()
-    return {path.stem: read_lesson(path) for path in sorted(folder.glob("*.toml"))} if folder.is_dir() else {}
+    files = tuple((str(p), p.stat().st_mtime_ns) for p in sorted(folder.glob("*.toml"))) if folder.is_dir() else ()
+    return dict(_shipped(files, current_limits()))
+
+
+@functools.lru_cache(maxsize=4)
+def _shipped(files: tuple[tuple[str, int], ...], limits: Limits) -> tuple[tuple[str, Lesson], ...]:
+    """``files`` (path, mtime) and ``limits`` are the cache's key: the checks read the limits themselves."""
+    return tuple((Path(path).stem, read_lesson(path)) for path, _ in files)
