@@ -17,6 +17,7 @@ checks it):
 - :mod:`cgcnn.zoo`: models by name (original, own, saved runs);
 - :mod:`cgcnn.training`, :mod:`cgcnn.analysis`: training and transfer; probes, explanations, figures;
 - :mod:`cgcnn.experiments`: sweeps and the study's numbers;
+- :mod:`cgcnn.lessons`: lesson files, a class's lesson sessions (answers, the dealt grid) and their export;
 - :mod:`cgcnn.app`, :mod:`cgcnn.cli`: what the pages compute, and the command line.
 
 The public facade is small: build a graph with :func:`structure_to_graph` (with the model's

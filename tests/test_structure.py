@@ -32,9 +32,10 @@ LAYERS: dict[str, int] = {
     "training": 5,
     "analysis": 5,
     "experiments": 6,
-    "app": 7,
-    "cli": 7,
-    "__main__": 8,
+    "lessons": 7,
+    "app": 8,
+    "cli": 8,
+    "__main__": 9,
 }
 
 
