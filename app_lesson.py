@@ -127,7 +127,7 @@ def teacher_panel(store, teacher_name: str) -> None:
             st.toast("answers and dealing cleared (runs kept)")
             st.rerun()
     export.download_button(
-        "Export (zip)", export_zip(b, session_id), f"lesson-{session_id}.zip", "application/zip",
+        "Export (zip)", lambda: export_zip(b, session_id), f"lesson-{session_id}.zip", "application/zip",
         key="lesson_export", width="stretch",
     )  # fmt: skip
     live_step(teacher=True)
@@ -205,16 +205,16 @@ def question_step(b, session_id: str, question, me: str, teacher: bool, key: str
         st.info("Enter your display name in the sidebar to answer.")
         return
     mine = answers.get(me)
+    field = f"{key}_{question.answer_type}"
+    if mine is not None and field not in st.session_state:  # a reload, or a second tab: the stored answer
+        st.session_state[field] = mine
     with st.form(f"{key}_form"):
         if question.answer_type == "choice":
-            raw = st.radio(
-                "Your answer", question.options, key=f"{key}_choice",
-                index=question.options.index(mine) if mine in question.options else None,
-            )  # fmt: skip
+            raw = st.radio("Your answer", question.options, key=field, index=None)
         else:
             unit = f" ({question.unit})" if question.unit else ""
-            raw = st.text_input(f"Your answer{unit}", value=mine or "", key=f"{key}_number")
-        sent = st.form_submit_button("Change my answer" if mine is not None else "Send my answer")
+            raw = st.text_input(f"Your answer{unit}", key=field)
+        sent = st.form_submit_button("Save my answer")  # one label: a changing one is a new button
     if sent:
         if raw is None or not str(raw).strip():
             st.warning("Choose or write an answer first.")
@@ -231,7 +231,9 @@ def question_step(b, session_id: str, question, me: str, teacher: bool, key: str
 
 
 def experiment_step(b, session_id: str, experiment, me: str, teacher: bool, key: str) -> None:
-    """The class's progress; a student's dealt cells and "Run my part"."""
+    """The class's progress; a student's dealt cells and "Run my part" (or an extra seed when none was dealt)."""
+    from cgcnn.lessons.session import WAITING
+
     say(experiment.text)
     done, total = b.progress(session_id, experiment.id)
     st.progress(done / total if total else 0.0, text=lesson_view.progress_text(done, total))
@@ -240,19 +242,29 @@ def experiment_step(b, session_id: str, experiment, me: str, teacher: bool, key:
     if not me:
         st.info("Enter your display name in the sidebar to get your part of the grid.")
         return
+    owner = app_ui.identity().token_hash or None
     cells = b.cells_of(session_id, experiment.id, me)
+    if any(c.status == WAITING for c in cells):  # over the per-person limit earlier: queue as slots free
+        b.run_my_part(session_id, experiment.id, me, owner)
+        cells = b.cells_of(session_id, experiment.id, me)
     if not cells:
         st.info(
-            "No cell of this grid was dealt to you: the class has more students than cells. Watch the class's "
-            "progress, or run an extra seed of any cell on the Fine-tune page."
+            "No cell of this grid was dealt to you (the class has more students than cells, or you joined after "
+            "the deal). You may run an extra seed: it adds to the class's bands."
         )
-        return
-    if st.button("Run my part", key=f"{key}_run", type="primary"):
-        queued = b.run_my_part(session_id, experiment.id, me, app_ui.identity().token)
+        if st.button("Run an extra seed", key=f"{key}_extra"):
+            b.extra_cell(session_id, experiment.id, me)
+            queued = b.run_my_part(session_id, experiment.id, me, owner)
+            st.success(plain.markdown(f"Queued {len(queued)} run(s): {', '.join(queued)}" if queued else "Dealt."))
+            cells = b.cells_of(session_id, experiment.id, me)
+        if not cells:
+            return
+    elif st.button("Run my part", key=f"{key}_run", type="primary"):
+        queued = b.run_my_part(session_id, experiment.id, me, owner)
         if queued:
             st.success(plain.markdown(f"Queued {len(queued)} run(s): {', '.join(queued)}"))
         else:
-            st.info("Nothing more to queue now: your cells are queued, running or done (or you are at your limit).")
+            st.info("Nothing more to queue now: your cells are queued, running or done, or wait for a free slot.")
         cells = b.cells_of(session_id, experiment.id, me)
     st.markdown(f"**Your part: {len(cells)} cell(s)**")
     app_ui.table(lesson_view.cells_frame(cells))

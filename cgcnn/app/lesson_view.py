@@ -109,8 +109,8 @@ def answers_figure(question: Any, answers: Mapping[str, str], font_px: int = 14)
         fig.add_trace(
             go.Bar(
                 x=[plotly_text(o) for o in counts["answer"]],
-                y=counts["students"],
-                text=counts["students"],
+                y=counts["students"].tolist(),
+                text=counts["students"].tolist(),
                 textposition="outside",
                 textfont={"size": font_px},
                 marker_color="#1f77b4",
@@ -311,9 +311,11 @@ def cells_frame(cells: Iterable[Any]) -> pd.DataFrame:
                 "seed": _spec_value(spec, "seed"),
                 "run": cell.run_id or "—",
                 "status": cell.status,
+                "test MAE": getattr(cell, "test_mae", None),
             }
         )
-    return pd.DataFrame(rows, columns=["cell", "model", "freeze", "n_train", "split", "seed", "run", "status"])
+    columns = ["cell", "model", "freeze", "n_train", "split", "seed", "run", "status", "test MAE"]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def explore_link(step: Any) -> tuple[str, dict[str, str]]:
