@@ -144,12 +144,8 @@ def export_zip(b, session_id: str) -> bytes:
 
 
 def student_panel() -> None:
-    """The current step of the running lesson, for a student (nothing when no lesson runs)."""
-    if book().active() is None:
-        return
-    st.subheader("Lesson")
+    """The current step of the running lesson, for a student; it polls, so a lesson started later shows up too."""
     live_step(teacher=False)
-    st.divider()
 
 
 def live_step(teacher: bool) -> None:
@@ -169,7 +165,8 @@ def show_current_step(teacher: bool) -> None:
     b = book()
     session_id = b.active()
     if session_id is None:
-        st.caption("The lesson has ended.")
+        if teacher:
+            st.caption("The lesson has ended.")
         return
     state = b.state(session_id)
     me = "" if teacher else app_ui.identity().name
@@ -177,7 +174,7 @@ def show_current_step(teacher: bool) -> None:
         b.seen(session_id, me)
     step = state.lesson.steps[state.step_index]
     if not teacher:
-        st.markdown(f"**{plain.markdown(state.lesson.title)}**")
+        st.subheader(f"Lesson: {plain.markdown(state.lesson.title)}", anchor=False)
     note(lesson_view.step_heading(state.lesson, state.step_index))
     key = f"lesson_{session_id}_{state.step_index}"
     if step.kind == "question":

@@ -1,0 +1,148 @@
+"""A whole lesson in real browsers (issue 22): a teacher and three students on one server at once.
+
+The teacher uploads a tiny lesson (4 cells of 2 epochs on 20/10/10 crystals) and starts it; the students answer a
+choice and a number, run their dealt cells (trained by the server's workers), see the reveal, and the teacher's
+export holds each student's answers and MAEs. A new ``RunStore`` on the same file then shows the same step and
+answers (a restarted server resumes the lesson). Skips without headless Chromium or Playwright.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+from browser_support import chromium, wait_until_idle
+
+from devtools.sign_in import token_of
+
+pytestmark = pytest.mark.browser
+
+PASSWORD = "chalk and blackboard"
+TINY = Path(__file__).parent / "data" / "lessons" / "tiny.toml"
+STUDENTS = {"ann": ("scratch", "0.4"), "bob": ("pretrained", "0,55"), "cy": ("pretrained", "0.7")}
+
+
+@pytest.fixture(scope="module")
+def browser():
+    yield from chromium()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, browser):
+    """The app with a teacher password and two workers (the lesson's four cells train for real)."""
+    from devtools.app_server import AppServer
+
+    home = tmp_path_factory.mktemp("lesson_home")
+    env = {"CGCNN_WORKERS": "2", "CGCNN_TEACHER_PASSWORD": PASSWORD}
+    with AppServer(home, env=env) as app:
+        yield app
+
+
+def open_class(context, server, user: str):
+    page = context.new_page()
+    token = token_of(user, str(server.home))
+    page.goto(f"{server.url}/Class?user={user}&token={token}", wait_until="domcontentloaded")
+    wait_until_idle(page, 90.0)
+    return page
+
+
+def settle(page) -> None:
+    time.sleep(1.0)
+    wait_until_idle(page, 90.0)
+
+
+def no_errors(page) -> None:
+    assert page.locator('[data-testid="stException"]').count() == 0
+    assert page.locator('[data-testid="stAlertContentError"]').all_inner_texts() == []
+
+
+def test_a_whole_lesson_teacher_and_three_students(browser, server):
+    from cgcnn.lessons.session import LessonBook
+    from cgcnn.runs.store import RunStore
+
+    contexts = {name: browser.new_context(viewport={"width": 1300, "height": 1000}) for name in ["t", *STUDENTS]}
+    try:
+        teacher = open_class(contexts["t"], server, "teacher")
+        teacher.get_by_label("Teacher password").fill(PASSWORD)
+        teacher.get_by_role("button", name="Unlock").click()
+        settle(teacher)
+        teacher.locator("input[type=file]").set_input_files(str(TINY))
+        teacher.get_by_role("button", name="Start the lesson: A tiny lesson").wait_for(timeout=60_000)
+        teacher.get_by_role("button", name="Start the lesson: A tiny lesson").click()
+        settle(teacher)
+        book = LessonBook(RunStore(server.home / "runs.sqlite"))
+        session_id = book.active()
+        assert session_id is not None
+        teacher.get_by_text(session_id).first.wait_for(timeout=30_000)  # the session id is shown
+
+        students = {name: open_class(contexts[name], server, name) for name in STUDENTS}
+        for name, page in students.items():  # step 1: a choice, answered twice (the second replaces the first)
+            page.get_by_text("Which trains better on 20 crystals? **not bold** <b>not html</b>").wait_for(
+                timeout=60_000
+            )
+            for choice in ("pretrained" if STUDENTS[name][0] == "scratch" else "scratch", STUDENTS[name][0]):
+                page.locator('[data-testid="stRadio"]').get_by_text(choice, exact=True).click()
+                page.get_by_role("button", name="Save my answer").click()
+                page.get_by_text(f"Saved: {choice}").wait_for(timeout=30_000)
+            no_errors(page)
+        assert book.answers(session_id, "guess") == {n: a for n, (a, _) in STUDENTS.items()}
+
+        teacher.get_by_role("button", name="Next step").click()  # step 2: a number; the students follow
+        settle(teacher)
+        for name, page in students.items():
+            box = page.get_by_label("Your answer (eV)")
+            box.wait_for(timeout=60_000)
+            box.fill("about half")
+            page.get_by_role("button", name="Save my answer").click()
+            page.get_by_text("is not a number").first.wait_for(timeout=30_000)  # refused, with the reason
+            box.fill(STUDENTS[name][1])
+            page.get_by_role("button", name="Save my answer").click()
+            page.get_by_text("Saved: ").first.wait_for(timeout=30_000)
+        assert book.answers(session_id, "mae") == {"ann": "0.4", "bob": "0.55", "cy": "0.7"}
+
+        teacher.get_by_role("button", name="Next step").click()  # step 3: the grid, dealt to the three
+        settle(teacher)
+        dealt = {}
+        for name, page in students.items():
+            page.get_by_role("button", name="Run my part").click(timeout=60_000)
+            page.get_by_text("Queued ").first.wait_for(timeout=30_000)
+            no_errors(page)
+            dealt[name] = [c.index for c in book.cells_of(session_id, "grid", name)]
+        assert dealt == {"ann": [0, 3], "bob": [1], "cy": [2]}  # cell i to student i mod 3, in sign-in order
+        teacher.get_by_text("4 of 4 cells done").wait_for(timeout=240_000)  # trained by the workers, polled
+
+        teacher.get_by_role("button", name="Next step").click()  # step 4: the reveal
+        settle(teacher)
+        teacher.get_by_role("button", name="Reveal").click()
+        settle(teacher)
+        for page in [teacher, *students.values()]:
+            page.wait_for_function(
+                "document.querySelectorAll('[data-testid=\"stPlotlyChart\"] .main-svg').length >= 2", timeout=60_000
+            )
+            no_errors(page)
+        assert teacher.get_by_text("2 splits").count() >= 1  # the heatmap's cells: mean ± band over the splits
+
+        with teacher.expect_download(timeout=60_000) as download:
+            teacher.get_by_role("button", name="Export (zip)").click()
+        archive = zipfile.ZipFile(io.BytesIO(Path(download.value.path()).read_bytes()))
+        rows = list(csv.DictReader(io.StringIO(archive.read("class.csv").decode())))
+        for name, (guess, number) in STUDENTS.items():
+            mine = [r for r in rows if r["student"] == name]
+            assert {r["answer"] for r in mine if r["question"] == "guess"} == {guess}
+            assert {r["answer"] for r in mine if r["question"] == "mae"} == {str(float(number.replace(",", ".")))}
+            maes = [float(r["test_mae"]) for r in mine if r["run_id"]]
+            assert len(maes) == len(dealt[name]) and all(m > 0 for m in maes)
+            assert f"students/{name}.csv" in archive.namelist()
+
+        resumed = LessonBook(RunStore(server.home / "runs.sqlite"))  # what a restarted server reads
+        assert resumed.active() == session_id
+        assert resumed.state(session_id).step_index == 3 and resumed.state(session_id).revealed
+        assert resumed.answers(session_id, "guess") == {n: a for n, (a, _) in STUDENTS.items()}
+        assert resumed.answers(session_id, "mae") == {"ann": "0.4", "bob": "0.55", "cy": "0.7"}
+    finally:
+        for context in contexts.values():
+            context.close()
