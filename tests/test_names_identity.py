@@ -252,8 +252,9 @@ def test_the_quota_counts_look_alike_spellings_as_one_owner(tmp_path, monkeypatc
 
 
 def test_the_migration_rekeys_owners_and_claims_and_the_earliest_look_alike_keeps_the_name(tmp_path):
-    from cgcnn.runs.schema import SCHEMA_VERSION
+    from cgcnn.runs.schema import MIGRATIONS, _rekey_name_claims
 
+    rekeying = next(k for k, steps in enumerate(MIGRATIONS) if _rekey_name_claims in steps)
     store = RunStore(tmp_path / "runs.sqlite")
     run = store.create_run({"pretrained": "band-gap"}, owner="al\u0456ce", status="done")
     with sqlite3.connect(store.path) as conn:  # the file as the previous rule left it
@@ -264,7 +265,7 @@ def test_the_migration_rekeys_owners_and_claims_and_the_earliest_look_alike_keep
             ("bob", "Bob", "h", 3.0),
         ]
         conn.executemany("INSERT INTO name_claims VALUES (?, ?, ?, ?)", rows)
-        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION - 1}")
+        conn.execute(f"PRAGMA user_version = {rekeying}")  # later migrations run again: they must be idempotent
     migrated = RunStore(tmp_path / "runs.sqlite")
     assert [r.id for r in migrated.list_runs(owner="alice")] == [run]
     assert migrated.name_claim("alice") == "hash-a" and migrated.name_claim("bob") == "h"

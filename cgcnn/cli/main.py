@@ -19,6 +19,7 @@ from cgcnn.cli.data import add_data_parser
 from cgcnn.cli.evaluate import add_evaluate_parser
 from cgcnn.cli.explain import add_explain_parser
 from cgcnn.cli.faithfulness import add_faithfulness_parser
+from cgcnn.cli.lesson import add_lesson_parser
 from cgcnn.cli.names import add_names_parser
 from cgcnn.cli.options import isolated_reader
 from cgcnn.cli.pretrain import add_pretrain_parsers
@@ -176,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_probe_parsers(sub)
     add_experiment_parsers(sub)
     add_names_parser(sub)
+    add_lesson_parser(sub)
     return parser
 
 

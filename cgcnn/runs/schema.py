@@ -303,6 +303,50 @@ MIGRATIONS: list[list[Migration]] = [
         backfill_owner_keys,
         _rekey_name_claims,
     ],
+    # 8 (issue 22): lesson sessions (the lesson's source, the current step, the reveal), the students who took
+    # part (sign-in order, last seen), their answers, and the dealing of each experiment's cells (a cell is fixed
+    # once its run is queued). Tables only: runs keep no lesson column (a cell points to its run instead).
+    [
+        """CREATE TABLE IF NOT EXISTS lesson_sessions (
+            id TEXT PRIMARY KEY,
+            lesson_name TEXT NOT NULL,
+            source TEXT NOT NULL,
+            teacher TEXT NOT NULL DEFAULT '',
+            started_at REAL NOT NULL,
+            ended_at REAL,
+            step_index INTEGER NOT NULL DEFAULT 0,
+            revealed INTEGER NOT NULL DEFAULT 0
+        )""",
+        """CREATE TABLE IF NOT EXISTS lesson_students (
+            session_id TEXT NOT NULL REFERENCES lesson_sessions (id) ON DELETE CASCADE,
+            student_key TEXT NOT NULL,
+            student TEXT NOT NULL,
+            joined_at REAL NOT NULL,
+            seen_at REAL NOT NULL,
+            PRIMARY KEY (session_id, student_key)
+        )""",
+        """CREATE TABLE IF NOT EXISTS lesson_answers (
+            session_id TEXT NOT NULL REFERENCES lesson_sessions (id) ON DELETE CASCADE,
+            question_id TEXT NOT NULL,
+            student_key TEXT NOT NULL,
+            student TEXT NOT NULL,
+            answer TEXT NOT NULL,
+            answered_at REAL NOT NULL,
+            PRIMARY KEY (session_id, question_id, student_key)
+        )""",
+        """CREATE TABLE IF NOT EXISTS lesson_cells (
+            session_id TEXT NOT NULL REFERENCES lesson_sessions (id) ON DELETE CASCADE,
+            experiment_id TEXT NOT NULL,
+            cell_index INTEGER NOT NULL,
+            spec TEXT NOT NULL,
+            student_key TEXT,
+            student TEXT,
+            run_id TEXT,
+            claimed_at REAL,
+            requested_at REAL,
+            PRIMARY KEY (session_id, experiment_id, cell_index)
+        )""",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
