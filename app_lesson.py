@@ -57,26 +57,21 @@ def start_panel(store, teacher_name: str) -> None:
 
     lessons = shipped()
     names = list(lessons)
+    picked = st.selectbox("Shipped lessons", names, format_func=lambda n: lessons[n].title, key="lesson_pick")
+    lesson = lessons.get(picked)
     uploaded = st.file_uploader("Or upload a lesson (TOML)", type=["toml"], key="lesson_upload")
-    lesson = None
     if uploaded is not None:
         try:
             text = uploaded.getvalue().decode("utf-8")
         except UnicodeDecodeError:
             st.error(plain.markdown(f"{uploaded.name}: not a text file (UTF-8)"))
             return
-        name = uploaded.name.rsplit(".", 1)[0]
         try:
-            lesson = parse_lesson(text, name)
+            lesson = parse_lesson(text, uploaded.name.rsplit(".", 1)[0])
         except CGCNNError as exc:
             st.error(plain.markdown(f"This lesson cannot be used: {exc}"))
             return
-        st.success(plain.markdown(f"{uploaded.name}: checked, {len(lesson.steps)} steps."))
-    elif names:
-        picked = st.selectbox(
-            "Shipped lessons", names, format_func=lambda n: lessons[n].title, key="lesson_pick"
-        )  # fmt: skip
-        lesson = lessons[picked]
+        st.success(plain.markdown(f"{uploaded.name}: checked, {len(lesson.steps)} steps (it replaces the pick above)."))
     if lesson is None:
         st.caption("No shipped lesson found (lessons/*.toml).")
         return
@@ -84,7 +79,7 @@ def start_panel(store, teacher_name: str) -> None:
     pinned = lesson_view.preset_note(class_settings.load_settings(store.home).pinned_preset)
     if pinned:
         st.info(plain.markdown(pinned))
-    if st.button(f"Start the lesson: {lesson.title}", key="lesson_start", type="primary"):
+    if st.button(f"Start the lesson: {plain.markdown(lesson.title)}", key="lesson_start", type="primary"):
         session_id = book().start(lesson, teacher_name or "teacher")
         st.toast(
             plain.markdown(

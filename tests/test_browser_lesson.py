@@ -70,7 +70,7 @@ def test_a_whole_lesson_teacher_and_three_students(browser, server):
         teacher.get_by_label("Teacher password").fill(PASSWORD)
         teacher.get_by_role("button", name="Unlock").click()
         settle(teacher)
-        teacher.locator("input[type=file]").set_input_files(str(TINY))
+        teacher.locator("input[type=file]").set_input_files(str(TINY), timeout=90_000)
         teacher.get_by_role("button", name="Start the lesson: A tiny lesson").wait_for(timeout=60_000)
         teacher.get_by_role("button", name="Start the lesson: A tiny lesson").click()
         settle(teacher)
