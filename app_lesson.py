@@ -43,6 +43,21 @@ def say(text: str) -> None:
         st.text(text)
 
 
+def tell(key: str, kind: str, text: str) -> None:
+    """Keep a message for this step (``success``, ``error``, ``warning``, ``info``) until the next one replaces it.
+
+    The step polls: a message drawn once would vanish at the next poll, a few seconds after the click.
+    """
+    st.session_state[f"{key}_told"] = (kind, text)
+
+
+def told(key: str) -> None:
+    """Show the step's kept message, if any."""
+    kind, text = st.session_state.get(f"{key}_told", ("", ""))
+    if kind:
+        getattr(st, kind)(plain.markdown(text))
+
+
 def note(text: str) -> None:
     """A note under a figure: a caption on a screen, body text on a projector."""
     (st.markdown if app_ui.presenting() else st.caption)(plain.markdown(text))
@@ -148,7 +163,7 @@ def live_step(teacher: bool) -> None:
 
     @st.fragment(run_every=app_ui.poll_seconds())
     def current_step() -> None:
-        with app_ui.boundary("the lesson"):
+        with app_ui.boundary("the lesson"), st.container(key="lesson_step"):
             app_ui.mark_active()
             show_current_step(teacher)
 
@@ -209,16 +224,17 @@ def question_step(b, session_id: str, question, me: str, teacher: bool, key: str
         sent = st.form_submit_button("Save my answer")  # one label: a changing one is a new button
     if sent:
         if raw is None or not str(raw).strip():
-            st.warning("Choose or write an answer first.")
-            return
-        try:
-            stored = b.answer(session_id, me, question.id, str(raw))
-        except LessonError as exc:
-            st.error(plain.markdown(f"Not saved: {getattr(exc, 'reason', None) or exc}"))
-            return
-        shown = stored if isinstance(stored, str) else b.answers(session_id, question.id).get(me, str(raw))
-        st.success(plain.markdown(f"Saved: {shown}" + (f" (it replaces {mine})" if mine not in (None, shown) else "")))
-    elif mine is not None:
+            tell(key, "warning", "Choose or write an answer first.")
+        else:
+            try:
+                stored = b.answer(session_id, me, question.id, str(raw))
+            except LessonError as exc:
+                tell(key, "error", f"Not saved: {getattr(exc, 'reason', None) or exc}")
+            else:
+                replaced = f" (it replaces {mine})" if mine not in (None, stored) else ""
+                tell(key, "success", f"Saved: {stored}{replaced}")
+    told(key)
+    if not sent and st.session_state.get(f"{key}_told", ("",))[0] != "success" and mine is not None:
         st.caption(plain.markdown(f"Your answer: {mine}"))
 
 
@@ -228,7 +244,10 @@ def experiment_step(b, session_id: str, experiment, me: str, teacher: bool, key:
 
     say(experiment.text)
     done, total = b.progress(session_id, experiment.id)
-    st.progress(done / total if total else 0.0, text=lesson_view.progress_text(done, total))
+    progress = lesson_view.progress_text(done, total)
+    st.progress(done / total if total else 0.0, text=None if app_ui.presenting() else progress)
+    if app_ui.presenting():  # the bar's own text is 14 px
+        note(progress)
     if teacher:
         return
     if not me:
@@ -247,28 +266,30 @@ def experiment_step(b, session_id: str, experiment, me: str, teacher: bool, key:
         if st.button("Run an extra seed", key=f"{key}_extra"):
             b.extra_cell(session_id, experiment.id, me)
             queued = b.run_my_part(session_id, experiment.id, me, owner)
-            st.success(plain.markdown(f"Queued {len(queued)} run(s): {', '.join(queued)}" if queued else "Dealt."))
+            tell(key, "success", f"Queued {len(queued)} run(s): {', '.join(queued)}" if queued else "Dealt.")
             cells = b.cells_of(session_id, experiment.id, me)
         if not cells:
             return
     elif st.button("Run my part", key=f"{key}_run", type="primary"):
         queued = b.run_my_part(session_id, experiment.id, me, owner)
         if queued:
-            st.success(plain.markdown(f"Queued {len(queued)} run(s): {', '.join(queued)}"))
+            tell(key, "success", f"Queued {len(queued)} run(s): {', '.join(queued)}")
         else:
-            st.info("Nothing more to queue now: your cells are queued, running or done, or wait for a free slot.")
+            tell(key, "info", "Nothing more to queue now: your cells are queued, running or done, or wait for a slot.")
         cells = b.cells_of(session_id, experiment.id, me)
+    told(key)
     st.markdown(f"**Your part: {len(cells)} cell(s)**")
     app_ui.table(lesson_view.cells_frame(cells))
 
 
 def explore_step(step) -> None:
-    """A link to the page with the step's address keys, and what to look for there."""
+    """A link to the page with the step's address keys (on a projector: the address, to read), and the prompt."""
     say(step.prompt)
     page, params = lesson_view.explore_link(step)
-    st.page_link(
-        page, label="Open the page with the lesson's settings", query_params={**params, **app_ui.link_params()}
-    )
+    if app_ui.presenting():
+        note(f"On your screen, open this page of the app: {lesson_view.explore_url(step)}")
+    else:
+        st.page_link(page, label="Open the page with the lesson's settings", query_params=params)
 
 
 def reveal_step(b, session_id: str, state, step, teacher: bool) -> None:
