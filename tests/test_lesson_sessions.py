@@ -242,3 +242,28 @@ def test_a_name_signed_in_from_another_browser_cannot_run_its_part(book, store):
     with pytest.raises(LessonError, match="signed in from another browser"):
         book.run_my_part(session, "grid", "bob", owner_token="hash-of-another-token")
     assert len(book.run_my_part(session, "grid", "bob", owner_token="hash-of-bobs-token")) == 2
+
+
+def test_two_tabs_running_the_same_part_at_once_queue_each_cell_once(book, store):
+    import threading
+
+    session = started(book)
+    results: list[list[str]] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            results.append(book.run_my_part(session, "grid", "ann"))
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert sorted(r for part in results for r in part) == sorted(
+        c.run_id for c in book.cells_of(session, "grid", "ann")
+    )
+    assert len(store.list_runs(owner="ann")) == 3

@@ -62,20 +62,20 @@ class LessonState:
     """Where a lesson session stands.
 
     Attributes:
-        session_id: the session's id (shown to the teacher; ``lesson export`` takes it).
         lesson: the lesson (from the source stored with the session).
         step_index: the current step, from 0.
         revealed: whether the current step's reveal is shown.
         started_at: unix seconds.
+        session_id: the session's id (shown to the teacher; ``lesson export`` takes it).
         teacher: who started it.
         ended_at: when another session replaced it or it was ended (None: still on).
     """
 
-    session_id: str
     lesson: Lesson
     step_index: int
     revealed: bool
     started_at: float
+    session_id: str = ""
     teacher: str = ""
     ended_at: float | None = None
 
