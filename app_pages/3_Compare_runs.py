@@ -1,4 +1,4 @@
-"""Compare runs: overlaid curves, test MAEs, and the study's Table 2 rebuilt from the run store."""
+"""Compare runs: overlaid curves, test MAEs, the study's Table 2 rebuilt from the run store, learning curves."""
 
 from __future__ import annotations
 
@@ -6,10 +6,54 @@ import streamlit as st
 
 import app_ui
 from cgcnn.analysis import figures, style
-from cgcnn.app import tables
+from cgcnn.app import learning_curves, tables
 from cgcnn.data.datasets import TARGET_UNITS
 from cgcnn.experiments import study
+from cgcnn.experiments.learning_curve import learning_curve_figure
 from cgcnn.names import name_key
+
+
+def learning_curve_section() -> None:
+    """Test MAE against training-set size, shipped or this server's runs (logic: cgcnn.app.learning_curves)."""
+    st.subheader("Learning curves: when does pretraining pay?")
+    shipped = learning_curves.shipped_view()
+    options = ["shipped with the project", "this server's run store"]
+    source = st.radio("Learning-curve results", options, index=0 if shipped else 1, horizontal=True, key="lc_source")
+    if source == options[0]:
+        view = shipped
+        if view is None:
+            st.info("No learning-curve results ship with this copy yet (docs/results/learning_curves/).")
+            return
+    else:
+        records = app_ui.store().list_runs()
+        protocols = learning_curves.store_protocols(records)
+        if not protocols:
+            st.info("No finished run on this server yet: queue some on the Fine-tune page, or run `sweep --sizes`.")
+            return
+        labels = [protocol.label(count) for protocol, count in protocols]
+        pick = st.selectbox("Runs of one protocol", range(len(labels)), format_func=labels.__getitem__,
+                            key="lc_protocol")  # fmt: skip
+        view = learning_curves.store_view(records, protocols[pick][0])
+    st.markdown(
+        "Mean test MAE over split seeds at each training-set size (log–log), with its 95% band (a t-interval over "
+        "the splits' MAEs; with one split, over model seeds). Baselines without a network are dashed; stars mark "
+        f"published numbers at their own training sizes. Source: {view.source}."
+    )
+    look = app_ui.style()
+    band_gap = view.target == learning_curves.BAND_GAP
+    figure = learning_curve_figure(
+        view.points, references=band_gap, units=TARGET_UNITS.get(view.target, ""), legend_row_px=look.legend_row_px
+    )
+    app_ui.chart(figure, key="cmp_learning_curve")
+    app_ui.table(learning_curves.points_table(view.points))
+    if view.crossover is not None and len(view.crossover):
+        st.markdown("Where each recipe stops (or starts) beating scratch: the zero of its mean difference in log n.")
+        app_ui.table(learning_curves.crossover_display(view.crossover))
+    st.download_button(
+        "Download the learning-curve points (CSV)", view.points.to_csv(index=False), "learning_curve.csv", "text/csv",
+        key="lc_csv",
+    )  # fmt: skip
+
 
 user = app_ui.setup("Compare runs")
 with app_ui.boundary("the compare page"):
@@ -85,3 +129,6 @@ with app_ui.boundary("the compare page"):
     )
     if finished:
         st.caption(f"{len(finished)} finished run(s) in the store, {len(records) - len(finished)} queued or running.")
+
+with app_ui.boundary("the learning curves"):
+    learning_curve_section()

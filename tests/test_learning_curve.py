@@ -111,3 +111,14 @@ def test_empty_runs_give_empty_points_and_an_empty_figure(tmp_path):
     assert points.empty
     assert len(learning_curve_figure(points, references=False).data) == 0
     assert save_learning_curve_png(points, tmp_path / "empty.png").is_file()
+
+
+def test_log_ticks_are_full_size_labels_one_two_five_or_one_three():
+    from cgcnn.experiments.learning_curve import log_ticks
+
+    assert log_ticks(0.08, 3.7) == [0.1, 0.2, 0.5, 1.0, 2.0]
+    assert log_ticks(33, 127_500) == [100.0, 300.0, 1000.0, 3000.0, 10000.0, 30000.0, 100000.0]  # > 2.5 decades
+    assert log_ticks(0.0, 1.0) == [] and log_ticks(2.0, 1.0) == []
+    fig = learning_curve_figure(curve_points(pd.DataFrame([_run("a", SCRATCH, 0, 100, 0, 0, 0.5)])))
+    assert list(fig.layout.xaxis.tickvals) == log_ticks(100 / 1.5, 85_000 * 1.5)
+    assert list(fig.layout.yaxis.ticktext)[:2] == ["0.1", "0.2"]

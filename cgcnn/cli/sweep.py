@@ -36,13 +36,17 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         hyper["patience"] = args.patience
     if args.milestones:
         hyper["lr_milestones"] = args.milestones
+    if args.sizes is not None and args.train is not None:
+        raise CGCNNError("--sizes and --train exclude each other: --sizes 50,100,... is the grid's training sizes, "
+                         "--train N a single one")  # fmt: skip
     grid = SweepGrid(
         pretrained=pretrained,
         freezes=freezes,
         seeds=parse_int_list(args.seeds),
         baseline=not args.no_baseline,
         target=args.target,
-        n_train=args.train,
+        n_train=args.train if args.train is not None else STUDY.n_train,
+        sizes=parse_int_list(args.sizes) if args.sizes is not None else None,
         n_val=args.val,
         n_test=args.test,
         split_seed=args.split_seed,
@@ -63,8 +67,12 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         runner_of = LocalExecutor(store, args.workers)
     result = run_sweep(grid, store, runner_of, out, sweep_id=args.name, progress=progress)
     if out is not None:
-        save_summary_figure(result.summary, out / "summary.png", title=args.title or "")
-        print(f"wrote {out / 'runs.csv'}, {out / 'summary.csv'}, {out / 'summary.png'}", file=sys.stderr)
+        written = ["runs.csv", "summary.csv", "crossover.csv", "predictions.csv.gz", "learning_curve.csv",
+                   "learning_curve.png"]  # fmt: skip
+        if len(grid.train_sizes) == 1:
+            save_summary_figure(result.summary, out / "summary.png", title=args.title or "")
+            written.append("summary.png")
+        print(f"wrote {', '.join(str(out / name) for name in written)}", file=sys.stderr)
     print(result.summary.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     return 0
 
@@ -72,26 +80,40 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 def _cmd_sweep_summary(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from cgcnn.experiments.sweep import store_test_errors, summarize
+    from cgcnn.experiments import results_folder
     from cgcnn.runs.store import RunStore
+    from cgcnn.training.transfer import SCRATCH
 
     folder = Path(args.folder)
     runs_csv = folder / "runs.csv"
     if not runs_csv.is_file():
         raise CGCNNError(f"{folder} has no runs.csv (a folder written by `sweep --out`)")
-    runs = pd.read_csv(runs_csv)
+    runs = pd.read_csv(runs_csv, dtype={"run_id": str})
     if args.store and not Path(args.store).is_file():
         raise CGCNNError(f"--store {args.store}: no such run store file")
     store = RunStore(args.store) if args.store else RunStore()
     if args.exclude_twins or args.clamp:
         return _rescore(folder, runs, store, args.exclude_twins, args.clamp, args.pretraining_split_seed)
-    errors = store_test_errors(store)
-    summary = summarize(runs, lambda run_id: _errors_or_none(errors, run_id))
-    summary.to_csv(folder / "summary.csv", index=False)
-    missing = summary["ci_low"].isna().sum() - 1  # the baseline row never has one
+    predictions = results_folder.folder_test_predictions(folder, store)
+    scoring = results_folder.SCORINGS[args.scoring]
+    results = results_folder.score_results(runs, predictions, scoring)
+    written = results_folder.write_results(folder, results)
+    if args.sensitivity:
+        variants = [
+            results_folder.score_results(runs, predictions, results_folder.SCORINGS[name])
+            for name in results_folder.SENSITIVITY
+            if name != scoring.name
+        ]
+        written += results_folder.write_sensitivity(folder, variants)
+    summary = results.summary
+    missing = int((summary["ci_low_split"].isna() & (summary["pretrained"] != SCRATCH)).sum())
     if missing > 0:
-        print(f"{missing} cell(s) without a bootstrap CI: their runs' test predictions are not in the run store",
-              file=sys.stderr)  # fmt: skip
+        print(f"{missing} cell(s) without a bootstrap CI: their runs' per-crystal test predictions are neither in "
+              f"the run store nor in {results_folder.PREDICTIONS_FILE}", file=sys.stderr)  # fmt: skip
+    if results.n_unscored:
+        print(f"{results.n_unscored} of {len(runs)} runs have no per-crystal test predictions and are left out of "
+              f"the {scoring.name} scoring", file=sys.stderr)  # fmt: skip
+    print(f"scoring: {scoring.description}; wrote {', '.join(str(p) for p in written)}", file=sys.stderr)
     print(summary.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     return 0
 
@@ -99,7 +121,8 @@ def _cmd_sweep_summary(args: argparse.Namespace) -> int:
 def _rescore(folder: Path, runs, store, exclude_twins: bool, clamp: bool, pre_seed: int | None) -> int:
     """Write rescored_runs.csv and rescored_summary.csv: every variant beside ``all`` on the same runs."""
     from cgcnn.data.datasets import load_default_dataset
-    from cgcnn.experiments.rescore import Rescoring, rescore_summary, store_test_predictions, twin_rescoring
+    from cgcnn.experiments.rescore import Rescoring, rescore_summary, twin_rescoring
+    from cgcnn.experiments.results_folder import folder_test_predictions
 
     variants = []
     if exclude_twins:
@@ -112,36 +135,48 @@ def _rescore(folder: Path, runs, store, exclude_twins: bool, clamp: bool, pre_se
         variants.append(Rescoring("clamped", clamp_at=0.0))
     if exclude_twins and clamp:
         variants.append(twin_rescoring(dataset, seeds, clamp_at=0.0))
-    per_run, per_cell = rescore_summary(runs, store_test_predictions(store), variants)
+    per_run, per_cell = rescore_summary(runs, folder_test_predictions(folder, store), variants)
     per_run.to_csv(folder / "rescored_runs.csv", index=False)
     per_cell.to_csv(folder / "rescored_summary.csv", index=False)
     if len(per_run) < len(runs):
         print(f"{len(runs) - len(per_run)} of {len(runs)} runs have no per-crystal test predictions in the run "
               "store and are left out of every variant", file=sys.stderr)  # fmt: skip
     print(f"wrote {folder / 'rescored_runs.csv'}, {folder / 'rescored_summary.csv'}", file=sys.stderr)
-    shown = ["pretrained", "freeze", "n"] + [c for c in per_cell.columns if c.startswith(("mean_mae_", "p_holm_"))]
+    compared = [c for c in per_cell.columns if c.startswith(("mean_mae_", "p_holm_"))]
+    shown = ["pretrained", "freeze", "strategy", "n_train", "n", *compared]
     print(per_cell[shown].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     return 0
-
-
-def _errors_or_none(errors, run_id: str):
-    try:
-        return errors(run_id)
-    except CGCNNError:  # a run of another machine's store
-        return None
 
 
 def add_experiment_parsers(sub: argparse._SubParsersAction) -> None:
     """Register ``sweep`` and ``sweep-summary``."""
     p = sub.add_parser(
         "sweep-summary",
-        help="rewrite a sweep folder's summary.csv from its runs.csv (after a statistics change)",
-        description="Recomputes summary.csv (t-test, Holm, sign test; the bootstrap CI where the run store "
-        "holds the runs' per-crystal test predictions) from FOLDER/runs.csv, without training anything. With "
-        "--exclude-twins and/or --clamp it re-scores the stored test predictions instead and writes the "
-        "variants side by side (rescored_runs.csv, rescored_summary.csv).",
+        help="recompute a sweep folder's summary.csv, crossover.csv and learning_curve.png from its runs.csv",
+        description="Recomputes summary.csv (pair level: t-test, Holm per size, sign test, bootstrap CI; split "
+        "level: t-test and sign test over split-level differences, hierarchical bootstrap CI), crossover.csv and "
+        "learning_curve.png from FOLDER/runs.csv, without training anything. Per-crystal test predictions come "
+        "from the run store, else from FOLDER/predictions.csv.gz, so a fresh clone recomputes every interval. "
+        "--scoring picks how test predictions are scored (primary: the pre-registered analysis of "
+        "docs/learning-curves.md). With --exclude-twins and/or --clamp it writes the older side-by-side "
+        "rescoring instead (rescored_runs.csv, rescored_summary.csv).",
     )
     p.add_argument("folder", help="a folder written by `sweep --out`")
+    p.add_argument(
+        "--scoring",
+        choices=["all", "primary", "clamped", "unseen"],
+        default="all",
+        help="all (default): every test crystal as predicted; primary: unclamped, test crystals with a structure "
+        "twin in the first 4,000 training crystals, validation or pretraining left out (band gap only); clamped: "
+        "primary with predictions clamped at 0; unseen: primary without every crystal the own models' "
+        "pretraining saw (split 0)",
+    )
+    p.add_argument(
+        "--sensitivity",
+        action="store_true",
+        help="also write the labelled sensitivity analyses (clamped, all = twins kept, unseen) side by side: "
+        "sensitivity_summary.csv, sensitivity_crossover.csv",
+    )
     p.add_argument(
         "--exclude-twins",
         action="store_true",
@@ -165,9 +200,10 @@ def add_experiment_parsers(sub: argparse._SubParsersAction) -> None:
         help="fine-tune a grid (models x freeze depths x seeds, plus the scratch baseline) and summarise it",
         description="Runs every cell not already done in the run store (a stopped sweep resumes), in worker "
         "processes with one torch thread each, and writes runs.csv, summary.csv (mean ± std per cell; paired "
-        "difference to the scratch model of the same split seed and seed, wins, paired t-test p-value, its Holm "
-        "correction over all cells, exact sign test, 95% bootstrap CI over test crystals and pairs) and "
-        "summary.png as runs finish.",
+        "difference to the scratch model of the same size, split seed and seed, wins, paired t-test p-value, its Holm "
+        "correction per size, exact sign test, 95% bootstrap CI over test crystals and pairs; the same at split "
+        "level) as runs finish, and when the sweep ends crossover.csv, predictions.csv.gz (per-crystal test "
+        "predictions), learning_curve.png and (one size) summary.png.",
     )
     p.add_argument("--pretrained", required=True, help="comma-separated zoo names")
     p.add_argument("--freeze", default="1,2,3", help="freeze depths, e.g. 1,2,3 (default)")
@@ -175,6 +211,13 @@ def add_experiment_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-baseline", action="store_true", help="skip the scratch baseline")
     options.add_target(p, "label to learn")
     options.add_sizes(p)
+    p.set_defaults(train=None)  # so that --train given with --sizes can be told from the default
+    p.add_argument(
+        "--sizes",
+        help="several training-set sizes, e.g. 50,100,200,500,1000 (a learning curve; excludes --train): every "
+        "cell, seed and split runs at each; a smaller training set is a prefix of a larger one, with the same "
+        "validation and test crystals",
+    )
     options.add_split_seed(p)
     p.add_argument(
         "--split-seeds",
@@ -186,7 +229,7 @@ def add_experiment_parsers(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--milestones", type=int, nargs="*", help="epochs where the learning rate drops tenfold")
     p.add_argument("--workers", type=int, help="parallel runs (default: one per core)")
-    p.add_argument("--out", help="folder for runs.csv, summary.csv and summary.png")
+    p.add_argument("--out", help="folder for runs.csv, summary.csv, crossover.csv, predictions.csv.gz and the figures")
     p.add_argument("--name", default="sweep", help="sweep id recorded with each run")
     p.add_argument("--title", help="figure title")
     add_executor_arguments(p)

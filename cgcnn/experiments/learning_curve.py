@@ -188,8 +188,33 @@ def _recipes(points: pd.DataFrame) -> list[tuple[tuple, pd.DataFrame]]:
 #: Colours of the curves (scratch is black, the rest in turn); baselines are dashed.
 _PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
 _SCRATCH_COLOR = "#222222"
-#: Lower end of a band on the log axis (a wide band over few splits can reach below zero).
-_LOG_FLOOR = 1e-3
+
+
+def mae_axis_range(points: pd.DataFrame, references: bool) -> tuple[float, float]:
+    """The MAE axis: half the lowest to twice the highest mean (and reference) shown.
+
+    Bands are cut at this range: over two or three splits a t-band is wide (t = 12.7 for two) and can reach
+    below zero, which a log axis cannot show; the means, not the band's far ends, set the scale.
+    """
+    values = [float(v) for v in points["mae_mean"] if np.isfinite(v) and v > 0] if len(points) else []
+    values += [r.mae for r in REFERENCES] if references else []
+    if not values:
+        return 0.1, 10.0
+    return min(values) / 2.0, max(values) * 2.0
+
+
+def log_ticks(low: float, high: float) -> list[float]:
+    """Tick values for a log axis from ``low`` to ``high``: 1-2-5 per decade, or 1-3 over more than 2.5 decades.
+
+    Explicit ticks, because plotly draws the labels of its own in-between log ticks at three quarters of the
+    font size, under the 16 px a projector needs.
+    """
+    if not (np.isfinite(low) and np.isfinite(high)) or low <= 0 or high <= low:
+        return []
+    steps = (1, 2, 5) if np.log10(high / low) <= 2.5 else (1, 3)
+    first, last = int(np.floor(np.log10(low))), int(np.ceil(np.log10(high)))
+    values = [m * 10.0**e for e in range(first, last + 1) for m in steps]
+    return [float(f"{v:.3g}") for v in values if low <= v <= high]
 
 
 def _colors(curves: list[tuple[tuple, pd.DataFrame]]) -> list[str]:
@@ -222,12 +247,13 @@ def learning_curve_figure(
     """
     fig = go.Figure()
     curves = _recipes(points)
+    y_low, y_high = mae_axis_range(points, references)
     for (key, part), color in zip(curves, _colors(curves), strict=True):
         label = plotly_text(str(part["recipe"].iloc[0]))
         dashed = recipe_kind(key[0]) == "baseline"
         x = part["n_train"].tolist()
-        low = np.maximum(part["mae_low"].to_numpy(float), _LOG_FLOOR).tolist()
-        high = part["mae_high"].to_numpy(float).tolist()
+        low = np.clip(part["mae_low"].to_numpy(float), y_low, y_high).tolist()
+        high = np.clip(part["mae_high"].to_numpy(float), y_low, y_high).tolist()
         if (part["band_over"] != "none").any():
             fig.add_trace(
                 go.Scatter(
@@ -276,8 +302,20 @@ def learning_curve_figure(
                     + "<extra></extra>",
                 )
             )
-    fig.update_xaxes(type="log", title="training crystals n (log scale)")
-    fig.update_yaxes(type="log", title=f"test MAE{f' ({units})' if units else ''} (log scale)")
+    sizes = [float(n) for n in points["n_train"]] if len(points) else []
+    sizes += [float(r.n_train) for r in REFERENCES] if references else []
+    x_ticks = log_ticks(min(sizes) / 1.5, max(sizes) * 1.5) if sizes else []
+    y_ticks = log_ticks(y_low, y_high)
+    fig.update_xaxes(
+        type="log", title="training crystals n (log scale)", tickvals=x_ticks, ticktext=[f"{v:,.0f}" for v in x_ticks]
+    )
+    fig.update_yaxes(
+        type="log",
+        title=f"test MAE{f' ({units})' if units else ''} (log scale)",
+        range=np.log10([y_low, y_high]),
+        tickvals=y_ticks,
+        ticktext=[f"{v:g}" for v in y_ticks],
+    )
     n_entries = len(curves) + (len(REFERENCES) if references else 0)
     plot_px = 420
     legend_px = 20 + legend_row_px * max(n_entries, 1)
@@ -300,6 +338,7 @@ def save_learning_curve_png(
     import matplotlib.pyplot as plt
 
     curves = _recipes(points)
+    y_low, y_high = mae_axis_range(points, references)
     fig, ax = plt.subplots(figsize=(7.5, 4.8), dpi=120)
     for (key, part), color in zip(curves, _colors(curves), strict=True):
         x = part["n_train"].to_numpy(float)
@@ -307,15 +346,19 @@ def save_learning_curve_png(
         ax.plot(x, part["mae_mean"], marker="o", ms=4, color=color, ls="--" if dashed else "-",
                 label=str(part["recipe"].iloc[0]))  # fmt: skip
         if (part["band_over"] != "none").any():
-            low = np.maximum(part["mae_low"].to_numpy(float), _LOG_FLOOR)
-            ax.fill_between(x, low, part["mae_high"].to_numpy(float), color=color, alpha=0.15, lw=0)
+            low = np.clip(part["mae_low"].to_numpy(float), y_low, y_high)
+            high = np.clip(part["mae_high"].to_numpy(float), y_low, y_high)
+            ax.fill_between(x, low, high, color=color, alpha=0.15, lw=0)
     if references:
         for ref in REFERENCES:
             ax.scatter([ref.n_train], [ref.mae], marker="*", s=90, color="#555555", zorder=3)
+            far = ref.n_train > 10_000
             ax.annotate(f"{ref.label} {ref.mae:.3f}\n(n = {ref.n_train:,})", (ref.n_train, ref.mae),
-                        textcoords="offset points", xytext=(-6, 6), ha="right", fontsize=7)  # fmt: skip
+                        textcoords="offset points", xytext=(-8, 0) if far else (8, -4), ha="right" if far else "left",
+                        va="center", fontsize=7)  # fmt: skip
     ax.set_xscale("log")
     ax.set_yscale("log")
+    ax.set_ylim(y_low, y_high)
     ax.set_xlabel("training crystals n")
     ax.set_ylabel(f"test MAE{f' ({units})' if units else ''}")
     bands = set(points["band_over"]) if len(points) else set()

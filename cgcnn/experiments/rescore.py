@@ -24,8 +24,10 @@ import pandas as pd
 
 from cgcnn.data.datasets import CrystalDataset
 from cgcnn.data.leakage import twin_leaks
+from cgcnn.data.splits import PROTOCOL_SIZE
 from cgcnn.errors import CGCNNError
-from cgcnn.experiments.sweep import TestErrors, summarize
+from cgcnn.experiments.learning_curve import POINT
+from cgcnn.experiments.summary import TestErrors, summarize
 from cgcnn.runs.store import RunStore
 
 #: Per-crystal test predictions of a run: index ``crystal_id``, columns ``y_true`` and ``y_pred`` (None: none).
@@ -70,15 +72,22 @@ def twin_rescoring(
     split_seeds: Iterable[int],
     clamp_at: float | None = None,
     pretraining_split_seed: int | None = None,
+    n_train: int = PROTOCOL_SIZE,
 ) -> Rescoring:
     """Leave out, per split seed, the test crystals with a twin in training or pretraining (see module doc).
+
+    ``n_train``: the fine-tune training set the twins are looked for in (a prefix of the training block). A
+    learning curve passes its largest size (docs/learning-curves.md: 4,000), so every size of a split is scored
+    on the same crystals.
 
     ``pretraining_split_seed``: the split whose test block the pretraining left out, when it is not the
     fine-tune's own (then the crystals in the pretraining pool by id are left out too, and the variant is
     named ``unseen``: only test crystals no model learnt from, in any form).
     """
     drop = {
-        int(s): frozenset(twin_leaks(dataset, int(s), pretraining_split_seed=pretraining_split_seed).leaked)
+        int(s): frozenset(
+            twin_leaks(dataset, int(s), n_train=n_train, pretraining_split_seed=pretraining_split_seed).leaked
+        )
         for s in sorted(set(split_seeds))
     }
     name = "without_twins" if pretraining_split_seed is None else "unseen"
@@ -134,8 +143,8 @@ def rescore_summary(
 
     Returns:
         ``(per_run, per_cell)``: per run its id, cell, split seed, seed, stored ``test_mae`` and
-        ``mae_<variant>`` (plus ``n_scored_<variant>``); per cell (``pretrained``, ``freeze``) its number of
-        runs and, per variant, the :data:`COMPARED` summary columns suffixed ``_<variant>``.
+        ``mae_<variant>`` (plus ``n_scored_<variant>``); per cell (``pretrained``, ``freeze``, ``strategy``,
+        ``n_train``) its number of runs and, per variant, the :data:`COMPARED` summary columns suffixed ``_<variant>``.
 
     Raises:
         CGCNNError: no run of ``runs`` has stored test predictions.
@@ -159,12 +168,10 @@ def rescore_summary(
             per_run = runs[[*base, "test_mae"]].merge(run_part, on="run_id", how="inner")
         else:
             per_run = per_run.merge(run_part, on="run_id", how="left")
-        cell_part = summary[["pretrained", "freeze", *COMPARED]].rename(
-            columns={c: f"{c}_{variant.name}" for c in COMPARED}
-        )
+        cell_part = summary[[*POINT, *COMPARED]].rename(columns={c: f"{c}_{variant.name}" for c in COMPARED})
         if per_cell is None:
-            per_cell = summary[["pretrained", "freeze", "n"]].merge(cell_part, on=["pretrained", "freeze"])
+            per_cell = summary[[*POINT, "n"]].merge(cell_part, on=POINT)
         else:
-            per_cell = per_cell.merge(cell_part, on=["pretrained", "freeze"], how="left")
+            per_cell = per_cell.merge(cell_part, on=POINT, how="left")
     assert per_run is not None and per_cell is not None
     return per_run, per_cell

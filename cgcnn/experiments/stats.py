@@ -7,12 +7,14 @@ t-test misses, each a function here:
 - with five pairs, normality is an assumption, not a fact: :func:`sign_test` needs none (and can never go
   below 0.0625 with five pairs, which is the honest floor of what five seeds show);
 - the t-test treats the test set as fixed, but another draw of 1,000 test crystals would give other MAEs:
-  :func:`paired_bootstrap_ci` resamples the test crystals *and* the pairs, so its interval carries both.
+  :func:`paired_bootstrap_ci` resamples the test crystals *and* the pairs, so its interval carries both;
+- when splits are the unit of replication (learning curves), :func:`hierarchical_bootstrap` resamples splits,
+  then test crystals within each split.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -100,4 +102,70 @@ def paired_bootstrap_ci(
     means = per_pair[picks, np.arange(n_resamples)[:, None]].mean(axis=1)
     alpha = (1.0 - level) / 2.0
     low, high = np.quantile(means, [alpha, 1.0 - alpha])
+    return float(low), float(high)
+
+
+def hierarchical_bootstrap(
+    curves: Sequence[Mapping[object, np.ndarray]],
+    n_resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+) -> np.ndarray:
+    """Resampled split-mean differences, splits first, then test crystals within each chosen split.
+
+    The split is the unit of replication (docs/learning-curves.md): each resample draws as many splits as
+    there are, with replacement, and for every draw (a split drawn twice gets two independent draws) resamples
+    that split's test crystals with replacement. A split's difference under a draw is the mean of its
+    per-crystal differences over the drawn crystals; a resample's value is the mean over its drawn splits.
+
+    Several curves (one per training-set size, say) are resampled jointly: one draw of splits and crystals
+    serves all of them, so a crossover computed per resample sees one coherent world. A split that a curve
+    lacks is skipped in that curve's mean (NaN when the resample drew none of its splits).
+
+    Args:
+        curves: per curve, split → per-crystal differences (|error of the recipe| − |error of the reference|,
+            averaged over the pairs of the split). Within a split every curve must hold the same crystals in
+            the same order (the scored test set of a split is the same at every size).
+        n_resamples: resamples (2,000 by default, as every interval of a summary).
+        seed: of the generator, fixed so a summary is the same every time it is written.
+
+    Returns:
+        ``(n_resamples, len(curves))`` resampled means.
+
+    Raises:
+        ValueError: no split at all, an empty split, or one split holding different crystal counts across curves.
+    """
+    splits = sorted({s for curve in curves for s in curve}, key=str)
+    if not splits:
+        raise ValueError("no split to bootstrap")
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, len(splits), size=(n_resamples, len(splits)))
+    values = np.full((len(curves), n_resamples, len(splits)), np.nan)
+    for s, split in enumerate(splits):
+        arrays = [np.asarray(curve[split], dtype=np.float64) for curve in curves if split in curve]
+        n = len(arrays[0])
+        if n == 0 or any(len(a) != n for a in arrays):
+            raise ValueError(f"split {split}: every curve needs the same, non-empty, test crystals")
+        chosen = picks == s
+        count = int(chosen.sum())
+        if count == 0:
+            continue
+        crystals = rng.integers(0, n, size=(count, n))
+        for c, curve in enumerate(curves):
+            if split in curve:
+                values[c][chosen] = np.asarray(curve[split], dtype=np.float64)[crystals].mean(axis=1)
+    with np.errstate(all="ignore"):
+        counts = np.sum(~np.isnan(values), axis=2)
+        sums = np.nansum(values, axis=2)
+        means = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+    return means.T
+
+
+def percentile_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float] | None:
+    """The percentile interval of bootstrap values (NaN skipped); None when none is finite."""
+    finite = np.asarray(values, dtype=np.float64)
+    finite = finite[np.isfinite(finite)]
+    if finite.size == 0:
+        return None
+    alpha = (1.0 - level) / 2.0
+    low, high = np.quantile(finite, [alpha, 1.0 - alpha])
     return float(low), float(high)

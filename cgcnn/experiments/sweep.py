@@ -15,15 +15,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
-from cgcnn.experiments.stats import PairErrors, holm, paired_bootstrap_ci, sign_test
-from cgcnn.experiments.study import study_mae
+from cgcnn.errors import CGCNNError
+from cgcnn.experiments.learning_curve import BASELINE_NAMES, DEFAULT_STRATEGY, NO_STRATEGY
+from cgcnn.experiments.summary import TestErrors, summarize
 from cgcnn.runs.jobs import JobRunner
 from cgcnn.runs.store import RunRecord, RunStore, compute_spec_key
 from cgcnn.training.finetune import FinetuneSpec
@@ -46,6 +47,9 @@ class SweepGrid:
             pairs match on (split seed, seed), so the comparison covers the choice of test set too.
         hyperparams: training settings of every run (``threads`` is forced to 1, see the module docstring);
             without ``epochs``, the study's.
+        sizes: several training-set sizes instead of ``n_train`` (a learning curve): every cell, seed and split
+            runs at each. A smaller training set is a prefix of a larger one on the same split, with the same
+            validation and test crystals (:func:`cgcnn.data.splits.make_split`), so sizes compare on one test set.
     """
 
     pretrained: list[str]
@@ -59,13 +63,18 @@ class SweepGrid:
     split_seed: int = 0
     hyperparams: dict = field(default_factory=dict)
     split_seeds: list[int] | None = None
+    sizes: list[int] | None = None
+
+    @property
+    def train_sizes(self) -> list[int]:
+        """The training-set sizes of the grid: ``sizes``, or ``[n_train]`` without them."""
+        return list(self.sizes) if self.sizes else [self.n_train]
 
     def specs(self) -> list[FinetuneSpec]:
-        """Every run of the grid: per split and seed, the baseline first, then each model and depth."""
+        """Every run of the grid: per split, size and seed, the baseline first, then each model and depth."""
         hyper = {**self.hyperparams, "threads": 1}
         common = {
             "target": self.target,
-            "n_train": self.n_train,
             "n_val": self.n_val,
             "n_test": self.n_test,
             "hyperparams": hyper,
@@ -73,8 +82,9 @@ class SweepGrid:
         splits = self.split_seeds if self.split_seeds else [self.split_seed]
         cells = ([(SCRATCH, 0)] if self.baseline else []) + [(p, k) for p in self.pretrained for k in self.freezes]
         return [
-            FinetuneSpec(p, k, seed=s, split_seed=split, **common)
+            FinetuneSpec(p, k, seed=s, split_seed=split, n_train=n, **common)
             for split in splits
+            for n in self.train_sizes
             for s in self.seeds
             for p, k in cells
         ]
@@ -82,15 +92,42 @@ class SweepGrid:
     def validate(self) -> None:
         """Check every cell before anything is queued (:meth:`FinetuneSpec.validate`, the data loaded once).
 
-        Seeds do not change whether a run can run, so one spec per (model, depth, split) is checked.
+        Seeds do not change whether a run can run, so one spec per (model, depth, split, size) is checked.
+
+        Raises:
+            CGCNNError: a size below 2, repeated, or above the target's training block (the message names
+                ``--sizes`` and the largest size allowed), or whatever :meth:`FinetuneSpec.validate` refuses.
         """
         dataset = None
+        if self.sizes is not None:
+            dataset = self._check_sizes()
         seen = set()
         for spec in self.specs():
-            cell = (spec.pretrained, spec.freeze, spec.split_seed)
+            cell = (spec.pretrained, spec.freeze, spec.split_seed, spec.n_train)
             if cell not in seen:
                 seen.add(cell)
                 dataset = spec.validate(dataset)
+
+    def _check_sizes(self):
+        """Refuse sizes no split can give, naming the option and the allowed range; returns the data loaded."""
+        from cgcnn.data.splits import canonical_blocks
+        from cgcnn.training.finetune import load_data, resolve_target
+
+        sizes = list(self.sizes or [])
+        if not sizes:
+            raise CGCNNError("--sizes: give at least one training-set size, e.g. 50,100,200")
+        if len(set(sizes)) < len(sizes):
+            raise CGCNNError(f"--sizes: each size once, got {','.join(map(str, sizes))}")
+        dataset = load_data(None)
+        target = resolve_target(dataset, self.target)
+        block = len(canonical_blocks(dataset, target, 0).train)  # the same length for every split seed
+        bad = [n for n in sizes if n < 2 or n > block]
+        if bad:
+            raise CGCNNError(
+                f"--sizes: {', '.join(map(str, bad))} outside the allowed 2..{block} (the training block of "
+                f"'{target}' holds {block:,} crystals; the validation and test blocks are apart)"
+            )
+        return dataset
 
 
 class Executor(Protocol):
@@ -189,10 +226,11 @@ class RayExecutor(LocalExecutor):
 
 @dataclass
 class SweepResult:
-    """All runs of a sweep (finished ones, old and new) and their summary."""
+    """All runs of a sweep (finished ones, old and new), their summary and, once it ended, the crossovers."""
 
     runs: pd.DataFrame
     summary: pd.DataFrame
+    crossover: pd.DataFrame | None = None
 
 
 def run_sweep(
@@ -203,10 +241,15 @@ def run_sweep(
     sweep_id: str = "sweep",
     progress: Callable[[int, int], None] | None = None,
 ) -> SweepResult:
-    """Run the cells of ``grid`` that the store has not finished, writing ``runs.csv`` and ``summary.csv``.
+    """Run the cells of ``grid`` that the store has not finished, writing the results folder ``out_dir``.
 
-    Cells already done (same spec, any earlier sweep or CLI run with one thread) are reused, not rerun. The CSV
-    files are rewritten each time a run ends, so a long sweep cut short keeps what it finished.
+    Cells already done (same spec, any earlier sweep or CLI run with one thread) are reused, not rerun.
+    ``runs.csv`` and ``summary.csv`` are rewritten each time a run ends, so a long sweep cut short keeps what it
+    finished; those partial summaries skip the bootstrap intervals (a few seconds per cell of a large grid,
+    after every run). When the sweep ends, the folder gets the full summary (every interval), ``crossover.csv``,
+    ``predictions.csv.gz`` (the runs' per-crystal test predictions, so a fresh clone recomputes everything:
+    ``sweep-summary``) and ``learning_curve.png``, all scored as predicted on every test crystal (``all``; the
+    pre-registered scoring of docs/learning-curves.md is ``sweep-summary DIR --scoring primary``).
     """
     executor = executor or LocalExecutor(store)
     specs = grid.specs()
@@ -219,35 +262,56 @@ def run_sweep(
         else:
             done[record.id] = record
 
-    def write() -> SweepResult:
-        runs = runs_frame(done.values())
-        result = SweepResult(runs, summarize(runs, store_test_errors(store)))
+    def write_partial() -> None:
         if out_dir is not None:
+            runs = runs_frame(done.values())
             out_dir.mkdir(parents=True, exist_ok=True)
             runs.to_csv(out_dir / "runs.csv", index=False)
-            result.summary.to_csv(out_dir / "summary.csv", index=False)
-        return result
+            summarize(runs).to_csv(out_dir / "summary.csv", index=False)
 
     def on_finished(record: RunRecord) -> None:
         if record.status == "done":
             done[record.id] = record
-        write()
+        write_partial()
         if progress:
             progress(len(done), len(specs))
 
     if progress:
         progress(len(done), len(specs))
     executor.run(todo, sweep_id, on_finished)
-    return write()
+    return _write_final(runs_frame(done.values()), store, out_dir)
+
+
+def _write_final(runs: pd.DataFrame, store: RunStore, out_dir: Path | None) -> SweepResult:
+    """The complete results of a finished sweep (see :func:`run_sweep`), written to ``out_dir`` when given."""
+    from cgcnn.experiments import results_folder as folder
+
+    if out_dir is None:
+        predictions = folder.store_test_predictions(store)
+    else:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        runs.to_csv(out_dir / "runs.csv", index=False)
+        folder.write_predictions(store, runs["run_id"].tolist(), out_dir / folder.PREDICTIONS_FILE)
+        predictions = folder.folder_test_predictions(out_dir, store)
+    scored = folder.score_results(runs, predictions, folder.SCORINGS["all"])
+    if out_dir is not None:
+        folder.write_results(out_dir, scored)
+    return SweepResult(runs, scored.summary, scored.crossover)
 
 
 def runs_frame(records: Iterable[RunRecord]) -> pd.DataFrame:
-    """One row per finished run: the cell, the seed and the test MAE (the CSV a sweep writes)."""
+    """One row per finished run: the cell, the seed and the test MAE (the CSV a sweep writes).
+
+    No empty recipe cells: scratch is ``pretrained=none, freeze=0, strategy=none``, the baselines
+    ``pretrained=mean|composition, freeze=0, strategy=none``, fine-tunes carry their spec's strategy
+    (``freeze`` for specs written before strategies). ``finished_at`` is ISO 8601 in UTC, so a reader can check
+    that a shipped run finished after the commit that pre-registered its analysis.
+    """
     rows = [
         {
             "run_id": r.id,
-            "pretrained": r.pretrained,
-            "freeze": r.freeze,
+            "pretrained": r.pretrained or SCRATCH,
+            "freeze": r.freeze if r.pretrained not in (SCRATCH, *BASELINE_NAMES) else 0,
             "seed": r.seed,
             "split_seed": r.split_seed,
             "target": r.target,
@@ -261,17 +325,30 @@ def runs_frame(records: Iterable[RunRecord]) -> pd.DataFrame:
             "torch_threads": r.torch_threads,
             "executor": r.executor,
             "host": r.host,
+            "strategy": run_strategy(r),
+            "finished_at": iso_utc(r.finished_at),
         }
         for r in records
     ]
     columns = ["run_id", "pretrained", "freeze", "seed", "split_seed", "target", "n_train", "n_val", "n_test",
-               "split_hash", "test_mae", "best_epoch", "seconds", "torch_threads", "executor", "host"]  # fmt: skip
+               "split_hash", "test_mae", "best_epoch", "seconds", "torch_threads", "executor", "host", "strategy",
+               "finished_at"]  # fmt: skip
     frame = pd.DataFrame(rows, columns=columns)
-    return frame.sort_values(["pretrained", "freeze", "split_seed", "seed"], ignore_index=True)
+    return frame.sort_values(["pretrained", "freeze", "strategy", "n_train", "split_seed", "seed"], ignore_index=True)
 
 
-#: Per-crystal test errors of a run: ``crystal_id`` → prediction − label (None when the run has none stored).
-TestErrors = Callable[[str], "pd.Series | None"]
+def run_strategy(record: RunRecord) -> str:
+    """The strategy column of runs.csv: ``none`` without a network to fine-tune, else the spec's."""
+    if (record.pretrained or SCRATCH) in (SCRATCH, *BASELINE_NAMES):
+        return NO_STRATEGY
+    return str(record.spec.get("strategy") or DEFAULT_STRATEGY)
+
+
+def iso_utc(timestamp: float | None) -> str:
+    """``2026-12-06T05:30:00+00:00`` (empty for a run that has not finished)."""
+    if timestamp is None:
+        return ""
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")
 
 
 def store_test_errors(store: RunStore) -> TestErrors:
@@ -284,88 +361,6 @@ def store_test_errors(store: RunStore) -> TestErrors:
         return pd.Series(frame["y_pred"].to_numpy(float) - frame["y_true"].to_numpy(float), index=frame["crystal_id"])
 
     return errors
-
-
-def summarize(runs: pd.DataFrame, test_errors: TestErrors | None = None) -> pd.DataFrame:
-    """Mean ± std of test MAE per cell, and a paired comparison with the baseline.
-
-    Pairs match on (split seed, seed): the fine-tune and the scratch model of one pair share the split and the
-    data order. ``diff`` = cell − baseline (negative: transfer helps). Per cell: its mean and standard
-    deviation, ``wins`` (pairs where the fine-tune is better), ``p_value`` (paired t-test, two-sided; None
-    with < 2 pairs), ``p_holm`` (that p-value Holm-corrected over every non-baseline cell of this summary),
-    ``p_sign`` (exact two-sided sign test, ties dropped), and ``ci_low``/``ci_high`` (95% interval of the mean
-    difference from a bootstrap over test crystals and pairs; only when ``test_errors`` gives every pair's
-    per-crystal errors). The baseline row leaves the comparison columns blank. See
-    :mod:`cgcnn.experiments.stats`.
-    """
-    columns = ["pretrained", "freeze", "n", "mean_mae", "std_mae", "study_mae", "n_pairs", "mean_diff",
-               "std_diff", "wins", "p_value", "p_holm", "p_sign", "ci_low", "ci_high"]  # fmt: skip
-    if runs.empty:
-        return pd.DataFrame(columns=columns)
-    runs = runs.copy()
-    if "split_seed" not in runs:
-        runs["split_seed"] = 0  # results written before split seeds were recorded: all on split 0
-    runs["split_seed"] = runs["split_seed"].fillna(0).astype(int)
-    pair_key = ["split_seed", "seed"]
-    base_runs = runs[runs.pretrained == SCRATCH].set_index(pair_key)
-    base = base_runs["test_mae"]
-    rows = []
-    for (pretrained, freeze), cell in runs.groupby(["pretrained", "freeze"], sort=True):
-        values = cell["test_mae"].to_numpy(dtype=float)
-        row = {
-            "pretrained": pretrained,
-            "freeze": int(freeze),
-            "n": len(values),
-            "mean_mae": float(values.mean()),
-            "std_mae": float(values.std(ddof=1)) if len(values) > 1 else float("nan"),
-            "study_mae": study_mae(pretrained, int(freeze)),
-            "n_pairs": 0,
-            **dict.fromkeys(columns[7:]),
-        }
-        cell = cell.set_index(pair_key)
-        paired = cell["test_mae"].reindex(base.index).dropna() if pretrained != SCRATCH else None
-        if paired is not None and len(paired):
-            diff = paired.to_numpy(dtype=float) - base.loc[paired.index].to_numpy(dtype=float)
-            row.update(
-                n_pairs=len(diff),
-                mean_diff=float(diff.mean()),
-                std_diff=float(diff.std(ddof=1)) if len(diff) > 1 else None,
-                wins=int((diff < 0).sum()),
-                p_value=_paired_p(diff),
-                p_sign=sign_test(diff),
-            )
-            if test_errors is not None and "run_id" in cell:
-                ci = _bootstrap_ci(
-                    [(key, cell.at[key, "run_id"], base_runs.at[key, "run_id"]) for key in paired.index], test_errors
-                )
-                if ci is not None:
-                    row["ci_low"], row["ci_high"] = ci
-        rows.append(row)
-    frame = pd.DataFrame(rows, columns=columns)
-    is_base = frame.pretrained == SCRATCH
-    frame["p_holm"] = pd.Series(holm([None if is_base[i] else frame.at[i, "p_value"] for i in frame.index]),
-                                index=frame.index, dtype=object)  # fmt: skip
-    return pd.concat([frame[is_base], frame[~is_base]], ignore_index=True)  # baseline first
-
-
-def _bootstrap_ci(pairs: list[tuple[tuple, str, str]], test_errors: TestErrors) -> tuple[float, float] | None:
-    """The paired bootstrap interval of one cell, or None when a pair's per-crystal errors are missing."""
-    pair_errors = []
-    for (split_seed, _seed), cell_run, base_run in pairs:
-        cell, base = test_errors(cell_run), test_errors(base_run)
-        if cell is None or base is None:
-            return None
-        shared = cell.index.intersection(base.index).sort_values()
-        if len(shared) == 0:
-            return None
-        pair_errors.append(PairErrors(split_seed, cell.loc[shared].to_numpy(float), base.loc[shared].to_numpy(float)))
-    return paired_bootstrap_ci(pair_errors)
-
-
-def _paired_p(diff: np.ndarray) -> float | None:
-    if len(diff) < 2 or np.allclose(diff, diff[0]):
-        return None
-    return float(stats.ttest_1samp(diff, 0.0).pvalue)
 
 
 def save_summary_figure(summary: pd.DataFrame, path: Path, title: str = "") -> Path:
