@@ -257,3 +257,22 @@ def test_the_teacher_has_the_export_button():
     at = teacher_page()
     healthy(at)
     assert any(b.proto.label == "Export (zip)" for b in at.get("download_button"))
+
+
+def test_an_explore_step_links_to_the_page_with_its_keys():
+    from cgcnn.lessons.schema import shipped_lessons
+
+    lesson = shipped_lessons()["is-attention-an-explanation"]
+    book = LessonBook(RunStore())
+    session_id = book.start(lesson, "teacher")
+    book.go(session_id, 1)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)  # a page link needs the app's navigation
+    at.query_params["user"] = "ann"
+    at.query_params["token"] = token_of("ann")
+    at.run()
+    at.switch_page("app_pages/7_Class.py").run()
+    healthy(at)
+    link = at.get("page_link")[-1].proto
+    assert link.page.endswith("Crystal_viewer") or "4_Crystal_viewer" in link.page
+    assert "crystal=mp-856" in link.query_string and "remove=3" in link.query_string
+    assert lesson.steps[1].prompt in texts(at)

@@ -114,7 +114,7 @@ def test_a_whole_lesson_teacher_and_three_students(browser, server):
             no_errors(page)
             dealt[name] = [c.index for c in book.cells_of(session_id, "grid", name)]
         assert dealt == {"ann": [0, 3], "bob": [1], "cy": [2]}  # cell i to student i mod 3, in sign-in order
-        teacher.get_by_text("4 of 4 cells done").wait_for(timeout=240_000)  # trained by the workers, polled
+        teacher.get_by_text("4 of 4 cells done").wait_for(timeout=400_000)  # trained by the workers, polled
 
         teacher.get_by_role("button", name="Next step").click()  # step 4: the reveal
         settle(teacher)
@@ -126,6 +126,8 @@ def test_a_whole_lesson_teacher_and_three_students(browser, server):
             )
             no_errors(page)
         assert teacher.get_by_text("2 splits").count() >= 1  # the heatmap's cells: mean ± band over the splits
+        teacher.get_by_text("The class's guesses beside its grid.").scroll_into_view_if_needed()
+        shoot(teacher, "lesson_reveal")
 
         with teacher.expect_download(timeout=60_000) as download:
             teacher.get_by_role("button", name="Export (zip)").click()
