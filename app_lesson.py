@@ -14,7 +14,7 @@ from __future__ import annotations
 import streamlit as st
 
 import app_ui
-from cgcnn.app import class_settings, lesson_view, plain
+from cgcnn.app import class_settings, classroom, lesson_view, plain
 from cgcnn.errors import CGCNNError
 
 
@@ -136,9 +136,11 @@ def teacher_panel(store, teacher_name: str) -> None:
             b.reset(session_id)
             st.toast("answers and dealing cleared (runs kept)")
             st.rerun()
+    # Built with the page (a few queries) and no rerun on click: with a deferred file and a rerun on click, Chromium
+    # saw the download cancelled (1 of the 2 test runs that got that far).
     export.download_button(
-        "Export (zip)", lambda: export_zip(b, session_id), f"lesson-{session_id}.zip", "application/zip",
-        key="lesson_export", width="stretch",
+        "Export (zip)", export_zip(b, session_id), f"lesson-{session_id}.zip", "application/zip",
+        key="lesson_export", width="stretch", on_click="ignore",
     )  # fmt: skip
     live_step(teacher=True)
 
@@ -238,6 +240,13 @@ def question_step(b, session_id: str, question, me: str, teacher: bool, key: str
         st.caption(plain.markdown(f"Your answer: {mine}"))
 
 
+def run_part(b, session_id: str, experiment_id: str, me: str, owner: str | None) -> list[str]:
+    """Queue the student's cells, and make sure this server's workers drain the queue (as a launch does)."""
+    queued = b.run_my_part(session_id, experiment_id, me, owner)
+    classroom.start_runner(b.store)
+    return queued
+
+
 def experiment_step(b, session_id: str, experiment, me: str, teacher: bool, key: str) -> None:
     """The class's progress; a student's dealt cells and "Run my part" (or an extra seed when none was dealt)."""
     from cgcnn.lessons.session import WAITING
@@ -256,7 +265,7 @@ def experiment_step(b, session_id: str, experiment, me: str, teacher: bool, key:
     owner = app_ui.identity().token_hash or None
     cells = b.cells_of(session_id, experiment.id, me)
     if any(c.status == WAITING for c in cells):  # over the per-person limit earlier: queue as slots free
-        b.run_my_part(session_id, experiment.id, me, owner)
+        run_part(b, session_id, experiment.id, me, owner)
         cells = b.cells_of(session_id, experiment.id, me)
     if not cells:
         st.info(
@@ -265,13 +274,13 @@ def experiment_step(b, session_id: str, experiment, me: str, teacher: bool, key:
         )
         if st.button("Run an extra seed", key=f"{key}_extra"):
             b.extra_cell(session_id, experiment.id, me)
-            queued = b.run_my_part(session_id, experiment.id, me, owner)
+            queued = run_part(b, session_id, experiment.id, me, owner)
             tell(key, "success", f"Queued {len(queued)} run(s): {', '.join(queued)}" if queued else "Dealt.")
             cells = b.cells_of(session_id, experiment.id, me)
         if not cells:
             return
     elif st.button("Run my part", key=f"{key}_run", type="primary"):
-        queued = b.run_my_part(session_id, experiment.id, me, owner)
+        queued = run_part(b, session_id, experiment.id, me, owner)
         if queued:
             tell(key, "success", f"Queued {len(queued)} run(s): {', '.join(queued)}")
         else:
