@@ -258,6 +258,10 @@ def experiment_step(b, session_id: str, experiment, me: str, teacher: bool, key:
     if app_ui.presenting():  # the bar's own text is 14 px
         note(progress)
     if teacher:
+        if not app_ui.presenting():  # names stay off the projector
+            with st.expander("Who runs which cell"):
+                st.dataframe(lesson_view.cells_frame(b.all_cells(session_id, experiment.id), with_student=True),
+                             hide_index=True, width="stretch")  # fmt: skip
         return
     if not me:
         st.info("Enter your display name in the sidebar to get your part of the grid.")

@@ -276,3 +276,18 @@ def test_an_explore_step_links_to_the_page_with_its_keys():
     assert link.page.endswith("Crystal_viewer") or "4_Crystal_viewer" in link.page
     assert "crystal=mp-856" in link.query_string and "remove=3" in link.query_string
     assert lesson.steps[1].prompt in texts(at)
+
+
+def test_the_teacher_sees_who_runs_which_cell_but_not_on_the_projector():
+    book, session_id = start_tiny()
+    for name in ("ann", "bob"):
+        book.seen(session_id, name)
+    book.go(session_id, 2)
+    at = teacher_page()
+    healthy(at)
+    frame = at.dataframe[0].value
+    assert frame["student"].tolist() == ["ann", "bob", "ann", "bob"]  # cell i to student i mod 2
+    projector = teacher_page(present=True)
+    healthy(projector)
+    shown = " ".join(str(e.value) for e in [*projector.markdown, *projector.text, *projector.caption])
+    assert not projector.dataframe and "ann" not in shown and "bob" not in shown

@@ -295,14 +295,15 @@ def _spec_value(spec: Any, name: str) -> Any:
     return getattr(spec, name, None)
 
 
-def cells_frame(cells: Iterable[Any]) -> pd.DataFrame:
-    """A student's dealt cells as a table: what each one trains and its status."""
+def cells_frame(cells: Iterable[Any], with_student: bool = False) -> pd.DataFrame:
+    """Dealt cells as a table: what each one trains and its status (and who holds it: the teacher's screen only)."""
     rows = []
     for cell in cells:
         spec = cell.spec
         pretrained = str(_spec_value(spec, "pretrained") or "none")
         rows.append(
             {
+                "student": getattr(cell, "student", "") or "—",
                 "cell": int(cell.index) + 1,
                 "model": "scratch" if pretrained == "none" else pretrained,
                 "freeze": _spec_value(spec, "freeze"),
@@ -315,7 +316,7 @@ def cells_frame(cells: Iterable[Any]) -> pd.DataFrame:
             }
         )
     columns = ["cell", "model", "freeze", "n_train", "split", "seed", "run", "status", "test MAE"]
-    return pd.DataFrame(rows, columns=columns)
+    return pd.DataFrame(rows, columns=(["student"] if with_student else []) + columns)
 
 
 def explore_link(step: Any) -> tuple[str, dict[str, str]]:
