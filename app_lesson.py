@@ -105,8 +105,18 @@ def start_panel(store, teacher_name: str) -> None:
 
 
 def teacher_panel(store, teacher_name: str) -> None:
-    """The lesson controls: start, the session id, back / next, reveal, reset, export; then the live step."""
+    """The lesson controls: start, the session id, back / next, reveal, reset, export; then the live step.
+
+    In a boundary of its own: a refused move (a grid this version cannot run) is a message above the class panel,
+    which stays.
+    """
     st.subheader("Lesson")
+    with app_ui.boundary("the lesson controls"):
+        lesson_controls(store, teacher_name)
+
+
+def lesson_controls(store, teacher_name: str) -> None:
+    """The body of :func:`teacher_panel`."""
     b = book()
     session_id = b.active()
     with st.expander("Start a lesson" if session_id is None else "Start another lesson", expanded=session_id is None):
