@@ -291,3 +291,26 @@ def test_the_teacher_sees_who_runs_which_cell_but_not_on_the_projector():
     healthy(projector)
     shown = " ".join(str(e.value) for e in [*projector.markdown, *projector.text, *projector.caption])
     assert not projector.dataframe and "ann" not in shown and "bob" not in shown
+
+
+def test_answer_counts_keep_every_option_and_drop_names():
+    question = parse_lesson(TINY.read_text(), "tiny").question("guess")
+    counts = lesson_view.answer_counts(question, {"ann": "pretrained", "bob": "pretrained"})
+    assert counts.to_dict("list") == {"answer": ["scratch", "pretrained"], "students": [0, 2]}
+    assert lesson_view.number_answers({"a": "0.5", "b": "1e-1"}) == [0.1, 0.5]
+    assert lesson_view.progress_text(18, 30) == "18 of 30 cells done"
+
+
+def test_the_outcome_table_says_what_each_band_is_over():
+    import pandas as pd
+
+    runs = pd.DataFrame(
+        {"run_id": list("abcde"), "pretrained": ["none"] * 3 + ["formation-energy-per-atom"] * 2,
+         "freeze": [0, 0, 0, 1, 1], "n_train": [20] * 5, "split_seed": [0, 1, 2, 0, 0], "seed": [0, 0, 0, 0, 1],
+         "test_mae": [1.0, 1.2, 1.1, 0.8, None]}
+    )  # fmt: skip
+    shown = lesson_view.outcome("comparison", runs)
+    table = lesson_view.points_table(shown.points).set_index("recipe")
+    assert table.loc["scratch", "band over"] == "splits" and table.loc["scratch", "splits"] == 3
+    assert table.loc["formation-energy-per-atom k=1", "band over"] == "—"  # one finished run: no band yet
+    assert "no band yet" in shown.note and "95% band over the splits" in shown.note
