@@ -41,6 +41,7 @@ but an uploaded file is still untrusted input).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import re
 import tomllib
@@ -55,6 +56,7 @@ from cgcnn.lessons import checks
 from cgcnn.lessons.source import SourceLines
 from cgcnn.paths import project_path
 from cgcnn.runs import estimates
+from cgcnn.settings import Limits, current_limits
 from cgcnn.training.finetune import FinetuneSpec
 from cgcnn.training.protocol import STUDY
 from cgcnn.training.transfer import SCRATCH
@@ -79,6 +81,12 @@ EXPLORE_PAGES: dict[str, tuple[str, ...]] = {
 }  # fmt: skip
 #: The folder of the shipped lessons (top level of the project, beside ``pretrained/`` and ``assets/``).
 LESSONS_DIR = "lessons"
+
+#: Most cells one experiment may deal (a class of 30 with a few cells each; a typo like ``seeds = [0, 10000]``
+#: written as a range must not deal thousands of runs).
+MAX_CELLS = 500
+#: Longest lesson file (the shipped ones are about 2,000 characters).
+MAX_SOURCE_CHARS = 200_000
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")
 _TOP_KEYS = ("title", "description", "steps")
@@ -261,6 +269,12 @@ class Experiment:
         ]
         cells += [(n, 0) for n in self.sizes for _ in self.split_seeds for _ in self.baselines]
         return sum(speed.run_seconds(n + self.val, epochs) for n, epochs in cells)
+
+    def cell_count(self) -> int:
+        """How many cells :meth:`specs` gives, without building them (baselines: one per size and split)."""
+        trained = len(self.models) * len(self.freeze) + (SCRATCH in self.pretrained)
+        per_split = trained * len(self.seeds) + len(self.baselines)
+        return len(self.sizes) * len(self.split_seeds) * per_split
 
     def specs(self) -> list[FinetuneSpec]:
         """Every cell, in grid order: per training size, the sweep grid's order (split, seed, then each model).
@@ -482,7 +496,7 @@ def _experiment(r: _Reader, step_id: str) -> Experiment:
     for name in pretrained:
         if name in BASELINES:
             raise r.error("pretrained", f"{name!r} is a baseline: list it under 'baselines', not 'pretrained'")
-    return Experiment(
+    experiment = Experiment(
         id=step_id,
         pretrained=pretrained,
         freeze=r.integers("freeze", (0,), 0),
@@ -497,6 +511,12 @@ def _experiment(r: _Reader, step_id: str) -> Experiment:
         epochs=r.integer("epochs", STUDY.epochs, 1),
         text=r.text("text", required=False),
     )
+    cells = experiment.cell_count()
+    if cells > MAX_CELLS:
+        lists = {k: len(getattr(experiment, k)) for k in ("pretrained", "freeze", "sizes", "seeds", "split_seeds")}
+        key = max(lists, key=lambda k: (lists[k], k == "seeds"))
+        raise r.error(key, f"this grid has {cells} cells, more than the {MAX_CELLS} a lesson deals to a class")
+    return experiment
 
 
 def _explore(r: _Reader, step_id: str) -> Explore:
@@ -570,6 +590,10 @@ def parse_structure(text: str, name: str = "") -> Lesson:
 
     A lesson session re-reads its stored source with this (it was fully checked when it was started).
     """
+    if len(text) > MAX_SOURCE_CHARS:
+        raise LessonError(
+            f"the file has {len(text):,} characters; a lesson has at most {MAX_SOURCE_CHARS:,}", name=name
+        )
     lines = SourceLines(text)
     try:
         data = tomllib.loads(text)
@@ -626,6 +650,16 @@ def read_lesson(path: Path | str) -> Lesson:
 
 
 def shipped_lessons() -> dict[str, Lesson]:
-    """The lessons shipped in ``lessons/*.toml``, by name (the file's stem), in file-name order."""
+    """The lessons shipped in ``lessons/*.toml``, by name (the file's stem), in file-name order.
+
+    Parsed and checked once per version of the files and of the limits (the Class page asks on every run).
+    """
     folder = lessons_dir()
-    return {path.stem: read_lesson(path) for path in sorted(folder.glob("*.toml"))} if folder.is_dir() else {}
+    files = tuple((str(p), p.stat().st_mtime_ns) for p in sorted(folder.glob("*.toml"))) if folder.is_dir() else ()
+    return dict(_shipped(files, current_limits()))
+
+
+@functools.lru_cache(maxsize=4)
+def _shipped(files: tuple[tuple[str, int], ...], limits: Limits) -> tuple[tuple[str, Lesson], ...]:
+    """``files`` (path, mtime) and ``limits`` are the cache's key: the checks read the limits themselves."""
+    return tuple((Path(path).stem, read_lesson(path)) for path, _ in files)
