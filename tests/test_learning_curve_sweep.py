@@ -161,3 +161,12 @@ def test_a_damaged_predictions_file_is_one_clear_message(tmp_path, capsys):
     assert main(["sweep-summary", str(folder), "--store", str(empty)]) == 2
     err = capsys.readouterr().err
     assert "predictions" in err and "Traceback" not in err
+
+
+def test_a_folder_of_one_size_gets_no_curve_files(tmp_path):
+    store, runs = _fake_store(tmp_path, SweepGrid(["bulk-moduli"], [1], [0, 1], n_train=200, n_val=100, n_test=100))
+    folder = tmp_path / "one_size"
+    folder.mkdir()
+    runs.to_csv(folder / "runs.csv", index=False)
+    assert main(["sweep-summary", str(folder), "--store", str(store.path)]) == 0
+    assert sorted(p.name for p in folder.iterdir()) == ["runs.csv", "summary.csv"]  # as Table 2's folders always had

@@ -67,11 +67,12 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         runner_of = LocalExecutor(store, args.workers)
     result = run_sweep(grid, store, runner_of, out, sweep_id=args.name, progress=progress)
     if out is not None:
-        written = ["runs.csv", "summary.csv", "crossover.csv", "predictions.csv.gz", "learning_curve.csv",
-                   "learning_curve.png"]  # fmt: skip
+        written = ["runs.csv", "summary.csv", "predictions.csv.gz"]
         if len(grid.train_sizes) == 1:
             save_summary_figure(result.summary, out / "summary.png", title=args.title or "")
             written.append("summary.png")
+        else:
+            written += ["crossover.csv", "learning_curve.csv", "learning_curve.png"]
         print(f"wrote {', '.join(str(out / name) for name in written)}", file=sys.stderr)
     print(result.summary.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     return 0
@@ -152,10 +153,11 @@ def add_experiment_parsers(sub: argparse._SubParsersAction) -> None:
     """Register ``sweep`` and ``sweep-summary``."""
     p = sub.add_parser(
         "sweep-summary",
-        help="recompute a sweep folder's summary.csv, crossover.csv and learning_curve.png from its runs.csv",
+        help="recompute a sweep folder's summary.csv (and, over several sizes, its learning curve) from its runs.csv",
         description="Recomputes summary.csv (pair level: t-test, Holm per size, sign test, bootstrap CI; split "
-        "level: t-test and sign test over split-level differences, hierarchical bootstrap CI), crossover.csv and "
-        "learning_curve.png from FOLDER/runs.csv, without training anything. Per-crystal test predictions come "
+        "level: t-test and sign test over split-level differences, hierarchical bootstrap CI) and, over several "
+        "training-set sizes, crossover.csv, learning_curve.csv and learning_curve.png from FOLDER/runs.csv, "
+        "without training anything. Per-crystal test predictions come "
         "from the run store, else from FOLDER/predictions.csv.gz, so a fresh clone recomputes every interval. "
         "--scoring picks how test predictions are scored (primary: the pre-registered analysis of "
         "docs/learning-curves.md). With --exclude-twins and/or --clamp it writes the older side-by-side "
@@ -202,8 +204,8 @@ def add_experiment_parsers(sub: argparse._SubParsersAction) -> None:
         "processes with one torch thread each, and writes runs.csv, summary.csv (mean ± std per cell; paired "
         "difference to the scratch model of the same size, split seed and seed, wins, paired t-test p-value, its Holm "
         "correction per size, exact sign test, 95% bootstrap CI over test crystals and pairs; the same at split "
-        "level) as runs finish, and when the sweep ends crossover.csv, predictions.csv.gz (per-crystal test "
-        "predictions), learning_curve.png and (one size) summary.png.",
+        "level) as runs finish, and when the sweep ends predictions.csv.gz (per-crystal test predictions) and, with "
+        "--sizes, crossover.csv, learning_curve.csv and learning_curve.png (one size: summary.png).",
     )
     p.add_argument("--pretrained", required=True, help="comma-separated zoo names")
     p.add_argument("--freeze", default="1,2,3", help="freeze depths, e.g. 1,2,3 (default)")
@@ -229,7 +231,7 @@ def add_experiment_parsers(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--milestones", type=int, nargs="*", help="epochs where the learning rate drops tenfold")
     p.add_argument("--workers", type=int, help="parallel runs (default: one per core)")
-    p.add_argument("--out", help="folder for runs.csv, summary.csv, crossover.csv, predictions.csv.gz and the figures")
+    p.add_argument("--out", help="folder for runs.csv, summary.csv, predictions.csv.gz, the curve files and figures")
     p.add_argument("--name", default="sweep", help="sweep id recorded with each run")
     p.add_argument("--title", help="figure title")
     add_executor_arguments(p)

@@ -214,10 +214,17 @@ POINTS_FILE = "learning_curve.csv"
 
 
 def write_results(folder: Path, results: ScoredResults, title: str = "") -> list[Path]:
-    """``summary.csv``, ``crossover.csv``, ``learning_curve.csv`` and ``.png`` of one scoring; the paths written."""
+    """``summary.csv`` of one scoring and, over several sizes, its learning curve; the paths written.
+
+    The curve files (``crossover.csv``, ``learning_curve.csv``, ``learning_curve.png``) need at least two
+    training-set sizes, so a folder of one size (Table 2's) keeps the files it always had.
+    """
     folder.mkdir(parents=True, exist_ok=True)
-    paths = [folder / "summary.csv", folder / "crossover.csv", folder / POINTS_FILE, folder / "learning_curve.png"]
+    paths = [folder / "summary.csv"]
     results.summary.to_csv(paths[0], index=False)
+    if results.runs.empty or "n_train" not in results.runs or results.runs["n_train"].nunique() < 2:
+        return paths
+    paths += [folder / "crossover.csv", folder / POINTS_FILE, folder / "learning_curve.png"]
     results.crossover.to_csv(paths[1], index=False)
     points = results.points.assign(scoring=results.scoring.name, scoring_description=results.scoring.description)
     points.to_csv(paths[2], index=False)

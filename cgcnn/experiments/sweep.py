@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from cgcnn.errors import CGCNNError
-from cgcnn.experiments.learning_curve import BASELINE_NAMES, DEFAULT_STRATEGY, NO_STRATEGY
+from cgcnn.experiments import learning_curve as curves
 from cgcnn.experiments.summary import TestErrors, summarize
 from cgcnn.runs.jobs import JobRunner
 from cgcnn.runs.store import RunRecord, RunStore, compute_spec_key
@@ -311,7 +311,7 @@ def runs_frame(records: Iterable[RunRecord]) -> pd.DataFrame:
         {
             "run_id": r.id,
             "pretrained": r.pretrained or SCRATCH,
-            "freeze": r.freeze if r.pretrained not in (SCRATCH, *BASELINE_NAMES) else 0,
+            "freeze": r.freeze if r.pretrained not in (SCRATCH, *curves.BASELINE_NAMES) else 0,
             "seed": r.seed,
             "split_seed": r.split_seed,
             "target": r.target,
@@ -339,9 +339,9 @@ def runs_frame(records: Iterable[RunRecord]) -> pd.DataFrame:
 
 def run_strategy(record: RunRecord) -> str:
     """The strategy column of runs.csv: ``none`` without a network to fine-tune, else the spec's."""
-    if (record.pretrained or SCRATCH) in (SCRATCH, *BASELINE_NAMES):
-        return NO_STRATEGY
-    return str(record.spec.get("strategy") or DEFAULT_STRATEGY)
+    if (record.pretrained or SCRATCH) in (SCRATCH, *curves.BASELINE_NAMES):
+        return curves.NO_STRATEGY
+    return str(record.spec.get("strategy") or curves.DEFAULT_STRATEGY)
 
 
 def iso_utc(timestamp: float | None) -> str:
