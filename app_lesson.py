@@ -25,9 +25,8 @@ def book():
     return LessonBook(app_ui.store())
 
 
-@st.cache_resource(ttl=60, show_spinner="Reading the shipped lessons…")
 def shipped() -> dict:
-    """The shipped lessons, checked against this server (read once a minute, shared by every session)."""
+    """The shipped lessons, checked against this server (the library parses them once per version of the files)."""
     from cgcnn.lessons.schema import shipped_lessons
 
     return shipped_lessons()
