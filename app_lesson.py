@@ -329,7 +329,7 @@ def reveal_step(b, session_id: str, state, step, teacher: bool) -> None:
         panels.append("answers")
     if step.experiment:
         panels.append("outcome")
-    columns = [st.container() for _ in panels] if look.presenting or len(panels) < 2 else st.columns(2)
+    columns = [st.container() for _ in panels] if look.presenting or len(panels) < 2 else st.columns([2, 3])
     for where, what in zip(columns, panels, strict=True):
         with where:
             if what == "answers":

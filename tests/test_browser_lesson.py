@@ -61,7 +61,7 @@ def no_errors(page) -> None:
     assert page.locator('[data-testid="stAlertContentError"]').all_inner_texts() == []
 
 
-def test_a_whole_lesson_teacher_and_three_students(browser, server):
+def test_a_whole_lesson_teacher_and_three_students(browser, server, tmp_path):
     from cgcnn.lessons.session import LessonBook
     from cgcnn.runs.store import RunStore
 
@@ -147,6 +147,12 @@ def test_a_whole_lesson_teacher_and_three_students(browser, server):
         assert resumed.state(session_id).step_index == 3 and resumed.state(session_id).revealed
         assert resumed.answers(session_id, "guess") == {n: a for n, (a, _) in STUDENTS.items()}
         assert resumed.answers(session_id, "mae") == {"ann": "0.4", "bob": "0.55", "cy": "0.7"}
+    except BaseException:
+        for name, context in contexts.items():  # what each browser showed, for the failure's report
+            for k, page in enumerate(context.pages):
+                page.screenshot(path=str(tmp_path / f"failed_{name}_{k}.png"), full_page=True)
+        print(f"screenshots of the failure: {tmp_path}")
+        raise
     finally:
         for context in contexts.values():
             context.close()
