@@ -239,7 +239,7 @@ def test_a_band_over_seeds_of_one_split_is_labelled_so():
     )  # fmt: skip
     shown = lesson_view.outcome("comparison", runs)
     assert "model seeds" in shown.note and "one split" in shown.note
-    assert "over model seeds (one split)" in shown.figure.layout.title.text
+    assert "band over model seeds (one split)" in shown.figure.layout.title.text
     assert lesson_view.outcome("table2", runs.iloc[:0]).figure is None
 
 
@@ -311,6 +311,7 @@ def test_the_outcome_table_says_what_each_band_is_over():
     )  # fmt: skip
     shown = lesson_view.outcome("comparison", runs)
     table = lesson_view.points_table(shown.points).set_index("recipe")
-    assert table.loc["scratch", "band over"] == "splits" and table.loc["scratch", "splits"] == 3
-    assert table.loc["formation-energy-per-atom k=1", "band over"] == "—"  # one finished run: no band yet
+    assert table.loc["scratch", "over"] == "3 splits" and table.loc["scratch", "MAE ± 95%"].startswith("1.100 ± ")
+    assert table.loc["formation-energy-per-atom k=1", "over"] == "1 run"  # one finished run: no band yet
+    assert table.loc["formation-energy-per-atom k=1", "MAE ± 95%"] == "0.800"
     assert "no band yet" in shown.note and "95% band over the splits" in shown.note

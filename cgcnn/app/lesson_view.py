@@ -171,10 +171,10 @@ def band_title(points: pd.DataFrame, what: str) -> str:
     """A figure title that says what its band is over."""
     over = set(points["band_over"]) if len(points) else set()
     if over == {"splits"}:
-        return f"{what}: mean and 95% band over splits"
+        return f"{what}, 95% band over splits"
     if "seeds" in over and "splits" not in over:
-        return f"{what}: mean and 95% band over model seeds (one split)"
-    return f"{what}: mean and 95% band"
+        return f"{what}, 95% band over model seeds (one split)"
+    return f"{what}, 95% band"
 
 
 def table2_cells(points: pd.DataFrame) -> pd.DataFrame:
@@ -191,12 +191,8 @@ def table2_cells(points: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for p in network.itertuples():
         half = (float(p.mae_high) - float(p.mae_low)) / 2.0
-        if p.band_over == "splits":
-            text = f"{p.mae_mean:.3f} ± {half:.3f}<br>{p.n_splits} splits"
-        elif p.band_over == "seeds":
-            text = f"{p.mae_mean:.3f} ± {half:.3f}<br>{p.n_runs} seeds, 1 split"
-        else:
-            text = f"{p.mae_mean:.3f}<br>1 run"
+        over = band_over_text(p.band_over, int(p.n_splits), int(p.n_runs))
+        text = f"{p.mae_mean:.3f}<br>{over}" if p.band_over == "none" else f"{p.mae_mean:.3f} ± {half:.3f}<br>{over}"
         rows.append(
             {"row": study_row(str(p.pretrained)), "freeze": int(p.freeze), "mean": float(p.mae_mean), "std": half,
              "n": int(p.n_runs), "text": text}
@@ -252,7 +248,7 @@ def outcome(
         if cells.empty:
             return Outcome(None, note, points)
         fig = figures.table2_heatmap(cells, None, source="the class's runs", font_size=font_px)
-        fig.update_layout(title=plotly_text(band_title(points, f"Test MAE ({units}) by model and freeze depth")))
+        fig.update_layout(title=plotly_text(band_title(points, f"Test MAE ({units})")))
         return Outcome(fig, note, points)
     if view == "learning_curve":
         fig = lc.learning_curve_figure(
@@ -266,24 +262,31 @@ def outcome(
     return Outcome(comparison_figure(points, units, font_px), note, points)
 
 
+def band_over_text(band_over: str, n_splits: int, n_runs: int) -> str:
+    """What one point's band is over, in a few words: ``3 splits``, ``2 seeds, 1 split``, ``1 run``."""
+    if band_over == "splits":
+        return f"{n_splits} splits"
+    if band_over == "seeds":
+        return f"{n_runs} seeds, 1 split"
+    return f"{n_runs} run" + ("s" if n_runs != 1 else "")
+
+
 def points_table(points: pd.DataFrame) -> pd.DataFrame:
-    """The outcome's numbers as a table (the projector's static table; the CSV keeps every digit)."""
+    """The outcome's numbers as a narrow table (it sits beside the answers): recipe, size, mean ± 95%, over what."""
+    columns = ["recipe", "n", "MAE ± 95%", "over"]
     if points.empty:
-        return pd.DataFrame(columns=["recipe", "n_train", "runs", "splits", "mean MAE", "95% band", "band over"])
-    return pd.DataFrame(
+        return pd.DataFrame(columns=columns)
+    rows = [
         {
-            "recipe": points["recipe"],
-            "n_train": points["n_train"].astype(int),
-            "runs": points["n_runs"].astype(int),
-            "splits": points["n_splits"].astype(int),
-            "mean MAE": points["mae_mean"].round(3),
-            "95% band": [
-                "—" if b == "none" else f"{lo:.3f} … {hi:.3f}"
-                for lo, hi, b in zip(points["mae_low"], points["mae_high"], points["band_over"], strict=True)
-            ],
-            "band over": points["band_over"].replace({"none": "—", "seeds": "model seeds (1 split)"}),
+            "recipe": p.recipe,
+            "n": int(p.n_train),
+            "MAE ± 95%": f"{p.mae_mean:.3f}" if p.band_over == "none" else
+                         f"{p.mae_mean:.3f} ± {(p.mae_high - p.mae_low) / 2:.3f}",
+            "over": band_over_text(p.band_over, int(p.n_splits), int(p.n_runs)),
         }
-    )
+        for p in points.itertuples()
+    ]  # fmt: skip
+    return pd.DataFrame(rows, columns=columns)
 
 
 # --------------------------------------------------------------------------------------------------- cells
