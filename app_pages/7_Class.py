@@ -126,8 +126,7 @@ with app_ui.boundary("the class page"):
         app_lesson.student_panel()
         unlock()
     else:
-        app_lesson.teacher_panel(store, me)
-        st.subheader("The class")
         class_panel(store)
         runs_panel(store)
+        app_lesson.teacher_panel(store, me)
     app_ui.teacher_cookie()
