@@ -26,7 +26,7 @@ PAGES = {
     "app_pages/4_Crystal_viewer.py": "Crystal & attention viewer",
     "app_pages/5_Representations.py": "Representations",
     "app_pages/6_Predict.py": "Predict",
-    "app_pages/7_Class.py": "Class (teacher)",
+    "app_pages/7_Class.py": "Class (lesson, teacher)",
 }
 URL_PATHS = {path: path.split("/")[-1][2:-3] for path in PAGES if path.startswith("app_pages/")}
 VIEWER_PAGE = "app_pages/4_Crystal_viewer.py"

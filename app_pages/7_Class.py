@@ -1,13 +1,18 @@
-"""Class (teacher): a password unlocks anyone's runs, the queue, the worker count and a pinned protocol."""
+"""Class: the running lesson's current step for everyone; a password unlocks the teacher's panel.
+
+The teacher's panel: the lesson controls (start, next / back, reveal, reset, export), anyone's runs, the queue,
+the worker count and a pinned protocol. The lesson's widgets are in ``app_lesson.py``.
+"""
 
 from __future__ import annotations
 
 import streamlit as st
 
+import app_lesson
 import app_ui
 from cgcnn.app import class_settings, classroom, identity, plain, run_actions, tables, teacher
 
-app_ui.setup("Class (teacher)")
+me = app_ui.setup("Class (lesson, teacher)")
 
 
 def unlock() -> None:
@@ -118,8 +123,10 @@ def names_panel(store) -> None:
 with app_ui.boundary("the class page"):
     store = app_ui.store()
     if not app_ui.is_teacher():
+        app_lesson.student_panel()
         unlock()
     else:
         class_panel(store)
         runs_panel(store)
+        app_lesson.teacher_panel(store, me)
     app_ui.teacher_cookie()

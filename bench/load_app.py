@@ -16,6 +16,11 @@ from a rerun request to its ``script_finished`` message, per page (fragment reru
 were answered by reuse. Only 127.0.0.1 is contacted.
 
     python bench/load_app.py --sessions 10 [--workers 2] [--ramp SECONDS] [--json]
+    python bench/load_app.py --lesson [NAME_OR_FILE] --sessions 30 --ramp 10 --json
+
+``--lesson`` (default lesson: the shipped ``does-freezing-help``) makes the sessions a class following a lesson on
+the Class page while its grid trains instead (``bench/load_lesson.py``); jobs are then the grid's cells, and the
+report adds ``cells``, ``lesson`` and when the teacher moved (``experiment_at_s``, ``grid_train_s``, ...).
 
 With ``--json`` the last line is one compact JSON object (NaN as null) with the keys ``sessions``,
 ``rerun_p50_s``, ``rerun_p95_s``, ``rerun_max_s``, ``jobs_done``, ``jobs_failed``, ``jobs_lost``, ``reused``
@@ -207,9 +212,17 @@ def summarise(logs: list[SessionLog], store, n: int) -> dict:
 
 
 def run_bench(
-    sessions: int, workers: int = 2, plan: Plan | None = None, max_seconds: float = 600.0, home: Path | None = None
+    sessions: int,
+    workers: int = 2,
+    plan: Plan | None = None,
+    max_seconds: float = 600.0,
+    home: Path | None = None,
+    lesson: str | None = None,
 ) -> tuple[dict, list[SessionLog]]:
-    """Start the app, drive ``sessions`` students through it, and return (report, session logs)."""
+    """Start the app, drive ``sessions`` students through it, and return (report, session logs).
+
+    With ``lesson`` (a shipped lesson's name or a lesson file), the students follow that lesson instead.
+    """
     from cgcnn.runs.store import RunStore
     from devtools.app_server import AppServer
 
@@ -225,10 +238,20 @@ def run_bench(
                 startup = time.monotonic() - started
                 rss_before = rss_mb(app.proc.pid)
                 t0 = time.monotonic()
-                logs = asyncio.run(drive(app.url, store, sessions, plan, max_seconds))
+                if lesson is None:
+                    logs = asyncio.run(drive(app.url, store, sessions, plan, max_seconds))
+                else:
+                    from bench.load_lesson import drive_lesson, lesson_jobs, read_lesson
+
+                    chosen = read_lesson(lesson)
+                    book, session_id, moments, logs = asyncio.run(
+                        drive_lesson(app.url, store, sessions, plan, chosen, max_seconds)
+                    )
                 wall = time.monotonic() - t0
                 rss_after = rss_mb(app.proc.pid)
             report = summarise(logs, store, sessions)
+            if lesson is not None:
+                report.update(lesson_jobs(book, session_id, chosen), lesson=chosen.name, **moments)
         finally:
             if old is None:
                 os.environ.pop("CGCNN_HOME", None)
@@ -279,10 +302,19 @@ def main(argv: list[str] | None = None) -> int:
         "--ramp", type=float, default=0.0, help="seconds over which the sessions arrive (default 0: all at once)"
     )
     parser.add_argument("--json", action="store_true", help="print the results as one JSON line, last")
+    parser.add_argument(
+        "--lesson", nargs="?", const="does-freezing-help", default=None, metavar="NAME_OR_FILE",
+        help="follow a lesson on the Class page while its grid trains (default lesson: does-freezing-help)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
 
     plan = Plan(tuple(args.sizes), args.epochs, args.distinct, args.page_every, args.ramp)
-    report, logs = run_bench(args.sessions, args.workers, plan, args.max_seconds)
+    report, logs = run_bench(args.sessions, args.workers, plan, args.max_seconds, lesson=args.lesson)
+    if args.lesson:
+        print(
+            f"lesson {report['lesson']}: {report['cells']} cells; experiment at {report.get('experiment_at_s')} s, "
+            f"grid trained in {report.get('grid_train_s')} s, revealed at {report.get('revealed_at_s')} s"
+        )
     print(
         f"{report['sessions']} sessions, {report['workers']} workers: app up in {report['startup_s']} s, "
         f"wall {report['wall_s']} s, {report['reruns']} reruns; server memory {report['server_rss_mb_before']} MB "

@@ -176,7 +176,7 @@ class StreamlitSession:
     def set_value(self, widget: Widget, value: Any) -> None:
         """Remember a widget's new value (sent with the next rerun, like the browser's widget manager)."""
         state = WidgetState(id=widget.id)
-        if widget.kind in ("text_input", "text_area", "selectbox"):
+        if widget.kind in ("text_input", "text_area", "selectbox", "radio"):  # a radio sends its option's text
             state.string_value = str(value)
         elif widget.kind == "number_input":
             state.double_value = float(value)

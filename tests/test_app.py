@@ -32,7 +32,7 @@ PAGES = {
     "app_pages/4_Crystal_viewer.py": "Crystal & attention viewer",
     "app_pages/5_Representations.py": "Representations",
     "app_pages/6_Predict.py": "Predict",
-    "app_pages/7_Class.py": "Class (teacher)",
+    "app_pages/7_Class.py": "Class (lesson, teacher)",
 }
 
 

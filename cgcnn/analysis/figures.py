@@ -188,7 +188,8 @@ def table2_heatmap(
     """Heatmap of test MAE (pretrained model × freeze depth): mean ± std over seeds, study numbers beside.
 
     Args:
-        cells: columns ``row`` (model label), ``freeze``, ``mean``, ``std``, ``n``.
+        cells: columns ``row`` (model label), ``freeze``, ``mean``, ``std``, ``n``; an optional ``text`` replaces
+            the cell's "mean ± std, n" (a lesson writes its mean with a 95% band).
         study: columns ``row``, ``freeze``, ``mae`` (the study's numbers), drawn as a second panel.
         source: title of the left panel: where ``cells`` come from (shipped results or this server's runs).
         font_size: cell text size (at least 14 px so a projector shows it; larger in presentation mode).
@@ -216,8 +217,11 @@ def table2_heatmap(
                 if len(hit):
                     value = float(hit[column].iloc[0])
                     zr.append(value)
-                    tr.append(cell_text(value, hit["std"].iloc[0], int(hit["n"].iloc[0])) if column == "mean"
-                              else f"{value:.3f}")  # fmt: skip
+                    if column == "mean" and "text" in hit:  # the caller's own cell text (a lesson's 95% band)
+                        tr.append(str(hit["text"].iloc[0]))
+                    else:
+                        tr.append(cell_text(value, hit["std"].iloc[0], int(hit["n"].iloc[0])) if column == "mean"
+                                  else f"{value:.3f}")  # fmt: skip
                 else:
                     zr.append(None)
                     tr.append("")
