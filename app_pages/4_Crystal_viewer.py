@@ -12,9 +12,9 @@ import app_ui
 from cgcnn.app import classroom, faithfulness_view, hints, plain, tables, uploads, viewer
 
 HEIGHT = 520
-#: Presentation mode at 1280x720: the prediction, the colour bars (above the view) and the whole 3D scene fit
-#: above the fold under the page title; the PNG button may fall below it.
-PRESENT_SCENE_HEIGHT = 330
+#: Presentation mode at 1280x720: the prediction, the colour bars and the faithfulness line under the edges' bar
+#: (above the view) and the whole 3D scene fit above the fold under the page title; the PNG button may fall below.
+PRESENT_SCENE_HEIGHT = 300
 SOURCES = ["Default dataset", "Upload a file"]
 
 
@@ -115,7 +115,8 @@ def show_view(left, right, state: viewer.ViewState, upload: tuple[str, bytes] | 
             prediction(info, state, note)
         if not present:
             st.markdown(summary)
-        frame_height = scene_height + 190 if present else HEIGHT + 80  # the scene, its legend, the PNG button
+        # the scene, its legend (colour bars, the faithfulness line, the removed edges' line), the PNG button
+        frame_height = scene_height + 240 if present else HEIGHT + 130
         st.iframe(html, height=frame_height, alt=f"3D view of {info['formula']}")
         if present:
             note(summary)
