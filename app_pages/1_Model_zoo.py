@@ -14,6 +14,11 @@ def coverage() -> dict[str, dict]:
     return zoo_coverage.shipped_coverage()
 
 
+@st.cache_data(ttl=60, show_spinner=False)
+def external_checks() -> dict[str, dict]:
+    return zoo_coverage.external_checks()
+
+
 @st.cache_data(ttl=10, show_spinner=False)
 def calibrations() -> dict[str, dict]:
     return zoo_coverage.calibrations(app_ui.store())
@@ -51,6 +56,9 @@ with app_ui.boundary("the model zoo"):
                         "their mean; the diagram shows its first member.")  # fmt: skip
         if card.notes:
             st.info(md(card.notes))
+        check = external_checks().get(card.name) if card.kind in ("original", "own") else None
+        if check:
+            st.info(md(zoo_coverage.external_check_text(check, card.units)))
         if card.shift_penalty:
             st.warning(f"**Shift penalty {card.shift_penalty['ratio']}x.** {md(card.shift_penalty['statement'])}")
         with st.expander("All card details"):

@@ -72,3 +72,19 @@ def test_coverage_cell_and_sentence_without_measurements(tmp_path):
     assert "run \\*x\\*" in zoo_coverage.coverage_sentence("run *x*", calibrated, None)  # a typed name stays text
     original = {"intervals": None, "reason": "no validation block"}
     assert zoo_coverage.coverage_sentence("band-gap", original, None).startswith("**Not calibrated** (no validation")
+
+
+def test_bulk_modulus_cards_carry_the_external_check(tmp_path):
+    from cgcnn.zoo import external_checks, list_cards
+
+    checks = {c.name: c.external_check for c in list_cards() if c.external_check}
+    assert set(checks) == {"bulk-moduli", "own-combined"}
+    assert checks["own-combined"]["target"] == "log10_K_VRH" and checks["bulk-moduli"]["n"] == 71
+    assert "not the Voigt-Reuss-Hill K" in checks["bulk-moduli"]["caveat"]
+    assert "contains these elements" in checks["bulk-moduli"]["caveat"]
+    assert external_checks(tmp_path / "missing.json") == {}
+    at = zoo_page()
+    at.selectbox(key="zoo_model").set_value("bulk-moduli").run()
+    assert not at.exception and not at.error
+    (info,) = [i.value.replace("\\", "") for i in at.info if "External check" in i.value]
+    assert f"MAE {checks['bulk-moduli']['mae']:.3f} log10(GPa)" in info and "not unseen chemistry" in info

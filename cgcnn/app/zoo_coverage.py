@@ -35,6 +35,23 @@ def calibrations(store=None) -> dict[str, dict]:
     return {c.name: c.calibration or {} for c in list_cards(store)}
 
 
+def external_checks() -> dict[str, dict]:
+    """The shipped external checks by model name (:func:`cgcnn.zoo.external_checks`)."""
+    from cgcnn.zoo import external_checks as shipped
+
+    return shipped()
+
+
+def external_check_text(check: dict, units: str = "") -> str:
+    """The card's sentence on its external check (plain text: every word comes from the shipped file)."""
+    unit = f" {units}" if units else ""
+    return (
+        f"External check on {check['n']} elemental solids ({check['collection']}): MAE {check['mae']:.3f}{unit} "
+        f"(bias {check['bias']:+.3f}); {check['mae_without_vdw']:.3f}{unit} on the {check['n_without_vdw']} that are "
+        f"not van der Waals solids (Spearman {check['spearman_without_vdw']:.2f}). Caveat: {check['caveat']}."
+    )
+
+
 def coverage_cell(calibration: dict, measured: dict | None) -> str:
     """The zoo table's cell: ``0.951 of 531 (width 0.566)``, ``not calibrated`` or ``not measured``.
 
