@@ -6,7 +6,23 @@ import streamlit as st
 
 import app_ui
 from cgcnn.analysis import figures
-from cgcnn.app import plain, tables
+from cgcnn.app import plain, tables, zoo_coverage
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def coverage() -> dict[str, dict]:
+    return zoo_coverage.shipped_coverage()
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def external_checks() -> dict[str, dict]:
+    return zoo_coverage.external_checks()
+
+
+@st.cache_data(ttl=10, show_spinner=False)
+def calibrations() -> dict[str, dict]:
+    return zoo_coverage.calibrations(app_ui.store())
+
 
 app_ui.setup("Model zoo")
 with app_ui.boundary("the model zoo"):
@@ -18,8 +34,10 @@ with app_ui.boundary("the model zoo"):
     names = cards["name"].tolist()
     default = names.index("formation-energy-per-atom") if "formation-energy-per-atom" in names else 0
     name = st.selectbox("Model", names, index=default, key="zoo_model")
-    predictor = app_ui.model(name)
-    card = predictor.card
+    loaded = app_ui.model(name)
+    members = getattr(loaded, "members", None)  # a shipped ensemble: its card is the zoo's, its diagram a member's
+    predictor = members[0] if members else loaded
+    card = tables.zoo_card(name, app_ui.store()) if members else loaded.card
     # On a projector the diagram comes first, at the full width; the card follows.
     right, left = (st.container(), st.container()) if look.presenting else st.columns([2, 3])[::-1]
     with left:
@@ -31,8 +49,16 @@ with app_ui.boundary("the model zoo"):
             f"**Error** {md(f'{card.mae:.3g}' if card.mae is not None else 'n/a')} ({md(card.mae_metric)})  \n"
             f"**Source** {md(card.source)}"
         )
+        calibration = calibrations().get(card.name, {})
+        st.markdown(zoo_coverage.coverage_sentence(card.name, calibration, coverage().get(card.name), card.units))
+        if members:
+            st.markdown(f"**Seed ensemble** of {len(members)} models ({md(', '.join(loaded.names))}): it predicts "
+                        "their mean; the diagram shows its first member.")  # fmt: skip
         if card.notes:
             st.info(md(card.notes))
+        check = external_checks().get(card.name) if card.kind in ("original", "own") else None
+        if check:
+            st.info(md(zoo_coverage.external_check_text(check, card.units)))
         if card.shift_penalty:
             st.warning(f"**Shift penalty {card.shift_penalty['ratio']}x.** {md(card.shift_penalty['statement'])}")
         with st.expander("All card details"):

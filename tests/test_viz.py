@@ -64,7 +64,7 @@ def test_html_draws_one_cylinder_per_edge_and_loads_3dmol_locally(nacl):
     html = crystal_scene.crystal_scene_html(structure, graph, dedupe=False)
     counts = crystal_scene.count_drawn(html)
     scene = crystal_scene.scene_from_structure(structure, graph, dedupe=False)
-    assert counts == {"cylinders": 24, "spheres": 2 + len(scene.ghosts), "lines": 12}
+    assert counts == {"cylinders": 24, "dashed": 0, "spheres": 2 + len(scene.ghosts), "lines": 12}
     assert crystal_scene.LOCAL_3DMOL_URL in html
     assert "cdn" not in html.lower() and "https://" not in html
     assert html.count('"opacity": 0.35') == len(scene.ghosts)

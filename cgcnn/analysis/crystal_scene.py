@@ -10,7 +10,9 @@ The crystal scene (:func:`build_scene`, :func:`crystal_scene_html`) draws
 * the crystal graph's edges as cylinders from the centre atom ``i`` (``edge_dst``) to its neighbour ``j``
   (``edge_src``) at ``frac_coords[j] + images[e]``; a neighbour outside the cell (non-zero image) is drawn as
   a translucent "ghost" sphere at that position, so edges that reach into neighbouring cells end on an atom;
-* optionally, edges coloured and sized by a value (attention coefficient, gate magnitude).
+* optionally, edges coloured and sized by a value (attention coefficient, gate magnitude);
+* optionally, marked edges (e.g. the ones removed by the viewer's *Remove the top N edges*) as dashed red
+  cylinders, always drawn whatever the edge filter (within the focus atom's edges when one atom is shown).
 
 3Dmol.js is loaded from ``js_url`` (by default the app's own static copy, :data:`LOCAL_3DMOL_URL`), never
 from a CDN, so the viewer works offline.
@@ -61,6 +63,11 @@ class SceneEdge:
     color: str
     radius: float
     value: float | None = None
+    marked: bool = False
+
+
+#: Colour of marked edges (dashed): outside the edges' Viridis map, so a marked edge never reads as a value.
+MARKED_COLOR = "#d62728"
 
 
 @dataclass
@@ -80,6 +87,8 @@ class Scene:
         atom_value_label: what the per-atom values are.
         n_graph_edges: real (not fill-in) edges of the graph, before any filter.
         truncated: True when ``max_edges`` cut the drawing short.
+        marked_label: what the dashed red edges are (legend line; '' without marked edges).
+        value_note: a line under the edges' colour bar (the viewer: how faithful this colouring was measured).
     """
 
     atoms: list[SceneAtom]
@@ -94,6 +103,8 @@ class Scene:
     atom_value_label: str = ""
     n_graph_edges: int = 0
     truncated: bool = False
+    marked_label: str = ""
+    value_note: str = ""
 
 
 def _atom_radius(symbol: str) -> float:
@@ -171,6 +182,9 @@ def build_scene(
     atom_value_label: str = "atom value",
     max_edges: int = 4000,
     value_range: tuple[float, float] | None = None,
+    marked_edges: np.ndarray | None = None,
+    marked_label: str = "marked edges",
+    value_note: str = "",
 ) -> Scene:
     """Atoms, ghost atoms, edges and cell of one crystal (see the module docstring).
 
@@ -190,6 +204,10 @@ def build_scene(
         max_edges: draw at most this many edges (a huge cell must not freeze the browser).
         value_range: (min, max) of the edges' colour bar; default: the drawn edges' own range. Give one range
             for several scenes (e.g. every layer of a model) so that one colour means one value in all of them.
+        marked_edges: edge indices drawn dashed in :data:`MARKED_COLOR` and added to the drawing whatever
+            ``top_k`` keeps (with ``focus_atom``, only that atom's).
+        marked_label: the legend's words for the marked edges.
+        value_note: a line under the edges' colour bar.
     """
     lattice = np.asarray(lattice, dtype=float)
     frac = np.asarray(frac_coords, dtype=float)
@@ -225,6 +243,13 @@ def build_scene(
     ]
 
     chosen = select_edges(graph, values, focus_atom, top_k, dedupe)
+    marked = np.zeros(len(graph.edge_src), dtype=bool)
+    if marked_edges is not None and len(marked_edges):
+        marked[np.asarray(marked_edges, dtype=np.int64)] = True
+        marked &= np.asarray(graph.edge_mask, dtype=bool)
+        if focus_atom is not None:
+            marked &= graph.edge_dst == focus_atom
+        chosen = np.union1d(chosen, np.flatnonzero(marked)).astype(np.int64)
     truncated = len(chosen) > max_edges
     chosen = chosen[:max_edges]
     fixed = value_range is not None and values is not None
@@ -256,9 +281,10 @@ def build_scene(
                 start=_xyz(cart[i]),
                 end=_xyz(end),
                 distance=float(graph.distances[e]),
-                color=colors[k],
-                radius=float(radii[k]),
+                color=MARKED_COLOR if marked[e] else colors[k],
+                radius=max(float(radii[k]), 0.1) if marked[e] else float(radii[k]),
                 value=None if values is None else float(values[e]),
+                marked=bool(marked[e]),
             )
         )
         if any(img) and (j, img) not in ghost_seen:
@@ -290,6 +316,8 @@ def build_scene(
         atom_value_label=atom_value_label if atom_values is not None else "",
         n_graph_edges=int(graph.edge_mask.sum()),
         truncated=truncated,
+        marked_label=marked_label if marked.any() else "",
+        value_note=value_note if values is not None else "",
     )
 
 
@@ -346,16 +374,10 @@ def scene_html(
     for ghost in scene.ghosts:
         view.addSphere({"center": _p(ghost.position), "radius": ghost.radius, "color": ghost.color, "opacity": 0.35})
     for edge in scene.edges:
-        view.addCylinder(
-            {
-                "start": _p(edge.start),
-                "end": _p(edge.end),
-                "radius": edge.radius,
-                "color": edge.color,
-                "fromCap": 1,
-                "toCap": 1,
-            }
-        )
+        spec = {"start": _p(edge.start), "end": _p(edge.end), "radius": edge.radius, "color": edge.color}
+        marked = {"dashed": True, "dashLength": 0.25, "gapLength": 0.18}
+        spec.update(marked if edge.marked else {"fromCap": 1, "toCap": 1})
+        view.addCylinder(spec)
     view.rotate(-20, "x")  # a slight oblique view: a cubic cell seen straight down an axis looks flat
     view.rotate(25, "y")
     view.zoomTo()
@@ -518,6 +540,14 @@ def legend_html(scene: Scene, font_px: int = 13) -> str:
             f'background:linear-gradient(to right, {gradient_css(colorscale=colorscale)})"></span>'
             f"<span>{_short(rng[1])}</span></div>"
         )
+        if what == "Edges" and scene.value_note:
+            parts.append(f'<div class="cgcnn-faithfulness" style="margin-top:2px">{html_text(scene.value_note)}</div>')
+    if scene.marked_label:
+        parts.append(
+            f'<div class="cgcnn-marked" style="margin-top:6px;display:flex;align-items:center;gap:6px">'
+            f'<span style="width:{bar_h * 3}px;height:0;border-top:{max(3, font_px // 4)}px dashed {MARKED_COLOR};'
+            f'display:inline-block"></span><span>{html_text(scene.marked_label)}</span></div>'
+        )
     parts.append("</div>")
     return "".join(parts)
 
@@ -547,19 +577,24 @@ def edge_table(scene: Scene) -> pd.DataFrame:
             "distance (Å)": round(e.distance, 3),
             "image": str(e.image),
             "coefficient": e.value,
+            "removed": e.marked,
         }
         for e in scene.edges
     ]
-    frame = pd.DataFrame(rows, columns=["centre", "neighbour", "element", "distance (Å)", "image", "coefficient"])
+    columns = ["centre", "neighbour", "element", "distance (Å)", "image", "coefficient", "removed"]
+    frame = pd.DataFrame(rows, columns=columns)
+    if not scene.marked_label:
+        frame = frame.drop(columns=["removed"])
     if frame["coefficient"].notna().any():
         frame = frame.sort_values("coefficient", ascending=False, kind="stable").reset_index(drop=True)
     return frame
 
 
 def count_drawn(html: str) -> dict[str, int]:
-    """How many spheres, cylinders and lines an HTML scene draws (for tests and sanity checks)."""
+    """How many spheres, cylinders (of them ``dashed``: marked edges) and lines an HTML scene draws (for tests)."""
     return {
         "spheres": html.count(".addSphere("),
         "cylinders": html.count(".addCylinder("),
+        "dashed": html.count('"dashed": true'),
         "lines": html.count(".addLine("),
     }

@@ -45,9 +45,15 @@ def model_choices(
 
 
 def cards_frame(store: RunStore | None = None) -> pd.DataFrame:
-    """The zoo as a table (one row per model; ``shift penalty``: shifted / random test MAE, own models only)."""
+    """The zoo as a table (one row per model; ``shift penalty``: shifted / random test MAE, own models only).
+
+    ``90% coverage (test)``: the shipped share of its test block inside the calibrated 90% interval, with the
+    mean width (:mod:`cgcnn.app.zoo_coverage`), or "not calibrated" / "not measured".
+    """
+    from cgcnn.app.zoo_coverage import coverage_cell, shipped_coverage
     from cgcnn.zoo import list_cards
 
+    measured = shipped_coverage()
     return pd.DataFrame(
         [
             {
@@ -61,10 +67,21 @@ def cards_frame(store: RunStore | None = None) -> pd.DataFrame:
                 "task": c.task,
                 "shift penalty": f"{c.shift_penalty['ratio']}x" if c.shift_penalty else None,
                 "90% interval": interval_text(c.calibration),
+                "90% coverage (test)": coverage_cell(c.calibration, measured.get(c.name)),
             }
             for c in list_cards(store)
         ]
     )
+
+
+def zoo_card(name: str, store: RunStore | None = None):
+    """The zoo's card of ``name`` (a shipped ensemble's too, which a loaded :class:`Ensemble` does not carry)."""
+    from cgcnn.zoo import list_cards
+
+    for card in list_cards(store):
+        if card.name == name:
+            return card
+    raise CGCNNError(f"no model named {name!r} in the zoo")
 
 
 def interval_text(calibration: dict) -> str:

@@ -14,15 +14,16 @@ The prediction is the one ``python -m cgcnn predict`` prints: the same graph par
 from __future__ import annotations
 
 from collections.abc import Callable, Container, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from pymatgen.core import Structure
 
-from cgcnn.analysis import crystal_scene, explain
+from cgcnn.analysis import crystal_scene, explain, faithfulness
 from cgcnn.analysis.attribution import attribute, gradient_attribution
+from cgcnn.app import faithfulness_view
 from cgcnn.data.graph import CrystalGraph, GraphParams, neighbour_tie, structure_to_graph
 from cgcnn.errors import CGCNNError, CrystalInputError
 from cgcnn.nn.predictor import CrystalPrediction, Ensemble, Predictor, predict_crystals, tie_note
@@ -60,9 +61,11 @@ WIDGET_KEYS = {
     "colour": "view_colour_by",
     "atoms": "view_contrib",
     "fixed": "view_fixed",
+    "remove": "view_remove",
+    "removal": "view_removal",
 }
 #: Query parameters the viewer owns (the page keeps every other one, e.g. ``user``, ``token``, ``present``).
-URL_KEYS = ("crystal", "model", "layer", "head", "atom", "edges", "k", "colour", "atoms", "fixed")
+URL_KEYS = ("crystal", "model", "layer", "head", "atom", "edges", "k", "colour", "atoms", "fixed", "remove", "removal")
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,9 @@ class ViewState:
         fixed_range: one edge colour range over every layer of this model and crystal, so layers compare.
         heads: the model's attention heads (set by :func:`parse_view`; the address names a head only when
             there is a choice).
+        remove: *Remove the top N edges*: N edges ranked first by the colouring are removed and marked (0: off).
+        removal: how they are removed, ``delete`` or ``zero`` (see :func:`cgcnn.nn.removal.remove_edges`); also
+            the mode of this crystal's deletion curve.
     """
 
     crystal: str
@@ -104,6 +110,8 @@ class ViewState:
     colour_atoms: bool = False
     fixed_range: bool = False
     heads: int = 1
+    remove: int = 0
+    removal: str = "delete"
 
     @property
     def members(self) -> list[str]:
@@ -118,6 +126,7 @@ class ViewState:
         params.update(
             layer=str(self.layer), atom=str(self.atom), edges=self.edges, k=str(self.top_k), colour=self.colour,
             atoms="1" if self.colour_atoms else "0", fixed="1" if self.fixed_range else "0",
+            remove=str(self.remove), removal=self.removal,
         )  # fmt: skip
         if self.heads > 1:
             params["head"] = "mean" if self.head is None else str(self.head)
@@ -296,6 +305,8 @@ def parse_view(
         colour_atoms=flag("atoms", default.colour_atoms),
         fixed_range=flag("fixed", default.fixed_range),
         heads=n_heads,
+        remove=integer("remove", default.remove, 0, faithfulness_view.MAX_REMOVE),
+        removal=choice("removal", faithfulness_view.REMOVAL_LABELS, default.removal),
     )
     return state, ignored
 
@@ -315,6 +326,8 @@ def widget_values(state: ViewState) -> dict[str, Any]:
         "view_colour_by": COLOURINGS[state.colour],
         "view_contrib": state.colour_atoms,
         "view_fixed": state.fixed_range,
+        "view_remove": state.remove,
+        "view_removal": faithfulness_view.REMOVAL_LABELS[state.removal],
     }
 
 
@@ -329,7 +342,7 @@ def params_from_widgets(values: Mapping[str, Any]) -> dict[str, str]:
         first = str(values["view_model"])
         extra = [str(m) for m in values.get("view_ensemble") or [] if str(m) != first]
         out["model"] = ",".join([first, *extra]) if first != NO_MODEL else NO_MODEL
-    simple = {"view_layer": "layer", "view_atom": "atom", "view_topk": "k"}
+    simple = {"view_layer": "layer", "view_atom": "atom", "view_topk": "k", "view_remove": "remove"}
     for key, name in simple.items():
         if values.get(key) is not None:
             out[name] = str(int(values[key]))
@@ -342,6 +355,9 @@ def params_from_widgets(values: Mapping[str, Any]) -> dict[str, str]:
     for key, name in (("view_contrib", "atoms"), ("view_fixed", "fixed")):
         if values.get(key) is not None:
             out[name] = "1" if values[key] else "0"
+    removals = {label: key for key, label in faithfulness_view.REMOVAL_LABELS.items()}
+    if values.get("view_removal") in removals:
+        out["removal"] = removals[values["view_removal"]]
     return out
 
 
@@ -441,6 +457,8 @@ def crystal_view(
     legend_px: int = 13,
     legend_first: bool = False,
     graph_of: GraphBuilder = structure_to_graph,
+    remove: int = 0,
+    removal: str = "delete",
 ) -> CrystalView:
     """The 3D view of ``structure``, its edges coloured by ``predictor``'s weights in convolution ``layer``.
 
@@ -469,6 +487,14 @@ def crystal_view(
         legend_first: legend and colour bars above the 3D view (presentation mode).
         graph_of: how the graph is built (an upload's: in the parse pool, see
             :func:`cgcnn.app.uploads.graph_builder_for_upload`).
+        remove: remove the ``remove`` edges the colouring ranks first and predict again, beside as many random
+            edges (``info["removal"]``: :func:`cgcnn.analysis.faithfulness.remove_top`'s report); they are drawn
+            dashed red. 0: off.
+        removal: ``delete`` or ``zero`` (how those edges are removed).
+
+    With a model, ``info["faithfulness"]`` is the colouring's measured faithfulness from the shipped results
+    (:func:`cgcnn.app.faithfulness_view.shipped_evidence`), also written under the edges' colour bar, and
+    ``info["colouring_method"]`` the ranking the colouring is (its faithfulness key).
 
     Occlusion needs one forward pass per edge; past :data:`OCCLUSION_MAX_ATOMS` atoms the colours are
     gradient × input instead (one backward pass) and ``info["attribution_note"]`` says so.
@@ -481,6 +507,7 @@ def crystal_view(
     info["tie"] = tie_note(structure, params)  # '' without a tie at the cut
     graph = graph_of(structure, params)
     values, atom_values, label, value_range = None, None, "", None
+    marked, marked_label, value_note = None, "", ""
     if predictor is not None:
         layers, kind = explain.edge_weight_layers(predictor, graph)
         info.update(n_layers=len(layers), n_heads=layers[0].shape[1], kind=kind)
@@ -520,6 +547,17 @@ def crystal_view(
             values, label, value_range = result.edge_occlusion, f"occlusion attribution ({predictor.card.units})", None
             atom_values = result.atom_occlusion if color_atoms else None
             atom_label = f"occlusion ({predictor.card.units})"
+        method = colouring_method(predictor, graph, layer, head, attribution)
+        evidence = faithfulness_view.shipped_evidence(predictor.card.name, method)
+        info.update(colouring_method=method, faithfulness=evidence)
+        value_note = evidence.short
+        if remove > 0:
+            report, marked = faithfulness.remove_top_edges(predictor, graph, remove, method, removal)
+            info["removal"] = report
+            info["removal_text"] = faithfulness_view.removal_text(
+                report, method, predictor.card.units, ensemble=ensemble is not None
+            )
+            marked_label = f"the {report['removed']} edges removed: ranked first by this colouring"
     scene = crystal_scene.scene_from_structure(
         structure,
         graph,
@@ -530,6 +568,9 @@ def crystal_view(
         value_label=label,
         atom_value_label=atom_label if atom_values is not None else "",
         value_range=value_range,
+        marked_edges=marked,
+        marked_label=marked_label,
+        value_note=value_note,
     )
     info.update(
         drawn_edges=len(scene.edges),
@@ -560,6 +601,8 @@ def png_title(formula: str, state: ViewState) -> str:
         parts.append("mean of heads" if state.head is None else f"head {state.head}")
     colouring = "occlusion attribution" if state.colour == "occlusion" else "attention or gate"
     parts.append(f"edges: {colouring}" + (", atoms coloured" if state.colour_atoms else ""))
+    if state.remove:
+        parts.append(f"top {state.remove} removed ({state.removal}, dashed red)")
     return " · ".join(parts)
 
 
@@ -616,7 +659,53 @@ def view_of_state(
         legend_px=legend_px,
         legend_first=legend_first,
         graph_of=graph_of,
+        remove=state.remove if members else 0,
+        removal=state.removal,
     )
+
+
+def colouring_method(predictor: Predictor, graph: CrystalGraph, layer: int, head: int | None, attribution: bool) -> str:
+    """The faithfulness ranking the viewer paints on the edges (its key in the shipped results).
+
+    The layer's attention (a head or the heads' mean) or gate, occlusion (``delete``), or gradient × input where
+    occlusion is not computed (past :data:`OCCLUSION_MAX_ATOMS` atoms). ``layer`` and ``head`` count from 0 as
+    in :func:`crystal_view`; a head beyond the model's means their mean.
+    """
+    config = predictor.model.config
+    kind = "gate" if config.conv == "gated" else "attention"
+    heads = int(config.conv_options.get("heads", 1)) if kind == "attention" else 1
+    layer = min(max(layer, 0), int(config.n_conv) - 1)
+    head = head if heads > 1 and head is not None and 0 <= head < heads else None
+    return faithfulness_view.colouring_method(kind, layer, head, attribution, graph.n_atoms, OCCLUSION_MAX_ATOMS)
+
+
+def curve_state(state: ViewState) -> ViewState:
+    """``state`` without what the deletion curve does not depend on (edge filter, atom colours, N removed).
+
+    So the page keeps one cache entry per crystal, model, layer, head, colouring and removal mode.
+    """
+    return replace(state, atom=0, edges="top", top_k=2, colour_atoms=False, fixed_range=False, remove=0)
+
+
+def curve_of_state(
+    structure: Structure,
+    state: ViewState,
+    load: Callable[[str], Predictor | Ensemble],
+    graph_of: GraphBuilder = structure_to_graph,
+) -> dict[str, Any] | str | None:
+    """This crystal's deletion curve for the colouring ``state`` paints, against random (None: no model).
+
+    The first model's (the one whose weights colour the picture), removed in ``state.removal`` mode; a sentence
+    instead when the crystal is too large or skipped (see :func:`cgcnn.app.faithfulness_view.crystal_curve`).
+    """
+    if not state.members:
+        return None
+    first = load(state.members[0])
+    predictor = first.members[0] if isinstance(first, Ensemble) else first
+    graph = graph_of(structure, predictor.graph_params)
+    head = None if state.head is None else state.head - 1
+    method = colouring_method(predictor, graph, state.layer - 1, head, state.colour == "occlusion")
+    return faithfulness_view.crystal_curve(predictor, graph, method, state.removal)
 
 
 def model_shape(name: str, store=None) -> ModelShape:

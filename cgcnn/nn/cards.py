@@ -33,6 +33,8 @@ class ModelCard:
         members: a shipped ensemble's member models (empty for one model).
         calibration: what its intervals and distances rest on (``cgcnn.nn.conformal.Calibration.summary``, the
             calibration file, or ``reason`` when there are none); filled in by the zoo when it lists the model.
+        external_check: its error on crystals from outside its training data's source, where measured (the
+            bulk-modulus models on ASE's ``dcdft`` elemental solids), with the caveats; filled in by the zoo.
     """
 
     name: str
@@ -50,6 +52,7 @@ class ModelCard:
     shift_penalty: dict = field(default_factory=dict)
     members: list[str] = field(default_factory=list)
     calibration: dict = field(default_factory=dict)
+    external_check: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         """Plain dict (JSON- and ``weights_only``-safe)."""
