@@ -220,7 +220,7 @@ def test_compare_shows_a_class_as_one_line_and_one_row_per_recipe(class_home, mo
     expected = recipes.group_recipes(store.list_runs())
     assert len(expected) == 10 and sum(g.n for g in expected) > 200  # 3 models x 3 freezes + scratch
     at = open_compare(present=False)
-    (table,) = [d.value for d in at.dataframe if "recipe" in d.value.columns]
+    (table,) = [d.value for d in at.dataframe if "test_mae_mean" in d.value.columns]
     assert sorted(table["recipe"]) == sorted(g.label for g in expected)
     assert table["n"].tolist() == [g.n for g in expected]
     chart = recipe_chart(at)
@@ -230,7 +230,7 @@ def test_compare_shows_a_class_as_one_line_and_one_row_per_recipe(class_home, mo
 
     at.multiselect(key="cmp_rec_owners").set_value(["student-03", "student-07"]).run()
     assert not at.exception
-    (table,) = [d.value for d in at.dataframe if "recipe" in d.value.columns]
+    (table,) = [d.value for d in at.dataframe if "test_mae_mean" in d.value.columns]
     owned = recipes.group_recipes(recipes.filter_runs(store.list_runs(), owners=["student-03", "student-07"]))
     assert table["n"].tolist() == [g.n for g in owned] and table["n"].sum() < 30
     assert (table["owners"] <= 2).all()
@@ -244,6 +244,6 @@ def test_compare_recipes_in_presentation_mode_are_projector_sized(class_home, mo
     assert chart["layout"]["legend"]["font"]["size"] >= 16
     assert chart["layout"]["xaxis"]["tickfont"]["size"] >= 16
     tables = at.get("table")  # static tables with large text, not a 14 px grid
-    assert tables and not [d for d in at.dataframe if "recipe" in d.value.columns]
+    assert tables and not [d for d in at.dataframe if "test_mae_mean" in d.value.columns]
     sizes = [int(s) for t in tables for s in re.findall(r"font-size:\s*(\d+)px", t.proto.arrow_data.styler.styles)]
     assert sizes and min(sizes) >= 16
