@@ -558,6 +558,8 @@ def test_viewer_on_a_1280x720_projector_shows_prediction_and_colour_bar_above_th
         assert metric is not None and metric["y"] >= 0 and metric["y"] + metric["height"] <= 720, metric
         assert bar is not None and bar["y"] + bar["height"] <= 720, bar
         assert canvas["y"] + canvas["height"] <= 720 and canvas["x"] + canvas["width"] <= 1280, canvas
+        note = frame.locator(".cgcnn-faithfulness").bounding_box()  # the colouring's evidence: under the crystal
+        assert note is not None and note["y"] >= canvas["y"] + canvas["height"] - 1, (note, canvas)
         shot = Image.open(io.BytesIO(frame.locator("canvas").first.screenshot())).convert("L")
         ink = shot.point(lambda v: 255 if v < 235 else 0).getbbox()
         assert ink is not None and ink[0] > 0 and ink[1] > 0 and ink[2] < shot.size[0] and ink[3] < shot.size[1]

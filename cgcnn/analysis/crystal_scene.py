@@ -361,7 +361,8 @@ def scene_html(
         png_title: the PNG's title line (crystal, model, layer, head, colouring).
         legend_px: text size of the legend and colour bars (16 in presentation mode).
         legend_first: the legend and colour bars above the view instead of below (presentation mode: a
-            projector's 720 px put them below the fold).
+            projector's 720 px put them below the fold); the colouring's evidence line then goes under the
+            view, so the crystal itself stays above the fold.
     """
     import py3Dmol
 
@@ -385,9 +386,10 @@ def scene_html(
         view.zoom(float(zoom))
     view.startjs += "window.cgcnnViewer = viewer_UNIQUEID;\n"  # for the PNG button (and tests)
     viewer = view._make_html()
-    legend = legend_html(scene, font_px=legend_px)
     png = png_button_html(png_name, png_spec(scene, png_title), font_px=legend_px) if png_name else ""
-    return legend + viewer + png if legend_first else viewer + legend + png
+    if legend_first:
+        return legend_html(scene, legend_px, with_note=False) + viewer + value_note_html(scene, legend_px) + png
+    return viewer + legend_html(scene, legend_px) + png
 
 
 #: The PNG button's script. The 3D canvas (3Dmol keeps its drawing buffer) is copied onto a 2D canvas between a
@@ -514,12 +516,23 @@ def _bars(scene: Scene) -> list[tuple[str, str, tuple[float, float], str, str]]:
     return [bar for bar in bars if bar[2] is not None]
 
 
-def legend_html(scene: Scene, font_px: int = 13) -> str:
+def value_note_html(scene: Scene, font_px: int = 13) -> str:
+    """The line of evidence about the edges' colouring (``scene.value_note``); empty without one."""
+    if not scene.value_note:
+        return ""
+    return (
+        f'<div class="cgcnn-faithfulness" style="font-family:sans-serif;font-size:{font_px}px;margin-top:2px">'
+        f"{html_text(scene.value_note)}</div>"
+    )
+
+
+def legend_html(scene: Scene, font_px: int = 13, with_note: bool = True) -> str:
     """Element chips (while atoms are coloured by element) and one labelled colour bar per coloured thing.
 
     Edges and atoms have different colour maps (:data:`VALUE_COLORSCALE`, :data:`ATOM_COLORSCALE`), so each
     bar is named for what it colours; the element chips go once atoms take a value's colour instead. Text at
-    ``font_px`` (16 in presentation mode); chips and bars grow with it.
+    ``font_px`` (16 in presentation mode); chips and bars grow with it. ``with_note``: the colouring's
+    evidence line (:func:`value_note_html`) under the edges' bar; without it the caller places that line.
     """
     chip, bar_w, bar_h = round(font_px * 1.1), round(font_px * 14), round(font_px * 0.9)
     parts = [f'<div class="cgcnn-legend" style="font-family:sans-serif;font-size:{font_px}px;margin-top:6px">']
@@ -540,8 +553,8 @@ def legend_html(scene: Scene, font_px: int = 13) -> str:
             f'background:linear-gradient(to right, {gradient_css(colorscale=colorscale)})"></span>'
             f"<span>{_short(rng[1])}</span></div>"
         )
-        if what == "Edges" and scene.value_note:
-            parts.append(f'<div class="cgcnn-faithfulness" style="margin-top:2px">{html_text(scene.value_note)}</div>')
+        if what == "Edges" and with_note:
+            parts.append(value_note_html(scene, font_px))
     if scene.marked_label:
         parts.append(
             f'<div class="cgcnn-marked" style="margin-top:6px;display:flex;align-items:center;gap:6px">'
